@@ -1,0 +1,65 @@
+"""Shared fixtures: real PostgreSQL and Redis when reachable, a printed skip reason when not."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("KAKIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("KAKIN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+POSTGRES_UP = _reachable("127.0.0.1", 5432)
+REDIS_UP = _reachable("127.0.0.1", 6379)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        "PostgreSQL 127.0.0.1:5432: " + ("reachable, PostgreSQL tests run" if POSTGRES_UP else "NOT reachable, PostgreSQL tests skip"),
+        "Redis 127.0.0.1:6379: " + ("reachable, Redis tests run" if REDIS_UP else "NOT reachable, Redis tests skip"),
+    ]
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A PostgreSQL database made for this test session and dropped after it."""
+    if not POSTGRES_UP:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (start it to run these tests)")
+    import psycopg
+
+    name = f"kakin_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """(redis_url, key_prefix): keys under the prefix are deleted after the test."""
+    if not REDIS_UP:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
+    import redis
+
+    prefix = f"kakin-test:{uuid.uuid4().hex[:12]}:"
+    yield REDIS_URL, prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
