@@ -1,0 +1,181 @@
+"""kakin's settings: one TOML file plus environment variables.
+
+The file is ``$KAKIN_CONFIG`` or ``./kakin.toml`` (optional: every setting has a default
+that runs the embedded mode — SQLite and the built-in simulated provider). Environment
+variables ``KAKIN_<SECTION>__<FIELD>`` override the file, e.g. ``KAKIN_DATABASE__URL``;
+the common ones also have short names (``KAKIN_DATABASE_URL``, ``KAKIN_REDIS_URL``,
+``KAKIN_ADMIN_KEY``). Provider API keys are never written in the file: a provider names
+the environment variable that holds its key. Every field is documented in docs/config.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kakin.errors import InvalidInput
+
+ProviderKind = Literal["openai", "anthropic", "google", "azure", "simulator"]
+API_FAMILIES = ("openai", "anthropic", "google")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="larger request bodies get 413")
+    access_log: bool = False
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///kakin-data/kakin.db"
+
+
+class RedisSettings(_Section):
+    url: str = Field("", description="empty: counters and cache live in the gateway process")
+    prefix: str = "kakin:"
+
+
+class CurrencySettings(_Section):
+    display: str = "USD"
+    rates: dict[str, Decimal] = Field(default_factory=dict, description="units per 1 USD, e.g. JPY = '150'")
+
+
+class ProviderSettings(_Section):
+    """One upstream. ``serves`` says which API families it answers (a simulator serves all)."""
+
+    name: str
+    kind: ProviderKind
+    base_url: str
+    api_key_env: str = ""
+    serves: tuple[str, ...] = ()
+    api_version: str = Field("", description="Azure api-version to send upstream")
+    deployments: dict[str, str] = Field(default_factory=dict, description="Azure deployment → catalog model")
+
+    @model_validator(mode="after")
+    def _default_serves(self) -> ProviderSettings:
+        if not self.serves:
+            family = {"simulator": API_FAMILIES, "azure": ("azure",)}.get(self.kind, (self.kind,))
+            object.__setattr__(self, "serves", tuple(family))
+        return self
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+
+class RouteRule(_Section):
+    """Send requests for ``alias`` to the cheapest of ``cheapest_of`` (same API family)."""
+
+    alias: str
+    cheapest_of: tuple[str, ...]
+    assume_input_tokens: int = Field(1000, gt=0)
+    assume_output_tokens: int = Field(500, gt=0)
+
+
+class CacheSettings(_Section):
+    enabled: bool = Field(False, description="cache for every project; otherwise per request header")
+    ttl_seconds: int = Field(3600, gt=0)
+    max_entries: int = Field(10_000, gt=0)
+    max_entry_bytes: int = Field(1024 * 1024, gt=0)
+
+
+class GatewaySettings(_Section):
+    default_max_output_tokens: int = Field(4096, gt=0, description="bound when a request sets none")
+    allow_unpriced_models: bool = False
+    hold_seconds: int = Field(900, gt=0, description="a reservation never settled is released after this")
+    upstream_timeout_seconds: float = Field(600, gt=0)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    routes: tuple[RouteRule, ...] = ()
+    commit_max_batch: int = Field(256, gt=0)
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    currency: CurrencySettings = CurrencySettings()
+    providers: tuple[ProviderSettings, ...] = ()
+    gateway: GatewaySettings = GatewaySettings()
+    cache: CacheSettings = CacheSettings()
+    admin_key: str = Field("", repr=False, description="admin API key; prefer KAKIN_ADMIN_KEY")
+    catalog: dict[str, Any] = Field(default_factory=dict, description="price overrides, see docs/pricing.md")
+    source: str = "defaults"
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_names(cls, providers: tuple[ProviderSettings, ...]) -> tuple[ProviderSettings, ...]:
+        names = [p.name for p in providers]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"provider names must be unique, repeated: {', '.join(sorted(dupes))}")
+        return providers
+
+    def provider_for(self, family: str) -> ProviderSettings | None:
+        """The upstream that answers an API family ("openai", "anthropic", "google", "azure")."""
+        for provider in self.providers:
+            if family in provider.serves:
+                return provider
+        return None
+
+
+# Short environment names for the settings people set most.
+_SHORT_ENV = {
+    "KAKIN_DATABASE_URL": ("database", "url"),
+    "KAKIN_REDIS_URL": ("redis", "url"),
+    "KAKIN_ADMIN_KEY": ("admin_key",),
+    "KAKIN_HOST": ("server", "host"),
+    "KAKIN_PORT": ("server", "port"),
+    "KAKIN_CURRENCY": ("currency", "display"),
+}
+
+
+def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read the TOML file (if any) and apply environment overrides.
+
+    Raises InvalidInput with the offending field when the file or a variable is wrong."""
+    env = dict(os.environ if env is None else env)
+    file = Path(path or env.get("KAKIN_CONFIG") or "kakin.toml")
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"{file}: not valid TOML ({exc})") from None
+        source = str(file)
+    elif path is not None:
+        raise InvalidInput(f"config file {file} does not exist")
+    for name, value in env.items():
+        if name in _SHORT_ENV:
+            _set(data, _SHORT_ENV[name], value)
+        elif name.startswith("KAKIN_") and "__" in name:
+            _set(data, tuple(part.lower() for part in name[len("KAKIN_") :].split("__")), value)
+    data["source"] = source
+    try:
+        return Settings.model_validate(data)
+    except ValueError as exc:
+        raise InvalidInput(f"configuration ({source}) is invalid: {_first_error(exc)}") from None
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg')}"
+    return str(exc)
