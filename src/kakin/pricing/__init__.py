@@ -1,0 +1,5 @@
+"""Pricing: usage × catalog → itemised cost."""
+
+from kakin.pricing.usage import Usage
+
+__all__ = ["Usage"]
