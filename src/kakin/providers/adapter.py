@@ -1,0 +1,73 @@
+"""The shape every provider adapter has, and the per-stream state adapters update.
+
+An adapter is four plain functions, one set per endpoint kind:
+
+- ``parse(endpoint, doc_or_body, path_params, query, model_map) -> ParsedRequest``
+- ``rewrite(parsed, model) -> dict | None``: the changed request document to send
+  upstream, or None when the client's bytes can be forwarded untouched (the common case:
+  no re-serialisation on the hot path);
+- ``usage(parsed, doc) -> Usage | None``: usage of a complete (non-streamed) response;
+- ``on_event(state, event) -> bool``: read one decoded stream event, record usage and
+  produced text in ``state``, and say whether the client should receive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kakin.pricing import Usage
+from kakin.providers.endpoints import Endpoint
+from kakin.providers.request import ParsedRequest
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What a stream meter knows so far."""
+
+    parsed: ParsedRequest
+    usage: Usage | None = None
+    finished: bool = False
+    text_parts: list[str] = field(default_factory=list)
+    # Input tokens as the provider reported them early in the stream (Anthropic message_start).
+    reported_input_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_text(self, text: object) -> None:
+        if isinstance(text, str) and text:
+            self.text_parts.append(text)
+
+
+ParseFn = Callable[[Endpoint, bytes, Mapping[str, str], Mapping[str, str], Mapping[str, str]], ParsedRequest]
+RewriteFn = Callable[[ParsedRequest, "str | None"], "dict[str, Any] | None"]
+UsageFn = Callable[[ParsedRequest, Any], "Usage | None"]
+EventFn = Callable[[StreamState, Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    parse: ParseFn
+    rewrite: RewriteFn
+    usage: UsageFn
+    on_event: EventFn | None = None
+    # "sse" for text/event-stream, "json-array" for Gemini's stream without alt=sse.
+    stream_framing: str = "sse"
+
+
+def as_int(value: object) -> int:
+    """A usage figure from a provider response: a non-negative int, or 0 when absent/odd."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, float) and value > 0:
+        return int(value)
+    return 0
+
+
+def sub(doc: object, key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is an object, else an empty dict (provider fields are often null)."""
+    if isinstance(doc, dict):
+        value = doc.get(key)
+        if isinstance(value, dict):
+            return value
+    return {}
