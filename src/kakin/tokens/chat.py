@@ -81,6 +81,9 @@ def count_messages(messages: list[dict], model: str, *, tools: list[dict] | None
         raise InvalidInput(f"messages must be a list of message objects, got {type(messages).__name__}")
     if tools is not None and not isinstance(tools, list):
         raise InvalidInput(f"tools must be a list of tool definitions, got {type(tools).__name__}")
+    for position, tool in enumerate(tools or []):
+        if not isinstance(tool, Mapping):
+            raise InvalidInput(f"tools[{position}] must be an object, got {type(tool).__name__}")
     request = _Request()
     for index, message in enumerate(messages):
         _collect_message(request, message, index)
@@ -231,23 +234,25 @@ def _openai_tools_estimate(tools: list[dict], encode: Any, weights: tuple[int, .
     func_init, func_end, prop_init, prop_key, enum_init, enum_item = weights
     total = 0
     for tool in tools:
-        function = tool.get("function", tool) if isinstance(tool, Mapping) else {}
+        function = tool.get("function", tool)
         if not isinstance(function, Mapping):
             raise InvalidInput("each tool must be an object such as {'type': 'function', 'function': {...}}")
         description = str(function.get("description", "")).rstrip(".")
         total += func_init + len(encode(f"{function.get('name', '')}:{description}"))
-        properties = (function.get("parameters") or {}).get("properties") or {}
-        if properties:
-            total += prop_init
-            for key, spec in properties.items():
-                spec = spec if isinstance(spec, Mapping) else {}
-                total += prop_key
-                for item in spec.get("enum") or []:
-                    total += enum_item + len(encode(str(item)))
-                if spec.get("enum"):
-                    total += enum_init
-                text = f"{key}:{spec.get('type', '')}:{str(spec.get('description', '')).rstrip('.')}"
-                total += len(encode(text))
+        schema = function.get("parameters") or function.get("input_schema") or {}
+        properties = schema.get("properties") if isinstance(schema, Mapping) else None
+        if not isinstance(properties, Mapping) or not properties:
+            continue
+        total += prop_init
+        for key, spec in properties.items():
+            spec = spec if isinstance(spec, Mapping) else {}
+            total += prop_key
+            enum = spec.get("enum")
+            if isinstance(enum, list) and enum:
+                total += enum_init + sum(enum_item + len(encode(str(item))) for item in enum)
+            total += len(
+                encode(f"{key}:{spec.get('type', '')}:{str(spec.get('description', '')).rstrip('.')}")
+            )
     return total + (func_end if tools else 0)
 
 

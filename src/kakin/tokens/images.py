@@ -108,14 +108,10 @@ def _patches(width: int, height: int) -> int:
 
 
 def anthropic_image_tokens(width: int, height: int) -> int:
-    w, h = Fraction(width), Fraction(height)
-    scale = min(Fraction(1), Fraction(_ANTHROPIC_LONG_EDGE) / max(w, h))
-    w, h = w * scale, h * scale
-    if w * h > _ANTHROPIC_MAX_PIXELS:
-        # Same aspect ratio, area down to the limit (sqrt of a ratio ≤ 1, exact enough as float).
-        area_scale = Fraction(math.sqrt(_ANTHROPIC_MAX_PIXELS / (w * h)))
-        w, h = w * area_scale, h * area_scale
-    return math.ceil(w * h / 750)
+    scale = min(Fraction(1), Fraction(_ANTHROPIC_LONG_EDGE, max(width, height)))
+    # Shrinking to the pixel limit keeps the aspect ratio, so the area simply becomes the limit.
+    area = min(width * height * scale * scale, Fraction(_ANTHROPIC_MAX_PIXELS))
+    return math.ceil(area / 750)
 
 
 def gemini_image_tokens(width: int, height: int, *, model: str, resolution: str = "auto") -> int:
