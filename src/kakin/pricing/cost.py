@@ -1,0 +1,151 @@
+"""An itemised cost: the total and one explainable line per priced component.
+
+Pricing a request computes every amount up front, but builds the ``CostItem`` objects
+only when someone reads ``Cost.items``: the gateway settles millions of requests from
+``total`` alone, while invoices and ``explain()`` read the lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, overload
+
+from kakin.money import decimal_str, format_amount
+
+
+@dataclass(frozen=True, slots=True)
+class CostItem:
+    """One line of a cost: ``quantity`` × ``unit_price`` = ``amount``."""
+
+    component: str
+    """input, output, cache_read, cache_write, cache_write_1h, input_audio, image, cache_storage…"""
+    quantity: Decimal
+    unit: str
+    """token, second, request, search, image, token-hour…"""
+    unit_price: Decimal
+    """USD per one unit."""
+    amount: Decimal
+    tier: str | None
+    """The context tier applied, e.g. "input > 200,000 tokens"."""
+    effective_from: date | None
+    """Start of the price period used (None: the earliest known prices)."""
+    source: str
+    """Where the price comes from, e.g. "genai-prices 0.2.3" or "override: kakin.toml"."""
+    direction: str | None = None
+    """input, output, or None for charges that are neither (searches, storage, requests)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "quantity": decimal_str(self.quantity),
+            "unit": self.unit,
+            "unit_price": decimal_str(self.unit_price),
+            "amount": decimal_str(self.amount),
+            "tier": self.tier,
+            "effective_from": self.effective_from.isoformat() if self.effective_from else None,
+            "source": self.source,
+            "direction": self.direction,
+        }
+
+
+class CostItems(Sequence[CostItem]):
+    """The lines of a cost, materialised on first access; behaves as a tuple of ``CostItem``."""
+
+    __slots__ = ("_build", "_items")
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._items: tuple[CostItem, ...] | None = None
+
+    def _all(self) -> tuple[CostItem, ...]:
+        items = self._items
+        if items is None:
+            items = self._items = tuple(self._build())
+            self._build = None
+        return items
+
+    @overload
+    def __getitem__(self, index: int) -> CostItem: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[CostItem, ...]: ...
+    def __getitem__(self, index: int | slice) -> CostItem | tuple[CostItem, ...]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[CostItem]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a usage costs on a model at a time, with the lines that add up to it."""
+
+    model: str
+    provider: str
+    total: Decimal
+    input: Decimal
+    """Sum of the input-side lines (input, cached and cache-write tokens, audio/image input)."""
+    output: Decimal
+    """Sum of the output-side lines (output, reasoning, audio/image output tokens, images)."""
+    items: Sequence[CostItem]
+    priced_at: datetime
+    mode: str = "standard"
+
+    @property
+    def other(self) -> Decimal:
+        """Charges that are neither input nor output: searches, per-request fees, storage, durations."""
+        return self.total - self.input - self.output
+
+    def explain(self) -> str:
+        """A human-readable breakdown, one line per item, ending with the total."""
+        lines = [
+            f"{self.provider}/{self.model} ({self.mode}) priced at {self.priced_at.isoformat(timespec='seconds')}"
+        ]
+        for item in self.items:
+            tier = f", {item.tier}" if item.tier else ""
+            since = f", from {item.effective_from.isoformat()}" if item.effective_from else ""
+            lines.append(
+                f"  {item.component:<16} {_quantity(item.quantity):>14} {item.unit}"
+                f" × ${decimal_str(item.unit_price)} = ${decimal_str(item.amount)}"
+                f"  [{item.source}{tier}{since}]"
+            )
+        if not self.items:
+            lines.append("  (nothing billable)")
+        lines.append(
+            f"  total {format_amount(self.total)} (${decimal_str(self.total)}; "
+            f"input ${decimal_str(self.input)}, output ${decimal_str(self.output)})"
+        )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: amounts as exact decimal strings."""
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "mode": self.mode,
+            "priced_at": self.priced_at.isoformat(),
+            "total": decimal_str(self.total),
+            "input": decimal_str(self.input),
+            "output": decimal_str(self.output),
+            "items": [item.to_dict() for item in self.items],
+        }
+
+
+def _quantity(value: Decimal) -> str:
+    return f"{value:,}" if value == value.to_integral_value() else decimal_str(value)
