@@ -1,31 +1,51 @@
 """The ``kakin`` command line.
 
-The root Typer app lives here and nothing else does: each command group is a module of its
-own that exposes a Typer app (or plain commands) and is registered below with one line, so
-packages can add their commands without touching each other's code. ``main()`` runs the app
-behind one error handler (``kakin.cli.output.run_app``) that turns every user error into a
-one-line message and exit code 2.
+The root Typer app lives here and nothing else does. Each command group is a module of its
+own with a ``register(app)`` function, listed once in ``COMMAND_MODULES`` below, so packages
+add their commands without touching each other's code::
+
+    # src/kakin/cli/keys.py
+    group = typer.Typer(help="Virtual API keys.")
+
+    @group.command("create")
+    def create(...): ...
+
+    def register(app: typer.Typer) -> None:
+        app.add_typer(group, name="keys")
+
+Command modules import their heavy dependencies inside the command functions, so that
+``kakin --help`` and the quick commands stay fast.
+
+Errors: the root group (``kakin.cli.output.KakinGroup``) turns every user error — a
+``KakinError``, a ``MoneyError``, a settings validation error, or a bad option value — into
+one line on stderr and exit code 2, both under ``main()`` and under ``CliRunner``.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import typer
+
+from kakin.cli.output import KakinGroup, run_app
 
 app = typer.Typer(
     name="kakin",
+    cls=KakinGroup,
     help="Pay-as-you-go cost control for AI APIs: prices, token counts, estimates and budgets.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
+# One line per command module; each has `register(app: typer.Typer) -> None`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def main() -> None:
     """Console entry point (``kakin = "kakin.cli:main"``)."""
-    from kakin.cli.output import run_app
-
     run_app(app)
 
 
-# Command groups register here, one line each: `from kakin.cli import <module>  # noqa: E402`
-# with the module attaching itself to `app` (see kakin.cli.estimate_cmd for the pattern).
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)

@@ -1,12 +1,391 @@
-"""Shared output helpers for every CLI command (filled in below)."""
+"""What every CLI command shares: error handling, currency, and table/JSON/CSV rendering.
+
+Commands build a :class:`Report` (columns, rows, totals and notes, amounts in exact USD) and
+hand it to :func:`emit`, which converts money to the display currency and renders it in the
+format asked for. Keeping the numbers apart from their rendering is what lets every report
+speak table, JSON and CSV with the same figures: JSON and CSV carry exact decimal strings,
+tables round for reading.
+
+Errors a user can cause never show a traceback: :class:`KakinGroup` (the root command class)
+prints them as one line on stderr and exits with code 2.
+"""
 
 from __future__ import annotations
 
+import csv
+import importlib
+import io
+import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum, StrEnum
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
+from typer.core import TyperGroup
+
+from kakin.errors import InvalidInput, KakinError
+from kakin.money import USD, FxRate, MoneyError, decimal_str, format_amount, fx_rate
+
+EXIT_USER_ERROR = 2
+
+# The click that Typer runs on (recent Typer releases ship their own copy of it).
+_click_exceptions = importlib.import_module(typer.BadParameter.__module__)
+_PASS_THROUGH: tuple[type[BaseException], ...] = tuple(
+    getattr(_click_exceptions, name)
+    for name in ("Exit", "Abort", "NoArgsIsHelpError")
+    if hasattr(_click_exceptions, name)
+)
+_UsageError: type[Exception] = _click_exceptions.UsageError
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [KakinError, MoneyError]
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None:  # only loaded when settings were read
+        types.append(pydantic.ValidationError)
+    return tuple(types)
+
+
+def one_line(message: str) -> str:
+    """Collapse a message to a single line (some library messages span several)."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` on stderr and exit with code 2."""
+    typer.echo(f"error: {one_line(message)}", err=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+class KakinGroup(TyperGroup):
+    """Root command group: user errors become one line on stderr and exit code 2.
+
+    Handled here rather than in ``main()`` so that the behaviour is the same under
+    ``typer.testing.CliRunner`` and for command groups other packages register."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except _UsageError as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "kakin"  # type: ignore[attr-defined]
+            fail(f"{exc.format_message()} (see '{where} --help')")  # type: ignore[attr-defined]
+        except _user_error_types() as exc:
+            fail(str(exc))
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run ``app`` as the console entry point."""
-    sys.exit(app())
+    """Run ``app`` as the console entry point (Typer exits with the command's code)."""
+    app()
+
+
+# --------------------------------------------------------------------------- options
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", help="table (for reading), json or csv (exact decimal strings)."),
+]
+CurrencyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--currency",
+        help="Display currency (ISO code, e.g. USD, JPY). Rate from kakin.toml [currency.rates], "
+        "KAKIN_FX_<CODE>, or the labelled default. Default: [currency] display, else USD.",
+    ),
+]
+
+
+def resolve_currency(code: str | None) -> FxRate:
+    """The display rate for ``--currency`` (or the configured display currency)."""
+    rates: dict[str, Decimal] = {}
+    if code is None or code.strip().upper() != USD:
+        settings = _settings()
+        rates = dict(settings.currency.rates) if settings is not None else {}
+        if code is None:
+            code = settings.currency.display if settings is not None else USD
+    return fx_rate(code or USD, rates)
+
+
+def _settings() -> Any:
+    """kakin.toml settings when a file or KAKIN_ variables exist; None otherwise (fast path)."""
+    import os
+    from pathlib import Path
+
+    if not (os.environ.get("KAKIN_CONFIG") or Path("kakin.toml").exists() or _has_kakin_env()):
+        return None
+    from kakin.config import load_settings
+
+    return load_settings()
+
+
+def _has_kakin_env() -> bool:
+    import os
+
+    return any(name.startswith("KAKIN_") and not name.startswith("KAKIN_FX_") for name in os.environ)
+
+
+def load_catalog() -> Any:
+    """The price catalog, with kakin.toml's ``[catalog]`` overrides when there are any."""
+    from kakin.catalog import Catalog
+
+    settings = _settings()
+    if settings is not None and settings.catalog:
+        return Catalog.load(settings.catalog)
+    return Catalog.default()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_decimal(
+    raw: str | None,
+    what: str,
+    *,
+    minimum: Decimal | int | None = 0,
+    maximum: Decimal | int | None = None,
+    percent: bool = False,
+) -> Decimal:
+    """Parse a user number exactly and check its range; ``percent`` accepts '20%' or '0.2'."""
+    if raw is None:
+        raise InvalidInput(f"{what} is required")
+    text = raw.strip().replace(",", "").replace("_", "")
+    scale = Decimal(1)
+    if percent and text.endswith("%"):
+        text, scale = text[:-1].strip(), Decimal("0.01")
+    try:
+        value = Decimal(text) * scale
+    except ArithmeticError:
+        raise InvalidInput(f"{what} must be a number, got {raw!r}") from None
+    if not value.is_finite():
+        raise InvalidInput(f"{what} must be a finite number, got {raw!r}")
+    if minimum is not None and value < minimum:
+        raise InvalidInput(f"{what} must be at least {_show_bound(minimum, percent)}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"{what} must be at most {_show_bound(maximum, percent)}, got {raw!r}")
+    return value
+
+
+def parse_int(raw: str | None, what: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number in range ('1_000' and '1,000' accepted)."""
+    value = parse_decimal(raw, what, minimum=minimum, maximum=maximum)
+    if value != value.to_integral_value():
+        raise InvalidInput(f"{what} must be a whole number, got {raw!r}")
+    return int(value)
+
+
+def _show_bound(bound: Decimal | int, percent: bool) -> str:
+    if percent:
+        return f"{decimal_str(Decimal(bound) * 100)}%"
+    return f"{Decimal(bound):,}"
+
+
+def read_text_file(path: str, what: str) -> str:
+    """A UTF-8 file's text, or a one-line error naming the file."""
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{what} {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} {path!r} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} {path!r} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {what} {path!r}: {exc.strerror}") from None
+
+
+def read_json_file(path: str, what: str) -> Any:
+    text = read_text_file(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{what} {path!r} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+
+
+def read_toml_file(path: str, what: str) -> dict[str, Any]:
+    import tomllib
+
+    text = read_text_file(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{what} {path!r} is not valid TOML: {exc}") from None
+
+
+# --------------------------------------------------------------------------- reports
+
+Kind = Literal["text", "int", "money", "decimal", "percent", "rate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column. ``money`` values are USD Decimals converted to the display currency;
+    ``rate`` values are per-unit USD prices (converted, shown with more digits)."""
+
+    key: str
+    header: str
+    kind: Kind = "text"
+
+
+@dataclass(slots=True)
+class Report:
+    """A titled table of rows plus totals, notes and extra JSON fields."""
+
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    total: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Extra top-level JSON fields (amounts inside are converted like money columns when
+    listed in ``extra_money``)."""
+    extra_money: frozenset[str] = frozenset()
+    row_style: Callable[[dict[str, Any]], str | None] | None = None
+
+
+def emit(reports: Report | Sequence[Report], fmt: OutputFormat, fx: FxRate, console: Any = None) -> None:
+    """Render one or more reports to stdout in ``fmt`` and display currency ``fx``."""
+    items = [reports] if isinstance(reports, Report) else list(reports)
+    if fmt is OutputFormat.json:
+        payloads = [report_json(r, fx) for r in items]
+        typer.echo(json.dumps(payloads[0] if len(payloads) == 1 else payloads, ensure_ascii=False, indent=2))
+    elif fmt is OutputFormat.csv:
+        typer.echo("\n".join(report_csv(r, fx) for r in items), nl=False)
+    else:
+        from rich.console import Console
+
+        out = console or Console()
+        for report in items:
+            print_table(report, fx, out)
+
+
+def fx_json(fx: FxRate) -> dict[str, str]:
+    return {"currency": fx.currency, "per_usd": decimal_str(fx.per_usd), "source": fx.source}
+
+
+def json_value(value: Any, kind: Kind, fx: FxRate) -> Any:
+    """A cell for JSON: money as a decimal string in the display currency."""
+    if value is None:
+        return None
+    if kind in ("money", "rate"):
+        return decimal_str(fx.convert(value))
+    if isinstance(value, Decimal):
+        return decimal_str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _extra_json(value: Any, fx: FxRate, money: bool) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _extra_json(v, fx, money) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_extra_json(v, fx, money) for v in value]
+    if isinstance(value, Decimal):
+        return decimal_str(fx.convert(value) if money else value)
+    return json_value(value, "text", fx)
+
+
+def report_json(report: Report, fx: FxRate) -> dict[str, Any]:
+    payload: dict[str, Any] = {"report": report.title, "fx": fx_json(fx)}
+    payload["rows"] = [
+        {c.key: json_value(row.get(c.key), c.kind, fx) for c in report.columns} for row in report.rows
+    ]
+    if report.total is not None:
+        payload["total"] = {
+            c.key: json_value(report.total[c.key], c.kind, fx)
+            for c in report.columns
+            if c.key in report.total
+        }
+    for key, value in report.extra.items():
+        payload[key] = _extra_json(value, fx, key in report.extra_money)
+    if report.notes:
+        payload["notes"] = list(report.notes)
+    return payload
+
+
+def report_csv(report: Report, fx: FxRate) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([_csv_header(c, fx) for c in report.columns])
+    rows = list(report.rows)
+    if report.total is not None:
+        rows.append(report.total)
+    for row in rows:
+        writer.writerow(
+            ["" if row.get(c.key) is None else json_value(row.get(c.key), c.kind, fx) for c in report.columns]
+        )
+    return buffer.getvalue()
+
+
+def _csv_header(column: Column, fx: FxRate) -> str:
+    return f"{column.key}_{fx.currency.lower()}" if column.kind in ("money", "rate") else column.key
+
+
+def display(value: Any, kind: Kind, fx: FxRate) -> str:
+    """A cell for reading: money rounded for display, exact enough never to show zero."""
+    if value is None:
+        return "—"
+    if kind == "money":
+        return format_amount(fx.convert(value), fx.currency)
+    if kind == "rate":
+        return format_amount(fx.convert(value), fx.currency, significant=6)
+    if kind == "percent":
+        return f"{decimal_str((Decimal(value) * 100).quantize(Decimal('0.1')))}%"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "decimal":
+        return (
+            f"{Decimal(value).normalize():,f}"
+            if Decimal(value) == Decimal(value).to_integral_value()
+            else decimal_str(value)
+        )
+    if isinstance(value, Enum):
+        return str(value.value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def print_table(report: Report, fx: FxRate, console: Any) -> None:
+    from rich.table import Table
+
+    has_total = report.total is not None
+    table = Table(title=report.title, title_justify="left", show_footer=has_total, header_style="bold")
+    for column in report.columns:
+        numeric = column.kind != "text"
+        footer = (
+            display(report.total.get(column.key), column.kind, fx)
+            if has_total and column.key in report.total
+            else ""
+        )  # type: ignore[union-attr]
+        table.add_column(column.header, justify="right" if numeric else "left", footer=footer)
+    for row in report.rows:
+        style = report.row_style(row) if report.row_style else None
+        table.add_row(*(display(row.get(c.key), c.kind, fx) for c in report.columns), style=style)
+    console.print(table)
+    notes = list(report.notes)
+    if fx.currency != USD and any(c.kind in ("money", "rate") for c in report.columns):
+        notes.append(f"amounts in {fx.currency} at {fx.describe()}")
+    for note in notes:
+        console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
