@@ -79,6 +79,7 @@ HTTP ``status``); record types in ``kakin.ledger.records``. Amounts are Decimal 
 USD out; see docs/ledger.md for the model, consumption order and durability.
 """
 
+from kakin.ledger.credit import FreeCreditRefused
 from kakin.ledger.errors import (
     BudgetExceeded,
     CreditExhausted,
@@ -89,6 +90,7 @@ from kakin.ledger.errors import (
     PermissionDenied,
     TierLimitExceeded,
 )
+from kakin.ledger.ledger import Ledger
 from kakin.ledger.records import (
     Balance,
     Budget,
@@ -123,12 +125,14 @@ __all__ = [
     "BudgetStatus",
     "CreditExhausted",
     "Entry",
+    "FreeCreditRefused",
     "Grant",
     "InvalidKey",
     "KeyExpired",
     "KeyRecord",
     "KeyRevoked",
     "KeySuspended",
+    "Ledger",
     "Op",
     "OpResult",
     "Org",

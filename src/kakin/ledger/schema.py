@@ -178,7 +178,9 @@ entries = Table(
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("detail", JSON),
+    Column("idempotency_key", String(200)),  # refunds and payments; null for the rest
     Index("ix_entries_org_id_occurred_at", "org_id", "occurred_at"),
+    UniqueConstraint("org_id", "idempotency_key"),
 )
 
 reservations = Table(

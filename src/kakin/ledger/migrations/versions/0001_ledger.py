@@ -94,8 +94,10 @@ def upgrade() -> None:
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(["org_id"], ["orgs.id"], name=op.f("fk_entries_org_id_orgs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entries")),
+        sa.UniqueConstraint("org_id", "idempotency_key", name=op.f("uq_entries_org_id_idempotency_key")),
     )
     with op.batch_alter_table("entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_entries_grant_id"), ["grant_id"], unique=False)

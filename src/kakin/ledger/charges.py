@@ -1,0 +1,373 @@
+"""Two-phase charges: reserve → settle (posted) or void, after TigerBeetle's pending
+transfers.
+
+``reserve`` holds credit and budget room for a request's upper-bound cost in one atomic step
+under the organisation lock; ``settle`` posts the real cost (lower or higher), burns grants
+in consumption order and writes the usage record; ``void`` gives the room back. A hold never
+settled expires and its room returns; a settle after that is still charged in full (usage is
+never dropped) and the whole amount is recorded as overrun. Idempotency: the same key with the
+same parameters returns the first result; with other parameters it is a Conflict.
+
+Each function works on a :class:`~kakin.ledger.work.Work` (one open transaction) and checks
+everything before it changes anything, so many can share a transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from kakin.errors import Conflict, InvalidInput
+from kakin.ledger import budgets, credit, housekeeping, tiers
+from kakin.ledger import validate as v
+from kakin.ledger.errors import CreditExhausted, KeyExpired, KeyRevoked, KeySuspended, PermissionDenied
+from kakin.ledger.ids import new_id
+from kakin.ledger.records import (
+    Reservation,
+    ReserveOp,
+    Scope,
+    Settlement,
+    SettleOp,
+    ThresholdCrossed,
+    UsageDetail,
+    VoidOp,
+)
+from kakin.ledger.validate import usd
+from kakin.ledger.work import Row, Work, min_time
+from kakin.money import from_pico
+
+# Reservations ---------------------------------------------------------------------------
+
+
+def reserve(work: Work, op: ReserveOp) -> Reservation:
+    scope = op.scope
+    if not isinstance(scope, Scope):
+        raise InvalidInput(
+            f"reserve needs a Scope(org_id, project_id, key_id, model), got {type(scope).__name__}"
+        )
+    amount = v.amount_pico(op.amount, "reservation amount")
+    tokens = v.tokens(op.tokens, "reserved tokens")
+    key = v.text(op.idempotency_key, "idempotency key")
+    model = v.text(scope.model, "model")
+    hold_for = (
+        timedelta(seconds=work.context.hold_seconds)
+        if op.expires_in is None
+        else v.duration(op.expires_in, "reservation expires_in", maximum=v.MAX_HOLD)
+    )
+    org = work.org(scope.org_id)
+    digest = credit.params_hash(scope.project_id, scope.key_id, model, amount, tokens)
+    previous = work.by_key(org["id"], key)
+    if previous is not None:
+        if previous["params_hash"] != digest:
+            raise Conflict(
+                f"idempotency key {key!r} was already used for reservation {previous['id']} "
+                f"({usd(previous['amount_pico'])}, model {previous['model']}) with other parameters; "
+                "use a new key for a new request"
+            )
+        return to_record(previous, repeated=True)
+    _check_scope(work, org, scope, model)
+    _check_credit(work, org, amount)
+    applicable = budgets.applicable(work, org, scope.project_id, scope.key_id, model)
+    budgets.check_room(work, org, applicable, amount, tokens)
+    # Everything checked: write.
+    row = {
+        "id": new_id("res"),
+        "org_id": org["id"],
+        "project_id": scope.project_id,
+        "key_id": scope.key_id,
+        "model": model,
+        "idempotency_key": key,
+        "params_hash": digest,
+        "amount_pico": amount,
+        "tokens": tokens,
+        "status": "held",
+        "created_at": work.now,
+        "expires_at": work.now + hold_for,
+        "closed_at": None,
+        "actual_pico": None,
+        "actual_tokens": None,
+        "overrun_pico": None,
+        "late": False,
+        "settle_hash": None,
+        "holds": [],
+        "result": None,
+    }
+    budgets.hold(work, org, row, applicable)
+    work.add_reservation(row)
+    org["held_pico"] += amount
+    org["held_tokens"] += tokens
+    org["next_hold_expiry"] = min_time(org["next_hold_expiry"], row["expires_at"])
+    work.touch_org(org)
+    return to_record(row)
+
+
+def _check_scope(work: Work, org: Row, scope: Scope, model: str) -> None:
+    """The project and key must belong to the organisation, the key must be usable and
+    allowed the model: one project can never spend another's money."""
+    if work.project_org(scope.project_id) != org["id"]:
+        raise PermissionDenied(
+            f"project {scope.project_id!r} does not belong to organisation {org['name']!r}"
+        )
+    if scope.key_id is None:
+        return
+    key = work.key(scope.key_id)
+    if key is None or key["project_id"] != scope.project_id:
+        raise PermissionDenied(f"key {scope.key_id!r} does not belong to project {scope.project_id!r}")
+    now = work.now
+    if key["revoked_at"] is not None and key["revoked_at"] <= now:
+        raise KeyRevoked(
+            f"key {key['prefix']}… was revoked at {key['revoked_at'].isoformat()}; create a new key"
+        )
+    if key["expires_at"] is not None and key["expires_at"] <= now:
+        raise KeyExpired(
+            f"key {key['prefix']}… expired at {key['expires_at'].isoformat()}; rotate or create a key"
+        )
+    if key["suspended_at"] is not None:
+        raise KeySuspended(
+            f"key {key['prefix']}… is suspended since {key['suspended_at'].isoformat()} "
+            f"({key['suspend_reason']}); unsuspend it with `kakin keys unsuspend {key['id']}`"
+        )
+    if key["models"] is not None and model not in key["models"]:
+        raise PermissionDenied(f"key {key['prefix']}… may only use {', '.join(key['models'])}; not {model!r}")
+
+
+def _check_credit(work: Work, org: Row, amount: int) -> None:
+    """Without a payment method, a hold must fit in the credit not already held."""
+    if org["payment_method"]:
+        return
+    available = org["credit_pico"] - org["held_pico"]
+    if available > 0 and amount <= available:
+        return
+    raise CreditExhausted(
+        f"organisation {org['name']!r} is out of credit: {_credit_story(work, org)}; this request needs up to "
+        f"{usd(amount)} and {usd(max(available, 0))} is available. There is no payment method on "
+        f'file, so usage stops here: add one (`kakin org update {org["name"]} --payment-method "card"`) to '
+        f"continue on postpaid billing, or buy prepaid credit (`kakin credits grant {org['name']} --kind prepaid`)"
+    )
+
+
+def _credit_story(work: Work, org: Row) -> str:
+    """What ran out and when, from the journal (only on the refusal path)."""
+    from sqlalchemy import select
+
+    from kakin.ledger import schema as s
+
+    e = s.entries
+    last = work.conn.execute(
+        select(e.c.kind, e.c.occurred_at, e.c.grant_id)
+        .where(
+            e.c.org_id == org["id"], e.c.grant_id.is_not(None), e.c.kind.in_(("expiry", "charge", "refund"))
+        )
+        .order_by(e.c.occurred_at.desc(), e.c.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return "it has never had any credit"
+    if org["credit_pico"] > 0:
+        return (
+            f"{usd(org['held_pico'])} of its {usd(org['credit_pico'])} credit is held by requests in flight"
+        )
+    verb = {"expiry": "expired", "charge": "was used up", "refund": "was refunded"}[last.kind]
+    return f"its last credit (grant {last.grant_id}) {verb} at {last.occurred_at.isoformat()}"
+
+
+# Settling --------------------------------------------------------------------------------
+
+
+def settle(work: Work, op: SettleOp) -> Settlement:
+    actual = v.amount_pico(op.actual_amount, "actual amount")
+    usage = _check_usage(op.usage)
+    reservation = work.reservation(op.reservation_id)
+    org = work.org(reservation["org_id"])
+    digest = credit.params_hash(
+        actual, usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.provider, usage.request_id
+    )
+    status = reservation["status"]
+    if status == "settled":
+        if reservation["settle_hash"] == digest:
+            return _stored_settlement(reservation)
+        raise Conflict(
+            f"reservation {reservation['id']} was already settled at {reservation['closed_at'].isoformat()} "
+            f"for {usd(reservation['actual_pico'])}; a different settle cannot replace it"
+        )
+    if status == "voided":
+        raise Conflict(
+            f"reservation {reservation['id']} was voided at {reservation['closed_at'].isoformat()}; "
+            "it cannot be settled (reserve again for a new request)"
+        )
+    # Everything checked: write.
+    late = status == "expired"
+    if not late:
+        housekeeping.release_hold(work, org, reservation, "settled", work.now)
+    tokens = usage.tokens
+    from_credit, postpaid = credit.consume(work, org, actual, reservation["id"])
+    org["spent_tokens"] += tokens
+    crossed = budgets.spend(work, org, reservation, actual, tokens)
+    overrun = actual if late else max(actual - reservation["amount_pico"], 0)
+    reservation.update(
+        status="settled",
+        closed_at=work.now,
+        actual_pico=actual,
+        actual_tokens=tokens,
+        overrun_pico=overrun,
+        late=late,
+        settle_hash=digest,
+    )
+    settlement = Settlement(
+        reservation_id=reservation["id"],
+        org_id=org["id"],
+        charged=from_pico(actual),
+        from_credit=from_pico(from_credit),
+        postpaid=from_pico(postpaid),
+        overrun=from_pico(overrun),
+        late=late,
+        thresholds=tuple(crossed),
+    )
+    reservation["result"] = _settlement_json(settlement)
+    work.touch_reservation(reservation)
+    work.usage.append(_usage_row(work, reservation, actual, usage))
+    tiers.evaluate(work, org)
+    return settlement
+
+
+def _check_usage(usage: object) -> UsageDetail:
+    if not isinstance(usage, UsageDetail):
+        raise InvalidInput(f"settle needs a UsageDetail, got {type(usage).__name__}")
+    v.text(usage.provider, "usage provider", max_length=64)
+    for name in ("input_tokens", "output_tokens", "cached_tokens"):
+        v.tokens(getattr(usage, name), f"usage {name}")
+    if usage.cached_tokens > usage.input_tokens:
+        raise InvalidInput(
+            f"usage cached_tokens ({usage.cached_tokens}) cannot exceed input_tokens ({usage.input_tokens})"
+        )
+    v.amount_pico(usage.cache_saved, "usage cache_saved")
+    v.amount_pico(usage.routing_saved, "usage routing_saved")
+    if usage.request_id is not None:
+        v.text(usage.request_id, "usage request_id")
+    if usage.routed_from is not None:
+        v.text(usage.routed_from, "usage routed_from")
+    v.json_value(usage.cost_items, "usage cost_items")
+    return usage
+
+
+def _usage_row(work: Work, reservation: Row, actual: int, usage: UsageDetail) -> Row:
+    return {
+        "org_id": reservation["org_id"],
+        "project_id": reservation["project_id"],
+        "key_id": reservation["key_id"],
+        "reservation_id": reservation["id"],
+        "request_id": usage.request_id,
+        "model": reservation["model"],
+        "provider": usage.provider.strip(),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cost_pico": actual,
+        "cost_items": v.json_value(usage.cost_items, "usage cost_items"),
+        "occurred_at": reservation["created_at"],
+        "settled_at": work.now,
+        "cache_hit": bool(usage.cache_hit),
+        "cache_saved_pico": v.amount_pico(usage.cache_saved, "usage cache_saved"),
+        "routed_from": usage.routed_from,
+        "routing_saved_pico": v.amount_pico(usage.routing_saved, "usage routing_saved"),
+    }
+
+
+def _settlement_json(settlement: Settlement) -> dict[str, object]:
+    return {
+        "charged": str(settlement.charged),
+        "from_credit": str(settlement.from_credit),
+        "postpaid": str(settlement.postpaid),
+        "overrun": str(settlement.overrun),
+        "late": settlement.late,
+        "thresholds": [
+            {
+                "budget_id": t.budget_id,
+                "budget_name": t.budget_name,
+                "scope": t.scope,
+                "scope_ref": t.scope_ref,
+                "period": t.period,
+                "period_start": t.period_start.isoformat(),
+                "period_end": t.period_end.isoformat() if t.period_end else None,
+                "unit": t.unit,
+                "threshold": t.threshold,
+                "spent": str(t.spent),
+                "limit": str(t.limit),
+            }
+            for t in settlement.thresholds
+        ],
+    }
+
+
+def _stored_settlement(reservation: Row) -> Settlement:
+    from datetime import datetime
+
+    stored = reservation["result"]
+    return Settlement(
+        reservation_id=reservation["id"],
+        org_id=reservation["org_id"],
+        charged=Decimal(stored["charged"]),
+        from_credit=Decimal(stored["from_credit"]),
+        postpaid=Decimal(stored["postpaid"]),
+        overrun=Decimal(stored["overrun"]),
+        late=stored["late"],
+        thresholds=tuple(
+            ThresholdCrossed(
+                budget_id=t["budget_id"],
+                budget_name=t["budget_name"],
+                org_id=reservation["org_id"],
+                scope=t["scope"],
+                scope_ref=t["scope_ref"],
+                period=t["period"],
+                period_start=datetime.fromisoformat(t["period_start"]),
+                period_end=datetime.fromisoformat(t["period_end"]) if t["period_end"] else None,
+                unit=t["unit"],
+                threshold=t["threshold"],
+                spent=Decimal(t["spent"]),
+                limit=Decimal(t["limit"]),
+            )
+            for t in stored["thresholds"]
+        ),
+        repeated=True,
+    )
+
+
+# Voiding ---------------------------------------------------------------------------------
+
+
+def void(work: Work, op: VoidOp) -> Reservation:
+    reservation = work.reservation(op.reservation_id)
+    org = work.org(reservation["org_id"])
+    status = reservation["status"]
+    if status == "voided":
+        return to_record(reservation, repeated=True)
+    if status == "settled":
+        raise Conflict(
+            f"reservation {reservation['id']} was settled at {reservation['closed_at'].isoformat()} "
+            f"for {usd(reservation['actual_pico'])}; a settled charge cannot be voided"
+        )
+    if status == "expired":
+        raise Conflict(
+            f"reservation {reservation['id']} expired at {reservation['closed_at'].isoformat()} and its hold "
+            "was already released; there is nothing to void"
+        )
+    housekeeping.release_hold(work, org, reservation, "voided", work.now)
+    return to_record(reservation)
+
+
+def to_record(row: Row, *, repeated: bool = False) -> Reservation:
+    return Reservation(
+        id=row["id"],
+        org_id=row["org_id"],
+        project_id=row["project_id"],
+        key_id=row["key_id"],
+        model=row["model"],
+        amount=from_pico(row["amount_pico"]),
+        tokens=row["tokens"],
+        status=row["status"],
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        closed_at=row["closed_at"],
+        repeated=repeated,
+    )

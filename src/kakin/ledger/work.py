@@ -1,0 +1,420 @@
+"""One ledger transaction's state: locked organisations, their grants, budgets, period
+counters and reservations, plus the rows to write.
+
+Why a unit of work: the gateway commits many reserve/settle/void operations in one
+transaction (group commit). Loading everything the batch touches with a handful of
+``IN (…)`` queries, running the operations in memory, then writing with one multi-row
+statement per table keeps the per-operation cost to Python work instead of round trips.
+A single call is simply a batch of one.
+
+Rules every operation follows so a batch stays correct:
+
+* organisations are locked (``SELECT … FOR UPDATE`` in id order on PostgreSQL; SQLite's
+  ``BEGIN IMMEDIATE`` already holds the database) before anything of theirs is read;
+* time-driven work (grant activation and expiry, expired holds, tier promotion) happens once
+  per organisation when it is locked, dated at the instant it became due;
+* an operation checks everything before it changes anything, so a refused operation
+  (a :class:`~kakin.errors.KakinError`) leaves no trace and the others proceed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+
+from kakin.errors import NotFound
+from kakin.ledger import schema as s
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+_ORG_MUTABLE = (
+    "currency",
+    "timezone",
+    "phone",
+    "payment_method",
+    "payment_label",
+    "billing_since",
+    "first_payment_at",
+    "tier_rules",
+    "tier",
+    "tier_since",
+    "credit_pico",
+    "held_pico",
+    "held_tokens",
+    "spent_pico",
+    "spent_tokens",
+    "due_pico",
+    "paid_pico",
+    "next_grant_event",
+    "next_hold_expiry",
+)
+_GRANT_MUTABLE = ("remaining_pico", "refunded_pico", "activated_at", "expired_at")
+_RES_MUTABLE = (
+    "status",
+    "closed_at",
+    "actual_pico",
+    "actual_tokens",
+    "overrun_pico",
+    "late",
+    "settle_hash",
+    "holds",
+    "result",
+)
+_PERIOD_MUTABLE = ("spent_pico", "spent_tokens", "held_pico", "held_tokens", "fired")
+
+Row = dict[str, Any]
+PeriodKey = tuple[str, datetime]
+
+
+@dataclass
+class Context:
+    """Facts shared by a ledger's transactions. Only immutable facts are cached here:
+    a project's organisation never changes, and a registered tier rule set never changes."""
+
+    hold_seconds: int = 900
+    project_org: dict[str, str] = field(default_factory=dict)
+    tier_rules: dict[str, Any] = field(default_factory=dict)
+
+
+def _update_statement(table: Any, columns: Iterable[str], keys: Iterable[str]) -> Any:
+    condition = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+    return update(table).where(condition).values({c: bindparam(f"v_{c}") for c in columns})
+
+
+def _update_params(rows: Iterable[Row], columns: Iterable[str], keys: Iterable[str]) -> list[Row]:
+    cols, ks = tuple(columns), tuple(keys)
+    return [{**{f"v_{c}": r[c] for c in cols}, **{f"k_{k}": r[k] for k in ks}} for r in rows]
+
+
+class Work:
+    """The state of one transaction on ``conn`` at the instant ``now``."""
+
+    def __init__(self, conn: Connection, now: datetime, context: Context) -> None:
+        self.conn = conn
+        self.now = now
+        self.context = context
+        self.postgres = conn.dialect.name == "postgresql"
+        self.orgs: dict[str, Row] = {}
+        self.dirty_orgs: set[str] = set()
+        self.grants: dict[str, list[Row]] = {}  # org id → grants with credit or pending events
+        self.new_grants: list[Row] = []
+        self.new_grant_ids: set[str] = set()
+        self.dirty_grants: dict[str, Row] = {}
+        self.budgets: dict[str, list[Row]] = {}
+        self.periods: dict[PeriodKey, Row | None] = {}
+        self.new_periods: set[PeriodKey] = set()
+        self.dirty_periods: set[PeriodKey] = set()
+        self.reservations: dict[str, Row] = {}
+        self.by_idempotency: dict[tuple[str, str], Row] = {}
+        self.idempotency_checked: set[tuple[str, str]] = set()
+        self.new_reservations: list[Row] = []
+        self.new_reservation_ids: set[str] = set()
+        self.dirty_reservations: dict[str, Row] = {}
+        self.keys: dict[str, Row | None] = {}
+        self.entries: list[Row] = []
+        self.usage: list[Row] = []
+
+    # Organisations -----------------------------------------------------------------------
+
+    def lock_orgs(self, org_ids: Iterable[str]) -> None:
+        """Lock and load organisations (missing ids are simply absent), then run their
+        time-driven housekeeping."""
+        wanted = sorted({o for o in org_ids if isinstance(o, str) and o not in self.orgs})
+        if not wanted:
+            return
+        query = select(s.orgs).where(s.orgs.c.id.in_(wanted)).order_by(s.orgs.c.id)
+        if self.postgres:
+            query = query.with_for_update()
+        loaded = [dict(row._mapping) for row in self.conn.execute(query)]
+        for org in loaded:
+            self.orgs[org["id"]] = org
+        from kakin.ledger import housekeeping  # late import: housekeeping uses Work
+
+        self.load_budgets(o["id"] for o in loaded)
+        for org in loaded:
+            housekeeping.run(self, org)
+
+    def org(self, org_id: object) -> Row:
+        if not isinstance(org_id, str):
+            raise NotFound(f"organisation id must be text, got {org_id!r}")
+        if org_id not in self.orgs:
+            self.lock_orgs([org_id])
+        org = self.orgs.get(org_id)
+        if org is None:
+            raise NotFound(f"no organisation with id {org_id!r} (see `kakin org list`)")
+        return org
+
+    def touch_org(self, org: Row) -> None:
+        self.dirty_orgs.add(org["id"])
+
+    # Grants ------------------------------------------------------------------------------
+
+    def load_grants(self, org_ids: Iterable[str]) -> None:
+        wanted = [o for o in set(org_ids) if o not in self.grants]
+        if not wanted:
+            return
+        rows = self.conn.execute(
+            select(s.grants).where(
+                s.grants.c.org_id.in_(wanted),
+                or_(s.grants.c.remaining_pico > 0, s.grants.c.activated_at.is_(None)),
+            )
+        )
+        for org_id in wanted:
+            self.grants[org_id] = []
+        for row in rows:
+            grant = dict(row._mapping)
+            self.grants[grant["org_id"]].append(grant)
+        for org_id in wanted:
+            self.grants[org_id].sort(key=consumption_key)
+
+    def grants_of(self, org_id: str) -> list[Row]:
+        """Grants with credit left or an activation still to come, in consumption order."""
+        self.load_grants([org_id])
+        return self.grants[org_id]
+
+    def add_grant(self, grant: Row) -> None:
+        self.new_grants.append(grant)
+        self.new_grant_ids.add(grant["id"])
+        grants = self.grants_of(grant["org_id"])
+        grants.append(grant)
+        grants.sort(key=consumption_key)
+
+    def touch_grant(self, grant: Row) -> None:
+        if grant["id"] not in self.new_grant_ids:
+            self.dirty_grants[grant["id"]] = grant
+
+    # Budgets and their period counters ---------------------------------------------------
+
+    def load_budgets(self, org_ids: Iterable[str]) -> None:
+        wanted = [o for o in set(org_ids) if o not in self.budgets]
+        if not wanted:
+            return
+        for org_id in wanted:
+            self.budgets[org_id] = []
+        for row in self.conn.execute(select(s.budgets).where(s.budgets.c.org_id.in_(wanted))):
+            budget = dict(row._mapping)
+            self.budgets[budget["org_id"]].append(budget)
+
+    def budgets_of(self, org_id: str) -> list[Row]:
+        self.load_budgets([org_id])
+        return self.budgets[org_id]
+
+    def prefetch_periods(self, keys: Iterable[PeriodKey]) -> None:
+        wanted = {k for k in keys if k not in self.periods}
+        if not wanted:
+            return
+        budget_ids = {k[0] for k in wanted}
+        starts = {k[1] for k in wanted}
+        rows = self.conn.execute(
+            select(s.budget_periods).where(
+                s.budget_periods.c.budget_id.in_(budget_ids), s.budget_periods.c.period_start.in_(starts)
+            )
+        )
+        for row in rows:
+            period = dict(row._mapping)
+            self.periods[(period["budget_id"], period["period_start"])] = period
+
+    def period(self, budget_id: str, start: datetime, *, create: bool = True) -> Row | None:
+        """The counter row of one budget period; a period never seen starts at zero."""
+        key = (budget_id, start)
+        if key not in self.periods:
+            self.prefetch_periods([key])
+        row = self.periods.get(key)
+        if row is None and create:
+            row = {
+                "budget_id": budget_id,
+                "period_start": start,
+                "spent_pico": 0,
+                "spent_tokens": 0,
+                "held_pico": 0,
+                "held_tokens": 0,
+                "fired": [],
+            }
+            self.periods[key] = row
+            self.new_periods.add(key)
+        return row
+
+    def touch_period(self, period: Row) -> None:
+        key = (period["budget_id"], period["period_start"])
+        if key not in self.new_periods:
+            self.dirty_periods.add(key)
+
+    # Reservations ------------------------------------------------------------------------
+
+    def orgs_of_reservations(self, reservation_ids: Iterable[str]) -> dict[str, str]:
+        """Reservation id → organisation id, read without locks (it never changes)."""
+        wanted = [r for r in set(reservation_ids) if isinstance(r, str) and r not in self.reservations]
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(s.reservations.c.id, s.reservations.c.org_id).where(s.reservations.c.id.in_(wanted))
+        )
+        return {row.id: row.org_id for row in rows}
+
+    def adopt_reservation(self, row: Row) -> Row:
+        """Keep the first copy of a reservation this transaction loaded."""
+        known = self.reservations.get(row["id"])
+        if known is not None:
+            return known
+        self.reservations[row["id"]] = row
+        self.by_idempotency[(row["org_id"], row["idempotency_key"])] = row
+        return row
+
+    def load_reservations(self, reservation_ids: Iterable[str]) -> None:
+        """Load reservations (call after their organisations are locked)."""
+        wanted = [r for r in set(reservation_ids) if isinstance(r, str) and r not in self.reservations]
+        if wanted:
+            for row in self.conn.execute(select(s.reservations).where(s.reservations.c.id.in_(wanted))):
+                self.adopt_reservation(dict(row._mapping))
+
+    def reservation(self, reservation_id: object) -> Row:
+        if not isinstance(reservation_id, str):
+            raise NotFound(f"reservation id must be text, got {reservation_id!r}")
+        if reservation_id not in self.reservations:
+            org_id = self.orgs_of_reservations([reservation_id]).get(reservation_id)
+            if org_id is not None:
+                self.lock_orgs([org_id])
+                self.load_reservations([reservation_id])
+        found = self.reservations.get(reservation_id)
+        if found is None:
+            raise NotFound(f"no reservation with id {reservation_id!r}")
+        return found
+
+    def load_idempotency(self, pairs: Iterable[tuple[str, str]]) -> None:
+        wanted = {p for p in pairs if p not in self.idempotency_checked}
+        if not wanted:
+            return
+        self.idempotency_checked |= wanted
+        org_ids = {p[0] for p in wanted}
+        keys = {p[1] for p in wanted}
+        rows = self.conn.execute(
+            select(s.reservations).where(
+                s.reservations.c.org_id.in_(org_ids), s.reservations.c.idempotency_key.in_(keys)
+            )
+        )
+        for row in rows:
+            self.adopt_reservation(dict(row._mapping))
+
+    def by_key(self, org_id: str, idempotency_key: str) -> Row | None:
+        self.load_idempotency([(org_id, idempotency_key)])
+        return self.by_idempotency.get((org_id, idempotency_key))
+
+    def add_reservation(self, row: Row) -> None:
+        self.adopt_reservation(row)
+        self.new_reservations.append(row)
+        self.new_reservation_ids.add(row["id"])
+
+    def touch_reservation(self, row: Row) -> None:
+        if row["id"] not in self.new_reservation_ids:
+            self.dirty_reservations[row["id"]] = row
+
+    # Keys and projects -------------------------------------------------------------------
+
+    def load_keys(self, key_ids: Iterable[str]) -> None:
+        wanted = [k for k in set(key_ids) if isinstance(k, str) and k not in self.keys]
+        if not wanted:
+            return
+        for key_id in wanted:
+            self.keys[key_id] = None
+        for row in self.conn.execute(select(s.api_keys).where(s.api_keys.c.id.in_(wanted))):
+            self.keys[row.id] = dict(row._mapping)
+
+    def key(self, key_id: str) -> Row | None:
+        self.load_keys([key_id])
+        return self.keys.get(key_id)
+
+    def load_projects(self, project_ids: Iterable[str]) -> None:
+        cache = self.context.project_org
+        wanted = [p for p in set(project_ids) if isinstance(p, str) and p not in cache]
+        if wanted:
+            rows = self.conn.execute(
+                select(s.projects.c.id, s.projects.c.org_id).where(s.projects.c.id.in_(wanted))
+            )
+            for row in rows:
+                cache[row.id] = row.org_id
+
+    def project_org(self, project_id: str) -> str | None:
+        self.load_projects([project_id])
+        return self.context.project_org.get(project_id)
+
+    # Journal -----------------------------------------------------------------------------
+
+    def add_entry(
+        self,
+        org_id: str,
+        kind: str,
+        amount_pico: int,
+        occurred_at: datetime,
+        *,
+        grant_id: str | None = None,
+        reservation_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Row:
+        entry = {
+            "org_id": org_id,
+            "kind": kind,
+            "grant_id": grant_id,
+            "reservation_id": reservation_id,
+            "amount_pico": amount_pico,
+            "occurred_at": occurred_at,
+            "recorded_at": self.now,
+            "detail": detail,
+            "idempotency_key": idempotency_key,
+        }
+        self.entries.append(entry)
+        return entry
+
+    # Writing -----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything this transaction changed: one statement per table and kind."""
+        conn = self.conn
+        if self.new_reservations:
+            conn.execute(insert(s.reservations), self.new_reservations)
+        if self.new_grants:
+            conn.execute(insert(s.grants), self.new_grants)
+        if self.entries:
+            conn.execute(insert(s.entries), self.entries)
+        if self.usage:
+            conn.execute(insert(s.usage_records), self.usage)
+        new_periods = [self.periods[k] for k in self.new_periods if self.periods.get(k) is not None]
+        if new_periods:
+            conn.execute(insert(s.budget_periods), new_periods)
+        self._update(s.reservations, self.dirty_reservations.values(), _RES_MUTABLE, ("id",))
+        self._update(s.grants, self.dirty_grants.values(), _GRANT_MUTABLE, ("id",))
+        periods = [self.periods[k] for k in self.dirty_periods if self.periods.get(k) is not None]
+        self._update(s.budget_periods, periods, _PERIOD_MUTABLE, ("budget_id", "period_start"))
+        self._update(s.orgs, [self.orgs[o] for o in self.dirty_orgs], _ORG_MUTABLE, ("id",))
+        self.new_reservations, self.new_grants, self.entries, self.usage = [], [], [], []
+        self.new_reservation_ids, self.new_grant_ids = set(), set()
+        self.new_periods, self.dirty_periods = set(), set()
+        self.dirty_reservations, self.dirty_grants, self.dirty_orgs = {}, {}, set()
+
+    def _update(
+        self, table: Any, rows: Iterable[Row], columns: tuple[str, ...], keys: tuple[str, ...]
+    ) -> None:
+        rows = list(rows)
+        if rows:
+            self.conn.execute(_update_statement(table, columns, keys), _update_params(rows, columns, keys))
+
+
+def consumption_key(grant: Row) -> tuple[Any, ...]:
+    """Free and promotional before paid, then priority, soonest expiry, oldest grant."""
+    return (
+        grant["rank"],
+        grant["priority"],
+        grant["expires_at"] or FAR_FUTURE,
+        grant["effective_at"],
+        grant["created_at"],
+        grant["id"],
+    )
+
+
+def min_time(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
