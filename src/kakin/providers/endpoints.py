@@ -147,7 +147,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 # Gemini's v1 and v1beta share names; the registry keeps both, distinguished by pattern.
-_EXACT: dict[tuple[str, str], Endpoint] = {(e.method, e.pattern): e for e in ENDPOINTS if e._regex is None}
+# GET /v1/models is both OpenAI's and Gemini v1's model list: the first registered (OpenAI)
+# wins; the simulator answers in Gemini's shape when the caller sends x-goog-api-key.
+_EXACT: dict[tuple[str, str], Endpoint] = {}
+for _endpoint in ENDPOINTS:
+    if _endpoint._regex is None:
+        _EXACT.setdefault((_endpoint.method, _endpoint.pattern), _endpoint)
 _TEMPLATED: tuple[Endpoint, ...] = tuple(e for e in ENDPOINTS if e._regex is not None)
 
 

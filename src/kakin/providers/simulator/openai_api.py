@@ -378,6 +378,10 @@ def models(call: Call) -> Reply:
         from kakin.providers.simulator.anthropic_api import models as anthropic_models
 
         return anthropic_models(call)
+    if call.headers.get(b"x-goog-api-key"):
+        from kakin.providers.simulator.gemini_api import models as gemini_models
+
+        return gemini_models(call)
     data = [
         {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "kakin-simulator"} for m in MODELS
     ]
