@@ -36,7 +36,7 @@ def parse(
     model_map: Mapping[str, str],
 ) -> ParsedRequest:
     doc = load_json_object(body, endpoint)
-    model = require_str(doc, "model", example="claude-sonnet-4-5")
+    model = require_str(doc, "model", example="claude-sonnet-4-6")
     messages = require_list(doc, "messages")
     is_messages = endpoint.kind == "messages"
     cap = optional_int(doc, "max_tokens")

@@ -12,7 +12,7 @@ from kakin.providers.simulator.text import complete, digest, split
 if TYPE_CHECKING:
     from kakin.providers.simulator.app import Call
 
-MODELS = ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-3-5-haiku-latest")
+MODELS = ("claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-5", "claude-sonnet-4-5")
 
 
 def messages(call: Call) -> Reply:
