@@ -76,7 +76,7 @@ def timezone(value: object) -> str:
 
 
 def currency(value: object) -> str:
-    code = text(value, "currency", max_length=3).upper()
+    code = text(value, "currency", max_length=40).upper()
     if not (len(code) == 3 and code.isascii() and code.isalpha()):
         raise InvalidInput(f"currency {value!r} must be a 3-letter ISO 4217 code such as USD or JPY")
     return code

@@ -1,0 +1,94 @@
+"""Every ledger test runs on SQLite (a temporary file) and on PostgreSQL (a schema of its own
+inside the session's test database, dropped afterwards)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kakin.ledger import Ledger, Scope
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        self.now = moment
+        return moment
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url(pg_database_url: str) -> Iterator[str]:
+    """A schema of our own in the session's PostgreSQL database, migrated once."""
+    import psycopg
+
+    from kakin.ledger.db import make_engine, migrate
+
+    schema = f"ledger_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{pg_database_url}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kakin.db'}"
+        return
+    import psycopg
+
+    url = request.getfixturevalue("pg_schema_url")
+    base, options = url.split("?", 1)
+    schema = options.rsplit("%3D", 1)[1]
+    with psycopg.connect(base, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'alembic_version'",
+                (schema,),
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables) + " CASCADE")
+    yield url
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock(datetime(2024, 1, 31, 3, 0, tzinfo=UTC))
+
+
+@pytest.fixture()
+def ledger(db_url: str, clock: Clock) -> Iterator[Ledger]:
+    with Ledger.open(db_url, clock=clock) as opened:
+        yield opened
+
+
+@pytest.fixture()
+def setup(ledger: Ledger):  # type: ignore[no-untyped-def]
+    """An organisation with a payment method, a project and a key: (org, project, key, scope)."""
+    org = ledger.create_org("acme", timezone="Asia/Tokyo", payment_label="visa 4242")
+    project = ledger.create_project(org.id, "web")
+    key, _plaintext = ledger.create_key(project.id, "server")
+    return org, project, key, Scope(org.id, project.id, key.id, "gpt-4o-mini")
