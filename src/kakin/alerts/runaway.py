@@ -28,6 +28,8 @@ from kakin.alerts.windows import SpendWindows
 from kakin.errors import InvalidInput
 from kakin.money import from_pico, to_pico
 
+_MICRO = Decimal("0.000001")  # baselines are statistics: a millionth of a dollar is plenty
+
 
 @dataclass(frozen=True, slots=True)
 class RunawayParams:
@@ -84,7 +86,7 @@ class RunawayDetector:
         # recent / window  ≥  factor × base / (hours × 60)
         if base > 0 and recent * hours * 60 < self._factor * base * window:
             return None
-        baseline_per_hour = from_pico(base) / hours if hours and base else Decimal(0)
+        baseline_per_hour = (from_pico(base) / hours).quantize(_MICRO) if hours and base else Decimal(0)
         ratio = None
         if base:
             ratio = (Decimal(recent) * hours * 60 / (Decimal(base) * window)).quantize(Decimal("0.1"))
