@@ -39,7 +39,9 @@ app = typer.Typer(
 )
 
 # One line per command module; each has `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "kakin.cli.alerts_cmds",  # alerts
+)
 
 
 def main() -> None:
