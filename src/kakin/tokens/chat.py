@@ -49,9 +49,8 @@ REPLY_PRIMING: Final = 3
 # The cookbook's tool-definition approximation: (function start, function end, properties
 # start, per property, enum start, per enum item), for o200k and for cl100k models.
 _TOOL_WEIGHTS: Final = {"o200k": (7, 12, 3, 3, -3, 3), "cl100k": (10, 12, 3, 3, -3, 3)}
-# Upper-bound allowances where no tokenizer is published. Anthropic's count_tokens example
-# (system "You are a scientist" + user "Hello, Claude") reports 14 tokens for 32 bytes of text;
-# these allowances cover any role markers and turn separators several times over.
+# Upper-bound allowances where no tokenizer or framing is published: several times the
+# 3 per message + 3 per request that OpenAI's comparable ChatML framing costs.
 BOUND_PER_MESSAGE: Final = 16
 BOUND_PER_REQUEST: Final = 32
 BOUND_PER_TOOL: Final = 32

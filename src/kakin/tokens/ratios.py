@@ -5,7 +5,7 @@ character, ≈4 English characters per token) is only useful if its error is kno
 measures it against the exact o200k_base and cl100k_base counts on a sample corpus — by default
 the Japanese and English texts shipped in ``kakin/tokens/corpus/`` (the same story told in both
 languages) — and reports Japanese vs English tokens per character. docs/tokens.md quotes the
-figures; ``kakin tokens ratios`` (CLI) prints them.
+figures and the CLI prints them.
 """
 
 from __future__ import annotations

@@ -56,9 +56,9 @@ _WIDE: Final = re.compile(
     "\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00010000-\U0010ffff]"
 )
 
-# Results for small counts are built once and shared (TokenCount is immutable); this keeps
-# the hot path free of allocation for the short prompts that dominate traffic.
-_SHARED_UP_TO: Final = 8192
+# Results for counts below this are built once per encoding and shared (TokenCount is
+# immutable): the hot path then allocates nothing for the short prompts that dominate traffic.
+_SHARED_BELOW: Final = 4096
 _MAX_ROUTES: Final = 4096
 
 
@@ -93,34 +93,33 @@ class _ExactRoute:
     def __init__(self, encoding_name: str) -> None:
         self.encode: Callable[[str], list[int]] = encoding(encoding_name).encode_ordinary
         self.method = f"tiktoken {encoding_name}"
-        self.shared: dict[int, TokenCount] = {}
+        self.shared = [TokenCount(n, n, True, self.method) for n in range(_SHARED_BELOW)]
 
     def result(self, n: int) -> TokenCount:
-        found = TokenCount(n, n, True, self.method)
-        if n < _SHARED_UP_TO:
-            self.shared[n] = found
-        return found
+        return self.shared[n] if n < _SHARED_BELOW else TokenCount(n, n, True, self.method)
 
 
-_routes: dict[str, tuple[Callable[[str], list[int]], dict[int, TokenCount], _ExactRoute]] = {}
+# model name → (encode_ordinary, shared results, method), for models already seen.
+_routes: dict[str, tuple[Callable[[str], list[int]], list[TokenCount], str]] = {}
 _encoding_routes: dict[str, _ExactRoute] = {}
 
 
 def count_text(text: str, model: str) -> TokenCount:
     """Tokens of ``text`` for ``model``: exact for OpenAI models, else estimate + upper bound."""
-    route = _routes.get(model)
-    if route is not None:
-        try:
-            n = len(route[0](text))
-        except TypeError:
-            raise InvalidInput(f"text to count must be a string, got {type(text).__name__}") from None
-        found = route[1].get(n)
-        return found if found is not None else route[2].result(n)
-    return _count_text_first(text, model)
+    try:
+        encode, shared, method = _routes[model]
+        n = len(encode(text))
+    except KeyError:
+        return _count_text_first(text, model)
+    except TypeError:
+        return _count_text_first(text, model)  # unhashable model or non-string text: explained there
+    if n < _SHARED_BELOW:
+        return shared[n]
+    return TokenCount(n, n, True, method)
 
 
 def _count_text_first(text: str, model: str) -> TokenCount:
-    """count_text for a model not seen yet: validate, resolve, and remember exact routes."""
+    """count_text for a model not seen yet (or bad input): validate, resolve, remember."""
     if not isinstance(model, str) or not model.strip():
         raise InvalidInput(f"model must be a non-empty string, got {model!r}")
     if not isinstance(text, str):
@@ -128,9 +127,8 @@ def _count_text_first(text: str, model: str) -> TokenCount:
     route = exact_route(model)
     if route is not None:
         if len(_routes) < _MAX_ROUTES:
-            _routes[model] = (route.encode, route.shared, route)
-        n = len(route.encode(text))
-        return route.shared.get(n) or route.result(n)
+            _routes[model] = (route.encode, route.shared, route.method)
+        return route.result(len(route.encode(text)))
     return estimate_text(text, model)
 
 
