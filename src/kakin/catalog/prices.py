@@ -15,13 +15,13 @@ pricing a request is a few dictionary reads and Decimal multiplications:
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, Inexact, localcontext
-from typing import Any, Final
+from typing import Final, NamedTuple
 
-from kakin.catalog.units import READERS, UnitInfo
+from kakin.catalog.units import SPECIAL_READERS, UnitInfo
 from kakin.errors import InvalidInput
 from kakin.money import EXACT
 
@@ -164,21 +164,56 @@ class ImageTable:
         return max(image.price for image in self.prices.values())
 
 
-# One step of the leaf plan: (usage key, how to read it, usage keys of the priced parts to take out).
-LeafStep = tuple[str, Callable[[Any], Any], tuple[str, ...]]
+# Direction codes on plan steps.
+INPUT: Final = 1
+OUTPUT: Final = 2
+OTHER: Final = 0
 
 
-def leaf_plan(units: Iterable[UnitInfo]) -> tuple[LeafStep, ...]:
+class Step(NamedTuple):
+    """One step of a period's pricing plan (see ``pricing_plan``)."""
+
+    attribute: str | None
+    """Usage attribute holding the count, or None when it needs a translation (cache writes)."""
+    contained: tuple[str, ...]
+    """Usage keys of the priced units that are parts of this one, taken out of its count."""
+    keep: bool
+    """Whether a later step subtracts this count (so it must be remembered)."""
+    direction: int
+    rate: Decimal | None
+    """The exact per-unit rate when it does not depend on the request (no tiers)."""
+    component: Component
+    position: int
+    """Index of the component in summation (and display) order."""
+    usage_key: str
+
+
+def pricing_plan(components: tuple[Component, ...]) -> tuple[Step, ...]:
     """genai-prices' decomposition, precomputed: most specific units first, each one's count
     minus the counts already assigned to the priced units it contains."""
-    priced = sorted(set(units), key=lambda unit: (-len(unit.dimensions), unit.usage_key))
-    return tuple(
-        (
-            unit.usage_key,
-            READERS[unit.usage_key],
-            tuple(other.usage_key for other in priced if other is not unit and unit.contains(other)),
+    position = {component.unit.usage_key: index for index, component in enumerate(components)}
+    by_key = {component.unit.usage_key: component for component in components}
+    units = sorted((c.unit for c in components), key=lambda unit: (-len(unit.dimensions), unit.usage_key))
+    contained = {
+        unit.usage_key: tuple(
+            other.usage_key for other in units if other is not unit and unit.contains(other)
         )
-        for unit in priced
+        for unit in units
+    }
+    needed = {key for keys in contained.values() for key in keys}
+    direction = {"input": INPUT, "output": OUTPUT}
+    return tuple(
+        Step(
+            attribute=None if unit.usage_key in SPECIAL_READERS else unit.usage_key,
+            contained=contained[unit.usage_key],
+            keep=unit.usage_key in needed,
+            direction=direction.get(unit.direction or "", OTHER),
+            rate=None if by_key[unit.usage_key].tiers else by_key[unit.usage_key].rate,
+            component=by_key[unit.usage_key],
+            position=position[unit.usage_key],
+            usage_key=unit.usage_key,
+        )
+        for unit in units
     )
 
 
@@ -196,7 +231,9 @@ class PricePeriod:
     """In summation order (the order genai-prices adds them)."""
     images: ImageTable | None
     source: str
-    leaves: tuple[LeafStep, ...] = field(default=(), repr=False, compare=False)
+    plan: tuple[Step, ...] = field(default=(), repr=False, compare=False)
+    exact: bool = field(default=True, repr=False, compare=False)
+    """Every rate is exact, so amounts may be summed in any order (the fast path)."""
 
     def component(self, name: str) -> Component | None:
         """The component called ``name`` (input, output, cache_read…), if priced."""
@@ -211,7 +248,15 @@ class PricePeriod:
 
     def with_span(self, start: datetime | None, end: datetime | None) -> PricePeriod:
         return PricePeriod(
-            start, end, self.mode, self.variant, self.components, self.images, self.source, self.leaves
+            start,
+            end,
+            self.mode,
+            self.variant,
+            self.components,
+            self.images,
+            self.source,
+            self.plan,
+            self.exact,
         )
 
 
@@ -234,7 +279,8 @@ def build_period(
         components=ordered,
         images=images,
         source=source,
-        leaves=leaf_plan(component.unit for component in ordered),
+        plan=pricing_plan(ordered),
+        exact=all(c.rate is not None and all(t.rate is not None for t in c.tiers) for c in ordered),
     )
 
 

@@ -106,18 +106,17 @@ UNITS: Final[Mapping[str, UnitInfo]] = _build()
 UNITS_BY_PRICE_KEY: Final[Mapping[str, UnitInfo]] = {unit.price_key: unit for unit in UNITS.values()}
 
 
-def _reader(usage_key: str) -> Callable[[Any], Any]:
-    """How to read a unit's count from a usage record (kakin's ``Usage`` or anything with
-    the same attribute names; a missing attribute counts as zero).
-
-    kakin's ``cache_write_tokens`` are the 5-minute writes and ``cache_write_1h_tokens`` the
-    1-hour ones, while genai-prices' ``cache_write_tokens`` is the broader unit that holds
-    both (its 1-hour unit is a part of it); the readers translate."""
-    if usage_key == "cache_write_tokens":
-        return lambda usage: usage.cache_write_tokens + usage.cache_write_1h_tokens
-    if usage_key == "cache_write_5m_tokens":
-        return lambda usage: usage.cache_write_tokens
-    return lambda usage: getattr(usage, usage_key, 0)
+# kakin's ``cache_write_tokens`` are the 5-minute writes and ``cache_write_1h_tokens`` the
+# 1-hour ones, while genai-prices' ``cache_write_tokens`` is the broader unit that holds both
+# (its 1-hour unit is a part of it). These units are read through a translation; every
+# other unit's count is the usage attribute of the same name (zero when absent).
+SPECIAL_READERS: Final[Mapping[str, Callable[[Any], Any]]] = {
+    "cache_write_tokens": lambda usage: usage.cache_write_tokens + usage.cache_write_1h_tokens,
+    "cache_write_5m_tokens": lambda usage: usage.cache_write_tokens,
+}
 
 
-READERS: Final[Mapping[str, Callable[[Any], Any]]] = {key: _reader(key) for key in UNITS}
+def read_count(usage: Any, usage_key: str) -> Any:
+    """The count of a unit in a usage record (kakin's ``Usage`` or anything shaped like it)."""
+    special = SPECIAL_READERS.get(usage_key)
+    return special(usage) if special is not None else getattr(usage, usage_key, 0)

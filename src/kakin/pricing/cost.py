@@ -7,12 +7,13 @@ only when someone reads ``Cost.items``: the gateway settles millions of requests
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, overload
 
+from kakin.catalog.prices import Component, ImagePrice, PricePeriod
 from kakin.money import decimal_str, format_amount
 
 
@@ -54,17 +55,25 @@ class CostItem:
 class CostItems(Sequence[CostItem]):
     """The lines of a cost, materialised on first access; behaves as a tuple of ``CostItem``."""
 
-    __slots__ = ("_build", "_items")
+    __slots__ = ("_items", "_lines", "_period")
 
-    def __init__(self, build: Any) -> None:
-        self._build = build
+    def __init__(self, lines: list[tuple[Any, ...]], period: PricePeriod | None) -> None:
+        self._lines: list[tuple[Any, ...]] | None = lines
+        self._period = period
         self._items: tuple[CostItem, ...] | None = None
+
+    @classmethod
+    def of(cls, items: Iterable[CostItem]) -> CostItems:
+        """Items already built (e.g. read back from storage)."""
+        made = cls([], None)
+        made._items = tuple(items)
+        return made
 
     def _all(self) -> tuple[CostItem, ...]:
         items = self._items
         if items is None:
-            items = self._items = tuple(self._build())
-            self._build = None
+            items = self._items = tuple(cost_items(self._lines or [], self._period))
+            self._lines = self._period = None
         return items
 
     @overload
@@ -149,3 +158,46 @@ class Cost:
 
 def _quantity(value: Decimal) -> str:
     return f"{value:,}" if value == value.to_integral_value() else decimal_str(value)
+
+
+def line_position(line: tuple[Any, ...]) -> int:
+    """Priced lines carry their component's position in display (and summation) order."""
+    return line[0]
+
+
+def cost_items(lines: list[tuple[Any, ...]], period: PricePeriod) -> Iterator[CostItem]:
+    """The ``CostItem`` of each priced line, in display order."""
+    effective = period.effective_from.date() if period.effective_from is not None else None
+    for _, priced, count, unit_price, amount, tier in sorted(lines, key=line_position):
+        if isinstance(priced, Component):
+            unit = priced.unit
+            yield CostItem(
+                component=priced.name,
+                quantity=Decimal(count),
+                unit=unit.unit,
+                unit_price=unit_price,
+                amount=amount,
+                tier=tier,
+                effective_from=effective,
+                source=priced.source,
+                direction=unit.direction,
+            )
+        else:
+            table = period.images
+            yield CostItem(
+                component=f"image {priced.size} {priced.quality}",
+                quantity=Decimal(count),
+                unit="image",
+                unit_price=unit_price,
+                amount=amount,
+                tier=None,
+                effective_from=effective,
+                source=_image_source(priced, table.source if table else period.source),
+                direction="output",
+            )
+
+
+def _image_source(image: ImagePrice, source: str) -> str:
+    if image.tokens is None:
+        return source
+    return f"{source}; {image.tokens:,} output tokens × output rate"
