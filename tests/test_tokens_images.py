@@ -99,7 +99,7 @@ def test_bad_sizes_are_invalid_input(width: object, height: object) -> None:
 
 
 def test_bad_detail_is_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="detail must be one of"):
+    with pytest.raises(InvalidInput, match="image detail must be auto, low or high"):
         image_tokens(10, 10, model="gpt-4o", detail="ultra")
 
 

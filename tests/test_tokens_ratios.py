@@ -7,8 +7,8 @@ import json
 import pytest
 
 from kakin.errors import InvalidInput
-from kakin.tokens import encoding, estimate_chars
-from kakin.tokens.ratios import ENCODINGS, language_ratios, sample_corpus
+from kakin.tokens import encoding, estimate_chars, language_ratios, sample_corpus
+from kakin.tokens.ratios import ENCODINGS
 
 
 def test_sample_corpus_figures() -> None:

@@ -92,6 +92,13 @@ def test_kakin_cache_dir_is_used_when_tiktoken_has_none(tmp_path: Path) -> None:
     assert result.stdout.strip() == str(tmp_path / "tiktoken")
 
 
+def test_tiktoken_caching_disabled_is_overridden_not_downloaded(tmp_path: Path) -> None:
+    # TIKTOKEN_CACHE_DIR="" makes tiktoken download on every load; kakin seeds its own dir instead.
+    result = _run(COUNT_BOTH, _env(TIKTOKEN_CACHE_DIR="", KAKIN_CACHE_DIR=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "tiktoken").iterdir())) == 2
+
+
 def test_corrupted_cache_file_is_replaced_by_the_verified_copy(tmp_path: Path) -> None:
     source = declared_source("cl100k_base")
     tampered = tmp_path / hashlib.sha1(source.url.encode()).hexdigest()

@@ -11,10 +11,13 @@ from kakin.tokens.chat import count_messages
 from kakin.tokens.errors import VocabularyError
 from kakin.tokens.images import image_size, image_token_bound, image_tokens
 from kakin.tokens.models import encoding_for_model, provider_for_model
+from kakin.tokens.ratios import LanguageRatios, SampleStats, language_ratios, sample_corpus
 from kakin.tokens.text import TokenCount, count_text, estimate_chars, text_upper_bound
 from kakin.tokens.vocab import encoding
 
 __all__ = [
+    "LanguageRatios",
+    "SampleStats",
     "TokenCount",
     "VocabularyError",
     "count_messages",
@@ -25,6 +28,8 @@ __all__ = [
     "image_size",
     "image_token_bound",
     "image_tokens",
+    "language_ratios",
     "provider_for_model",
+    "sample_corpus",
     "text_upper_bound",
 ]

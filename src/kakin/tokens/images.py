@@ -54,7 +54,7 @@ _PATCH_LIMIT: Final = 1536
 _GEMINI3_BUDGET: Final = {"low": 280, "medium": 560, "high": 1120, "auto": 1120}
 _ANTHROPIC_LONG_EDGE: Final = 1568
 _ANTHROPIC_MAX_PIXELS: Final = 1600 * 750
-_DETAILS: Final = frozenset({"auto", "low", "high", "medium", "original"})
+_DETAILS: Final = frozenset({"auto", "low", "high", "medium"})
 _MAX_SIDE: Final = 1_000_000
 
 
@@ -62,7 +62,9 @@ def image_tokens(width: int, height: int, *, model: str, detail: str = "auto") -
     """Input tokens of one ``width`` × ``height`` image sent to ``model``."""
     _check_size(width, height)
     if detail not in _DETAILS:
-        raise InvalidInput(f"image detail must be one of auto, low, high (got {detail!r})")
+        raise InvalidInput(
+            f"image detail must be auto, low or high (OpenAI), or low, medium or high (Gemini 3 media resolution); got {detail!r}"
+        )
     provider = provider_for_model(model)
     if provider == "anthropic":
         return anthropic_image_tokens(width, height)
