@@ -2,7 +2,7 @@
 project and per organisation tier, in process memory or in Redis behind one interface.
 
     limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
-    limits = build_limits(key_id=..., key_prefix="kk_ab12", key_rpm=60, key_tpm=100_000, ...)
+    limits = limits_for_key(key_record, ledger.tier_of(org_id).tier)   # or build_limits(...)
     decision = await limiter.acheck_and_consume(limits, requests=1, tokens=estimate)
     if not decision.allowed:
         raise decision.error()          # 429 "key kk_ab12… exceeded 60 requests/min; retry after 3 s"
@@ -17,6 +17,7 @@ from __future__ import annotations
 from kakin.limits.base import RateLimiter
 from kakin.limits.memory import MemoryRateLimiter
 from kakin.limits.redis_backend import RedisRateLimiter
+from kakin.limits.subjects import limits_for_key
 from kakin.limits.types import (
     ALLOWED,
     UNLIMITED,
@@ -48,5 +49,6 @@ __all__ = [
     "RedisRateLimiter",
     "build_limits",
     "key_label",
+    "limits_for_key",
     "make_limiter",
 ]
