@@ -22,7 +22,7 @@ Unknown names or malformed values are refused with a 400 naming the item.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from kakin.errors import InvalidInput
@@ -43,15 +43,13 @@ class Faults:
     chunks: int | None = None
     chunk_delay_s: float = 0.0
     words: int | None = None
+    # The fields a specification named, so that "error-rate=0" can override a default.
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def merged(self, override: Faults) -> Faults:
-        """``override``'s non-default fields over this one's."""
-        changes = {
-            f.name: getattr(override, f.name)
-            for f in fields(Faults)
-            if getattr(override, f.name) != f.default
-        }
-        return replace(self, **changes) if changes else self
+        """This one with the fields ``override`` named replaced by its values."""
+        changes = {name: getattr(override, name) for name in override.given}
+        return replace(self, **changes, given=self.given | override.given) if changes else self
 
 
 NO_FAULTS = Faults()
@@ -116,4 +114,4 @@ def parse_faults(spec: str) -> Faults:
                 f"{HEADER}: unknown or incomplete item {item!r}; items are latency=, status=, error-rate=, "
                 "error-status=, timeout[=], truncate=, no-usage, chunks=, chunk-delay=, tokens="
             )
-    return Faults(**values)  # type: ignore[arg-type]
+    return Faults(**values, given=frozenset(values))  # type: ignore[arg-type]
