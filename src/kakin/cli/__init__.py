@@ -41,6 +41,7 @@ app = typer.Typer(
 # One line per command module; each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
     "kakin.cli.alerts_cmds",  # alerts
+    "kakin.cli.simulate_cmd",  # simulate
 )
 
 
