@@ -1,0 +1,52 @@
+"""``kakin simulate`` serves the simulator as a real process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+ENTRY = "from kakin.cli import main; main()"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_simulate_command_serves_until_stopped() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "simulate", "--port", str(port), "--key", "demo-key", "--faults", "latency=1ms"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.post(url, json=body, headers={"authorization": "Bearer demo-key"})
+                break
+            except httpx.ConnectError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "kakin simulate did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200 and response.json()["usage"]["prompt_tokens"] > 0
+        assert httpx.post(url, json=body, headers={"authorization": "Bearer other"}).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_bad_fault_spec_is_a_one_line_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", ENTRY, "simulate", "--faults", "status=abc"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "status takes a whole number from 400 to 599" in result.stderr
