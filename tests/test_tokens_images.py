@@ -153,3 +153,9 @@ def test_unknown_or_broken_data_gives_no_size() -> None:
     assert image_size(b"\xff\xd8\x00garbage") is None
     assert data_url_size("https://example.com/a.png") is None
     assert data_url_size("data:image/png;base64,!!!!") is None
+
+
+def test_impossible_header_sizes_are_treated_as_unknown() -> None:
+    assert image_size(_png(0, 100)) is None
+    assert image_size(_png(3_000_000, 100)) is None
+    assert image_size(_png(1, 1)) == (1, 1)

@@ -35,6 +35,7 @@ from kakin.tokens.models import base_name, provider_for_model
 from kakin.tokens.text import (
     BOUND_METHOD,
     CHAR_METHOD,
+    ExactRoute,
     TokenCount,
     estimate_chars,
     exact_route,
@@ -86,10 +87,10 @@ def count_messages(messages: list[dict], model: str, *, tools: list[dict] | None
     request = _Request()
     for index, message in enumerate(messages):
         _collect_message(request, message, index)
-    provider = provider_for_model(model)
-    if provider == "openai":
-        return _count_openai(request, model, tools or [])
-    return _count_estimated(request, model, provider, tools or [])
+    route = exact_route(model)
+    if route is not None:
+        return _count_openai(request, model, route, tools or [])
+    return _count_estimated(request, model, provider_for_model(model), tools or [])
 
 
 def _collect_message(request: _Request, message: object, index: int) -> None:
@@ -197,9 +198,7 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _count_openai(request: _Request, model: str, tools: list[dict]) -> TokenCount:
-    route = exact_route(model)
-    assert route is not None  # provider "openai" means an offline encoding exists
+def _count_openai(request: _Request, model: str, route: ExactRoute, tools: list[dict]) -> TokenCount:
     encode = route.encode
     per_message, per_name = TOKENS_PER_MESSAGE, TOKENS_PER_NAME
     if base_name(model).startswith(("gpt-3.5-turbo-0301", "gpt-35-turbo-0301")):
@@ -209,23 +208,29 @@ def _count_openai(request: _Request, model: str, tools: list[dict]) -> TokenCoun
     tokens = upper = text_tokens + framing
     method = f"{route.method} + OpenAI chat framing ({per_message}/message, {per_name}/name, {REPLY_PRIMING} reply)"
     exact = request.plain and not request.images and not tools
-    for size, detail in request.images:
-        tokens += (
-            image_tokens(*size, model=model, detail=detail)
-            if size
-            else image_token_bound(None, model=model, detail=detail)
-        )
-        upper += image_token_bound(size, model=model, detail=detail)
+    image_estimate, image_bound = _images(request, model)
+    tokens, upper = tokens + image_estimate, upper + image_bound
     if request.images:
         method += "; images by OpenAI's tile/patch rules" + (
             "" if all(s for s, _ in request.images) else " (URL images at the largest size)"
         )
     if tools:
-        weights = _TOOL_WEIGHTS["cl100k" if route.method.endswith("cl100k_base") else "o200k"]
+        weights = _TOOL_WEIGHTS["cl100k" if route.name == "cl100k_base" else "o200k"]
         tokens += _openai_tools_estimate(tools, encode, weights)
         upper += sum(len(encode(_json(tool))) + BOUND_PER_TOOL for tool in tools) + BOUND_PER_REQUEST
         method += "; tools approximated as in OpenAI's cookbook, bounded by their JSON tokens"
     return TokenCount(tokens, max(tokens, upper), exact, method)
+
+
+def _images(request: _Request, model: str) -> tuple[int, int]:
+    """(estimate, upper bound) of the request's images; an image of unknown size is estimated
+    at its bound, so a hold never relies on a guess about a picture kakin cannot see."""
+    estimate = bound = 0
+    for size, detail in request.images:
+        most = image_token_bound(size, model=model, detail=detail)
+        estimate += image_tokens(*size, model=model, detail=detail) if size else most
+        bound += most
+    return estimate, bound
 
 
 def _openai_tools_estimate(tools: list[dict], encode: Any, weights: tuple[int, ...]) -> int:
@@ -270,13 +275,8 @@ def _count_estimated(request: _Request, model: str, provider: str, tools: list[d
         how = CHAR_METHOD
     tokens += TOKENS_PER_MESSAGE * request.messages + TOKENS_PER_NAME * request.names + REPLY_PRIMING
     upper += BOUND_PER_MESSAGE * request.messages + BOUND_PER_REQUEST + BOUND_PER_TOOL * len(tools)
-    for size, detail in request.images:
-        tokens += (
-            image_tokens(*size, model=model, detail=detail)
-            if size
-            else image_token_bound(None, model=model, detail=detail)
-        )
-        upper += image_token_bound(size, model=model, detail=detail)
+    image_estimate, image_bound = _images(request, model)
+    tokens, upper = tokens + image_estimate, upper + image_bound
     if tools and provider == "anthropic":
         tokens += ANTHROPIC_TOOL_PROMPT_ESTIMATE
         upper += ANTHROPIC_TOOL_PROMPT_BOUND

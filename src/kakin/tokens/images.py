@@ -134,7 +134,15 @@ def _check_size(width: object, height: object) -> None:
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a PNG, GIF, JPEG or WebP file, or None."""
+    """(width, height) from the header of a PNG, GIF, JPEG or WebP file, or None when the
+    format is not recognised or the header claims an impossible size."""
+    size = _header_size(data)
+    if size is None or not (0 < size[0] <= _MAX_SIDE and 0 < size[1] <= _MAX_SIDE):
+        return None
+    return size
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:

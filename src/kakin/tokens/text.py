@@ -85,12 +85,13 @@ def text_upper_bound(text: str) -> int:
     return size + 1
 
 
-class _ExactRoute:
+class ExactRoute:
     """Everything count_text needs for one OpenAI encoding, resolved once."""
 
-    __slots__ = ("encode", "method", "shared")
+    __slots__ = ("encode", "method", "name", "shared")
 
     def __init__(self, encoding_name: str) -> None:
+        self.name = encoding_name
         self.encode: Callable[[str], list[int]] = encoding(encoding_name).encode_ordinary
         self.method = f"tiktoken {encoding_name}"
         self.shared = [TokenCount(n, n, True, self.method) for n in range(_SHARED_BELOW)]
@@ -101,7 +102,7 @@ class _ExactRoute:
 
 # model name → (encode_ordinary, shared results, method), for models already seen.
 _routes: dict[str, tuple[Callable[[str], list[int]], list[TokenCount], str]] = {}
-_encoding_routes: dict[str, _ExactRoute] = {}
+_encoding_routes: dict[str, ExactRoute] = {}
 
 
 def count_text(text: str, model: str) -> TokenCount:
@@ -132,14 +133,14 @@ def _count_text_first(text: str, model: str) -> TokenCount:
     return estimate_text(text, model)
 
 
-def exact_route(model: str) -> _ExactRoute | None:
+def exact_route(model: str) -> ExactRoute | None:
     """The resolved tiktoken route for an OpenAI model, or None when there is none."""
     name = encoding_for_model(model)
     if name is None:
         return None
     route = _encoding_routes.get(name)
     if route is None:
-        route = _encoding_routes.setdefault(name, _ExactRoute(name))
+        route = _encoding_routes.setdefault(name, ExactRoute(name))
     return route
 
 
