@@ -102,7 +102,7 @@ def test_hard_cap_counts_open_holds(ledger: Ledger, setup) -> None:
     org, _project, _key, scope = setup
     ledger.set_budget(org.id, limit="1", hard_cap=True)
     first = ledger.reserve(scope, "0.6", 10, idempotency_key="first")
-    with pytest.raises(BudgetExceeded, match="held by requests in flight \\$0.6"):
+    with pytest.raises(BudgetExceeded, match=r"held by requests in flight \$0\.6"):
         ledger.reserve(scope, "0.6", 10, idempotency_key="second")
     ledger.void(first.id)
     ledger.reserve(scope, "0.6", 10, idempotency_key="second")
