@@ -76,31 +76,40 @@ def test_memory_threads_with_mixed_token_sizes_respect_both_limits():
 
 _WORKER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from kakin.limits import RedisRateLimiter, build_limits
-    url, prefix, start_at, rpm = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    url, prefix, rpm = sys.argv[1], sys.argv[2], int(sys.argv[3])
     limiter = RedisRateLimiter(url, prefix=prefix)
     limits = build_limits(key_id="shared", key_rpm=rpm, org_id="o", tier_tpm=1000000)
     limiter.check_and_consume(build_limits(key_id="warm-up", key_rpm=1))
-    while time.time() < start_at:
-        time.sleep(0.001)
-    print(sum(limiter.check_and_consume(limits, tokens=5).allowed for _ in range(300)))
+    print("ready", flush=True)
+    sys.stdin.readline()  # wait for "go", so both processes hammer at the same time
+    print(sum(limiter.check_and_consume(limits, tokens=5).allowed for _ in range(rpm)), flush=True)
     """
 )
 
 
+SHARED_RPM = 600  # each process alone needs tens of ms to exhaust it, so both get a share
+
+
 def test_two_processes_sharing_redis_never_exceed_the_limit(redis_prefix):
     url, prefix = redis_prefix
-    start_at = time.time() + 1.2
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, url, prefix, str(start_at), str(RPM)],
+            [sys.executable, "-c", _WORKER, url, prefix, str(SHARED_RPM)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     counts = [int(proc.communicate(timeout=60)[0].strip()) for proc in procs]
-    elapsed = time.time() - start_at
+    elapsed = time.monotonic() - started
+    assert SHARED_RPM <= sum(counts) <= SHARED_RPM + int(elapsed * SHARED_RPM / 60) + 1
     assert all(count > 0 for count in counts), counts  # both really competed
-    assert RPM <= sum(counts) <= _bound(elapsed)
