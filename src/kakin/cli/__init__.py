@@ -40,6 +40,11 @@ app = typer.Typer(
 
 # One line per command module; each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "kakin.cli.prices_cmd",  # models, price
+    "kakin.cli.tokens_cmd",  # tokens
+    "kakin.cli.estimate_cmd",  # estimate, scenario, image-job, breakeven
+    "kakin.cli.forecast_cmd",  # forecast
+    "kakin.cli.demo",  # demo
     "kakin.cli.alerts_cmds",  # alerts
     "kakin.cli.simulate_cmd",  # simulate
 )

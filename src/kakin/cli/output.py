@@ -19,7 +19,8 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum, StrEnum
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -27,7 +28,7 @@ import typer
 from typer.core import TyperGroup
 
 from kakin.errors import InvalidInput, KakinError
-from kakin.money import USD, FxRate, MoneyError, decimal_str, format_amount, fx_rate
+from kakin.money import USD, FxRate, MoneyError, decimal_str, format_amount, fx_rate, minor_units
 
 EXIT_USER_ERROR = 2
 
@@ -99,6 +100,16 @@ FormatOption = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="table (for reading), json or csv (exact decimal strings)."),
 ]
+ModeOption = Annotated[
+    str, typer.Option("--mode", help="Pricing mode: standard, batch, flex, priority or fast.")
+]
+AtOption = Annotated[
+    str | None, typer.Option("--at", help="Price at this date (YYYY-MM-DD, UTC) instead of now.")
+]
+ProviderOption = Annotated[
+    str | None,
+    typer.Option("--provider", help="openai, anthropic, google or azure (default: from the name)."),
+]
 CurrencyOption = Annotated[
     str | None,
     typer.Option(
@@ -139,58 +150,44 @@ def _has_kakin_env() -> bool:
 
 
 def load_catalog() -> Any:
-    """The price catalog, with kakin.toml's ``[catalog]`` overrides when there are any."""
+    """The price catalog (with kakin.toml's ``[catalog]`` overrides when the file has any)."""
     from kakin.catalog import Catalog
 
-    settings = _settings()
-    if settings is not None and settings.catalog:
-        return Catalog.load(settings.catalog)
     return Catalog.default()
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_decimal(
-    raw: str | None,
-    what: str,
-    *,
-    minimum: Decimal | int | None = 0,
-    maximum: Decimal | int | None = None,
-    percent: bool = False,
-) -> Decimal:
-    """Parse a user number exactly and check its range; ``percent`` accepts '20%' or '0.2'."""
+def parse_at(raw: str | None) -> datetime | None:
+    """``--at``: an ISO date (midnight UTC) or date-time (naive = UTC); None for now."""
     if raw is None:
-        raise InvalidInput(f"{what} is required")
-    text = raw.strip().replace(",", "").replace("_", "")
-    scale = Decimal(1)
-    if percent and text.endswith("%"):
-        text, scale = text[:-1].strip(), Decimal("0.01")
+        return None
+    text = raw.strip()
     try:
-        value = Decimal(text) * scale
-    except ArithmeticError:
-        raise InvalidInput(f"{what} must be a number, got {raw!r}") from None
-    if not value.is_finite():
-        raise InvalidInput(f"{what} must be a finite number, got {raw!r}")
-    if minimum is not None and value < minimum:
-        raise InvalidInput(f"{what} must be at least {_show_bound(minimum, percent)}, got {raw!r}")
-    if maximum is not None and value > maximum:
-        raise InvalidInput(f"{what} must be at most {_show_bound(maximum, percent)}, got {raw!r}")
-    return value
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--at must be a date (YYYY-MM-DD) or ISO date-time, got {raw!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def parse_int(raw: str | None, what: str, *, minimum: int = 0, maximum: int | None = None) -> int:
-    """A whole number in range ('1_000' and '1,000' accepted)."""
-    value = parse_decimal(raw, what, minimum=minimum, maximum=maximum)
-    if value != value.to_integral_value():
-        raise InvalidInput(f"{what} must be a whole number, got {raw!r}")
-    return int(value)
+def parse_date(raw: str | None, what: str) -> date | None:
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} must be a date (YYYY-MM-DD), got {raw!r}") from None
 
 
-def _show_bound(bound: Decimal | int, percent: bool) -> str:
-    if percent:
-        return f"{decimal_str(Decimal(bound) * 100)}%"
-    return f"{Decimal(bound):,}"
+def check_mode(mode: str) -> str:
+    from kakin.catalog import MODES
+
+    if mode not in MODES:
+        raise InvalidInput(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
 
 
 def read_text_file(path: str, what: str) -> str:
@@ -232,17 +229,22 @@ def read_toml_file(path: str, what: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- reports
 
-Kind = Literal["text", "int", "money", "decimal", "percent", "rate"]
+Kind = Literal["text", "int", "money", "decimal", "percent", "rate", "factor"]
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
     """One column. ``money`` values are USD Decimals converted to the display currency;
-    ``rate`` values are per-unit USD prices (converted, shown with more digits)."""
+    ``rate`` values are small per-unit prices (converted, shown with 4 significant digits);
+    ``factor`` values are ratios shown as "2.5×". ``table=False`` keeps a column out of
+    the table (JSON and CSV still carry it); ``wrap=True`` lets long text break over lines
+    (other cells never break, so a narrow terminal shortens them instead)."""
 
     key: str
     header: str
     kind: Kind = "text"
+    table: bool = True
+    wrap: bool = False
 
 
 @dataclass(slots=True)
@@ -287,6 +289,8 @@ def json_value(value: Any, kind: Kind, fx: FxRate) -> Any:
         return None
     if kind in ("money", "rate"):
         return decimal_str(fx.convert(value))
+    if isinstance(value, bool):
+        return value
     if isinstance(value, Decimal):
         return decimal_str(value)
     if isinstance(value, Enum):
@@ -349,17 +353,20 @@ def display(value: Any, kind: Kind, fx: FxRate) -> str:
     if kind == "money":
         return format_amount(fx.convert(value), fx.currency)
     if kind == "rate":
-        return format_amount(fx.convert(value), fx.currency, significant=6)
+        return format_rate(fx.convert(value), fx.currency)
+    if kind == "factor":
+        return f"{Decimal(value).quantize(Decimal('0.01')):,}×"
     if kind == "percent":
         return f"{decimal_str((Decimal(value) * 100).quantize(Decimal('0.1')))}%"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "decimal":
-        return (
-            f"{Decimal(value).normalize():,f}"
-            if Decimal(value) == Decimal(value).to_integral_value()
-            else decimal_str(value)
-        )
+        number = Decimal(value)
+        if number != number.to_integral_value():
+            number = number.quantize(Decimal("0.01"))
+        return f"{number:,f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, Enum):
         return str(value.value)
     if hasattr(value, "isoformat"):
@@ -367,22 +374,53 @@ def display(value: Any, kind: Kind, fx: FxRate) -> str:
     return str(value)
 
 
+def format_rate(amount: Decimal, currency: str, significant: int = 4) -> str:
+    """A per-unit price: at least ``significant`` digits (¥1.078, not ¥1), grouped thousands."""
+    places = minor_units(currency)
+    if (
+        amount == 0
+        or abs(amount) < Decimal(1).scaleb(-places)
+        or amount.adjusted() >= significant - 1 - places
+    ):
+        return format_amount(amount, currency, significant=significant)
+    exponent = min(amount.adjusted() - significant + 1, -places)
+    text = f"{abs(amount).quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP):,f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(places, "0")
+    symbol = format_amount(Decimal(0), currency).rstrip("0.,")
+    return ("-" if amount < 0 else "") + symbol + whole + ("." + fraction if fraction else "")
+
+
 def print_table(report: Report, fx: FxRate, console: Any) -> None:
+    from rich import box
     from rich.table import Table
 
     has_total = report.total is not None
-    table = Table(title=report.title, title_justify="left", show_footer=has_total, header_style="bold")
-    for column in report.columns:
+    table = Table(
+        title=report.title,
+        title_justify="left",
+        show_footer=has_total,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    columns = [c for c in report.columns if c.table]
+    for column in columns:
         numeric = column.kind != "text"
         footer = (
             display(report.total.get(column.key), column.kind, fx)
             if has_total and column.key in report.total
             else ""
         )  # type: ignore[union-attr]
-        table.add_column(column.header, justify="right" if numeric else "left", footer=footer)
+        table.add_column(
+            column.header,
+            justify="right" if numeric else "left",
+            footer=footer,
+            no_wrap=not column.wrap,
+        )
     for row in report.rows:
         style = report.row_style(row) if report.row_style else None
-        table.add_row(*(display(row.get(c.key), c.kind, fx) for c in report.columns), style=style)
+        table.add_row(*(display(row.get(c.key), c.kind, fx) for c in columns), style=style)
     console.print(table)
     notes = list(report.notes)
     if fx.currency != USD and any(c.kind in ("money", "rate") for c in report.columns):

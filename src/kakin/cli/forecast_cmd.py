@@ -1,0 +1,119 @@
+"""``kakin forecast``: month-end spend from a CSV of daily spend (date,spend).
+
+The computation is kakin.estimate.forecast_month; this module reads the file and prints the
+projection, its range and the weekday pattern it used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from kakin.cli.output import (
+    Column,
+    CurrencyOption,
+    FormatOption,
+    OutputFormat,
+    Report,
+    emit,
+    parse_date,
+    read_text_file,
+    resolve_currency,
+)
+
+if TYPE_CHECKING:
+    from kakin.estimate import MonthForecast
+
+
+def register(app: typer.Typer) -> None:
+    app.command("forecast")(forecast)
+
+
+def forecast(
+    csv_file: Annotated[str, typer.Argument(help="CSV of daily spend: date,spend (USD), header optional.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Forecast as of this date (default: the last date in the file)."),
+    ] = None,
+    window: Annotated[
+        int, typer.Option("--window", help="Days of history to learn the pattern from (7–366).")
+    ] = 28,
+    fmt: FormatOption = OutputFormat.table,
+    currency: CurrencyOption = None,
+) -> None:
+    """Month-end forecast from the measured burn rate and weekday pattern, with a low–high range."""
+    from kakin.estimate import forecast_month, parse_daily_csv
+
+    fx = resolve_currency(currency)
+    daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
+    result = forecast_month(daily, as_of=parse_date(as_of, "--as-of"), window_days=window)
+    emit(forecast_reports(result), fmt, fx)
+
+
+def forecast_reports(result: MonthForecast) -> list[Report]:
+    from kakin.estimate.forecast import WEEKDAY_NAMES
+
+    month = f"{result.month:%Y-%m}"
+    figures = Report(
+        title=f"Month-end forecast for {month} (as of {result.as_of.isoformat()})",
+        columns=[Column("figure", "figure"), Column("amount", "amount", "money"), Column("detail", "detail")],
+        rows=[
+            {
+                "figure": "spent to date",
+                "amount": result.spent_to_date,
+                "detail": f"{result.days_elapsed} of {result.days_in_month} days",
+            },
+            {
+                "figure": "remaining days",
+                "amount": result.remaining_projection,
+                "detail": f"{result.days_remaining} days at the {result.pattern} pattern",
+            },
+            {"figure": "projected total", "amount": result.projected, "detail": "spent + remaining"},
+            {"figure": "low", "amount": result.low, "detail": "10th percentile (never below spent)"},
+            {"figure": "high", "amount": result.high, "detail": "90th percentile"},
+            {
+                "figure": "burn rate",
+                "amount": result.burn_rate,
+                "detail": f"mean per day over {result.observed_days} days",
+            },
+            {"figure": "burn rate, last 7 days", "amount": result.burn_rate_7d, "detail": "mean per day"},
+        ],
+        notes=[
+            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = {result.daily_stdev} USD day-to-day deviation "
+            f"around the pattern, m = {result.days_remaining} remaining days, n = {result.observed_days} observed days",
+        ],
+        extra={
+            "forecast": {
+                "month": month,
+                "as_of": result.as_of,
+                "pattern": result.pattern,
+                "days_elapsed": result.days_elapsed,
+                "days_remaining": result.days_remaining,
+                "observed_days": result.observed_days,
+                "spent_to_date": result.spent_to_date,
+                "projected": result.projected,
+                "low": result.low,
+                "high": result.high,
+                "burn_rate": result.burn_rate,
+                "daily_stdev": result.daily_stdev,
+            }
+        },
+        extra_money=frozenset({"forecast"}),
+    )
+    remaining = [0] * 7
+    for offset in range(1, result.days_remaining + 1):
+        remaining[(result.as_of.weekday() + offset) % 7] += 1
+    pattern = Report(
+        title=f"Daily pattern used ({result.pattern})",
+        columns=[
+            Column("weekday", "weekday"),
+            Column("mean", "mean spend", "money"),
+            Column("remaining", "days left this month", "int"),
+        ],
+        rows=[
+            {"weekday": WEEKDAY_NAMES[w], "mean": result.day_means[w], "remaining": remaining[w]}
+            for w in range(7)
+        ],
+    )
+    return [figures, pattern]

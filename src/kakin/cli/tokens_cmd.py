@@ -1,0 +1,158 @@
+"""``kakin tokens``: count a prompt's tokens for one or more models, offline.
+
+Counts are exact for OpenAI encodings; for other providers they are estimates, shown with
+the upper bound the real count never exceeds. ``--ratios`` prints kakin's measurement of
+Japanese vs English token density, the figure behind "Japanese costs more tokens".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kakin.cli.output import (
+    Column,
+    FormatOption,
+    OutputFormat,
+    Report,
+    emit,
+    read_json_file,
+    read_text_file,
+)
+from kakin.errors import InvalidInput
+from kakin.money import USD_RATE
+
+DEFAULT_MODELS = ["gpt-4o"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tokens")(tokens)
+
+
+def tokens(
+    text: Annotated[str | None, typer.Argument(help="Text to count (or use --file / --messages).")] = None,
+    file: Annotated[str | None, typer.Option("--file", help="Count the text of this UTF-8 file.")] = None,
+    messages: Annotated[
+        str | None,
+        typer.Option("--messages", help="Count a chat request: JSON list of messages or request body."),
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Model to count for (repeat to compare).")
+    ] = None,
+    ratios: Annotated[
+        bool, typer.Option("--ratios", help="Print measured Japanese vs English tokens per character.")
+    ] = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Count tokens of a text, a file or a chat request for one or more models."""
+    if ratios:
+        emit(_ratios_reports(), fmt, USD_RATE)
+        return
+    given = [
+        name
+        for name, value in (("TEXT", text), ("--file", file), ("--messages", messages))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise InvalidInput(
+            "give exactly one of TEXT, --file or --messages (or --ratios)"
+            + (f"; got {', '.join(given)}" if given else "")
+        )
+    from kakin.catalog import Catalog
+    from kakin.estimate import request_from_json
+    from kakin.tokens import count_messages, count_text
+
+    body = None
+    if messages is not None:
+        body = request_from_json(read_json_file(messages, "messages file"), where=messages)
+    elif file is not None:
+        text = read_text_file(file, "text file")
+    names = list(dict.fromkeys(model or ([body["model"]] if body and "model" in body else DEFAULT_MODELS)))
+    rows = []
+    for name in names:
+        canonical = Catalog.default().resolve(name).model
+        if body is not None:
+            counted = count_messages(body["messages"], canonical, tools=body.get("tools"))
+        else:
+            counted = count_text(text or "", canonical)
+        rows.append(
+            {
+                "model": canonical,
+                "tokens": counted.tokens,
+                "exact": counted.exact,
+                "upper_bound": counted.upper_bound,
+                "method": counted.method,
+            }
+        )
+    notes = []
+    if text is not None and body is None:
+        notes.append(f"{len(text):,} characters, {len(text.encode('utf-8')):,} UTF-8 bytes")
+    if any(not row["exact"] for row in rows):
+        notes.append(
+            "exact = no: the count is an estimate; the provider never reports more than the upper bound"
+        )
+    report = Report(
+        title="Tokens" + (" (chat request, framing included)" if body is not None else ""),
+        columns=[
+            Column("model", "model"),
+            Column("tokens", "tokens", "int"),
+            Column("exact", "exact"),
+            Column("upper_bound", "upper bound", "int"),
+            Column("method", "method", wrap=True),
+        ],
+        rows=[{**row, "exact": "yes" if row["exact"] else "no"} for row in rows]
+        if fmt is OutputFormat.table
+        else rows,
+        notes=notes,
+    )
+    emit(report, fmt, USD_RATE)
+
+
+def _ratios_reports() -> list[Report]:
+    from kakin.tokens.ratios import ENCODINGS, language_ratios
+
+    measured = language_ratios()
+    rows = []
+    for sample in measured.samples:
+        for name in ENCODINGS:
+            rows.append(
+                {
+                    "sample": sample.label,
+                    "encoding": name,
+                    "chars": sample.chars,
+                    "tokens": sample.tokens[name],
+                    "tokens_per_char": round(sample.tokens_per_char(name), 4),
+                    "chars_per_token": round(sample.chars_per_token(name), 4),
+                    "estimate_error": round(sample.estimate_error(name), 4),
+                }
+            )
+    labels = {s.label for s in measured.samples}
+    notes = []
+    summary = {}
+    if {"ja", "en"} <= labels:
+        for name in ENCODINGS:
+            summary[name] = round(measured.ja_over_en(name), 4)
+            notes.append(
+                f"{name}: a Japanese character costs {summary[name]:.2f}× the tokens of an English one"
+            )
+    notes.append(
+        "estimate_error: (character rule − exact) ÷ exact, the error of kakin's estimate for non-OpenAI models"
+    )
+    return [
+        Report(
+            title="Tokens per character, Japanese vs English (shipped sample corpus)",
+            columns=[
+                Column("sample", "sample"),
+                Column("encoding", "encoding"),
+                Column("chars", "chars", "int"),
+                Column("tokens", "tokens", "int"),
+                Column("tokens_per_char", "tokens/char"),
+                Column("chars_per_token", "chars/token"),
+                Column("estimate_error", "estimate error"),
+            ],
+            rows=rows,
+            notes=notes,
+            extra={"ja_over_en_tokens_per_char": summary},
+        )
+    ]
