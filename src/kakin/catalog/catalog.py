@@ -335,12 +335,19 @@ class Catalog:
         return entry
 
     def _is_new(self, declared: DeclaredModel) -> bool:
-        """A declared model that is not also a catalog model (those only get metadata)."""
+        """Whether a declared model is a model of its own, rather than new metadata for a
+        catalog model. Under a provider genai-prices knows, or with no provider, a name the
+        catalog resolves is the catalog model; under any other provider it is new."""
         ref = declared.model.lower()
+        if declared.provider == "custom":
+            return self._genai_lookup(ref, None, None) is None and self._data_lookup(ref, None) is None
         genai_provider = genai_source.provider_by_id(declared.provider)
-        if genai_provider is not None:
-            return genai_source.find_model(genai_provider, ref) is None
-        return declared.provider == "custom" or self._data_lookup(ref, declared.provider) is None
+        if genai_provider is None:
+            return True
+        return (
+            genai_source.find_model(genai_provider, ref) is None
+            and self._data_lookup(ref, declared.provider) is None
+        )
 
     def _sets_for(self, canonical: str, provider: str, *also: str) -> list:
         return [

@@ -27,7 +27,7 @@ from typing import Any, Final
 from genai_prices.types import ModelPrice, Tier, TieredPrices
 
 from kakin.catalog.extras import ImageSpec, decimal_value, image_table_values
-from kakin.catalog.genai_source import MODES
+from kakin.catalog.genai_source import MODES, components_of
 from kakin.catalog.providers import normalize_provider
 from kakin.errors import InvalidInput
 from kakin.money import EXACT
@@ -256,7 +256,7 @@ def _price_set(
 ) -> PriceSet:
     per = _per(fields.get("per", "1M"), where)
     standard = _model_price(fields, per, where, allow_meta=True)
-    if not standard.__dict__:
+    if not standard.__dict__ and "images" not in fields and "cache_storage" not in fields:
         raise InvalidInput(f"{where} gives no prices; set at least input and output (USD per 1M tokens)")
     variants = {
         mode: _model_price(_table(fields[mode], f"{where}.{mode}"), per, f"{where}.{mode}", allow_meta=False)
@@ -286,7 +286,7 @@ def _price_set(
                 f"{where}: image_default_size/image_default_quality "
                 f"({images.default_size} {images.default_quality}) is not in the images table"
             )
-    return PriceSet(
+    price_set = PriceSet(
         model=model_id,
         provider=provider,
         effective_from=parse_instant(raw_from, f"{where}.effective_from"),
@@ -297,6 +297,14 @@ def _price_set(
         source=source,
         where=where,
     )
+    for mode in MODES:
+        try:
+            components_of(price_set.resolve(mode)[0], source=source)
+        except ValueError as error:
+            raise InvalidInput(
+                f"{where}: {error} (a more specific price needs the broader one too, e.g. input with cache_read)"
+            ) from None
+    return price_set
 
 
 def _model_price(fields: Mapping[str, Any], per: int, where: str, *, allow_meta: bool) -> ModelPrice:
