@@ -1,0 +1,557 @@
+"""The metering gateway: an ASGI app that speaks the providers' own APIs.
+
+Every request goes: authenticate the kakin key → parse and bound it → route → rate limits →
+response cache → reserve the bound against credit and budgets → forward → read the usage
+the provider reported → price it → settle (durable) → answer. A request that fails upstream
+is voided (free, but it still counted toward rate limits); a stream the client abandons is
+billed for what the provider produced; the hold is released on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+
+from kakin.catalog import Catalog
+from kakin.config import ProviderSettings, Settings
+from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
+from kakin.gateway.cache import CachedResponse, MemoryCache, ResponseCache, cache_key
+from kakin.gateway.committer import GroupCommitter
+from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
+from kakin.gateway.keys import Caller, KeyCache
+from kakin.gateway.routing import Route, Router
+from kakin.gateway.upstream import new_session, upstream_headers
+from kakin.ledger.errors import InvalidKey, PermissionDenied
+from kakin.ledger.records import ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
+from kakin.limits import make_limiter
+from kakin.money import decimal_str
+from kakin.pricing import Cost, Usage, price
+from kakin.providers import (
+    ParsedRequest,
+    StreamMeter,
+    error_response,
+    extract_credential,
+    match_endpoint,
+    parse,
+    stream_error_event,
+    upstream_request,
+    usage_from_body,
+)
+
+log = logging.getLogger("kakin.gateway")
+
+
+class NoUpstream(KakinError):
+    status = 502
+    code = "bad_gateway"
+
+
+class UpstreamTimeout(KakinError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UnpricedModel(NotFound):
+    code = "model_not_priced"
+
+
+@dataclass(slots=True)
+class Call:
+    """One request's state as it moves through the gateway."""
+
+    api: str
+    caller: Caller
+    parsed: ParsedRequest
+    provider: ProviderSettings
+    route: Route
+    entry: Any  # catalog ModelEntry, or None for an explicitly allowed unpriced model
+    started: datetime
+    request_id: str
+    reservation_id: str | None = None
+    settled: bool = False
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def scope(self) -> Scope:
+        key = self.caller.key
+        return Scope(org_id=key.org_id, project_id=key.project_id, key_id=key.id, model=self.route.model)
+
+
+def api_of_path(path: str) -> str:
+    """Which provider's error format to answer in, even for a path kakin does not serve."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1beta/") or ":" in path.rsplit("/", 1)[-1]:
+        return "google"
+    if path.startswith("/openai/"):
+        return "azure"
+    return "openai"
+
+
+class Gateway:
+    """The ASGI application. Build with ``Gateway(settings, ledger)``; ``kakin serve`` runs it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Any,
+        *,
+        catalog: Catalog | None = None,
+        cache: ResponseCache | None = None,
+        alerts: Any = None,
+        admin_app: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.catalog = catalog or Catalog.default()
+        self.committer = GroupCommitter(ledger, max_batch=settings.gateway.commit_max_batch)
+        self.keys = KeyCache(ledger)
+        self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
+        self.router = Router(settings.gateway, self.catalog)
+        c = settings.cache
+        self.cache = cache or MemoryCache(c.ttl_seconds, c.max_entries, c.max_entry_bytes)
+        # Responses of requests sent with an Idempotency-Key, replayed to a retry.
+        self.replays = MemoryCache(24 * 3600, 100_000, c.max_entry_bytes)
+        self.alerts = alerts
+        self.admin_app = admin_app
+        self.session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def startup(self) -> None:
+        self.committer.start()
+        self.session = new_session(self.settings.gateway.upstream_timeout_seconds)
+
+    async def shutdown(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+        await asyncio.to_thread(self.committer.stop)
+
+    def changed(self, kind: str, ident: str) -> None:
+        """The admin API changed something: forget what was remembered about it."""
+        self.keys.forget(kind, ident)
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path.startswith("/admin") and self.admin_app is not None:
+                await self.admin_app(scope, receive, send)
+            elif path == "/healthz":
+                await respond(send, 200, b'{"status":"ok"}')
+            else:
+                await self.handle(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        api = api_of_path(path)
+        call: Call | None = None
+        try:
+            match = match_endpoint(scope["method"], path)
+            if match is None:
+                raise NotFound(f"kakin does not serve {scope['method']} {path}")
+            api = match.endpoint.api
+            body = await read_body(receive, self.settings.server.max_body_bytes)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            call = await self._admit(match, body, headers, query)
+            await self._serve(call, headers, receive, send)
+        except ClientGone:
+            return
+        except KakinError as error:
+            await self._refuse(send, api, error)
+        finally:
+            if call is not None and call.reservation_id is not None and not call.settled:
+                # Every exit that did not settle releases the hold (errors, cancellation).
+                self.committer.enqueue(VoidOp(call.reservation_id))
+
+    async def _refuse(self, send: Send, api: str, error: KakinError) -> None:
+        extra = []
+        retry = getattr(error, "retry_after_seconds", None)
+        if error.status == 429:
+            extra.append(("retry-after", str(max(1, int(retry + 0.999))) if retry else "60"))
+        body = error_response(api, error.status, error.message, code=error.code)
+        try:
+            await respond(send, error.status, body, extra=extra)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ admission
+
+    async def _admit(self, match: Any, body: bytes, headers: dict[str, str], query: dict[str, str]) -> Call:
+        endpoint = match.endpoint
+        credential = extract_credential(headers, query)
+        if credential is None:
+            raise InvalidKey(
+                "no kakin key presented: send it as 'Authorization: Bearer <key>' "
+                "(or x-api-key / x-goog-api-key / api-key), as your SDK does with api_key"
+            )
+        caller = await self.keys.caller(credential.value)
+        provider = self.settings.provider_for(endpoint.api)
+        if provider is None:
+            raise NoUpstream(
+                f"no upstream is configured for the {endpoint.api} API; add one under [[providers]]"
+            )
+        parsed = parse(endpoint, body, match.path_params, query, model_map=provider.deployments)
+        route = self.router.resolve(parsed.model) if parsed.model else Route(parsed.model, None, None)
+        allowed = caller.key.models
+        if allowed and route.model not in allowed and (route.routed_from or "") not in allowed:
+            raise PermissionDenied(
+                f"kakin key {caller.key.prefix}… may use {', '.join(allowed)}; {parsed.model!r} is not among them"
+            )
+        entry = self._catalog_entry(route.model, endpoint.api) if endpoint.billable else None
+        call = Call(
+            api=endpoint.api,
+            caller=caller,
+            parsed=parsed,
+            provider=provider,
+            route=route,
+            entry=entry,
+            started=datetime.now(UTC),
+            request_id="req_" + secrets.token_hex(12),
+        )
+        bound_tokens = parsed.input_tokens_bound + (
+            parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
+        )
+        decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
+        if not decision.allowed:
+            raise decision.error()
+        return call
+
+    def _catalog_entry(self, model: str, api: str) -> Any:
+        try:
+            return self.catalog.resolve(model, provider=api)
+        except UnknownModel:
+            try:
+                return self.catalog.resolve(model)
+            except UnknownModel as unknown:
+                if self.settings.gateway.allow_unpriced_models:
+                    return None
+                raise UnpricedModel(
+                    f"{unknown.message}. kakin refuses models it cannot price; add its prices in "
+                    "kakin.toml, or set gateway.allow_unpriced_models = true to pass it through unbilled"
+                ) from None
+
+    def _price(self, call: Call, usage: Usage) -> Cost | None:
+        if call.entry is None:
+            return None
+        return price(usage, call.entry, at=call.started, catalog=self.catalog)
+
+    # ------------------------------------------------------------------ serving
+
+    async def _serve(self, call: Call, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        parsed = call.parsed
+        if not parsed.endpoint.billable or call.entry is None:
+            await self._forward_unbilled(call, headers, send)
+            return
+        cache_on = self._cache_wanted(headers)
+        ckey = (
+            cache_key(call.caller.key.project_id, call.route.model, parsed.stream, parsed.body)
+            if cache_on
+            else ""
+        )
+        if cache_on:
+            hit = await self.cache.get(ckey)
+            if hit is not None:
+                await self._serve_hit(call, hit, send)
+                return
+        idem = headers.get("idempotency-key", "").strip()
+        if len(idem) > 255:
+            raise InvalidInput("Idempotency-Key must be at most 255 characters")
+        bound_usage = parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
+        bound = self._price(call, bound_usage)
+        reservation = await self.committer.submit(
+            ReserveOp(
+                call.scope,
+                bound.total if bound else Decimal(0),
+                bound_usage.input_tokens + bound_usage.output_tokens,
+                f"{call.caller.key.id}:{idem}" if idem else call.request_id,
+                self.settings.gateway.hold_seconds,
+            )
+        )
+        if getattr(reservation, "repeated", False):
+            await self._replay(call, reservation, idem, send)
+            return
+        call.reservation_id = reservation.id
+        call.extra_headers = [
+            ("x-kakin-request-id", call.request_id),
+            ("x-kakin-reserved-usd", decimal_str(bound.total if bound else Decimal(0))),
+        ]
+        if call.route.routed_from:
+            call.extra_headers.append(("x-kakin-routed-to", call.route.model))
+        up = upstream_request(
+            parsed,
+            model=call.route.model if call.route.routed_from else None,
+            api_version=call.provider.api_version or None,
+        )
+        response = await self._open_upstream(call, up, headers)
+        try:
+            if response.status >= 400:
+                await self._pass_error(call, response, send)
+            elif parsed.stream:
+                await self._stream(call, response, receive, send, ckey, idem)
+            else:
+                await self._complete(call, response, send, ckey, idem)
+        finally:
+            response.release()
+
+    def _cache_wanted(self, headers: dict[str, str]) -> bool:
+        asked = headers.get("x-kakin-cache", "").strip().lower()
+        if asked in ("off", "0", "false", "no", "bypass"):
+            return False
+        return self.settings.cache.enabled or asked in ("on", "1", "true", "yes")
+
+    async def _open_upstream(self, call: Call, up: Any, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        assert self.session is not None
+        url = call.provider.base_url.rstrip("/") + up.path
+        try:
+            return await self.session.request(
+                call.parsed.endpoint.method,
+                url,
+                data=up.body,
+                headers=upstream_headers(headers, call.provider, call.api, up.headers),
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{call.provider.name} did not answer in time; the request was not billed"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise NoUpstream(
+                f"could not reach {call.provider.name} ({exc}); the request was not billed"
+            ) from None
+
+    async def _pass_error(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
+        """An upstream 4xx/5xx is not billed: void the hold, hand the provider's answer over."""
+        body = await response.read()
+        self.committer.enqueue(VoidOp(call.reservation_id))
+        call.settled = True
+        extra = [(k, v) for k, v in response.headers.items() if k.lower() == "retry-after"]
+        await respond(
+            send,
+            response.status,
+            body,
+            response.headers.get("content-type", "application/json"),
+            extra + call.extra_headers,
+        )
+
+    async def _complete(
+        self, call: Call, response: aiohttp.ClientResponse, send: Send, ckey: str, idem: str
+    ) -> None:
+        try:
+            body = await response.read()
+        except (TimeoutError, aiohttp.ClientError):
+            raise UpstreamTimeout(
+                f"{call.provider.name} broke off its answer; the request was not billed"
+            ) from None
+        usage = usage_from_body(call.parsed, body)
+        estimated = usage is None
+        if usage is None:
+            # Never a silent zero: without reported usage, charge the bound that was reserved.
+            usage = call.parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
+        cost = await self._settle(call, usage, estimated)
+        content_type = response.headers.get("content-type", "application/json")
+        extra = [*call.extra_headers, ("x-kakin-cost-usd", decimal_str(cost))]
+        if ckey:
+            await self.cache.put(
+                ckey, CachedResponse(response.status, content_type, body, cost, call.route.model)
+            )
+        if idem:
+            await self.replays.put(
+                self._replay_key(call, idem),
+                CachedResponse(response.status, content_type, body, cost, call.route.model),
+            )
+        await respond(send, response.status, body, content_type, extra)
+
+    async def _stream(
+        self,
+        call: Call,
+        response: aiohttp.ClientResponse,
+        receive: Receive,
+        send: Send,
+        ckey: str,
+        idem: str,
+    ) -> None:
+        meter = StreamMeter(call.parsed)
+        content_type = response.headers.get("content-type", "text/event-stream")
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
+        delivered: list[bytes] = []
+        pending = b""
+        broken = False
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": header_list(content_type, call.extra_headers),
+                }
+            )
+            async for chunk in response.content.iter_any():
+                out = meter.feed(chunk)
+                if pending:
+                    # Send the previous piece; the newest stays back until the charge is durable.
+                    await send({"type": "http.response.body", "body": pending, "more_body": True})
+                    delivered.append(pending)
+                pending = out
+                if gone.is_set():
+                    break
+        except (TimeoutError, aiohttp.ClientError):
+            broken = True
+        except OSError:
+            gone.set()
+        finally:
+            watcher.cancel()
+        if not gone.is_set():
+            pending += meter.finish()
+        usage = meter.usage()
+        estimated = usage is None
+        if usage is None:
+            usage = meter.partial_usage()  # what the provider produced before the stream stopped
+        cost = await self._settle(call, usage, estimated)
+        if gone.is_set():
+            return
+        if broken:
+            pending += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
+        delivered.append(pending)
+        try:
+            await send({"type": "http.response.body", "body": pending, "more_body": False})
+        except OSError:
+            return
+        if not broken and not estimated:
+            entry = CachedResponse(response.status, content_type, b"".join(delivered), cost, call.route.model)
+            if ckey:
+                await self.cache.put(ckey, entry)
+            if idem:
+                await self.replays.put(self._replay_key(call, idem), entry)
+
+    async def _settle(self, call: Call, usage: Usage, estimated: bool) -> Decimal:
+        cost = self._price(call, usage)
+        total = cost.total if cost else Decimal(0)
+        items = [item.to_dict() for item in cost.items] if cost else []
+        if estimated:
+            items.append({"note": "the provider reported no usage; charged kakin's own count"})
+        routing_saved = Decimal(0)
+        if call.route.baseline and call.route.baseline != call.route.model:
+            try:
+                routing_saved = max(
+                    Decimal(0),
+                    price(usage, call.route.baseline, at=call.started, catalog=self.catalog).total - total,
+                )
+            except KakinError:
+                routing_saved = Decimal(0)
+        detail = UsageDetail(
+            provider=call.provider.name,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cache_read_tokens,
+            cost_items=items,
+            request_id=call.request_id,
+            routed_from=call.route.routed_from,
+            routing_saved=routing_saved,
+        )
+        settlement = await self.committer.submit(SettleOp(call.reservation_id, total, detail))
+        call.settled = True
+        if self.alerts is not None:
+            self._notify_alerts(call, settlement, detail)
+        return total
+
+    def _notify_alerts(self, call: Call, settlement: Any, detail: UsageDetail) -> None:
+        from kakin.alerts import SettleEvent
+
+        try:
+            event = SettleEvent.from_settlement(
+                call.scope, settlement, detail, datetime.now(UTC), key_label=call.caller.key.prefix
+            )
+            self.alerts.on_settle(event)
+        except Exception:  # alerts must never fail a request that was served and billed
+            log.exception("alert evaluation failed for %s", call.request_id)
+
+    async def _serve_hit(self, call: Call, hit: CachedResponse, send: Send) -> None:
+        """A cache hit costs nothing; record it with the amount it saved."""
+        reservation = await self.committer.submit(
+            ReserveOp(call.scope, Decimal(0), 0, call.request_id, self.settings.gateway.hold_seconds)
+        )
+        detail = UsageDetail(
+            provider=call.provider.name,
+            request_id=call.request_id,
+            cache_hit=True,
+            cache_saved=hit.cost,
+            routed_from=call.route.routed_from,
+        )
+        await self.committer.submit(SettleOp(reservation.id, Decimal(0), detail))
+        extra = [
+            ("x-kakin-request-id", call.request_id),
+            ("x-kakin-cache", "hit"),
+            ("x-kakin-cost-usd", "0"),
+            ("x-kakin-saved-usd", decimal_str(hit.cost)),
+        ]
+        await respond(send, hit.status, hit.body, hit.content_type, extra)
+
+    def _replay_key(self, call: Call, idem: str) -> str:
+        return call.caller.key.id + ":" + idem
+
+    async def _replay(self, call: Call, reservation: Any, idem: str, send: Send) -> None:
+        """A retry with a used Idempotency-Key: answer as the first time, bill nothing new."""
+        stored = await self.replays.get(self._replay_key(call, idem))
+        if stored is None:
+            state = "is still in progress" if reservation.status == "held" else "has already completed"
+            raise Conflict(
+                f"a request with Idempotency-Key {idem!r} {state}; it was billed once. "
+                "Use a new key for a new request"
+            )
+        extra = [("x-kakin-idempotent-replay", "true"), ("x-kakin-cost-usd", "0")]
+        await respond(send, stored.status, stored.body, stored.content_type, extra)
+
+    async def _forward_unbilled(self, call: Call, headers: dict[str, str], send: Send) -> None:
+        """Operations the provider does not charge for (models, countTokens, cache reads)."""
+        up = upstream_request(call.parsed, api_version=call.provider.api_version or None)
+        response = await self._open_upstream(call, up, headers)
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        await respond(
+            send,
+            response.status,
+            body,
+            response.headers.get("content-type", "application/json"),
+            [("x-kakin-request-id", call.request_id), ("x-kakin-cost-usd", "0")],
+        )
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return

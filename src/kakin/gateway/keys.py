@@ -1,0 +1,75 @@
+"""Who is calling: a presented kakin key → its key record and the limits it is held to.
+
+Verifying a key reads the ledger (a hash lookup), so verified keys are remembered for a
+short time. Revoking, suspending or rotating a key through the admin API drops its entry at
+once (``forget``), so those take effect on the very next request; changes made by another
+process are seen within ``ttl`` seconds. Expiry is checked on every request from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kakin.ledger.errors import KeyExpired
+from kakin.limits import LimitSet, build_limits
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key: Any  # kakin.ledger.records.KeyRecord
+    limits: LimitSet
+    tier: str | None
+
+
+class KeyCache:
+    def __init__(self, ledger: Any, *, ttl: float = 2.0) -> None:
+        self.ledger = ledger
+        self.ttl = ttl
+        self._callers: dict[bytes, tuple[float, Caller]] = {}
+
+    async def caller(self, plaintext: str) -> Caller:
+        digest = hashlib.sha256(plaintext.encode()).digest()
+        cached = self._callers.get(digest)
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            caller = await asyncio.to_thread(self._verify, plaintext)
+            self._callers[digest] = (now + self.ttl, caller)
+        else:
+            caller = cached[1]
+        expires = caller.key.expires_at
+        if expires is not None and expires <= datetime.now(UTC):
+            self._callers.pop(digest, None)
+            raise KeyExpired(
+                f"kakin key {caller.key.prefix}… expired at {expires.isoformat()}; create a new one"
+            )
+        return caller
+
+    def _verify(self, plaintext: str) -> Caller:
+        key = self.ledger.verify_key(plaintext)
+        status = self.ledger.tier_of(key.org_id)
+        tier = status.tier
+        limits = build_limits(
+            key_id=key.id,
+            key_prefix=key.prefix,
+            key_rpm=key.rpm,
+            key_tpm=key.tpm,
+            org_id=key.org_id,
+            tier_name=tier.name if tier else None,
+            tier_rpm=tier.requests_per_minute if tier else None,
+            tier_tpm=tier.tokens_per_minute if tier else None,
+        )
+        return Caller(key=key, limits=limits, tier=tier.name if tier else None)
+
+    def forget(self, kind: str = "", ident: str = "") -> None:
+        """Drop remembered keys: one key's entries, one organisation's, or all of them."""
+        if not ident:
+            self._callers.clear()
+            return
+        for digest, (_, caller) in list(self._callers.items()):
+            if ident in (caller.key.id, caller.key.org_id, caller.key.project_id):
+                del self._callers[digest]

@@ -1,0 +1,147 @@
+"""Running the gateway: ``kakin serve`` in the foreground, or in a thread for tests, the demo
+and the benchmarks.
+
+With no ``[[providers]]`` configured, kakin runs the embedded default: the built-in simulated
+provider is started in-process and answers every API, so everything works offline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from kakin.config import ProviderSettings, Settings
+from kakin.gateway.app import Gateway
+
+log = logging.getLogger("kakin.gateway")
+
+BUILTIN = "builtin"
+
+
+def with_builtin_simulator(settings: Settings) -> tuple[Settings, Any]:
+    """Start the simulator for providers whose base_url is "builtin" (the default when none
+    is configured); returns the settings pointing at it and the running simulator (or None)."""
+    providers = settings.providers or (
+        ProviderSettings(name="simulator", kind="simulator", base_url=BUILTIN),
+    )
+    if not any(p.base_url in ("", BUILTIN) for p in providers):
+        return settings, None
+    from kakin.providers.simulator import start_in_thread
+
+    simulator = start_in_thread()
+    providers = tuple(
+        p.model_copy(update={"base_url": simulator.url}) if p.base_url in ("", BUILTIN) else p
+        for p in providers
+    )
+    return settings.model_copy(update={"providers": providers}), simulator
+
+
+def build_gateway(settings: Settings, ledger: Any = None) -> Gateway:
+    """The gateway with its ledger, alerts and admin API wired together."""
+    from kakin.ledger import Ledger
+
+    ledger = ledger or Ledger.open(settings.database.url, hold_seconds=settings.gateway.hold_seconds)
+    alerts = _alerts(ledger)
+    gateway = Gateway(settings, ledger, alerts=alerts)
+    gateway.admin_app = _admin(settings, ledger, alerts, gateway)
+    return gateway
+
+
+def _alerts(ledger: Any) -> Any:
+    from kakin.alerts import AlertEngine, AlertStore, Dispatcher
+
+    store = AlertStore(ledger.engine)
+    engine = AlertEngine(store, Dispatcher(store), suspend=ledger.suspend_key, balance=ledger.balance)
+    engine.warm_up()
+    engine.resume_deliveries()
+    return engine
+
+
+def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> Any:
+    try:
+        from kakin.admin import create_admin_app
+    except ImportError:  # installed without the admin API
+        return None
+    return create_admin_app(ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed)
+
+
+def _uvicorn_config(app: Any, host: str, port: int, access_log: bool = False) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        lifespan="on",
+        access_log=access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Serve until interrupted (Ctrl-C): in-flight requests finish and are settled first."""
+    settings, simulator = with_builtin_simulator(settings)
+    gateway = build_gateway(settings)
+    server = settings.server
+    try:
+        uvicorn.Server(_uvicorn_config(gateway, server.host, server.port, server.access_log)).run()
+    finally:
+        gateway.ledger.close()
+        if simulator is not None:
+            simulator.stop()
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    gateway: Gateway
+    settings: Settings
+    _server: uvicorn.Server
+    _thread: threading.Thread
+    _simulator: Any = None
+    _owns_ledger: bool = field(default=True)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        if self._owns_ledger:
+            self.gateway.ledger.close()
+        if self._simulator is not None:
+            self._simulator.stop()
+
+    def __enter__(self) -> RunningGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(settings: Settings, ledger: Any = None, host: str = "127.0.0.1") -> RunningGateway:
+    """Start on a free port in a background thread; returns once it accepts connections."""
+    settings, simulator = with_builtin_simulator(settings)
+    gateway = build_gateway(settings, ledger)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(_uvicorn_config(gateway, host, port))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"gateway:{port}"
+    )
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway did not start on {host}:{port}")
+        time.sleep(0.01)
+    return RunningGateway(
+        f"http://{host}:{port}", gateway, settings, server, thread, simulator, ledger is None
+    )
