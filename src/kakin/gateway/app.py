@@ -201,10 +201,7 @@ class Gateway:
         if error.status == 429:
             extra.append(("retry-after", str(max(1, int(retry + 0.999))) if retry else "60"))
         body = error_response(api, error.status, error.message, code=error.code)
-        try:
-            await respond(send, error.status, body, extra=extra)
-        except OSError:
-            pass
+        await respond(send, error.status, body, extra=extra)
 
     # ------------------------------------------------------------------ admission
 
