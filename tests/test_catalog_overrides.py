@@ -257,3 +257,19 @@ def test_invalid_toml_is_reported_with_the_file(tmp_path: Path) -> None:
     path.write_text("[catalog\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match=r"kakin\.toml are not valid TOML"):
         Catalog.load(path)
+
+
+def test_model_declared_without_provider_answers_under_any_provider() -> None:
+    catalog = Catalog.load({"models": {"acme-chat": {"input": "1", "output": "2"}}})
+    for provider in ("openai", "anthropic", None):
+        assert price(MILLION, "acme-chat", provider=provider, at=NOW, catalog=catalog).total == Decimal("3")
+
+
+def test_azure_deployments_of_configured_upstreams_are_known(tmp_path: Path) -> None:
+    path = tmp_path / "kakin.toml"
+    path.write_text(
+        '[[providers]]\nname = "azure-eu"\nkind = "azure"\nbase_url = "https://eu.example"\n'
+        '[providers.deployments]\nchat-eu = "gpt-4o"\n',
+        encoding="utf-8",
+    )
+    assert Catalog.load(path).resolve("chat-eu", "azure").model == "gpt-4o"

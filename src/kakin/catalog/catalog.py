@@ -150,9 +150,11 @@ class Catalog:
 
     def _find(self, ref: str, provider: str | None, original: str) -> ModelEntry:
         declared = self._declared.get(ref)
+        # A model declared without a provider ("custom") answers under any provider name,
+        # e.g. a private model behind an OpenAI-compatible endpoint.
         if (
             declared is not None
-            and (provider is None or provider in (declared.provider, "custom"))
+            and (provider is None or declared.provider in (provider, "custom"))
             and self._is_new(declared)
         ):
             return self._declared_entry(provider or declared.provider, declared)

@@ -155,16 +155,34 @@ def read_overrides(path: Path) -> Overrides:
         raise InvalidInput(f"cannot read price overrides {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise InvalidInput(f"price overrides {path} are not valid TOML: {error}") from None
-    if "catalog" in document:
-        if not isinstance(document["catalog"], dict):
+    if "catalog" in document or "providers" in document:
+        # kakin.toml: the [catalog] section, plus the deployments of [[providers]] of kind azure.
+        catalog = document.get("catalog", {})
+        if not isinstance(catalog, dict):
             raise InvalidInput(f"{path}: [catalog] must be a table")
-        document = document["catalog"]
+        deployments = _provider_deployments(document.get("providers", []))
+        if deployments:
+            azure = dict(catalog.get("azure", {}))
+            azure["deployments"] = deployments | dict(azure.get("deployments", {}))
+            catalog = catalog | {"azure": azure}
+        document = catalog
     else:
         document = {key: value for key, value in document.items() if key in _TOP_LEVEL}
     return parse_overrides(document, source=f"override: {path.name}")
 
 
 _TOP_LEVEL: Final = ("models", "prices", "discounts", "azure")
+
+
+def _provider_deployments(providers: object) -> dict[str, Any]:
+    """Azure deployment names declared on kakin.toml's upstream providers."""
+    found: dict[str, Any] = {}
+    for provider in providers if isinstance(providers, list) else ():
+        if isinstance(provider, dict) and provider.get("kind") == "azure":
+            deployments = provider.get("deployments", {})
+            if isinstance(deployments, dict):
+                found |= deployments
+    return found
 
 
 def parse_overrides(document: Mapping[str, Any], *, source: str = "override: config") -> Overrides:
