@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kakin.cli.demo",  # demo
     "kakin.cli.alerts_cmds",  # alerts
     "kakin.cli.simulate_cmd",  # simulate
+    "kakin.cli.serve_cmd",  # serve
 )
 
 
