@@ -13,6 +13,7 @@ or ``max_output_tokens``); so does this adapter.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from kakin.errors import InvalidInput
@@ -23,12 +24,16 @@ from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import MAX_TOKENS_LIMIT, ParsedRequest, load_json_object, optional_int
 
 
+@lru_cache(maxsize=256)
+def snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
+
+
 def field(doc: Mapping[str, Any], camel: str) -> Any:
     """A field by its camelCase name or its snake_case twin."""
     if camel in doc:
         return doc[camel]
-    snake = "".join("_" + c.lower() if c.isupper() else c for c in camel)
-    return doc.get(snake)
+    return doc.get(snake(camel))
 
 
 def obj(doc: Mapping[str, Any], camel: str) -> dict[str, Any]:
@@ -87,7 +92,7 @@ def parse(
 
 
 def _int(doc: Mapping[str, Any], camel: str, minimum: int = 1, maximum: int = MAX_TOKENS_LIMIT) -> int | None:
-    key = camel if camel in doc else "".join("_" + c.lower() if c.isupper() else c for c in camel)
+    key = camel if camel in doc else snake(camel)
     value = doc.get(key)
     if isinstance(value, str) and value.lstrip("-").isdigit():  # proto JSON allows int64 as strings
         value = int(value)
