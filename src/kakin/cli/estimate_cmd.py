@@ -272,13 +272,10 @@ def scenario_report(comparison: ScenarioComparison) -> Report:
         "peak = expected × peak factor",
     ]
     varying = len({(r.shape.input_tokens, r.shape.cached_tokens) for r in comparison.rows}) > 1
-    if not varying:
-        shape = comparison.rows[0].shape
-        notes.insert(
-            0,
-            f"each request: {shape.input_tokens:,} input tokens ({shape.cached_tokens:,} cached) + "
-            f"{shape.output_tokens:,} output tokens",
-        )
+    shape = comparison.rows[0].shape
+    inputs = "input tokens per model (column 'in')" if varying else f"{shape.input_tokens:,} input tokens"
+    cached = "" if varying else f" ({shape.cached_tokens:,} cached)"
+    notes.insert(0, f"each request: {inputs}{cached} + {shape.output_tokens:,} output tokens")
     if any(not row.tokens_exact for row in comparison.rows):
         notes.append("input tokens of models without an offline tokenizer are estimates from the samples")
     notes.append(
@@ -500,7 +497,7 @@ def breakeven(
         elif usage_tokens is not None:
             shape = request_shape(input_tokens, output_tokens, cached_share)
             tokens = number(usage_tokens, "--usage-tokens", Limit(Decimal(0), Decimal(10**16)))
-            usage = tokens / shape.tokens
+            usage = settle(tokens / shape.tokens, Decimal("0.01"))
     result = compute(
         settle(plan_usd),
         model,

@@ -229,7 +229,7 @@ def read_toml_file(path: str, what: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- reports
 
-Kind = Literal["text", "int", "money", "decimal", "percent", "rate", "factor"]
+Kind = Literal["text", "number", "int", "money", "decimal", "percent", "rate", "factor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +245,8 @@ class Column:
     kind: Kind = "text"
     table: bool = True
     wrap: bool = False
+    export: bool = True
+    """False: a reading aid for the table only, not part of the JSON/CSV data."""
 
 
 @dataclass(slots=True)
@@ -311,15 +313,14 @@ def _extra_json(value: Any, fx: FxRate, money: bool) -> Any:
 
 
 def report_json(report: Report, fx: FxRate) -> dict[str, Any]:
+    columns = [c for c in report.columns if c.export]
     payload: dict[str, Any] = {"report": report.title, "fx": fx_json(fx)}
     payload["rows"] = [
-        {c.key: json_value(row.get(c.key), c.kind, fx) for c in report.columns} for row in report.rows
+        {c.key: json_value(row.get(c.key), c.kind, fx) for c in columns} for row in report.rows
     ]
     if report.total is not None:
         payload["total"] = {
-            c.key: json_value(report.total[c.key], c.kind, fx)
-            for c in report.columns
-            if c.key in report.total
+            c.key: json_value(report.total[c.key], c.kind, fx) for c in columns if c.key in report.total
         }
     for key, value in report.extra.items():
         payload[key] = _extra_json(value, fx, key in report.extra_money)
@@ -329,15 +330,16 @@ def report_json(report: Report, fx: FxRate) -> dict[str, Any]:
 
 
 def report_csv(report: Report, fx: FxRate) -> str:
+    columns = [c for c in report.columns if c.export]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([_csv_header(c, fx) for c in report.columns])
+    writer.writerow([_csv_header(c, fx) for c in columns])
     rows = list(report.rows)
     if report.total is not None:
         rows.append(report.total)
     for row in rows:
         writer.writerow(
-            ["" if row.get(c.key) is None else json_value(row.get(c.key), c.kind, fx) for c in report.columns]
+            ["" if row.get(c.key) is None else json_value(row.get(c.key), c.kind, fx) for c in columns]
         )
     return buffer.getvalue()
 
@@ -360,11 +362,13 @@ def display(value: Any, kind: Kind, fx: FxRate) -> str:
         return f"{decimal_str((Decimal(value) * 100).quantize(Decimal('0.1')))}%"
     if kind == "int":
         return f"{int(value):,}"
+    if kind == "number":
+        return decimal_str(value) if isinstance(value, Decimal) else str(value)
     if kind == "decimal":
         number = Decimal(value)
-        if number != number.to_integral_value():
-            number = number.quantize(Decimal("0.01"))
-        return f"{number:,f}"
+        if number == number.to_integral_value():
+            return f"{int(number):,}"
+        return f"{number.quantize(Decimal('0.01')):,f}"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Enum):
@@ -405,22 +409,25 @@ def print_table(report: Report, fx: FxRate, console: Any) -> None:
         pad_edge=False,
     )
     columns = [c for c in report.columns if c.table]
-    for column in columns:
-        numeric = column.kind != "text"
+    cells = [[display(row.get(c.key), c.kind, fx) for c in columns] for row in report.rows]
+    for index, column in enumerate(columns):
         footer = (
             display(report.total.get(column.key), column.kind, fx)
             if has_total and column.key in report.total
             else ""
         )  # type: ignore[union-attr]
+        # Cells that must not break keep their full width; wrapping columns absorb a narrow terminal.
+        widest = max([len(footer), *(len(line[index]) for line in cells)]) if not column.wrap else None
         table.add_column(
             column.header,
-            justify="right" if numeric else "left",
+            justify="left" if column.kind == "text" else "right",
             footer=footer,
             no_wrap=not column.wrap,
+            min_width=widest,
         )
-    for row in report.rows:
+    for row, line in zip(report.rows, cells, strict=True):
         style = report.row_style(row) if report.row_style else None
-        table.add_row(*(display(row.get(c.key), c.kind, fx) for c in columns), style=style)
+        table.add_row(*line, style=style)
     console.print(table)
     notes = list(report.notes)
     if fx.currency != USD and any(c.kind in ("money", "rate") for c in report.columns):

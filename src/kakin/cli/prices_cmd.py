@@ -84,12 +84,13 @@ def models(
         columns=[
             Column("provider", "provider"),
             Column("model", "model"),
-            Column("kinds", "kinds"),
-            Column("input", "input /1M", "money"),
-            Column("cache_read", "cached /1M", "money"),
-            Column("output", "output /1M", "money"),
+            Column("name", "name", table=False),
+            Column("kinds", "kinds", table=False),
+            Column("input", "input", "money"),
+            Column("cache_read", "cached", "money"),
+            Column("output", "output", "money"),
             Column("context", "context", "int"),
-            Column("source", "source"),
+            Column("source", "source", table=False),
         ],
         rows=rows,
     )
@@ -167,17 +168,21 @@ def price_usage(
 
 
 def cost_report(cost: Cost, title: str | None = None) -> Report:
-    """An itemised Cost as a report (shared with ``kakin estimate``)."""
+    """An itemised Cost as a report. The table names each line's source by a footnote;
+    JSON and CSV carry it on every line."""
+    sources = list(dict.fromkeys(item.source for item in cost.items))
     rows = [
         {
             "component": item.component,
             "quantity": item.quantity,
+            "amount_of": f"{_quantity(item.quantity)} {item.unit}",
             "unit": item.unit,
             "unit_price": item.unit_price,
             "amount": item.amount,
             "tier": item.tier or "base",
             "effective_from": item.effective_from,
             "source": item.source,
+            "ref": f"[{sources.index(item.source) + 1}]",
         }
         for item in cost.items
     ]
@@ -186,16 +191,19 @@ def cost_report(cost: Cost, title: str | None = None) -> Report:
         or f"{cost.provider}/{cost.model} ({cost.mode}), priced at {cost.priced_at:%Y-%m-%d %H:%M} UTC",
         columns=[
             Column("component", "component"),
-            Column("quantity", "quantity", "decimal"),
-            Column("unit", "unit"),
+            Column("quantity", "quantity", "decimal", table=False),
+            Column("amount_of", "quantity", export=False),
+            Column("unit", "unit", table=False),
             Column("unit_price", "unit price", "rate"),
-            Column("amount", "amount", "money"),
-            Column("tier", "tier"),
-            Column("effective_from", "effective from"),
-            Column("source", "source", wrap=True),
+            Column("amount", "amount", "rate"),
+            Column("tier", "tier", wrap=True),
+            Column("effective_from", "since"),
+            Column("ref", "src", export=False),
+            Column("source", "source", table=False),
         ],
         rows=rows,
         total={"component": "total", "amount": cost.total},
+        notes=[f"[{n}] {source}" for n, source in enumerate(sources, start=1)],
         extra={
             "model": cost.model,
             "provider": cost.provider,
@@ -203,3 +211,7 @@ def cost_report(cost: Cost, title: str | None = None) -> Report:
             "priced_at": cost.priced_at,
         },
     )
+
+
+def _quantity(value: Decimal) -> str:
+    return f"{value:,}" if value == value.to_integral_value() else f"{value.normalize():,f}"

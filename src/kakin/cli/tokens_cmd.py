@@ -7,6 +7,7 @@ Japanese vs English token density, the figure behind "Japanese costs more tokens
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 import typer
@@ -85,7 +86,10 @@ def tokens(
                 "method": counted.method,
             }
         )
-    notes = []
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    for row in rows:
+        row["ref"] = f"[{methods.index(row['method']) + 1}]"
+    notes = [f"[{n}] {method}" for n, method in enumerate(methods, start=1)]
     if text is not None and body is None:
         notes.append(f"{len(text):,} characters, {len(text.encode('utf-8')):,} UTF-8 bytes")
     if any(not row["exact"] for row in rows):
@@ -99,11 +103,10 @@ def tokens(
             Column("tokens", "tokens", "int"),
             Column("exact", "exact"),
             Column("upper_bound", "upper bound", "int"),
-            Column("method", "method", wrap=True),
+            Column("method", "method", table=False),
+            Column("ref", "method", export=False),
         ],
-        rows=[{**row, "exact": "yes" if row["exact"] else "no"} for row in rows]
-        if fmt is OutputFormat.table
-        else rows,
+        rows=rows,
         notes=notes,
     )
     emit(report, fmt, USD_RATE)
@@ -122,9 +125,9 @@ def _ratios_reports() -> list[Report]:
                     "encoding": name,
                     "chars": sample.chars,
                     "tokens": sample.tokens[name],
-                    "tokens_per_char": round(sample.tokens_per_char(name), 4),
-                    "chars_per_token": round(sample.chars_per_token(name), 4),
-                    "estimate_error": round(sample.estimate_error(name), 4),
+                    "tokens_per_char": _four(sample.tokens_per_char(name)),
+                    "chars_per_token": _four(sample.chars_per_token(name)),
+                    "estimate_error": _four(sample.estimate_error(name)),
                 }
             )
     labels = {s.label for s in measured.samples}
@@ -132,12 +135,12 @@ def _ratios_reports() -> list[Report]:
     summary = {}
     if {"ja", "en"} <= labels:
         for name in ENCODINGS:
-            summary[name] = round(measured.ja_over_en(name), 4)
+            summary[name] = _four(measured.ja_over_en(name))
             notes.append(
                 f"{name}: a Japanese character costs {summary[name]:.2f}× the tokens of an English one"
             )
     notes.append(
-        "estimate_error: (character rule − exact) ÷ exact, the error of kakin's estimate for non-OpenAI models"
+        "est. error: (character rule − exact) ÷ exact, the error of kakin's estimate for non-OpenAI models"
     )
     return [
         Report(
@@ -147,12 +150,17 @@ def _ratios_reports() -> list[Report]:
                 Column("encoding", "encoding"),
                 Column("chars", "chars", "int"),
                 Column("tokens", "tokens", "int"),
-                Column("tokens_per_char", "tokens/char"),
-                Column("chars_per_token", "chars/token"),
-                Column("estimate_error", "estimate error"),
+                Column("tokens_per_char", "tok/char", "number"),
+                Column("chars_per_token", "char/tok", "number"),
+                Column("estimate_error", "est. error", "percent"),
             ],
             rows=rows,
             notes=notes,
             extra={"ja_over_en_tokens_per_char": summary},
         )
     ]
+
+
+def _four(value: float) -> Decimal:
+    """A measured ratio, to 4 decimal places (these are measurements, not money)."""
+    return Decimal(repr(value)).quantize(Decimal("0.0001"))
