@@ -181,6 +181,7 @@ def test_credit_low_by_days_of_burn(store, db_dispatcher):
     engine = AlertEngine(store, db_dispatcher, balance=lambda org: _balance("20", payment_method=True))
     for hour in range(24):  # $12 a day
         engine.on_settle(settle(JUNE + timedelta(hours=hour), cost="0.5", key=f"key_{hour}"))
+    assert db_dispatcher.idle(10)  # the first settle queued a background check: 40 days left then
     alerts = engine.check_credit("org_1", JUNE + timedelta(hours=23, minutes=30))
     assert len(alerts) == 1
     assert "about 1.7 days at the last 24 hours' rate of $12.00/day" in alerts[0].message

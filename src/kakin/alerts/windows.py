@@ -106,13 +106,13 @@ class SpendWindows:
         return spend.recent.total
 
     def last_hours_pico(self, scope: str, at: datetime, hours: int) -> int:
-        """Spend in the last ``hours`` hours, current hour included."""
+        """Spend in the ``hours`` hours up to ``at`` (its hour included, later ones not)."""
         spend = self._scopes.get(scope)
         if spend is None:
             return 0
         now_hour = int(at.timestamp()) // 3600
         spend.history.expire(now_hour)
-        return sum(pico for bucket, pico in spend.history.buckets if bucket > now_hour - hours)
+        return sum(pico for bucket, pico in spend.history.buckets if now_hour - hours < bucket <= now_hour)
 
     def forget_idle(self, at: datetime) -> int:
         """Drop scopes with no spend in the kept history; returns how many were dropped."""
