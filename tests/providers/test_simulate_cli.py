@@ -21,7 +21,18 @@ def free_port() -> int:
 def test_simulate_command_serves_until_stopped() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "simulate", "--port", str(port), "--key", "demo-key", "--faults", "latency=1ms"],
+        [
+            sys.executable,
+            "-c",
+            ENTRY,
+            "simulate",
+            "--port",
+            str(port),
+            "--key",
+            "demo-key",
+            "--faults",
+            "latency=1ms",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -46,7 +57,10 @@ def test_simulate_command_serves_until_stopped() -> None:
 
 def test_bad_fault_spec_is_a_one_line_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", ENTRY, "simulate", "--faults", "status=abc"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", ENTRY, "simulate", "--faults", "status=abc"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "status takes a whole number from 400 to 599" in result.stderr

@@ -49,7 +49,11 @@ def upstream_streams(simulator) -> dict[str, bytes]:
 
 def run(name: str, pieces: list[bytes]):
     meter = StreamMeter(parsed_case(name))
-    out = b"".join(meter.feed(p) for p in pieces) + meter.finish()
+    out = b"".join(meter.feed(p) for p in pieces)
+    # Complete streams are fully metered before the connection closes.
+    usage_before_close = meter.usage()
+    out += meter.finish()
+    assert meter.usage() == usage_before_close
     return out, meter
 
 

@@ -50,7 +50,7 @@ class StreamMeter:
                 self._event(element)
             return chunk
         self._buffer += chunk
-        if b"\r" in chunk or self._buffer.startswith(b"\n"):
+        if b"\r" in self._buffer:  # CRLF framing (Gemini), possibly split between chunks
             self._normalise()
         end = self._buffer.rfind(b"\n\n")
         if end < 0:
