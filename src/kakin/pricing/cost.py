@@ -11,10 +11,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any, Final, overload
 
 from kakin.catalog.prices import Component, ImagePrice, PricePeriod
 from kakin.money import decimal_str, format_amount
+from kakin.pricing.slots import slot_builder
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class CostItems(Sequence[CostItem]):
     def _all(self) -> tuple[CostItem, ...]:
         items = self._items
         if items is None:
-            items = self._items = tuple(cost_items(self._lines or [], self._period))
+            items = self._items = cost_items(self._lines or [], self._period) if self._period else ()
             self._lines = self._period = None
         return items
 
@@ -160,41 +161,45 @@ def _quantity(value: Decimal) -> str:
     return f"{value:,}" if value == value.to_integral_value() else decimal_str(value)
 
 
+_new_item: Final = slot_builder(CostItem)
+
+
 def line_position(line: tuple[Any, ...]) -> int:
     """Priced lines carry their component's position in display (and summation) order."""
     return line[0]
 
 
-def cost_items(lines: list[tuple[Any, ...]], period: PricePeriod) -> Iterator[CostItem]:
-    """The ``CostItem`` of each priced line, in display order."""
+def cost_items(lines: list[tuple[Any, ...]], period: PricePeriod) -> tuple[CostItem, ...]:
+    """The ``CostItem`` of each priced line, in display order (sorts ``lines`` in place)."""
     effective = period.effective_from.date() if period.effective_from is not None else None
-    for _, priced, count, unit_price, amount, tier in sorted(lines, key=line_position):
-        if isinstance(priced, Component):
+    lines.sort(key=line_position)
+    items = []
+    for _, priced, count, unit_price, amount, tier in lines:
+        if type(priced) is Component:
             unit = priced.unit
-            yield CostItem(
-                component=priced.name,
-                quantity=Decimal(count),
-                unit=unit.unit,
-                unit_price=unit_price,
-                amount=amount,
-                tier=tier,
-                effective_from=effective,
-                source=priced.source,
-                direction=unit.direction,
+            items.append(
+                _new_item(
+                    unit.component,
+                    Decimal(count),
+                    unit.unit,
+                    unit_price,
+                    amount,
+                    tier,
+                    effective,
+                    priced.source,
+                    unit.direction,
+                )
             )
         else:
             table = period.images
-            yield CostItem(
-                component=f"image {priced.size} {priced.quality}",
-                quantity=Decimal(count),
-                unit="image",
-                unit_price=unit_price,
-                amount=amount,
-                tier=None,
-                effective_from=effective,
-                source=_image_source(priced, table.source if table else period.source),
-                direction="output",
+            source = _image_source(priced, table.source if table else period.source)
+            name = f"image {priced.size} {priced.quality}"
+            items.append(
+                _new_item(
+                    name, Decimal(count), "image", unit_price, amount, None, effective, source, "output"
+                )
             )
+    return tuple(items)
 
 
 def _image_source(image: ImagePrice, source: str) -> str:

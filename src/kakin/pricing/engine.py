@@ -18,7 +18,6 @@ storage per token-hour, per-minute audio where only token prices exist.
 from __future__ import annotations
 
 from bisect import bisect_right as _bisect
-from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -28,6 +27,7 @@ from kakin.catalog.prices import INPUT, OUTPUT, Component, ImagePrice, per_unit
 from kakin.catalog.units import read_count
 from kakin.errors import InvalidInput
 from kakin.pricing.cost import Cost, CostItems, line_position
+from kakin.pricing.slots import slot_builder
 from kakin.pricing.usage import Usage
 
 _ZERO: Final = Decimal(0)
@@ -142,42 +142,7 @@ def _in_summation_order(lines: list[tuple[Any, ...]]) -> tuple[Decimal, Decimal,
     return sums["input"], sums["output"], sums[None]
 
 
-# ``Cost`` is a frozen slotted dataclass; its generated ``__init__`` goes through
-# ``object.__setattr__`` for every field, which was a third of the time of pricing a
-# request. Setting the slots through their descriptors builds the same immutable object.
-_new: Final = object.__new__
-(
-    _set_model,
-    _set_provider,
-    _set_total,
-    _set_input,
-    _set_output,
-    _set_items,
-    _set_priced_at,
-    _set_mode,
-) = (getattr(Cost, f.name).__set__ for f in fields(Cost))
-
-
-def _new_cost(
-    model: str,
-    provider: str,
-    total: Decimal,
-    input_sum: Decimal,
-    output_sum: Decimal,
-    items: CostItems,
-    priced_at: datetime,
-    mode: str,
-) -> Cost:
-    cost = _new(Cost)
-    _set_model(cost, model)
-    _set_provider(cost, provider)
-    _set_total(cost, total)
-    _set_input(cost, input_sum)
-    _set_output(cost, output_sum)
-    _set_items(cost, items)
-    _set_priced_at(cost, priced_at)
-    _set_mode(cost, mode)
-    return cost
+_new_cost: Final = slot_builder(Cost)
 
 
 def _image_price(usage: Usage, entry: ModelEntry, period: PricePeriod) -> ImagePrice:
