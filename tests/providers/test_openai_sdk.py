@@ -290,3 +290,23 @@ def test_azure_deployment_paths(simulator) -> None:
     )
     embedded = azure.embeddings.create(model="prod-embed", input="hello")
     assert embedded.usage.prompt_tokens > 0
+
+
+async def test_async_streaming_with_usage(simulator) -> None:
+    client = openai.AsyncOpenAI(base_url=simulator.url + "/v1", api_key="sk-test", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "async stream"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    plain = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "async stream"}]
+    )
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == plain.choices[0].message.content
+    )
+    assert chunks[-1].usage.model_dump() == plain.usage.model_dump()
+    await client.close()
