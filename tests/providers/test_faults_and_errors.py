@@ -7,6 +7,7 @@ import time
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -173,3 +174,17 @@ def test_required_key() -> None:
 def test_unknown_path_answers_in_the_provider_shape(simulator) -> None:
     response = httpx.post(simulator.url + "/v1beta/models/x:explode", json={})
     assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_kakin_codes_do_not_leak_into_anthropic_or_gemini_types() -> None:
+    anthropic_body = orjson.loads(error_response("anthropic", 429, "slow", code="rate_limited"))
+    assert anthropic_body["error"]["type"] == "rate_limit_error"
+    assert (
+        orjson.loads(error_response("anthropic", 400, "x", code="billing_error"))["error"]["type"]
+        == "billing_error"
+    )
+    assert orjson.loads(error_response("google", 402, "no credit", code="insufficient_credit"))["error"][
+        "status"
+    ] == ("FAILED_PRECONDITION")
+    openai_body = orjson.loads(error_response("openai", 402, "no credit", code="insufficient_credit"))
+    assert openai_body["error"]["code"] == "insufficient_credit"

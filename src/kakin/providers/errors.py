@@ -61,18 +61,33 @@ _GOOGLE_STATUS = {
     504: "DEADLINE_EXCEEDED",
 }
 
+_ANTHROPIC_KINDS = frozenset(_ANTHROPIC_TYPES.values())
+_GOOGLE_KINDS = frozenset(_GOOGLE_STATUS.values()) | {
+    "OK",
+    "UNKNOWN",
+    "ALREADY_EXISTS",
+    "OUT_OF_RANGE",
+    "DATA_LOSS",
+}
+
 CONTENT_TYPE = "application/json"
 
 
 def error_body(
     api: str, status: int, message: str, *, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
-    """The error document for ``api`` ("openai", "azure", "anthropic", "google")."""
+    """The error document for ``api`` ("openai", "azure", "anthropic", "google").
+
+    ``code`` is OpenAI's ``code`` field; for Anthropic and Gemini it is used only when it is
+    one of their own error types / canonical statuses, else the status decides."""
     if api == "anthropic":
-        kind = code or _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        # Only Anthropic's own error types go in "type"; a kakin code would confuse clients.
+        default = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        kind = code if code in _ANTHROPIC_KINDS else default
         return {"type": "error", "error": {"type": kind, "message": message}}
     if api == "google":
-        return {"error": {"code": status, "message": message, "status": code or _google_status(status)}}
+        canonical = code if code in _GOOGLE_KINDS else _google_status(status)
+        return {"error": {"code": status, "message": message, "status": canonical}}
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {
         "error": {"message": message, "type": kind, "param": param, "code": code or _OPENAI_CODES.get(status)}
