@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from kakin.providers import counting
 from kakin.providers.openai_audio import wav_seconds
 from kakin.providers.openai_images import family
 from kakin.providers.simulator.reply import SSE, Reply, data_event, json_reply, named_event
@@ -386,7 +385,3 @@ def models(call: Call) -> Reply:
         {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "kakin-simulator"} for m in MODELS
     ]
     return json_reply({"object": "list", "data": data})
-
-
-def count_tokens_of(text: str, model: str) -> int:
-    return counting.count_text(text, model).tokens
