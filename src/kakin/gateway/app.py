@@ -75,6 +75,7 @@ class Call:
     entry: Any  # catalog ModelEntry, or None for an explicitly allowed unpriced model
     started: datetime
     request_id: str
+    bound_tokens: int = 0  # what the rate limiter was charged before forwarding
     reservation_id: str | None = None
     settled: bool = False
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
@@ -243,6 +244,7 @@ class Gateway:
         decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
         if not decision.allowed:
             raise decision.error()
+        call.bound_tokens = bound_tokens
         return call
 
     def _catalog_entry(self, model: str, api: str) -> Any:
@@ -352,6 +354,7 @@ class Gateway:
         body = await response.read()
         self.committer.enqueue(VoidOp(call.reservation_id))
         call.settled = True
+        await self.limiter.aadjust_tokens(call.caller.limits, -call.bound_tokens)
         extra = [(k, v) for k, v in response.headers.items() if k.lower() == "retry-after"]
         await respond(
             send,
@@ -478,6 +481,9 @@ class Gateway:
         )
         settlement = await self.committer.submit(SettleOp(call.reservation_id, total, detail))
         call.settled = True
+        await self.limiter.aadjust_tokens(
+            call.caller.limits, usage.input_tokens + usage.output_tokens - call.bound_tokens
+        )
         if self.alerts is not None:
             self._notify_alerts(call, settlement, detail)
         return total
