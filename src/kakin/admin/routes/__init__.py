@@ -1,0 +1,1 @@
+"""The admin API's routes, one router per area, each built around an :class:`AdminContext`."""

@@ -1,0 +1,86 @@
+"""Budgets: set (create or change), list, status, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from kakin.admin.context import AdminContext
+from kakin.admin.errors import declare
+from kakin.admin.routes.params import BudgetId, OrgRef
+from kakin.admin.schemas.budgets import BudgetOut, BudgetSet, BudgetStatusOut
+from kakin.admin.schemas.common import Items
+
+
+def router(ctx: AdminContext) -> APIRouter:
+    api = APIRouter(tags=["budgets"])
+    ledger = ctx.ledger
+
+    @api.post(
+        "/orgs/{org}/budgets",
+        response_model=BudgetOut,
+        summary="Set a budget",
+        description="Create the budget for (scope, scope_ref, period, unit), or change it if it exists. Give "
+        "`limit` (USD) or `limit_tokens`. Soft thresholds alert once per period; `hard_cap` refuses requests "
+        "that would pass the limit (402). A budget created mid-period counts the period's spend so far.",
+        responses=declare(404, 409),
+    )
+    def set_budget(org: OrgRef, body: BudgetSet) -> BudgetOut:
+        budget = ledger.set_budget(
+            org,
+            scope=body.scope,
+            scope_ref=body.scope_ref,
+            period=body.period,
+            limit=body.limit,
+            limit_tokens=body.limit_tokens,
+            thresholds=body.thresholds,
+            hard_cap=body.hard_cap,
+            name=body.name,
+        )
+        ctx.changed("org", budget.org_id)
+        return BudgetOut.of(budget)
+
+    @api.get(
+        "/orgs/{org}/budgets",
+        response_model=Items[BudgetOut],
+        summary="List budgets",
+        description="The organisation's budgets, oldest first, including the usage tier's monthly ceiling "
+        "(source `tier`).",
+        responses=declare(404, 409),
+    )
+    def list_budgets(org: OrgRef) -> Items[BudgetOut]:
+        return Items[BudgetOut](items=[BudgetOut.of(b) for b in ledger.list_budgets(org)])
+
+    @api.get(
+        "/orgs/{org}/budgets/status",
+        response_model=Items[BudgetStatusOut],
+        summary="Budget gauges",
+        description="Every budget's current period: spent, held, remaining, percent and thresholds fired.",
+        responses=declare(404, 409),
+    )
+    def budget_statuses(org: OrgRef) -> Items[BudgetStatusOut]:
+        return Items[BudgetStatusOut](items=[BudgetStatusOut.of(s) for s in ledger.budget_statuses(org)])
+
+    @api.get(
+        "/budgets/{budget_id}/status",
+        response_model=BudgetStatusOut,
+        summary="One budget's gauge",
+        description="The budget's current period: spent, held, remaining, percent and thresholds fired.",
+        responses=declare(404, 409),
+    )
+    def budget_status(budget_id: BudgetId) -> BudgetStatusOut:
+        return BudgetStatusOut.of(ledger.budget_status(budget_id))
+
+    @api.delete(
+        "/budgets/{budget_id}",
+        response_model=BudgetOut,
+        summary="Delete a budget",
+        description="Removes the budget and its counters; returns what was removed. The usage tier's ceiling "
+        "cannot be deleted (422): change the tier rules instead.",
+        responses=declare(404, 409),
+    )
+    def delete_budget(budget_id: BudgetId) -> BudgetOut:
+        removed = ledger.delete_budget(budget_id)
+        ctx.changed("org", removed.org_id)
+        return BudgetOut.of(removed)
+
+    return api

@@ -1,0 +1,67 @@
+"""Admin API fixtures: the app over a real ledger on SQLite (a temporary file) and on
+PostgreSQL (a schema of its own in the session's test database), driven through Starlette's
+TestClient. ``changes`` records every ``on_change(kind, id)`` call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kakin.admin import create_admin_app
+from kakin.ledger import Ledger
+
+ADMIN_KEY = "test-admin-key-5f1c0b"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def admin_pg_url(pg_database_url: str) -> Iterator[str]:
+    """A schema of our own in the session's PostgreSQL database, migrated once."""
+    import psycopg
+
+    from kakin.ledger.db import make_engine, migrate
+
+    schema = f"admin_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{pg_database_url}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request: pytest.FixtureRequest, tmp_path) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        opened = Ledger.open(f"sqlite:///{tmp_path / 'kakin.db'}")
+    else:
+        opened = Ledger.open(request.getfixturevalue("admin_pg_url"), migrate=False)
+    with opened:
+        yield opened
+
+
+@pytest.fixture()
+def changes() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture()
+def client(ledger: Ledger, changes: list[tuple[str, str]]) -> Iterator[TestClient]:
+    app = create_admin_app(
+        ledger, admin_key=ADMIN_KEY, on_change=lambda kind, ident: changes.append((kind, ident))
+    )
+    with TestClient(app, headers=AUTH, raise_server_exceptions=True) as test_client:
+        yield test_client
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (PostgreSQL tests share one schema)."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
