@@ -273,3 +273,13 @@ def test_azure_deployments_of_configured_upstreams_are_known(tmp_path: Path) -> 
         encoding="utf-8",
     )
     assert Catalog.load(path).resolve("chat-eu", "azure").model == "gpt-4o"
+
+
+def test_discount_reaches_per_image_prices_once() -> None:
+    catalog = Catalog.load(
+        {"discounts": [{"model": "gpt-image-1", "percent": "50"}, {"model": "dall-e-3", "percent": "25"}]}
+    )
+    token_derived = price(Usage(images=1, image_quality="low"), "gpt-image-1", at=NOW, catalog=catalog)
+    assert token_derived.total == 272 * Decimal("40") / 1_000_000 / 2
+    fixed = price(Usage(images=1), "dall-e-3", at=NOW, catalog=catalog)
+    assert fixed.total == Decimal("0.030")

@@ -1,9 +1,9 @@
 """Assemble one model's price schedules from every layer of price data.
 
-Layers, weakest first: genai-prices (dated conditional prices, mode variants), kakin's own
-data files (per-image, cache storage, per-minute audio), user price lists (each replaces
-the whole price list from its ``effective_from``), and user discounts (a percentage off
-whatever is in force between two dates).
+Layers: genai-prices (dated conditional prices, mode variants) or, from its
+``effective_from``, a user price list that replaces it whole; kakin's own data files add
+what the active list lacks (per-image prices, cache storage, per-minute audio); user
+discounts take a percentage off whatever is in force between two dates.
 
 The instants where anything can change split time into segments; in each segment every
 layer is constant, so the prices are resolved once at a representative instant and
@@ -25,6 +25,7 @@ from kakin.catalog.overrides import Discount, PriceSet
 from kakin.catalog.prices import (
     Component,
     Daily,
+    ImageTable,
     PricePeriod,
     Schedule,
     build_period,
@@ -82,10 +83,8 @@ def _schedule(layers: Layers, mode: str) -> Schedule:
             periods = [_period(layers, mode, _time_in(at, 0))] + [
                 _period(layers, mode, _time_in(at, second)) for second in seconds
             ]
-            if any(period is None for period in periods):
-                segments.append(periods[0])
-            else:
-                segments.append(Daily(tuple(float(s) for s in seconds), tuple(periods)))  # type: ignore[arg-type]
+            priced = all(period is not None for period in periods)
+            segments.append(Daily(tuple(map(float, seconds)), tuple(periods)) if priced else None)  # type: ignore[arg-type]
         else:
             segments.append(_period(layers, mode, at))
     return merge_schedule(starts, segments)
@@ -144,7 +143,7 @@ def _extra_components(
 ) -> list[Component]:
     extra: list[Component] = []
     has_duration = any(c.unit.dimensions.get("family") == "durations" for c in components)
-    if layers.audio is not None and not has_duration and price_set is None:
+    if layers.audio is not None and not has_duration:
         extra.append(
             make_component(
                 MINUTE_OF_AUDIO, _scaled(layers.audio.price, factor), source=layers.audio.source + note
@@ -166,7 +165,11 @@ def _extra_components(
     return extra
 
 
-def _images(layers: Layers, price_set: PriceSet | None, components: list[Component], factor: Decimal | None):
+def _images(
+    layers: Layers, price_set: PriceSet | None, components: list[Component], factor: Decimal | None
+) -> ImageTable | None:
+    """Per-image prices: the price list's own, else kakin's data. Token-derived prices use
+    the period's output image rate (already discounted), fixed ones take the discount here."""
     spec = price_set.images if price_set is not None and price_set.images is not None else layers.images
     if spec is None:
         return None

@@ -38,8 +38,9 @@ class ImageSpec:
     tokens: Mapping[tuple[str, str], int] | None = None
 
     def table(self, output_rate: Decimal | None, factor: Decimal | None = None) -> ImageTable | None:
-        """The per-image table given the model's output image rate per token (needed for
-        token-derived prices; None when the model has no output price at that date)."""
+        """The per-image table. Fixed prices are scaled by a discount ``factor``; token-derived
+        ones are the documented tokens × ``output_rate`` (the model's output image rate per
+        token in force, discount included; None when it has no output price then)."""
         prices: dict[tuple[str, str], ImagePrice] = {}
         with localcontext(EXACT):
             if self.fixed is not None:
@@ -47,10 +48,7 @@ class ImageSpec:
                     prices[key] = ImagePrice(key[0], key[1], price * factor if factor is not None else price)
             elif self.tokens is not None and output_rate is not None:
                 for key, count in self.tokens.items():
-                    amount = output_rate * count
-                    prices[key] = ImagePrice(
-                        key[0], key[1], amount * factor if factor is not None else amount, count
-                    )
+                    prices[key] = ImagePrice(key[0], key[1], output_rate * count, count)
         if not prices:
             return None
         return ImageTable(prices, self.default_size, self.default_quality, self.source)

@@ -7,7 +7,7 @@ pricing a request is a few dictionary reads and Decimal multiplications:
 * a ``Component`` prices one unit (input tokens, cache reads, audio seconds…) with an exact
   per-unit rate and its context-length tiers;
 * a ``PricePeriod`` is the full set of components (and per-image prices) in force for one
-  model and mode between two instants, with the *leaf plan* that splits inclusive usage
+  model and mode between two instants, with the *pricing plan* that splits inclusive usage
   counts into the parts each component bills (genai-prices' decomposition);
 * a ``Schedule`` finds the period in force at a timestamp by binary search.
 """
