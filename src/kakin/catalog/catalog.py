@@ -37,8 +37,9 @@ _KINDS_AUDIO: Final = ("whisper", "transcribe", "tts", "audio", "realtime", "liv
 class Catalog:
     """Prices for every model kakin can bill. Thread-safe; cheap to query after first use."""
 
-    _default: ClassVar[Catalog | None] = None
-    _default_lock: ClassVar = threading.Lock()
+    loaded: ClassVar[Catalog | None] = None
+    """The shared catalog once ``default()`` has built it (read without a call on hot paths)."""
+    _loaded_lock: ClassVar = threading.Lock()
 
     def __init__(self, overrides: Overrides | None = None, data: KakinData | None = None) -> None:
         self.overrides = overrides or Overrides()
@@ -80,11 +81,11 @@ class Catalog:
     def default(cls, *, reload: bool = False) -> Catalog:
         """The shared catalog: genai-prices + kakin data + overrides from ``$KAKIN_CONFIG``
         or ``./kakin.toml`` when present. Built once per process."""
-        with cls._default_lock:
-            if cls._default is None or reload:
+        with cls._loaded_lock:
+            if cls.loaded is None or reload:
                 path = Path(os.environ.get("KAKIN_CONFIG") or "kakin.toml")
-                cls._default = cls(read_overrides(path)) if path.is_file() else cls()
-            return cls._default
+                cls.loaded = cls(read_overrides(path)) if path.is_file() else cls()
+            return cls.loaded
 
     # ----------------------------------------------------------------------- lookup
 

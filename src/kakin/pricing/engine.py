@@ -49,10 +49,11 @@ def price(
 
     Raises ``UnknownModel`` for a model the catalog does not have and ``InvalidInput`` for
     usage the model cannot bill (e.g. images of a size it has no price for)."""
-    if type(model) is ModelEntry:
-        entry = model
-    else:
-        entry = (catalog or Catalog._default or Catalog.default()).resolve(model, provider)  # type: ignore[arg-type]
+    if not isinstance(usage, Usage):
+        raise InvalidInput(f"usage must be a kakin.pricing.Usage, got {type(usage).__name__}")
+    if type(model) is not ModelEntry:
+        model = (catalog or Catalog.loaded or Catalog.default()).resolve(model, provider)  # type: ignore[arg-type]
+    entry: ModelEntry = model  # type: ignore[assignment]
     if at is None:
         priced_at = _now(_utc)
     elif at.tzinfo is None:
