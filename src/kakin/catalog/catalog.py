@@ -131,10 +131,9 @@ class Catalog:
                 for info in genai_provider.models:
                     entry = self._genai_entry(provider_id, genai_provider, info)
                     entries[(entry.provider, entry.model)] = entry
+            # kakin's image models genai-prices does not list (its own ones are already in)
             for data_provider, data_model in self._data.images:
                 if data_provider == provider_id and (provider_id, data_model) not in entries:
-                    if genai_source.find_model(genai_provider, data_model) if genai_provider else None:
-                        continue
                     entry = self._data_entry(provider_id, data_provider, data_model)
                     entries[(entry.provider, entry.model)] = entry
         for declared in self.overrides.models.values():
@@ -211,11 +210,8 @@ class Catalog:
         declared = self._declared.get(ref)
         if declared is not None:
             return declared.model.lower()
-        try:
-            genai_provider = genai_source.provider_by_id(provider) if provider else None
-            found = self._genai_lookup(ref, genai_provider, provider if genai_provider else None)
-        except LookupError:
-            found = None
+        genai_provider = genai_source.provider_by_id(provider) if provider else None
+        found = self._genai_lookup(ref, genai_provider, provider if genai_provider else None)
         if found is not None:
             return found[1].id.lower()
         if self._data_lookup(ref, provider) is not None:
