@@ -95,6 +95,16 @@ class GatewaySettings(_Section):
     aliases: dict[str, str] = Field(default_factory=dict)
     routes: tuple[RouteRule, ...] = ()
     commit_max_batch: int = Field(256, gt=0)
+    accounting: Literal["auto", "local", "shared"] = Field(
+        "shared",
+        description="local: one gateway process decides holds in memory (fastest); shared: holds are "
+        "ledger reservations seen by every process; auto: local on SQLite, shared on PostgreSQL",
+    )
+
+    def accounting_mode(self, database_url: str) -> str:
+        if self.accounting != "auto":
+            return self.accounting
+        return "local" if database_url.startswith("sqlite") else "shared"
 
 
 class Settings(_Section):

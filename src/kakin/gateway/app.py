@@ -23,6 +23,7 @@ import aiohttp
 from kakin.catalog import Catalog
 from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
+from kakin.gateway.accounting import Ticket, make_accountant
 from kakin.gateway.cache import CachedResponse, MemoryCache, ResponseCache, cache_key
 from kakin.gateway.committer import GroupCommitter
 from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
@@ -30,7 +31,7 @@ from kakin.gateway.keys import Caller, KeyCache
 from kakin.gateway.routing import Route, Router
 from kakin.gateway.upstream import new_session, upstream_headers
 from kakin.ledger.errors import InvalidKey, PermissionDenied
-from kakin.ledger.records import ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
+from kakin.ledger.records import Scope, UsageDetail
 from kakin.limits import make_limiter
 from kakin.money import decimal_str
 from kakin.pricing import Cost, Usage, price
@@ -76,8 +77,8 @@ class Call:
     started: datetime
     request_id: str
     bound_tokens: int = 0  # what the rate limiter was charged before forwarding
-    reservation_id: str | None = None
-    settled: bool = False
+    ticket: Ticket | None = None  # the hold, until it is charged or released
+    idempotency_key: str = ""
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -114,6 +115,13 @@ class Gateway:
         self.ledger = ledger
         self.catalog = catalog or Catalog.default()
         self.committer = GroupCommitter(ledger, max_batch=settings.gateway.commit_max_batch)
+        self.accounts = make_accountant(
+            settings.gateway.accounting_mode(settings.database.url),
+            ledger,
+            self.committer,
+            settings.gateway.hold_seconds,
+        )
+        self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self.keys = KeyCache(ledger)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
@@ -142,6 +150,7 @@ class Gateway:
     def changed(self, kind: str, ident: str) -> None:
         """The admin API changed something: forget what was remembered about it."""
         self.keys.forget(kind, ident)
+        self.accounts.forget(None if kind == "key" else ident or None)
 
     # ------------------------------------------------------------------ ASGI
 
@@ -192,9 +201,11 @@ class Gateway:
         except KakinError as error:
             await self._refuse(send, api, error)
         finally:
-            if call is not None and call.reservation_id is not None and not call.settled:
-                # Every exit that did not settle releases the hold (errors, cancellation).
-                self.committer.enqueue(VoidOp(call.reservation_id))
+            if call is not None:
+                # Every exit that did not charge releases the hold (errors, cancellation).
+                if call.ticket is not None:
+                    self.accounts.release(call.ticket)
+                self._in_flight.discard(call.idempotency_key)
 
     async def _refuse(self, send: Send, api: str, error: KakinError) -> None:
         extra = []
@@ -287,21 +298,32 @@ class Gateway:
         idem = headers.get("idempotency-key", "").strip()
         if len(idem) > 255:
             raise InvalidInput("Idempotency-Key must be at most 255 characters")
+        if idem:
+            replay_key = self._replay_key(call, idem)
+            stored = await self.replays.get(replay_key)
+            if stored is not None:
+                await self._replay(stored, send)
+                return
+            if replay_key in self._in_flight:
+                raise Conflict(
+                    f"a request with Idempotency-Key {idem!r} is still in progress; retry after it ends"
+                )
+            self._in_flight.add(replay_key)
+            call.idempotency_key = replay_key
         bound_usage = parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
         bound = self._price(call, bound_usage)
-        reservation = await self.committer.submit(
-            ReserveOp(
-                call.scope,
-                bound.total if bound else Decimal(0),
-                bound_usage.input_tokens + bound_usage.output_tokens,
-                f"{call.caller.key.id}:{idem}" if idem else call.request_id,
-                self.settings.gateway.hold_seconds,
-            )
+        call.ticket = await self.accounts.hold(
+            call.scope,
+            bound.total if bound else Decimal(0),
+            bound_usage.input_tokens + bound_usage.output_tokens,
+            call.idempotency_key or call.request_id,
         )
-        if getattr(reservation, "repeated", False):
-            await self._replay(call, reservation, idem, send)
-            return
-        call.reservation_id = reservation.id
+        if call.ticket.repeated:
+            call.ticket = None  # the hold belongs to the first request
+            raise Conflict(
+                f"a request with Idempotency-Key {idem!r} was already served (by another gateway "
+                "process) and billed once; use a new key for a new request"
+            )
         call.extra_headers = [
             ("x-kakin-request-id", call.request_id),
             ("x-kakin-reserved-usd", decimal_str(bound.total if bound else Decimal(0))),
@@ -318,9 +340,9 @@ class Gateway:
             if response.status >= 400:
                 await self._pass_error(call, response, send)
             elif parsed.stream:
-                await self._stream(call, response, receive, send, ckey, idem)
+                await self._stream(call, response, receive, send, ckey)
             else:
-                await self._complete(call, response, send, ckey, idem)
+                await self._complete(call, response, send, ckey)
         finally:
             response.release()
 
@@ -352,8 +374,8 @@ class Gateway:
     async def _pass_error(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
         """An upstream 4xx/5xx is not billed: void the hold, hand the provider's answer over."""
         body = await response.read()
-        self.committer.enqueue(VoidOp(call.reservation_id))
-        call.settled = True
+        self.accounts.release(call.ticket)
+        call.ticket = None
         await self.limiter.aadjust_tokens(call.caller.limits, -call.bound_tokens)
         extra = [(k, v) for k, v in response.headers.items() if k.lower() == "retry-after"]
         await respond(
@@ -364,9 +386,7 @@ class Gateway:
             extra + call.extra_headers,
         )
 
-    async def _complete(
-        self, call: Call, response: aiohttp.ClientResponse, send: Send, ckey: str, idem: str
-    ) -> None:
+    async def _complete(self, call: Call, response: aiohttp.ClientResponse, send: Send, ckey: str) -> None:
         try:
             body = await response.read()
         except (TimeoutError, aiohttp.ClientError):
@@ -385,9 +405,9 @@ class Gateway:
             await self.cache.put(
                 ckey, CachedResponse(response.status, content_type, body, cost, call.route.model)
             )
-        if idem:
+        if call.idempotency_key:
             await self.replays.put(
-                self._replay_key(call, idem),
+                call.idempotency_key,
                 CachedResponse(response.status, content_type, body, cost, call.route.model),
             )
         await respond(send, response.status, body, content_type, extra)
@@ -399,7 +419,6 @@ class Gateway:
         receive: Receive,
         send: Send,
         ckey: str,
-        idem: str,
     ) -> None:
         meter = StreamMeter(call.parsed)
         content_type = response.headers.get("content-type", "text/event-stream")
@@ -451,8 +470,8 @@ class Gateway:
             entry = CachedResponse(response.status, content_type, b"".join(delivered), cost, call.route.model)
             if ckey:
                 await self.cache.put(ckey, entry)
-            if idem:
-                await self.replays.put(self._replay_key(call, idem), entry)
+            if call.idempotency_key:
+                await self.replays.put(call.idempotency_key, entry)
 
     async def _settle(self, call: Call, usage: Usage, estimated: bool) -> Decimal:
         cost = self._price(call, usage)
@@ -479,8 +498,8 @@ class Gateway:
             routed_from=call.route.routed_from,
             routing_saved=routing_saved,
         )
-        settlement = await self.committer.submit(SettleOp(call.reservation_id, total, detail))
-        call.settled = True
+        settlement = await self.accounts.charge(call.ticket, total, detail)
+        call.ticket = None
         await self.limiter.aadjust_tokens(
             call.caller.limits, usage.input_tokens + usage.output_tokens - call.bound_tokens
         )
@@ -501,9 +520,7 @@ class Gateway:
 
     async def _serve_hit(self, call: Call, hit: CachedResponse, send: Send) -> None:
         """A cache hit costs nothing; record it with the amount it saved."""
-        reservation = await self.committer.submit(
-            ReserveOp(call.scope, Decimal(0), 0, call.request_id, self.settings.gateway.hold_seconds)
-        )
+        call.ticket = await self.accounts.hold(call.scope, Decimal(0), 0, call.request_id)
         detail = UsageDetail(
             provider=call.provider.name,
             request_id=call.request_id,
@@ -511,7 +528,8 @@ class Gateway:
             cache_saved=hit.cost,
             routed_from=call.route.routed_from,
         )
-        await self.committer.submit(SettleOp(reservation.id, Decimal(0), detail))
+        await self.accounts.charge(call.ticket, Decimal(0), detail)
+        call.ticket = None
         extra = [
             ("x-kakin-request-id", call.request_id),
             ("x-kakin-cache", "hit"),
@@ -523,15 +541,8 @@ class Gateway:
     def _replay_key(self, call: Call, idem: str) -> str:
         return call.caller.key.id + ":" + idem
 
-    async def _replay(self, call: Call, reservation: Any, idem: str, send: Send) -> None:
+    async def _replay(self, stored: CachedResponse, send: Send) -> None:
         """A retry with a used Idempotency-Key: answer as the first time, bill nothing new."""
-        stored = await self.replays.get(self._replay_key(call, idem))
-        if stored is None:
-            state = "is still in progress" if reservation.status == "held" else "has already completed"
-            raise Conflict(
-                f"a request with Idempotency-Key {idem!r} {state}; it was billed once. "
-                "Use a new key for a new request"
-            )
         extra = [("x-kakin-idempotent-replay", "true"), ("x-kakin-cost-usd", "0")]
         await respond(send, stored.status, stored.body, stored.content_type, extra)
 

@@ -53,6 +53,10 @@ class GroupCommitter:
             raise result
         return result
 
+    async def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the writer thread between two batches (a consistent read)."""
+        return await self.submit(_Call(fn, args))
+
     def enqueue(self, op: object) -> None:
         """Queue an operation without waiting for it (releasing a hold on the way out)."""
         self._queue.put((op, None, None))
@@ -76,6 +80,14 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: Sequence[tuple[object, Any, Any]]) -> None:
+        calls = [item for item in batch if isinstance(item[0], _Call)]
+        if calls:
+            batch = [item for item in batch if not isinstance(item[0], _Call)]
+            if batch:
+                self._commit(batch)
+            for call, future, loop in calls:
+                loop.call_soon_threadsafe(_resolve, future, call.run())
+            return
         ops = [op for op, _, _ in batch]
         try:
             results: list[Any] = self.ledger.batch(ops)
@@ -95,6 +107,20 @@ class GroupCommitter:
                     log.warning("%s was not applied: %s", type(op).__name__, result)
                 continue
             loop.call_soon_threadsafe(_resolve, future, result)
+
+
+class _Call:
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Any, args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+    def run(self) -> Any:
+        try:
+            return self.fn(*self.args)
+        except Exception as exc:  # handed to the awaiting request, raised there
+            return exc
 
 
 def _resolve(future: asyncio.Future, result: Any) -> None:
