@@ -67,6 +67,8 @@ def parse_moment(value: str, what: str) -> datetime:
 
 
 def _text(value: Any) -> Any:
+    if value == "":
+        raise ValueError("must not be empty")
     # Surrogates cannot be stored as UTF-8; refuse them with the other unprintables.
     if isinstance(value, str) and (not _TEXT.match(value) or _has_surrogate(value)):
         raise ValueError("must be printable text without control characters")
