@@ -106,12 +106,16 @@ def test_models_listing() -> None:
 
 def test_tokens_counts_and_ratios() -> None:
     text = "請求書の内訳を教えてください"
-    data = run_json(["tokens", text, "-m", "gpt-4o", "-m", "claude-sonnet-4-5"])
+    data = run_json(["tokens", text, "-m", "gpt-4o", "-m", "claude-sonnet-4-5", "--at", AT])
     assert isinstance(data, dict)
     rows = {row["model"]: row for row in data["rows"]}
     assert rows["gpt-4o"]["exact"] is True and rows["gpt-4o"]["tokens"] == rows["gpt-4o"]["upper_bound"]
     assert rows["claude-sonnet-4-5"]["exact"] is False
     assert rows["claude-sonnet-4-5"]["upper_bound"] >= rows["claude-sonnet-4-5"]["tokens"]
+    # gpt-4o input: $2.50 per 1M tokens
+    assert Decimal(rows["gpt-4o"]["input_cost"]) == Decimal(rows["gpt-4o"]["tokens"]) * Decimal("2.5") / 10**6
+    jpy = run_csv(["tokens", text, "-m", "gpt-4o", "--currency", "JPY", "--at", AT])
+    assert Decimal(jpy[0]["input_cost_jpy"]) == Decimal(rows["gpt-4o"]["input_cost"]) * 150
     table = run(["tokens", "--messages", str(EXAMPLES / "support-chat.json")])
     assert "gpt-4o-mini" in table  # the request body's own model
 

@@ -13,13 +13,17 @@ from typing import Annotated
 import typer
 
 from kakin.cli.output import (
+    AtOption,
     Column,
+    CurrencyOption,
     FormatOption,
     OutputFormat,
     Report,
     emit,
+    parse_at,
     read_json_file,
     read_text_file,
+    resolve_currency,
 )
 from kakin.errors import InvalidInput
 from kakin.money import USD_RATE
@@ -44,9 +48,12 @@ def tokens(
     ratios: Annotated[
         bool, typer.Option("--ratios", help="Print measured Japanese vs English tokens per character.")
     ] = False,
+    at: AtOption = None,
     fmt: FormatOption = OutputFormat.table,
+    currency: CurrencyOption = None,
 ) -> None:
-    """Count tokens of a text, a file or a chat request for one or more models."""
+    """Count tokens of a text, a file or a chat request for one or more models, and their input cost."""
+    fx = resolve_currency(currency)
     if ratios:
         emit(_ratios_reports(), fmt, USD_RATE)
         return
@@ -62,6 +69,7 @@ def tokens(
         )
     from kakin.catalog import Catalog
     from kakin.estimate import request_from_json
+    from kakin.pricing import Usage, price
     from kakin.tokens import count_messages, count_text
 
     body = None
@@ -70,9 +78,11 @@ def tokens(
     elif file is not None:
         text = read_text_file(file, "text file")
     names = list(dict.fromkeys(model or ([body["model"]] if body and "model" in body else DEFAULT_MODELS)))
+    when = parse_at(at)
     rows = []
     for name in names:
-        canonical = Catalog.default().resolve(name).model
+        entry = Catalog.default().resolve(name)
+        canonical = entry.model
         if body is not None:
             counted = count_messages(body["messages"], canonical, tools=body.get("tools"))
         else:
@@ -83,6 +93,8 @@ def tokens(
                 "tokens": counted.tokens,
                 "exact": counted.exact,
                 "upper_bound": counted.upper_bound,
+                "input_cost": price(Usage(input_tokens=counted.tokens), entry, at=when).total,
+                "bound_cost": price(Usage(input_tokens=counted.upper_bound), entry, at=when).total,
                 "method": counted.method,
             }
         )
@@ -92,6 +104,7 @@ def tokens(
     notes = [f"[{n}] {method}" for n, method in enumerate(methods, start=1)]
     if text is not None and body is None:
         notes.append(f"{len(text):,} characters, {len(text.encode('utf-8')):,} UTF-8 bytes")
+    notes.append("as input = what these tokens cost as a prompt, at the model's input rate")
     if any(not row["exact"] for row in rows):
         notes.append(
             "exact = no: the count is an estimate; the provider never reports more than the upper bound"
@@ -103,13 +116,15 @@ def tokens(
             Column("tokens", "tokens", "int"),
             Column("exact", "exact"),
             Column("upper_bound", "upper bound", "int"),
+            Column("input_cost", "as input", "rate"),
+            Column("bound_cost", "at most", "rate", table=False),
             Column("method", "method", table=False),
             Column("ref", "method", export=False),
         ],
         rows=rows,
         notes=notes,
     )
-    emit(report, fmt, USD_RATE)
+    emit(report, fmt, fx)
 
 
 def _ratios_reports() -> list[Report]:
