@@ -272,6 +272,17 @@ class Gateway:
                     "kakin.toml, or set gateway.allow_unpriced_models = true to pass it through unbilled"
                 ) from None
 
+    def _bound(self, call: Call, usage: Usage) -> Decimal:
+        """The most this request can cost: the price of its worst-case usage, or — when it may
+        write to a prompt cache, whose rate can be twice the input rate — every input token
+        at the dearest input-side rate."""
+        cost = self._price(call, usage)
+        bound = cost.total if cost else Decimal(0)
+        if call.entry is not None and b"cache_control" in call.parsed.body:
+            rates = self.catalog.bound_rates(call.entry, call.started, input_tokens=usage.input_tokens)
+            bound = max(bound, rates.bound(usage.input_tokens, usage.output_tokens))
+        return bound
+
     def _price(self, call: Call, usage: Usage) -> Cost | None:
         if call.entry is None:
             return None
@@ -311,10 +322,10 @@ class Gateway:
             self._in_flight.add(replay_key)
             call.idempotency_key = replay_key
         bound_usage = parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
-        bound = self._price(call, bound_usage)
+        bound = self._bound(call, bound_usage)
         call.ticket = await self.accounts.hold(
             call.scope,
-            bound.total if bound else Decimal(0),
+            bound,
             bound_usage.input_tokens + bound_usage.output_tokens,
             call.idempotency_key or call.request_id,
         )
@@ -326,7 +337,7 @@ class Gateway:
             )
         call.extra_headers = [
             ("x-kakin-request-id", call.request_id),
-            ("x-kakin-reserved-usd", decimal_str(bound.total if bound else Decimal(0))),
+            ("x-kakin-reserved-usd", decimal_str(bound)),
         ]
         if call.route.routed_from:
             call.extra_headers.append(("x-kakin-routed-to", call.route.model))
