@@ -287,6 +287,6 @@ def test_demo_runs_to_completion() -> None:
 
 
 def parse_at(text: str) -> object:
-    from kakin.cli.output import parse_at as parse
+    from kakin.cli.inputs import parse_at as parse
 
     return parse(text)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kakin.cli.inputs import check_mode, parse_at, read_json_file, read_text_file, read_toml_file
 from kakin.cli.output import (
     AtOption,
     Column,
@@ -21,13 +22,9 @@ from kakin.cli.output import (
     OutputFormat,
     ProviderOption,
     Report,
-    check_mode,
+    configured_rates,
     emit,
     load_catalog,
-    parse_at,
-    read_json_file,
-    read_text_file,
-    read_toml_file,
     resolve_currency,
 )
 from kakin.errors import InvalidInput
@@ -486,7 +483,9 @@ def breakeven(
     if len(given) > 1:
         raise InvalidInput(f"give your usage once: {', '.join(given)} were all given")
     price_in = number(plan_price, "--plan-price", Limit(PLAN_PRICE.low, Decimal(10**9)))
-    plan_fx = fx if plan_currency.strip().upper() == fx.currency else fx_rate(plan_currency, _rates())
+    plan_fx = (
+        fx if plan_currency.strip().upper() == fx.currency else fx_rate(plan_currency, configured_rates())
+    )
     with localcontext(EXACT):
         plan_usd = price_in / plan_fx.per_usd
         usage: Decimal | None = None
@@ -513,13 +512,6 @@ def breakeven(
         catalog=load_catalog(),
     )
     emit(breakeven_report(result), fmt, fx)
-
-
-def _rates() -> dict[str, Decimal]:
-    from kakin.cli.output import _settings
-
-    settings = _settings()
-    return dict(settings.currency.rates) if settings is not None else {}
 
 
 def breakeven_report(result: BreakEven) -> Report:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kakin.cli.inputs import parse_date, read_text_file
 from kakin.cli.output import (
     Column,
     CurrencyOption,
@@ -17,8 +18,6 @@ from kakin.cli.output import (
     OutputFormat,
     Report,
     emit,
-    parse_date,
-    read_text_file,
     resolve_currency,
 )
 

@@ -16,18 +16,19 @@ import csv
 import importlib
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum, StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from kakin.errors import InvalidInput, KakinError
+from kakin.errors import KakinError
 from kakin.money import USD, FxRate, MoneyError, decimal_str, format_amount, fx_rate, minor_units
 
 EXIT_USER_ERROR = 2
@@ -122,20 +123,17 @@ CurrencyOption = Annotated[
 
 def resolve_currency(code: str | None) -> FxRate:
     """The display rate for ``--currency`` (or the configured display currency)."""
-    rates: dict[str, Decimal] = {}
-    if code is None or code.strip().upper() != USD:
-        settings = _settings()
-        rates = dict(settings.currency.rates) if settings is not None else {}
-        if code is None:
-            code = settings.currency.display if settings is not None else USD
-    return fx_rate(code or USD, rates)
+    if code is not None and code.strip().upper() == USD:
+        return fx_rate(USD)
+    settings = _settings()
+    rates = dict(settings.currency.rates) if settings is not None else {}
+    if code is None:
+        code = settings.currency.display if settings is not None else USD
+    return fx_rate(code, rates)
 
 
 def _settings() -> Any:
     """kakin.toml settings when a file or KAKIN_ variables exist; None otherwise (fast path)."""
-    import os
-    from pathlib import Path
-
     if not (os.environ.get("KAKIN_CONFIG") or Path("kakin.toml").exists() or _has_kakin_env()):
         return None
     from kakin.config import load_settings
@@ -143,9 +141,13 @@ def _settings() -> Any:
     return load_settings()
 
 
-def _has_kakin_env() -> bool:
-    import os
+def configured_rates() -> dict[str, Decimal]:
+    """Display rates from kakin.toml ``[currency] rates`` (empty without a file)."""
+    settings = _settings()
+    return dict(settings.currency.rates) if settings is not None else {}
 
+
+def _has_kakin_env() -> bool:
     return any(name.startswith("KAKIN_") and not name.startswith("KAKIN_FX_") for name in os.environ)
 
 
@@ -154,77 +156,6 @@ def load_catalog() -> Any:
     from kakin.catalog import Catalog
 
     return Catalog.default()
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse_at(raw: str | None) -> datetime | None:
-    """``--at``: an ISO date (midnight UTC) or date-time (naive = UTC); None for now."""
-    if raw is None:
-        return None
-    text = raw.strip()
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"--at must be a date (YYYY-MM-DD) or ISO date-time, got {raw!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def parse_date(raw: str | None, what: str) -> date | None:
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        raise InvalidInput(f"{what} must be a date (YYYY-MM-DD), got {raw!r}") from None
-
-
-def check_mode(mode: str) -> str:
-    from kakin.catalog import MODES
-
-    if mode not in MODES:
-        raise InvalidInput(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
-
-
-def read_text_file(path: str, what: str) -> str:
-    """A UTF-8 file's text, or a one-line error naming the file."""
-    from pathlib import Path
-
-    file = Path(path)
-    try:
-        return file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{what} {path!r} does not exist") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{what} {path!r} is a directory, not a file") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{what} {path!r} is not UTF-8 text") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {what} {path!r}: {exc.strerror}") from None
-
-
-def read_json_file(path: str, what: str) -> Any:
-    text = read_text_file(path, what)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{what} {path!r} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
-
-
-def read_toml_file(path: str, what: str) -> dict[str, Any]:
-    import tomllib
-
-    text = read_text_file(path, what)
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{what} {path!r} is not valid TOML: {exc}") from None
 
 
 # --------------------------------------------------------------------------- reports

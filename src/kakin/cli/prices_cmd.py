@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kakin.cli.inputs import check_mode, parse_at
 from kakin.cli.output import (
     AtOption,
     Column,
@@ -21,10 +22,8 @@ from kakin.cli.output import (
     OutputFormat,
     ProviderOption,
     Report,
-    check_mode,
     emit,
     load_catalog,
-    parse_at,
     resolve_currency,
 )
 from kakin.errors import InvalidInput

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from kakin.cli.inputs import parse_at, read_json_file, read_text_file
 from kakin.cli.output import (
     AtOption,
     Column,
@@ -20,9 +21,6 @@ from kakin.cli.output import (
     OutputFormat,
     Report,
     emit,
-    parse_at,
-    read_json_file,
-    read_text_file,
     resolve_currency,
 )
 from kakin.errors import InvalidInput

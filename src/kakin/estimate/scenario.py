@@ -22,7 +22,7 @@ with its upper bound where no offline tokenizer exists).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
@@ -238,7 +238,7 @@ def compare_models(
     floor = rows[0].expected
     with localcontext(EXACT):
         marked = tuple(
-            _replace(
+            replace(
                 row, cheapest=index == 0 or row.expected == floor, times_cheapest=_ratio(row.expected, floor)
             )
             for index, row in enumerate(rows)
@@ -291,9 +291,3 @@ def _ratio(value: Decimal, floor: Decimal) -> Decimal | None:
     if floor == 0:
         return ONE if value == 0 else None
     return settle(value / floor, Decimal("0.0001"))
-
-
-def _replace(row: ScenarioRow, **changes: Any) -> ScenarioRow:
-    from dataclasses import replace
-
-    return replace(row, **changes)
