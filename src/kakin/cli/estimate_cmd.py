@@ -281,7 +281,7 @@ def scenario_report(comparison: ScenarioComparison) -> Report:
     return Report(
         title=f"Monthly cost: {plan.name} (per month)",
         columns=[
-            Column("label", "model"),
+            Column("label", "model", export=False),
             Column("model", "model", table=False),
             Column("provider", "provider", table=False),
             Column("input_tokens", "in", "int", table=varying),

@@ -79,7 +79,7 @@ def forecast_reports(result: MonthForecast) -> list[Report]:
             {"figure": "burn rate, last 7 days", "amount": result.burn_rate_7d, "detail": "mean per day"},
         ],
         notes=[
-            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = {result.daily_stdev} USD day-to-day deviation "
+            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = ${result.daily_stdev:.4f} day-to-day deviation "
             f"around the pattern, m = {result.days_remaining} remaining days, n = {result.observed_days} observed days",
         ],
         extra={
