@@ -274,7 +274,7 @@ def test_configured_display_currency(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_demo_runs_to_completion() -> None:
-    out = run(["demo"])
+    out = run(["demo", "--requests", "60"])
     for expected in (
         "Japanese customer-support bot",
         "gpt-4o-mini",
@@ -282,6 +282,12 @@ def test_demo_runs_to_completion() -> None:
         "Image job",
         "¥",
         "$",
+        # the live part: traffic through the gateway, the batch job stopped by its cap
+        "Spend by model",
+        "cache hits:",
+        "nightly batch stopped",
+        "HTTP 402",
+        "ledger reconciles: yes",
     ):
         assert expected in out
 

@@ -1,4 +1,4 @@
-"""``kakin demo``: what kakin answers before a single request is sent, on the embedded catalog.
+"""``kakin demo``: what kakin answers before a single request is sent, then the gateway live.
 
 A showcase, not a test: a Japanese customer-support bot priced across six models, an image
 job with retries, a subscription-vs-API break-even and one prompt estimated before sending,
@@ -37,9 +37,23 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     currency: Annotated[str, typer.Option("--currency", help="Second display currency besides USD.")] = "JPY",
+    requests: Annotated[
+        int, typer.Option("--requests", min=10, max=100_000, help="Requests to send through the gateway.")
+    ] = 300,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the gateway running afterwards (Ctrl-C stops it).")
+    ] = False,
+    estimates_only: Annotated[
+        bool, typer.Option("--estimates-only", help="Only the estimation showcase; start no gateway.")
+    ] = False,
 ) -> None:
-    """Showcase: model comparison, image job, break-even and a prompt estimate, offline."""
-    run_showcase(Console(), currency=currency)
+    """Estimates for a support bot, then live traffic through the gateway and a spend report."""
+    from kakin.cli.live_demo import run_live_demo
+
+    console = Console()
+    run_showcase(console, currency=currency)
+    if not estimates_only:
+        run_live_demo(console, fx_rate(currency), requests=requests, keep_running=keep_running)
 
 
 def run_showcase(console: Console, *, currency: str = "JPY") -> None:
