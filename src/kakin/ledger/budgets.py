@@ -49,8 +49,8 @@ def applicable(work: Work, org: Row, project_id: str, key_id: str | None, model:
     return [b for b in work.budgets_of(org["id"]) if matches(b, project_id, key_id, model)]
 
 
-def start_of(org: Row, budget: Row, at: datetime) -> datetime:
-    return period_bounds(budget["period"], org["timezone"], at)[0]
+def start_of(work: Work, org: Row, budget: Row, at: datetime) -> datetime:
+    return work.period_bounds(budget["period"], org["timezone"], at)[0]
 
 
 def _counter(budget: Row, period: Row | None, *, held: bool) -> int:
@@ -66,7 +66,7 @@ def check_room(work: Work, org: Row, budgets: list[Row], amount_pico: int, token
     for budget in budgets:
         if not budget["hard_cap"]:
             continue
-        period = work.period(budget["id"], start_of(org, budget, work.now), create=False)
+        period = work.period(budget["id"], start_of(work, org, budget, work.now), create=False)
         used = _counter(budget, period, held=True)
         need = amount_pico if budget["unit"] == "usd" else tokens
         if used + need > budget["limit_value"]:
@@ -112,7 +112,7 @@ def _format(unit: str) -> Any:
 def hold(work: Work, org: Row, reservation: Row, budgets: list[Row]) -> None:
     holds = []
     for budget in budgets:
-        start = start_of(org, budget, reservation["created_at"])
+        start = start_of(work, org, budget, reservation["created_at"])
         period = work.period(budget["id"], start)
         assert period is not None
         period["held_pico"] += reservation["amount_pico"]
@@ -139,7 +139,7 @@ def spend(work: Work, org: Row, reservation: Row, amount_pico: int, tokens: int)
     for budget in applicable(
         work, org, reservation["project_id"], reservation["key_id"], reservation["model"]
     ):
-        start, end = period_bounds(budget["period"], org["timezone"], reservation["created_at"])
+        start, end = work.period_bounds(budget["period"], org["timezone"], reservation["created_at"])
         period = work.period(budget["id"], start)
         assert period is not None
         period["spent_pico"] += amount_pico
@@ -281,7 +281,7 @@ def _check_ref(work: Work, org: Row, scope: str, scope_ref: str) -> None:
 
 def _start_mid_period(work: Work, org: Row, budget: Row) -> None:
     """Count the spend already recorded this period and adopt the holds already open."""
-    start, end = period_bounds(budget["period"], org["timezone"], work.now)
+    start, end = work.period_bounds(budget["period"], org["timezone"], work.now)
     u = s.usage_records
     query = select(
         func.coalesce(func.sum(u.c.cost_pico), 0),
@@ -361,7 +361,7 @@ def to_record(row: Row) -> Budget:
 
 
 def status(work: Work, org: Row, budget: Row) -> BudgetStatus:
-    start, end = period_bounds(budget["period"], org["timezone"], work.now)
+    start, end = work.period_bounds(budget["period"], org["timezone"], work.now)
     period = work.period(budget["id"], start, create=False)
     spent = _counter(budget, period, held=False)
     held = _counter(budget, period, held=True) - spent

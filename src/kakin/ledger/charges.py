@@ -176,7 +176,7 @@ def _credit_story(work: Work, org: Row) -> str:
 
 def settle(work: Work, op: SettleOp) -> Settlement:
     actual = v.amount_pico(op.actual_amount, "actual amount")
-    usage = _check_usage(op.usage)
+    usage, extras = _check_usage(op.usage)
     reservation = work.reservation(op.reservation_id)
     org = work.org(reservation["org_id"])
     digest = credit.params_hash(
@@ -225,12 +225,13 @@ def settle(work: Work, op: SettleOp) -> Settlement:
     )
     reservation["result"] = _settlement_json(settlement)
     work.touch_reservation(reservation)
-    work.usage.append(_usage_row(work, reservation, actual, usage))
+    work.usage.append(_usage_row(work, reservation, actual, usage, extras))
     tiers.evaluate(work, org)
     return settlement
 
 
-def _check_usage(usage: object) -> UsageDetail:
+def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
+    """Validate a usage detail; returns it with its normalised JSON and amounts."""
     if not isinstance(usage, UsageDetail):
         raise InvalidInput(f"settle needs a UsageDetail, got {type(usage).__name__}")
     v.text(usage.provider, "usage provider", max_length=64)
@@ -240,17 +241,23 @@ def _check_usage(usage: object) -> UsageDetail:
         raise InvalidInput(
             f"usage cached_tokens ({usage.cached_tokens}) cannot exceed input_tokens ({usage.input_tokens})"
         )
-    v.amount_pico(usage.cache_saved, "usage cache_saved")
-    v.amount_pico(usage.routing_saved, "usage routing_saved")
     if usage.request_id is not None:
         v.text(usage.request_id, "usage request_id")
     if usage.routed_from is not None:
         v.text(usage.routed_from, "usage routed_from")
-    v.json_value(usage.cost_items, "usage cost_items")
-    return usage
+    extras = {
+        "cost_items": None
+        if usage.cost_items is None
+        else v.json_value(usage.cost_items, "usage cost_items"),
+        "cache_saved_pico": v.amount_pico(usage.cache_saved, "usage cache_saved"),
+        "routing_saved_pico": v.amount_pico(usage.routing_saved, "usage routing_saved"),
+    }
+    return usage, extras
 
 
-def _usage_row(work: Work, reservation: Row, actual: int, usage: UsageDetail) -> Row:
+def _usage_row(
+    work: Work, reservation: Row, actual: int, usage: UsageDetail, extras: dict[str, object]
+) -> Row:
     return {
         "org_id": reservation["org_id"],
         "project_id": reservation["project_id"],
@@ -263,13 +270,11 @@ def _usage_row(work: Work, reservation: Row, actual: int, usage: UsageDetail) ->
         "output_tokens": usage.output_tokens,
         "cached_tokens": usage.cached_tokens,
         "cost_pico": actual,
-        "cost_items": v.json_value(usage.cost_items, "usage cost_items"),
         "occurred_at": reservation["created_at"],
         "settled_at": work.now,
         "cache_hit": bool(usage.cache_hit),
-        "cache_saved_pico": v.amount_pico(usage.cache_saved, "usage cache_saved"),
         "routed_from": usage.routed_from,
-        "routing_saved_pico": v.amount_pico(usage.routing_saved, "usage routing_saved"),
+        **extras,
     }
 
 

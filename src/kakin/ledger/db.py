@@ -57,7 +57,9 @@ def make_engine(url: str | URL | None = None, *, pool_size: int = 10, max_overfl
         parsed,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping round trip per transaction: a connection broken by a server restart
+        # fails one transaction (which the caller may retry) and the pool replaces it.
+        pool_recycle=1800,
         connect_args={"application_name": "kakin"},
     )
 

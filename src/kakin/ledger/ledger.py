@@ -9,7 +9,9 @@ they are exact as of the ledger's clock.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -64,6 +66,11 @@ class Ledger:
         self.engine = engine
         self.clock = clock or system_clock
         self.context = Context(hold_seconds=hold_seconds)
+        # SQLite has one writer at a time. Queueing this process's writers on a lock is fair
+        # and immediate; leaving them to SQLite's busy handler makes them sleep and poll.
+        self._writer: AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @classmethod
     def open(
@@ -106,7 +113,7 @@ class Ledger:
     def write(self, fn: Callable[[Work], T]) -> T:
         """Run ``fn`` in one write transaction (locks, housekeeping, flush, commit)."""
         try:
-            with self.engine.begin() as conn:
+            with self._writer, self.engine.begin() as conn:
                 work = Work(conn, self.now(), self.context)
                 result = fn(work)
                 work.flush()
@@ -379,7 +386,7 @@ class Ledger:
 
     def batch(self, operations: Sequence[ReserveOp | SettleOp | VoidOp]) -> list[OpResult | KakinError]:
         """Run many operations in one transaction; a refused one returns its error in place."""
-        with self.engine.begin() as conn:
+        with self._writer, self.engine.begin() as conn:
             return ops.execute(conn, operations, now=self.now(), context=self.context)
 
     def _one(self, op: ReserveOp | SettleOp | VoidOp) -> Any:

@@ -51,9 +51,7 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
     """Load and lock what ``ops`` will touch, with a few set-based queries."""
     reserves = [op for op in ops if isinstance(op, ReserveOp) and isinstance(op.scope, Scope)]
     closing = [op.reservation_id for op in ops if isinstance(op, SettleOp | VoidOp)]
-    org_ids = {op.scope.org_id for op in reserves if isinstance(op.scope.org_id, str)}
-    org_ids |= set(work.orgs_of_reservations(closing).values())
-    work.lock_orgs(org_ids)
+    work.lock_orgs((op.scope.org_id for op in reserves), closing)
     work.load_reservations(closing)
     work.load_idempotency(
         (op.scope.org_id, op.idempotency_key.strip())
@@ -68,7 +66,7 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
         org = work.orgs.get(op.scope.org_id)
         if org is not None and isinstance(op.scope.model, str):
             periods += [
-                (b["id"], budgets.start_of(org, b, work.now))
+                (b["id"], budgets.start_of(work, org, b, work.now))
                 for b in budgets.applicable(
                     work, org, op.scope.project_id, op.scope.key_id, op.scope.model.strip()
                 )
@@ -81,7 +79,7 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
         org = work.orgs[reservation["org_id"]]
         settling_orgs.add(org["id"])
         periods += [
-            (b["id"], budgets.start_of(org, b, reservation["created_at"]))
+            (b["id"], budgets.start_of(work, org, b, reservation["created_at"]))
             for b in budgets.applicable(
                 work, org, reservation["project_id"], reservation["key_id"], reservation["model"]
             )

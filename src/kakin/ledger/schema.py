@@ -180,7 +180,15 @@ entries = Table(
     Column("detail", JSON),
     Column("idempotency_key", String(200)),  # refunds and payments; null for the rest
     Index("ix_entries_org_id_occurred_at", "org_id", "occurred_at"),
-    UniqueConstraint("org_id", "idempotency_key"),
+)
+# Partial: charges (the bulk of the journal) carry no key and cost this index nothing.
+Index(
+    "uq_entries_org_id_idempotency_key",
+    entries.c.org_id,
+    entries.c.idempotency_key,
+    unique=True,
+    postgresql_where=entries.c.idempotency_key.is_not(None),
+    sqlite_where=entries.c.idempotency_key.is_not(None),
 )
 
 reservations = Table(

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, insert
 
 from kakin.errors import NotFound
 from kakin.ledger import schema as s
+from kakin.ledger import statements as q
+from kakin.ledger.periods import period_bounds
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -80,16 +82,6 @@ class Context:
     tier_rules: dict[str, Any] = field(default_factory=dict)
 
 
-def _update_statement(table: Any, columns: Iterable[str], keys: Iterable[str]) -> Any:
-    condition = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
-    return update(table).where(condition).values({c: bindparam(f"v_{c}") for c in columns})
-
-
-def _update_params(rows: Iterable[Row], columns: Iterable[str], keys: Iterable[str]) -> list[Row]:
-    cols, ks = tuple(columns), tuple(keys)
-    return [{**{f"v_{c}": r[c] for c in cols}, **{f"k_{k}": r[k] for k in ks}} for r in rows]
-
-
 class Work:
     """The state of one transaction on ``conn`` at the instant ``now``."""
 
@@ -98,6 +90,7 @@ class Work:
         self.now = now
         self.context = context
         self.postgres = conn.dialect.name == "postgresql"
+        self.q = q.queries(conn.dialect.name)
         self.orgs: dict[str, Row] = {}
         self.dirty_orgs: set[str] = set()
         self.grants: dict[str, list[Row]] = {}  # org id → grants with credit or pending events
@@ -117,19 +110,22 @@ class Work:
         self.keys: dict[str, Row | None] = {}
         self.entries: list[Row] = []
         self.usage: list[Row] = []
+        self._bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
 
     # Organisations -----------------------------------------------------------------------
 
-    def lock_orgs(self, org_ids: Iterable[str]) -> None:
-        """Lock and load organisations (missing ids are simply absent), then run their
-        time-driven housekeeping."""
+    def lock_orgs(self, org_ids: Iterable[str], reservation_ids: Iterable[str] = ()) -> None:
+        """Lock and load organisations — those named, and those owning the reservations
+        named — then run their time-driven housekeeping. Unknown ids are simply absent."""
         wanted = sorted({o for o in org_ids if isinstance(o, str) and o not in self.orgs})
-        if not wanted:
+        of = sorted({r for r in reservation_ids if isinstance(r, str) and r not in self.reservations})
+        if not wanted and not of:
             return
-        query = select(s.orgs).where(s.orgs.c.id.in_(wanted)).order_by(s.orgs.c.id)
-        if self.postgres:
-            query = query.with_for_update()
-        loaded = [dict(row._mapping) for row in self.conn.execute(query)]
+        if of:
+            rows = self.conn.execute(self.q.lock_orgs_of, {"ids": wanted, "rids": of})
+        else:
+            rows = self.conn.execute(self.q.lock_orgs, {"ids": wanted})
+        loaded = [dict(row._mapping) for row in rows if row.id not in self.orgs]
         for org in loaded:
             self.orgs[org["id"]] = org
         from kakin.ledger import housekeeping  # late import: housekeeping uses Work
@@ -157,12 +153,7 @@ class Work:
         wanted = [o for o in set(org_ids) if o not in self.grants]
         if not wanted:
             return
-        rows = self.conn.execute(
-            select(s.grants).where(
-                s.grants.c.org_id.in_(wanted),
-                or_(s.grants.c.remaining_pico > 0, s.grants.c.activated_at.is_(None)),
-            )
-        )
+        rows = self.conn.execute(self.q.live_grants, {"ids": wanted})
         for org_id in wanted:
             self.grants[org_id] = []
         for row in rows:
@@ -173,8 +164,11 @@ class Work:
 
     def grants_of(self, org_id: str) -> list[Row]:
         """Grants with credit left or an activation still to come, in consumption order."""
-        self.load_grants([org_id])
-        return self.grants[org_id]
+        found = self.grants.get(org_id)
+        if found is None:
+            self.load_grants([org_id])
+            found = self.grants[org_id]
+        return found
 
     def add_grant(self, grant: Row) -> None:
         self.new_grants.append(grant)
@@ -195,25 +189,33 @@ class Work:
             return
         for org_id in wanted:
             self.budgets[org_id] = []
-        for row in self.conn.execute(select(s.budgets).where(s.budgets.c.org_id.in_(wanted))):
+        for row in self.conn.execute(self.q.budgets, {"ids": wanted}):
             budget = dict(row._mapping)
             self.budgets[budget["org_id"]].append(budget)
 
     def budgets_of(self, org_id: str) -> list[Row]:
-        self.load_budgets([org_id])
-        return self.budgets[org_id]
+        found = self.budgets.get(org_id)
+        if found is None:
+            self.load_budgets([org_id])
+            found = self.budgets[org_id]
+        return found
+
+    def period_bounds(self, period: str, timezone: str, at: datetime) -> tuple[datetime, datetime | None]:
+        """kakin.ledger.periods.period_bounds, remembering the last period of each kind."""
+        cache_key = (period, timezone)
+        known = self._bounds.get(cache_key)
+        if known is not None and known[0] <= at and (known[1] is None or at < known[1]):
+            return known
+        bounds = period_bounds(period, timezone, at)
+        self._bounds[cache_key] = bounds
+        return bounds
 
     def prefetch_periods(self, keys: Iterable[PeriodKey]) -> None:
         wanted = {k for k in keys if k not in self.periods}
         if not wanted:
             return
-        budget_ids = {k[0] for k in wanted}
-        starts = {k[1] for k in wanted}
-        rows = self.conn.execute(
-            select(s.budget_periods).where(
-                s.budget_periods.c.budget_id.in_(budget_ids), s.budget_periods.c.period_start.in_(starts)
-            )
-        )
+        params = {"ids": sorted({k[0] for k in wanted}), "starts": sorted({k[1] for k in wanted})}
+        rows = self.conn.execute(self.q.periods, params)
         for row in rows:
             period = dict(row._mapping)
             self.periods[(period["budget_id"], period["period_start"])] = period
@@ -245,16 +247,6 @@ class Work:
 
     # Reservations ------------------------------------------------------------------------
 
-    def orgs_of_reservations(self, reservation_ids: Iterable[str]) -> dict[str, str]:
-        """Reservation id → organisation id, read without locks (it never changes)."""
-        wanted = [r for r in set(reservation_ids) if isinstance(r, str) and r not in self.reservations]
-        if not wanted:
-            return {}
-        rows = self.conn.execute(
-            select(s.reservations.c.id, s.reservations.c.org_id).where(s.reservations.c.id.in_(wanted))
-        )
-        return {row.id: row.org_id for row in rows}
-
     def adopt_reservation(self, row: Row) -> Row:
         """Keep the first copy of a reservation this transaction loaded."""
         known = self.reservations.get(row["id"])
@@ -268,17 +260,15 @@ class Work:
         """Load reservations (call after their organisations are locked)."""
         wanted = [r for r in set(reservation_ids) if isinstance(r, str) and r not in self.reservations]
         if wanted:
-            for row in self.conn.execute(select(s.reservations).where(s.reservations.c.id.in_(wanted))):
+            for row in self.conn.execute(self.q.reservations, {"ids": wanted}):
                 self.adopt_reservation(dict(row._mapping))
 
     def reservation(self, reservation_id: object) -> Row:
         if not isinstance(reservation_id, str):
             raise NotFound(f"reservation id must be text, got {reservation_id!r}")
         if reservation_id not in self.reservations:
-            org_id = self.orgs_of_reservations([reservation_id]).get(reservation_id)
-            if org_id is not None:
-                self.lock_orgs([org_id])
-                self.load_reservations([reservation_id])
+            self.lock_orgs((), [reservation_id])
+            self.load_reservations([reservation_id])
         found = self.reservations.get(reservation_id)
         if found is None:
             raise NotFound(f"no reservation with id {reservation_id!r}")
@@ -289,13 +279,8 @@ class Work:
         if not wanted:
             return
         self.idempotency_checked |= wanted
-        org_ids = {p[0] for p in wanted}
-        keys = {p[1] for p in wanted}
-        rows = self.conn.execute(
-            select(s.reservations).where(
-                s.reservations.c.org_id.in_(org_ids), s.reservations.c.idempotency_key.in_(keys)
-            )
-        )
+        params = {"ids": sorted({p[0] for p in wanted}), "keys": sorted({p[1] for p in wanted})}
+        rows = self.conn.execute(self.q.reservations_by_key, params)
         for row in rows:
             self.adopt_reservation(dict(row._mapping))
 
@@ -320,7 +305,7 @@ class Work:
             return
         for key_id in wanted:
             self.keys[key_id] = None
-        for row in self.conn.execute(select(s.api_keys).where(s.api_keys.c.id.in_(wanted))):
+        for row in self.conn.execute(self.q.keys, {"ids": wanted}):
             self.keys[row.id] = dict(row._mapping)
 
     def key(self, key_id: str) -> Row | None:
@@ -331,9 +316,7 @@ class Work:
         cache = self.context.project_org
         wanted = [p for p in set(project_ids) if isinstance(p, str) and p not in cache]
         if wanted:
-            rows = self.conn.execute(
-                select(s.projects.c.id, s.projects.c.org_id).where(s.projects.c.id.in_(wanted))
-            )
+            rows = self.conn.execute(self.q.projects, {"ids": wanted})
             for row in rows:
                 cache[row.id] = row.org_id
 
@@ -372,19 +355,21 @@ class Work:
     # Writing -----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write everything this transaction changed: one statement per table and kind."""
-        conn = self.conn
-        if self.new_reservations:
-            conn.execute(insert(s.reservations), self.new_reservations)
-        if self.new_grants:
-            conn.execute(insert(s.grants), self.new_grants)
-        if self.entries:
-            conn.execute(insert(s.entries), self.entries)
-        if self.usage:
-            conn.execute(insert(s.usage_records), self.usage)
+        """Write everything this transaction changed: one statement per table and kind.
+        On PostgreSQL the statements are pipelined: one round trip for all of them."""
+        if self.postgres and (self.dirty_orgs or self.entries or self.new_reservations):
+            with self.conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+                self._flush()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
         new_periods = [self.periods[k] for k in self.new_periods if self.periods.get(k) is not None]
-        if new_periods:
-            conn.execute(insert(s.budget_periods), new_periods)
+        self._insert(s.reservations, self.new_reservations)
+        self._insert(s.grants, self.new_grants)
+        self._insert(s.entries, self.entries)
+        self._insert(s.usage_records, self.usage)
+        self._insert(s.budget_periods, new_periods)
         self._update(s.reservations, self.dirty_reservations.values(), _RES_MUTABLE, ("id",))
         self._update(s.grants, self.dirty_grants.values(), _GRANT_MUTABLE, ("id",))
         periods = [self.periods[k] for k in self.dirty_periods if self.periods.get(k) is not None]
@@ -395,12 +380,27 @@ class Work:
         self.new_periods, self.dirty_periods = set(), set()
         self.dirty_reservations, self.dirty_grants, self.dirty_orgs = {}, {}, set()
 
+    def _insert(self, table: Any, rows: list[Row]) -> None:
+        if not rows:
+            return
+        if self.postgres:
+            columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
+            self.conn.exec_driver_sql(q.pg_insert(table.name, columns), q.pg_rows(rows, columns))
+        else:
+            self.conn.execute(insert(table), rows)
+
     def _update(
         self, table: Any, rows: Iterable[Row], columns: tuple[str, ...], keys: tuple[str, ...]
     ) -> None:
         rows = list(rows)
-        if rows:
-            self.conn.execute(_update_statement(table, columns, keys), _update_params(rows, columns, keys))
+        if not rows:
+            return
+        if self.postgres:
+            self.conn.exec_driver_sql(
+                q.pg_update(table.name, columns, keys), q.pg_rows(rows, (*keys, *columns))
+            )
+        else:
+            self.conn.execute(q.update_rows(table.name, columns, keys), q.update_params(rows, columns, keys))
 
 
 def consumption_key(grant: Row) -> tuple[Any, ...]:

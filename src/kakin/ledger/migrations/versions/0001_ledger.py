@@ -97,11 +97,17 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(["org_id"], ["orgs.id"], name=op.f("fk_entries_org_id_orgs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entries")),
-        sa.UniqueConstraint("org_id", "idempotency_key", name=op.f("uq_entries_org_id_idempotency_key")),
     )
     with op.batch_alter_table("entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_entries_grant_id"), ["grant_id"], unique=False)
         batch_op.create_index("ix_entries_org_id_occurred_at", ["org_id", "occurred_at"], unique=False)
+        batch_op.create_index(
+            "uq_entries_org_id_idempotency_key",
+            ["org_id", "idempotency_key"],
+            unique=True,
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+            sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        )
 
     op.create_table(
         "grants",
@@ -286,6 +292,7 @@ def downgrade() -> None:
     op.drop_table("grants")
     with op.batch_alter_table("entries", schema=None) as batch_op:
         batch_op.drop_index("ix_entries_org_id_occurred_at")
+        batch_op.drop_index("uq_entries_org_id_idempotency_key")
         batch_op.drop_index(batch_op.f("ix_entries_grant_id"))
 
     op.drop_table("entries")

@@ -1,0 +1,269 @@
+"""Ledger throughput: reserve + settle pairs per second and their latency.
+
+Runs on SQLite (a temporary file) and on PostgreSQL (a temporary database made and dropped
+here, when 127.0.0.1:5432 answers). For each backend:
+
+* baseline — one writer, every operation its own transaction (reserve, commit, settle, commit);
+* 16 writers — the same from 16 threads at once, each for its own organisation;
+* group commit — C concurrent requests (asyncio tasks, as in the gateway) hand their
+  operations to committer threads that run everything queued as one ``Ledger.batch``;
+* batch driver — the ledger alone, no request overhead: each transaction carries N new
+  reservations and the settles of the previous N.
+
+Figures are ratios against the baseline of the same backend in the same run. Every commit is
+durable as its backend defines it: SQLite WAL with synchronous=NORMAL survives a process
+crash (not power loss); PostgreSQL with synchronous_commit=on is on disk before it returns.
+
+    .venv/bin/python bench/bench_ledger.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from kakin.errors import KakinError
+from kakin.ledger import Ledger, ReserveOp, Scope, SettleOp, UsageDetail
+
+PG_ADMIN = os.environ.get("KAKIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+USAGE = UsageDetail(
+    provider="sim", input_tokens=900, output_tokens=300, cost_items=[{"unit": "input", "n": 900}]
+)
+ESTIMATE = Decimal("0.002")
+ACTUAL = Decimal("0.0015")
+ORGS = 16
+
+
+def scopes(ledger: Ledger, orgs: int) -> list[Scope]:
+    """Organisations with free and prepaid credit, a payment method, an org and a project
+    budget (hard caps, so every reserve checks them), a project and a key."""
+    out = []
+    for n in range(orgs):
+        org = ledger.create_org(f"bench-{n}-{uuid.uuid4().hex[:6]}", payment_label="card")
+        project = ledger.create_project(org.id, "api")
+        key, _ = ledger.create_key(project.id, "k")
+        ledger.grant(org.id, "promotional", "500", idempotency_key="promo")
+        ledger.grant(org.id, "prepaid", "5000", idempotency_key="prepaid")
+        ledger.set_budget(org.id, limit="1000000", hard_cap=True)
+        ledger.set_budget(
+            org.id, scope="project", scope_ref=project.id, period="day", limit="1000000", hard_cap=True
+        )
+        out.append(Scope(org.id, project.id, key.id, "gpt-4o-mini"))
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Result:
+    def __init__(self, label: str, pairs: int, seconds: float, latencies: list[float]) -> None:
+        self.label, self.pairs, self.seconds, self.latencies = label, pairs, seconds, latencies
+
+    @property
+    def rate(self) -> float:
+        return self.pairs / self.seconds
+
+
+def one_op(ledger: Ledger, scope_list: list[Scope], pairs: int, tag: str) -> list[float]:
+    latencies = []
+    for i in range(pairs):
+        scope = scope_list[i % len(scope_list)]
+        start = time.perf_counter()
+        held = ledger.reserve(scope, ESTIMATE, 1500, idempotency_key=f"{tag}-{i}")
+        ledger.settle(held.id, ACTUAL, USAGE)
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def single_writer(ledger: Ledger, scope_list: list[Scope], pairs: int) -> Result:
+    start = time.perf_counter()
+    latencies = one_op(ledger, scope_list, pairs, uuid.uuid4().hex[:8])
+    return Result("baseline: 1 writer, 1 op per transaction", pairs, time.perf_counter() - start, latencies)
+
+
+def concurrent_writers(ledger: Ledger, scope_list: list[Scope], threads: int, pairs_each: int) -> Result:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        mine = one_op(ledger, [scope_list[n % len(scope_list)]], pairs_each, f"{n}-{uuid.uuid4().hex[:8]}")
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    return Result(
+        f"{threads} writers, 1 op per transaction",
+        threads * pairs_each,
+        time.perf_counter() - start,
+        latencies,
+    )
+
+
+def group_commit(
+    ledger: Ledger, scope_list: list[Scope], clients: int, committers: int, pairs: int
+) -> Result:
+    """``clients`` concurrent requests; ``committers`` threads each commit what is queued."""
+
+    async def run() -> Result:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[object, asyncio.Future[object]]] = asyncio.Queue()
+        latencies: list[float] = []
+        tag = uuid.uuid4().hex[:8]
+        done = asyncio.Event()
+
+        async def committer() -> None:
+            while not done.is_set():
+                try:
+                    first = await asyncio.wait_for(queue.get(), 0.05)
+                except TimeoutError:
+                    continue
+                items = [first]
+                while not queue.empty() and len(items) < 512:
+                    items.append(queue.get_nowait())
+                results = await loop.run_in_executor(None, ledger.batch, [op for op, _ in items])
+                for (_, future), result in zip(items, results, strict=True):
+                    future.set_result(result)
+
+        async def call(op: object) -> object:
+            future: asyncio.Future[object] = loop.create_future()
+            await queue.put((op, future))
+            result = await future
+            if isinstance(result, KakinError):
+                raise result
+            return result
+
+        async def client(n: int) -> None:
+            for i in range(n, pairs, clients):
+                start = time.perf_counter()
+                held = await call(ReserveOp(scope_list[i % len(scope_list)], ESTIMATE, 1500, f"{tag}-{i}"))
+                await call(SettleOp(held.id, ACTUAL, USAGE))  # type: ignore[attr-defined]
+                latencies.append(time.perf_counter() - start)
+
+        workers = [asyncio.create_task(committer()) for _ in range(committers)]
+        start = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        seconds = time.perf_counter() - start
+        done.set()
+        await asyncio.gather(*workers)
+        label = f"group commit: {clients} requests, {committers} committer{'s' if committers > 1 else ''}"
+        return Result(label, pairs, seconds, latencies)
+
+    return asyncio.run(run())
+
+
+def batch_driver(ledger: Ledger, scope_list: list[Scope], size: int, batches: int) -> Result:
+    """The ledger alone in steady state, ``size`` requests in flight."""
+    tag = uuid.uuid4().hex[:8]
+    pending: list[str] = []
+    commit_times: list[float] = []
+    settled = 0
+    start = time.perf_counter()
+    for b in range(batches + 1):
+        ops: list[object] = [SettleOp(r, ACTUAL, USAGE) for r in pending]
+        if b < batches:
+            ops += [
+                ReserveOp(scope_list[(b * size + i) % len(scope_list)], ESTIMATE, 1500, f"{tag}-{b}-{i}")
+                for i in range(size)
+            ]
+        began = time.perf_counter()
+        results = ledger.batch(ops)  # type: ignore[arg-type]
+        commit_times.append(time.perf_counter() - began)
+        errors = [r for r in results if isinstance(r, KakinError)]
+        if errors:
+            raise SystemExit(f"batch refused an operation: {errors[0]}")
+        settled += len(pending)
+        pending = [r.id for r in results[len(pending) :]]  # type: ignore[union-attr]
+    seconds = time.perf_counter() - start
+    # A request waits for the transaction that reserves it and the one that settles it.
+    pair_latency = [commit_times[i] + commit_times[i + 1] for i in range(len(commit_times) - 1)]
+    return Result(f"batch driver: {2 * size} ops per transaction", settled, seconds, pair_latency)
+
+
+def run_backend(name: str, url: str, quick: bool, durability: str) -> list[Result]:
+    ledger = Ledger.open(url, pool_size=20, max_overflow=20)
+    try:
+        scope_list = scopes(ledger, ORGS)
+        one_op(ledger, scope_list, 50, "warmup")
+        n = 300 if quick else 1500
+        results = [single_writer(ledger, scope_list, n)]
+        results.append(concurrent_writers(ledger, scope_list, 16, max(n // 16, 20)))
+        results.append(group_commit(ledger, scope_list, 16, 1, n))
+        results.append(group_commit(ledger, scope_list, 256, 1, 4 * n))
+        results.append(group_commit(ledger, scope_list, 256, 2, 4 * n))
+        for size in (64, 256):
+            results.append(batch_driver(ledger, scope_list, size, 8 if quick else 30))
+        for scope in scope_list:
+            report = ledger.reconcile(scope.org_id)
+            if not report.ok:
+                raise SystemExit(f"{name}: reconcile failed {report.mismatches}")
+    finally:
+        ledger.close()
+    print(f"\n{name} — {durability}")
+    print(f"  {'':48} {'pairs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12}")
+    base = results[0].rate
+    for r in results:
+        p50, p99 = percentile(r.latencies, 0.5) * 1000, percentile(r.latencies, 0.99) * 1000
+        print(f"  {r.label:48} {r.rate:9,.0f} {p50:8.2f} {p99:8.2f} {r.rate / base:11.1f}x")
+    return results
+
+
+def with_pg_database(fn: Callable[[str, str], None]) -> None:
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=2)
+    except Exception as error:  # PostgreSQL not running: say so and skip it
+        print(f"\nPostgreSQL — skipped: {error.__class__.__name__}: {str(error).splitlines()[0]}")
+        return
+    name = f"kakin_bench_{os.getpid()}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            settings = [admin.execute(f"SHOW {s}").fetchone()[0] for s in ("synchronous_commit", "fsync")]  # type: ignore[index]
+            fn(
+                PG_ADMIN.rsplit("/", 1)[0] + "/" + name,
+                f"synchronous_commit={settings[0]}, fsync={settings[1]}",
+            )
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer pairs, for a smoke run")
+    args = parser.parse_args()
+    print(f"kakin ledger benchmark ({os.cpu_count()} CPUs); a pair = reserve + settle of one request")
+    with tempfile.TemporaryDirectory() as folder:
+        run_backend(
+            "SQLite",
+            f"sqlite:///{Path(folder) / 'bench.db'}",
+            args.quick,
+            "WAL, synchronous=NORMAL: a commit survives a process crash, not an OS crash or power loss",
+        )
+    with_pg_database(
+        lambda url, settings: run_backend(
+            "PostgreSQL", url, args.quick, f"{settings}: a commit is flushed to disk before it returns"
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Statements the hot path runs, built once per backend.
+
+Building a SQLAlchemy statement and computing its cache key costs more than running a small
+query, so every query a transaction needs is constructed here once. On PostgreSQL, lists are
+passed as one array parameter (``= ANY(:ids)``) and multi-row writes go through
+``unnest(array, …)``: the statement text is the same whatever the number of rows, so neither
+SQLAlchemy nor the driver re-parses it, and the server runs one statement per table instead
+of one per row. SQLite, which runs in-process, uses expanding ``IN`` lists and executemany.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache, lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import Select
+
+from kakin.ledger import schema as s
+
+
+@dataclass(frozen=True)
+class Queries:
+    lock_orgs: Select[Any]
+    lock_orgs_of: Select[Any]
+    live_grants: Select[Any]
+    budgets: Select[Any]
+    periods: Select[Any]
+    reservations: Select[Any]
+    reservations_by_key: Select[Any]
+    keys: Select[Any]
+    projects: Select[Any]
+
+
+def _build(postgres: bool) -> Queries:
+    if postgres:
+
+        def among(column: Any, name: str, item: Any = String()) -> Any:
+            return column == any_(bindparam(name, type_=ARRAY(item)))
+    else:
+
+        def among(column: Any, name: str, item: Any = String()) -> Any:
+            return column.in_(bindparam(name, expanding=True, type_=item))
+
+    r = s.reservations
+    lock = select(s.orgs).where(among(s.orgs.c.id, "ids")).order_by(s.orgs.c.id)
+    # The organisations named, and those of the reservations named, in one locking query.
+    owners = select(r.c.org_id).where(among(r.c.id, "rids"))
+    if postgres:  # a semi-join on the primary key, whatever the size of orgs
+        named = select(func.unnest(bindparam("ids", type_=ARRAY(String))))
+        lock_of = select(s.orgs).where(s.orgs.c.id.in_(named.union(owners))).order_by(s.orgs.c.id)
+    else:
+        lock_of = (
+            select(s.orgs)
+            .where(or_(among(s.orgs.c.id, "ids"), s.orgs.c.id.in_(owners)))
+            .order_by(s.orgs.c.id)
+        )
+    return Queries(
+        lock_orgs=lock.with_for_update() if postgres else lock,
+        lock_orgs_of=lock_of.with_for_update(of=s.orgs) if postgres else lock_of,
+        live_grants=select(s.grants).where(
+            among(s.grants.c.org_id, "ids"),
+            or_(s.grants.c.remaining_pico > 0, s.grants.c.activated_at.is_(None)),
+        ),
+        budgets=select(s.budgets).where(among(s.budgets.c.org_id, "ids")),
+        periods=select(s.budget_periods).where(
+            among(s.budget_periods.c.budget_id, "ids"),
+            among(s.budget_periods.c.period_start, "starts", s.UTCDateTime()),
+        ),
+        reservations=select(r).where(among(r.c.id, "ids")),
+        reservations_by_key=select(r).where(among(r.c.org_id, "ids"), among(r.c.idempotency_key, "keys")),
+        keys=select(s.api_keys).where(among(s.api_keys.c.id, "ids")),
+        projects=select(s.projects.c.id, s.projects.c.org_id).where(among(s.projects.c.id, "ids")),
+    )
+
+
+@cache
+def queries(dialect: str) -> Queries:
+    return _build(dialect == "postgresql")
+
+
+# Multi-row writes ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def update_rows(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+    """UPDATE … SET columns = :v_… WHERE keys = :k_…, for executemany."""
+    table = s.metadata.tables[table_name]
+    condition = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+    return update(table).where(condition).values({c: bindparam(f"v_{c}") for c in columns})
+
+
+def update_params(
+    rows: list[dict[str, Any]], columns: tuple[str, ...], keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    return [{**{f"v_{c}": r[c] for c in columns}, **{f"k_{k}": r[k] for k in keys}} for r in rows]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def pg_rows(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, str]:
+    """All rows as one JSON document: the only parameter of :func:`pg_insert` and
+    :func:`pg_update`. JSON encoding runs in C; the server turns it back into typed rows."""
+    return {"rows": json.dumps([{n: row[n] for n in names} for row in rows], default=_json_default)}
+
+
+@lru_cache(maxsize=32)
+def pg_insert(table_name: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    return f"INSERT INTO {table_name} ({names}) SELECT {names} FROM json_populate_recordset(null::{table_name}, %(rows)s)"
+
+
+@lru_cache(maxsize=32)
+def pg_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = x.{c}" for c in columns)
+    where = " AND ".join(f"t.{k} = x.{k}" for k in keys)
+    source = f"json_populate_recordset(null::{table_name}, %(rows)s)"
+    return f"UPDATE {table_name} AS t SET {sets} FROM {source} AS x WHERE {where}"
