@@ -46,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kakin.cli.forecast_cmd",  # forecast
     "kakin.cli.demo",  # demo
     "kakin.cli.alerts_cmds",  # alerts
+    "kakin.cli.ledger_cmds",  # org, project, keys, credits, budget, ledger, tier
     "kakin.cli.simulate_cmd",  # simulate
     "kakin.cli.serve_cmd",  # serve
 )

@@ -1,0 +1,84 @@
+"""The ledger's command groups, end to end through the real CLI app and database."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from kakin.cli import app
+
+runner = CliRunner()
+
+
+def kakin(db_url: str, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--database-url", db_url])
+    return result.exit_code, result.output
+
+
+def test_org_project_key_credit_budget_and_ledger_commands(db_url: str) -> None:
+    ok = lambda *args: kakin(db_url, *args)  # noqa: E731
+    code, out = ok(
+        "org",
+        "create",
+        "acme",
+        "--timezone",
+        "Asia/Tokyo",
+        "--phone",
+        "+81 90-1234-5678",
+        "--tier-rules",
+        "gemini",
+    )
+    assert code == 0 and "acme" in out, out
+    assert ok("project", "create", "acme", "web")[0] == 0
+    code, out = ok("keys", "create", "web", "server", "--org", "acme", "--rpm", "60", "--expires-in", "30d")
+    assert code == 0, out
+    plaintext = next(line for line in out.splitlines() if line.startswith("kk-"))
+    code, out = ok("keys", "list", "--org", "acme", "--format", "json")
+    listed = json.loads(out)["rows"]
+    assert code == 0 and len(listed) == 1 and plaintext not in out and listed[0]["status"] == "active"
+    assert ok("credits", "grant", "acme", "--kind", "free_trial", "--amount", "5")[0] == 0
+    code, out = ok(
+        "credits", "grant", "acme", "--kind", "prepaid", "--amount", "10", "--idempotency-key", "p1"
+    )
+    assert code == 0 and "granted" in out
+    code, out = ok(
+        "credits", "grant", "acme", "--kind", "prepaid", "--amount", "10", "--idempotency-key", "p1"
+    )
+    assert "already granted" in out
+    code, out = ok("credits", "list", "acme", "--format", "json")
+    grants = json.loads(out)["rows"]
+    assert [g["kind"] for g in grants] == ["free_trial", "prepaid"]  # consumption order
+    code, out = ok("budget", "set", "acme", "--limit", "20", "--hard-cap", "--thresholds", "50,90")
+    assert code == 0 and "hard cap" in out
+    code, out = ok("budget", "list", "acme", "--format", "json")
+    assert json.loads(out)["rows"][0]["limit"] == "20"
+    code, out = ok("tier", "show", "acme", "--format", "json")
+    assert json.loads(out)["rows"][0]["tier"] == "Tier 1"  # the prepayment did it
+    code, out = ok("credits", "refund", grants[1]["id"])
+    assert code == 0 and "$10 refunded" in out
+    code, out = ok("ledger", "show", "acme", "--reconcile", "--format", "json")
+    shown = json.loads(out)
+    assert code == 0 and shown["reconciled"] is True
+    assert [row["kind"] for row in shown["rows"]] == ["tier", "grant", "grant", "tier", "refund"]
+    code, out = ok("org", "show", "acme", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["rows"][0]["amount"] == "5"
+
+
+def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme")[0] == 0
+    for args, fragment in [
+        (("org", "create", "acme"), "already exists"),
+        (("org", "create", "tz", "--timezone", "Mars/Base"), "IANA"),
+        (("credits", "grant", "acme", "--kind", "gift", "--amount", "5"), "not one of"),
+        (("credits", "grant", "acme", "--kind", "promotional", "--amount", "-5"), "negative"),
+        (("credits", "grant", "acme", "--kind", "free_trial", "--amount", "5"), "verified identity"),
+        (("keys", "revoke", "key_missing"), "no key"),
+        (("keys", "create", "prj_missing", "k"), "no project"),
+        (("budget", "set", "acme", "--limit", "5", "--thresholds", "fifty"), "thresholds"),
+        (("keys", "rotate", "key_missing", "--grace", "forever"), "--grace"),
+        (("org", "show", "nobody"), "no organisation"),
+    ]:
+        code, out = kakin(db_url, *args)
+        assert code == 2, (args, out)
+        assert fragment in out and out.count("\n") == 1, (args, out)
