@@ -53,11 +53,18 @@ Two-phase charges (each call is one transaction; ``batch`` runs many in one)::
         Settlement.thresholds: budget thresholds first reached this period (fire alerts on these)
     ledger.void(reservation_id) -> Reservation
     ledger.charge(scope, amount, usage, *, idempotency_key) -> Settlement   (reserve + settle)
-    ledger.batch(ops: Sequence[ReserveOp | SettleOp | VoidOp]) -> list[Reservation | Settlement | KakinError]
+    ledger.post(scope, amount, usage, *, idempotency_key, tokens=0) -> Settlement
+        one-phase charge of a request already served (no reservation, never refused for room)
+    ledger.batch(ops: Sequence[ReserveOp | SettleOp | VoidOp | PostOp])
+        -> list[Reservation | Settlement | KakinError]
         one transaction; each op's own KakinError is returned in its slot, the others proceed
     kakin.ledger.ops.execute(conn, ops, *, now, hold_seconds) -> same list, on a caller's open
         transaction (the gateway's group committer)
     ledger.expire_holds() -> int                   release every hold past its expiry now
+    ledger.account_view(org_id, max_age=60s) -> AccountView   (kakin.ledger.views) in-memory holds
+        for a process that owns the ledger: view.hold(scope, amount, tokens) -> Hold (same
+        rules and errors as reserve), view.release(hold), view.posted(hold, settlement, tokens)
+        after a PostOp, view.stale(now), view.expire(), new_view.adopt_holds(old_view)
 
 Budgets and tiers::
 
@@ -101,6 +108,7 @@ from kakin.ledger.records import (
     Op,
     OpResult,
     Org,
+    PostOp,
     Project,
     Reconciliation,
     Refund,
@@ -137,6 +145,7 @@ __all__ = [
     "OpResult",
     "Org",
     "PermissionDenied",
+    "PostOp",
     "Project",
     "Reconciliation",
     "Refund",

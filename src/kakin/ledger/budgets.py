@@ -53,7 +53,7 @@ def start_of(work: Work, org: Row, budget: Row, at: datetime) -> datetime:
     return work.period_bounds(budget["period"], org["timezone"], at)[0]
 
 
-def _counter(budget: Row, period: Row | None, *, held: bool) -> int:
+def counter(budget: Row, period: Row | None, *, held: bool) -> int:
     if period is None:
         return 0
     if budget["unit"] == "usd":
@@ -67,15 +67,15 @@ def check_room(work: Work, org: Row, budgets: list[Row], amount_pico: int, token
         if not budget["hard_cap"]:
             continue
         period = work.period(budget["id"], start_of(work, org, budget, work.now), create=False)
-        used = _counter(budget, period, held=True)
+        used = counter(budget, period, held=True)
         need = amount_pico if budget["unit"] == "usd" else tokens
         if used + need > budget["limit_value"]:
-            raise _exceeded(org, budget, period, need, work.now)
+            raise exceeded(org, budget, period, need, work.now)
 
 
-def _exceeded(org: Row, budget: Row, period: Row | None, need: int, now: datetime) -> BudgetExceeded:
+def exceeded(org: Row, budget: Row, period: Row | None, need: int, now: datetime) -> BudgetExceeded:
     _start, end = period_bounds(budget["period"], org["timezone"], now)
-    spent, held = _counter(budget, period, held=False), _counter(budget, period, held=True)
+    spent, held = counter(budget, period, held=False), counter(budget, period, held=True)
     held -= spent
     fmt = _format(budget["unit"])
     left = max(budget["limit_value"] - spent - held, 0)
@@ -152,7 +152,7 @@ def spend(work: Work, org: Row, reservation: Row, amount_pico: int, tokens: int)
 def _newly_crossed(
     org: Row, budget: Row, period: Row, start: datetime, end: datetime | None
 ) -> list[ThresholdCrossed]:
-    spent = _counter(budget, period, held=False)
+    spent = counter(budget, period, held=False)
     limit = budget["limit_value"]
     fired = list(period["fired"])
     out = []
@@ -363,8 +363,8 @@ def to_record(row: Row) -> Budget:
 def status(work: Work, org: Row, budget: Row) -> BudgetStatus:
     start, end = work.period_bounds(budget["period"], org["timezone"], work.now)
     period = work.period(budget["id"], start, create=False)
-    spent = _counter(budget, period, held=False)
-    held = _counter(budget, period, held=True) - spent
+    spent = counter(budget, period, held=False)
+    held = counter(budget, period, held=True) - spent
     limit = budget["limit_value"]
     unit = budget["unit"]
     return BudgetStatus(

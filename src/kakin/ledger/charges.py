@@ -23,6 +23,7 @@ from kakin.ledger import validate as v
 from kakin.ledger.errors import CreditExhausted, KeyExpired, KeyRevoked, KeySuspended, PermissionDenied
 from kakin.ledger.ids import new_id
 from kakin.ledger.records import (
+    PostOp,
     Reservation,
     ReserveOp,
     Scope,
@@ -101,9 +102,9 @@ def reserve(work: Work, op: ReserveOp) -> Reservation:
     return to_record(row)
 
 
-def _check_scope(work: Work, org: Row, scope: Scope, model: str) -> None:
-    """The project and key must belong to the organisation, the key must be usable and
-    allowed the model: one project can never spend another's money."""
+def _check_scope(work: Work, org: Row, scope: Scope, model: str, *, usable: bool = True) -> None:
+    """The project and key must belong to the organisation, and (``usable``) the key must be
+    usable and allowed the model: one project can never spend another's money."""
     if work.project_org(scope.project_id) != org["id"]:
         raise PermissionDenied(
             f"project {scope.project_id!r} does not belong to organisation {org['name']!r}"
@@ -113,6 +114,8 @@ def _check_scope(work: Work, org: Row, scope: Scope, model: str) -> None:
     key = work.key(scope.key_id)
     if key is None or key["project_id"] != scope.project_id:
         raise PermissionDenied(f"key {scope.key_id!r} does not belong to project {scope.project_id!r}")
+    if not usable:
+        return
     now = work.now
     if key["revoked_at"] is not None and key["revoked_at"] <= now:
         raise KeyRevoked(
@@ -138,15 +141,20 @@ def _check_credit(work: Work, org: Row, amount: int) -> None:
     available = org["credit_pico"] - org["held_pico"]
     if available > 0 and amount <= available:
         return
-    raise CreditExhausted(
-        f"organisation {org['name']!r} is out of credit: {_credit_story(work, org)}; this request needs up to "
+    raise credit_exhausted(org, amount, available, credit_story(work, org))
+
+
+def credit_exhausted(org: Row, amount: int, available: int, story: str) -> CreditExhausted:
+    """The refusal when credit runs out and no payment method is on file."""
+    return CreditExhausted(
+        f"organisation {org['name']!r} is out of credit: {story}; this request needs up to "
         f"{usd(amount)} and {usd(max(available, 0))} is available. There is no payment method on "
         f'file, so usage stops here: add one (`kakin org update {org["name"]} --payment-method "card"`) to '
         f"continue on postpaid billing, or buy prepaid credit (`kakin credits grant {org['name']} --kind prepaid`)"
     )
 
 
-def _credit_story(work: Work, org: Row) -> str:
+def credit_story(work: Work, org: Row) -> str:
     """What ran out and when, from the journal (only on the refusal path)."""
     from sqlalchemy import select
 
@@ -335,6 +343,86 @@ def _stored_settlement(reservation: Row) -> Settlement:
         ),
         repeated=True,
     )
+
+
+# Posting ---------------------------------------------------------------------------------
+
+
+def post(work: Work, op: PostOp) -> Settlement:
+    """Record a request already served, in one step (a reservation born settled)."""
+    scope = op.scope
+    if not isinstance(scope, Scope):
+        raise InvalidInput(
+            f"post needs a Scope(org_id, project_id, key_id, model), got {type(scope).__name__}"
+        )
+    actual = v.amount_pico(op.amount, "charged amount")
+    tokens = v.tokens(op.tokens, "held tokens")
+    key = v.text(op.idempotency_key, "idempotency key")
+    model = v.text(scope.model, "model")
+    usage, extras = _check_usage(op.usage)
+    org = work.org(scope.org_id)
+    digest = credit.params_hash(
+        "post",
+        scope.project_id,
+        scope.key_id,
+        model,
+        actual,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_tokens,
+        usage.provider,
+        usage.request_id,
+    )
+    previous = work.by_key(org["id"], key)
+    if previous is not None:
+        if previous["params_hash"] == digest and previous["status"] == "settled":
+            return _stored_settlement(previous)
+        raise Conflict(
+            f"idempotency key {key!r} was already used for reservation {previous['id']} with other parameters; "
+            "use a new key for a new request"
+        )
+    _check_scope(work, org, scope, model, usable=False)
+    # Everything checked: write.
+    row = {
+        "id": new_id("res"),
+        "org_id": org["id"],
+        "project_id": scope.project_id,
+        "key_id": scope.key_id,
+        "model": model,
+        "idempotency_key": key,
+        "params_hash": digest,
+        "amount_pico": actual,
+        "tokens": tokens,
+        "status": "settled",
+        "created_at": work.now,
+        "expires_at": work.now,
+        "closed_at": work.now,
+        "actual_pico": actual,
+        "actual_tokens": usage.tokens,
+        "overrun_pico": 0,
+        "late": False,
+        "settle_hash": digest,
+        "holds": [],
+        "result": None,
+    }
+    from_credit, postpaid = credit.consume(work, org, actual, row["id"])
+    org["spent_tokens"] += usage.tokens
+    crossed = budgets.spend(work, org, row, actual, usage.tokens)
+    settlement = Settlement(
+        reservation_id=row["id"],
+        org_id=org["id"],
+        charged=from_pico(actual),
+        from_credit=from_pico(from_credit),
+        postpaid=from_pico(postpaid),
+        overrun=Decimal(0),
+        late=False,
+        thresholds=tuple(crossed),
+    )
+    row["result"] = _settlement_json(settlement)
+    work.add_reservation(row)
+    work.usage.append(_usage_row(work, row, actual, usage, extras))
+    tiers.evaluate(work, org)
+    return settlement
 
 
 # Voiding ---------------------------------------------------------------------------------

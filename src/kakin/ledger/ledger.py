@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound
-from kakin.ledger import budgets, charges, credit, keys, ops, orgs, queries, tiers
+from kakin.ledger import budgets, charges, credit, keys, ops, orgs, queries, tiers, views
 from kakin.ledger import schema as s
 from kakin.ledger import validate as v
 from kakin.ledger.db import READ_ONLY, make_engine, migrate
@@ -33,6 +33,7 @@ from kakin.ledger.records import (
     KeyRecord,
     OpResult,
     Org,
+    PostOp,
     Project,
     Reconciliation,
     Refund,
@@ -384,12 +385,14 @@ class Ledger:
 
     # Two-phase charges -------------------------------------------------------------------
 
-    def batch(self, operations: Sequence[ReserveOp | SettleOp | VoidOp]) -> list[OpResult | KakinError]:
+    def batch(
+        self, operations: Sequence[ReserveOp | SettleOp | VoidOp | PostOp]
+    ) -> list[OpResult | KakinError]:
         """Run many operations in one transaction; a refused one returns its error in place."""
         with self._writer, self.engine.begin() as conn:
             return ops.execute(conn, operations, now=self.now(), context=self.context)
 
-    def _one(self, op: ReserveOp | SettleOp | VoidOp) -> Any:
+    def _one(self, op: ReserveOp | SettleOp | VoidOp | PostOp) -> Any:
         result = self.batch([op])[0]
         if isinstance(result, KakinError):
             raise result
@@ -425,6 +428,16 @@ class Ledger:
             return charges.settle(work, SettleOp(held.id, amount, usage))
 
         return self.write(run)
+
+    def post(
+        self, scope: Scope, amount: Any, usage: UsageDetail, *, idempotency_key: str, tokens: int = 0
+    ) -> Settlement:
+        """Record a request already served without a reservation (see :class:`PostOp`)."""
+        return self._one(PostOp(scope, amount, usage, idempotency_key, tokens))
+
+    def account_view(self, org: str, max_age: timedelta = views.DEFAULT_MAX_AGE) -> views.AccountView:
+        """The organisation's spending room, to decide holds in memory (see kakin.ledger.views)."""
+        return self.write(lambda w: views.load(w, self._org_id(w.conn, org), max_age))
 
     def get_reservation(self, reservation_id: str) -> Reservation:
         return self.write(lambda w: charges.to_record(w.reservation(reservation_id)))

@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from kakin.errors import InvalidInput, KakinError
 from kakin.ledger import budgets, charges
-from kakin.ledger.records import OpResult, ReserveOp, Scope, SettleOp, VoidOp
+from kakin.ledger.records import OpResult, PostOp, ReserveOp, Scope, SettleOp, VoidOp
 from kakin.ledger.work import Context, Work
 
 
@@ -42,14 +42,18 @@ def run(work: Work, op: object) -> OpResult | KakinError:
             return charges.settle(work, op)
         if isinstance(op, VoidOp):
             return charges.void(work, op)
-        raise InvalidInput(f"unknown ledger operation {type(op).__name__}; use ReserveOp, SettleOp or VoidOp")
+        if isinstance(op, PostOp):
+            return charges.post(work, op)
+        raise InvalidInput(
+            f"unknown ledger operation {type(op).__name__}; use ReserveOp, SettleOp, VoidOp or PostOp"
+        )
     except KakinError as error:
         return error
 
 
 def prepare(work: Work, ops: Sequence[object]) -> None:
     """Load and lock what ``ops`` will touch, with a few set-based queries."""
-    reserves = [op for op in ops if isinstance(op, ReserveOp) and isinstance(op.scope, Scope)]
+    reserves = [op for op in ops if isinstance(op, ReserveOp | PostOp) and isinstance(op.scope, Scope)]
     closing = [op.reservation_id for op in ops if isinstance(op, SettleOp | VoidOp)]
     work.lock_orgs((op.scope.org_id for op in reserves), closing)
     work.load_reservations(closing)
@@ -71,7 +75,9 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
                     work, org, op.scope.project_id, op.scope.key_id, op.scope.model.strip()
                 )
             ]
-    settling_orgs = set()
+    settling_orgs = {
+        op.scope.org_id for op in reserves if isinstance(op, PostOp) and op.scope.org_id in work.orgs
+    }
     for reservation_id in closing:
         reservation = work.reservations.get(reservation_id) if isinstance(reservation_id, str) else None
         if reservation is None or reservation["status"] == "settled":

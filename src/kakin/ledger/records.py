@@ -331,5 +331,21 @@ class VoidOp:
     reservation_id: str
 
 
-Op = ReserveOp | SettleOp | VoidOp
+@dataclass(frozen=True, slots=True)
+class PostOp:
+    """A one-phase charge: record a request already served, without a reservation.
+
+    For a process that decided the hold itself (see :class:`kakin.ledger.views.AccountView`).
+    Nothing is refused for lack of room — the usage happened — but the scope must be
+    consistent, and the idempotency key works as for reserve: a repeat returns the first
+    settlement, other parameters under the same key are a Conflict."""
+
+    scope: Scope
+    amount: Decimal
+    usage: UsageDetail
+    idempotency_key: str
+    tokens: int = 0  # the request's token hold, kept on its record like a reservation's
+
+
+Op = ReserveOp | SettleOp | VoidOp | PostOp
 OpResult = Reservation | Settlement

@@ -1,0 +1,180 @@
+"""Account views: one organisation's spending room, held in memory by a process that owns
+the ledger (the embedded, single-gateway deployment).
+
+Such a process need not write a reservation for every request: it loads the organisation's
+counters once (credit, what other holders already hold, every budget's current period and
+the tier ceiling), decides holds in memory with the same rules and the same messages as
+:func:`kakin.ledger.charges.reserve`, and writes only the charge, afterwards, as a
+:class:`~kakin.ledger.records.PostOp`. Holds then live only in memory, so a crash releases
+them with the process — which is what a reservation's expiry would do anyway.
+
+A view is exact only while nothing else changes the organisation, so it goes stale at the
+first instant its figures could change by themselves (a budget period boundary, a grant's
+activation or expiry, another holder's hold expiring), after ``max_age`` at the latest (to
+pick up changes made by other processes, such as the CLI), or when :meth:`expire` is called.
+Replace a stale view with a fresh one and let it :meth:`adopt_holds` of the old.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kakin.errors import InvalidInput
+from kakin.ledger import budgets, charges
+from kakin.ledger import validate as v
+from kakin.ledger.records import Scope, Settlement
+from kakin.ledger.work import Row, Work, min_time
+from kakin.money import to_pico
+
+DEFAULT_MAX_AGE = timedelta(seconds=60)
+_handles = itertools.count(1)
+
+
+@dataclass(slots=True, eq=False)
+class Hold:
+    """One request's room, taken by :meth:`AccountView.hold`."""
+
+    scope: Scope
+    amount_pico: int
+    tokens: int
+    id: int = field(default_factory=lambda: next(_handles))
+
+
+class AccountView:
+    """Spending room of one organisation; not thread-safe (use it from one thread or loop)."""
+
+    def __init__(
+        self,
+        org: Row,
+        budget_rows: list[Row],
+        periods: dict[str, Row],
+        story: str,
+        now: datetime,
+        valid_until: datetime,
+    ) -> None:
+        self.org = dict(org)
+        self.org_id: str = org["id"]
+        self._budgets = [dict(b) for b in budget_rows]
+        self._periods = {budget_id: dict(period) for budget_id, period in periods.items()}
+        self._story = story
+        self.loaded_at = now
+        self.valid_until = valid_until
+        self._expired = False
+        self._holds: dict[int, Hold] = {}
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    def stale(self, now: datetime) -> bool:
+        return self._expired or now >= self.valid_until
+
+    def expire(self) -> None:
+        """Mark the view out of date (after a change made elsewhere, e.g. a new budget)."""
+        self._expired = True
+
+    def adopt_holds(self, previous: AccountView) -> None:
+        """Take over the holds still open in the view this one replaces."""
+        for hold in previous._holds.values():
+            self._add(hold)
+        previous._holds.clear()
+
+    @property
+    def open_holds(self) -> int:
+        return len(self._holds)
+
+    # Holding -------------------------------------------------------------------------------
+
+    def hold(self, scope: Scope, amount: object, tokens: object) -> Hold:
+        """Room for one request, or the error ``reserve`` would raise (CreditExhausted,
+        BudgetExceeded, TierLimitExceeded, InvalidInput)."""
+        if not isinstance(scope, Scope) or scope.org_id != self.org_id:
+            raise InvalidInput(f"this account view is for organisation {self.org_id}, not {scope!r}")
+        pico = v.amount_pico(amount, "reservation amount")
+        count = v.tokens(tokens, "reserved tokens")
+        model = v.text(scope.model, "model")
+        org = self.org
+        if not org["payment_method"]:
+            available = org["credit_pico"] - org["held_pico"]
+            if not (available > 0 and pico <= available):
+                raise charges.credit_exhausted(org, pico, available, self._story)
+        for budget in self._applicable(scope.project_id, scope.key_id, model):
+            if budget["hard_cap"]:
+                period = self._periods[budget["id"]]
+                used = budgets.counter(budget, period, held=True)
+                need = pico if budget["unit"] == "usd" else count
+                if used + need > budget["limit_value"]:
+                    raise budgets.exceeded(org, budget, period, need, self.loaded_at)
+        hold = Hold(scope, pico, count)
+        self._add(hold)
+        return hold
+
+    def release(self, hold: Hold) -> None:
+        """Give a hold's room back (the request failed, or it is about to be posted)."""
+        if self._holds.pop(hold.id, None) is None:
+            return
+        self._shift(hold, -1)
+
+    def posted(self, hold: Hold | None, settlement: Settlement, tokens: int) -> None:
+        """Apply a committed :class:`PostOp` for ``hold``: release the hold, count the charge.
+        A repeated post (same idempotency key) was counted the first time and is not again."""
+        if hold is not None:
+            self.release(hold)
+        if settlement.repeated:
+            return
+        charged = to_pico(settlement.charged)
+        org = self.org
+        org["credit_pico"] -= to_pico(settlement.from_credit)
+        org["spent_pico"] += charged
+        if hold is None:
+            return
+        for budget in self._applicable(hold.scope.project_id, hold.scope.key_id, hold.scope.model.strip()):
+            period = self._periods[budget["id"]]
+            period["spent_pico"] += charged
+            period["spent_tokens"] += tokens
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _applicable(self, project_id: str, key_id: str | None, model: str) -> list[Row]:
+        return [b for b in self._budgets if budgets.matches(b, project_id, key_id, model)]
+
+    def _add(self, hold: Hold) -> None:
+        self._holds[hold.id] = hold
+        self._shift(hold, +1)
+
+    def _shift(self, hold: Hold, sign: int) -> None:
+        self.org["held_pico"] += sign * hold.amount_pico
+        self.org["held_tokens"] += sign * hold.tokens
+        for budget in self._applicable(hold.scope.project_id, hold.scope.key_id, hold.scope.model.strip()):
+            period = self._periods[budget["id"]]
+            period["held_pico"] += sign * hold.amount_pico
+            period["held_tokens"] += sign * hold.tokens
+
+
+def load(work: Work, org_id: str, max_age: timedelta = DEFAULT_MAX_AGE) -> AccountView:
+    """Build the view inside a ledger transaction (after the organisation's housekeeping)."""
+    org = work.org(org_id)
+    now = work.now
+    periods: dict[str, Row] = {}
+    valid_until = now + max_age
+    rows = work.budgets_of(org["id"])
+    for budget in rows:
+        start, end = work.period_bounds(budget["period"], org["timezone"], now)
+        period = work.period(budget["id"], start, create=False)
+        periods[budget["id"]] = dict(period) if period else _empty_period(budget["id"], start)
+        valid_until = min_time(valid_until, end) or valid_until
+    valid_until = min_time(valid_until, org["next_grant_event"], org["next_hold_expiry"]) or valid_until
+    return AccountView(org, rows, periods, charges.credit_story(work, org), now, valid_until)
+
+
+def _empty_period(budget_id: str, start: datetime) -> dict[str, Any]:
+    return {
+        "budget_id": budget_id,
+        "period_start": start,
+        "spent_pico": 0,
+        "spent_tokens": 0,
+        "held_pico": 0,
+        "held_tokens": 0,
+        "fired": [],
+    }
