@@ -4,8 +4,10 @@ TestClient. ``changes`` records every ``on_change(kind, id)`` call."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,13 +40,25 @@ def admin_pg_url(pg_database_url: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite ledger, copied by each test instead of migrating again."""
+    path = tmp_path_factory.mktemp("template") / "kakin.db"
+    Ledger.open(f"sqlite:///{path}").close()
+    return path
+
+
+def open_ledger(backend: str, request: pytest.FixtureRequest, folder: Path) -> Ledger:
+    if backend == "sqlite":
+        path = folder / "kakin.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return Ledger.open(f"sqlite:///{path}", migrate=False)
+    return Ledger.open(request.getfixturevalue("admin_pg_url"), migrate=False)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def ledger(request: pytest.FixtureRequest, tmp_path) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        opened = Ledger.open(f"sqlite:///{tmp_path / 'kakin.db'}")
-    else:
-        opened = Ledger.open(request.getfixturevalue("admin_pg_url"), migrate=False)
-    with opened:
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    with open_ledger(request.param, request, tmp_path) as opened:
         yield opened
 
 

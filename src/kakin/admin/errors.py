@@ -104,12 +104,15 @@ def describe_validation(errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400:
+        # FastAPI's answer to a body it cannot decode: invalid input like any other.
+        return error_response(422, "invalid_request", "the body is not valid JSON text in UTF-8")
     if status == 404:
         message = f"no admin API route {request.method} {request.url.path}; see the OpenAPI document at openapi.json"
     elif status == 405:

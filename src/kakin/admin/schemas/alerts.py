@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kakin.admin.fields import Amount, Name, text
-from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, maybe_utc, money, utc
+from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, example, maybe_utc, money, utc
 from kakin.alerts.channels import Channel
 from kakin.alerts.model import Alert
 from kakin.alerts.store import DeliveryView, Rule
@@ -39,6 +39,15 @@ class SmtpSettings(Strict):
         None, description="environment variable holding the SMTP password (the password is never stored)"
     )
 
+    model_config = example(
+        host="smtp.example.com",
+        port=587,
+        sender="kakin@example.com",
+        starttls=True,
+        username="kakin",
+        password_env="KAKIN_SMTP_PASSWORD",
+    )
+
 
 class ChannelCreate(Strict):
     kind: Literal["webhook", "email"]
@@ -49,6 +58,7 @@ class ChannelCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [{"kind": "webhook", "name": "ops", "target": "https://hooks.example.com/kakin"}]
         },
@@ -107,6 +117,8 @@ class RuleParams(Strict):
             for name, value in self.model_dump(exclude_none=True).items()
         }
 
+    model_config = example(factor="20", window_minutes=15)
+
 
 class RuleCreate(Strict):
     kind: Literal["runaway", "credit_low", "credit_expiring"]
@@ -119,6 +131,7 @@ class RuleCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"kind": "runaway", "scope": "key", "params": {"factor": "20"}, "auto_suspend": True}

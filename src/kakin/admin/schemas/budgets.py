@@ -40,6 +40,7 @@ class BudgetSet(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [{"scope": "org", "period": "month", "limit": "100", "hard_cap": True}]
         },

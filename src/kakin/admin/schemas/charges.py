@@ -36,6 +36,7 @@ class ReserveCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -101,6 +102,7 @@ class SettleCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"amount": "0.0123", "provider": "openai", "input_tokens": 1200, "output_tokens": 300}

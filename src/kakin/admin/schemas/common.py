@@ -38,10 +38,16 @@ class Items(BaseModel, Generic[T]):
     items: list[T]
 
 
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields, so a typo is an error rather than ignored."""
+def example(**fields: Any) -> ConfigDict:
+    """Configuration of a request body: unknown fields refused, one documented example."""
+    return ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [fields]})
 
-    model_config = ConfigDict(extra="forbid")
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is an error rather than ignored, and
+    take JSON types as documented: ``"5"`` is not an integer and ``1`` is not ``true``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def usd_field(description: str, example: str = USD_EXAMPLE) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kakin.admin.fields import Amount, IdempotencyKey, Moment, text
-from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, maybe_utc, money, usd_field, utc
+from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, example, maybe_utc, money, usd_field, utc
 from kakin.ledger.records import Balance, Entry, Grant, Refund
 
 GrantKind = Literal["free_trial", "welcome", "prepaid", "promotional"]
@@ -37,6 +37,7 @@ class GrantCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"kind": "free_trial", "amount": "5", "expires_in_seconds": 7776000, "note": "trial"}
@@ -85,6 +86,8 @@ class RefundCreate(Strict):
     amount: Amount | None = Field(None, description="USD to refund; omit to refund everything left")
     idempotency_key: IdempotencyKey | None = Field(None, description="or the Idempotency-Key header")
 
+    model_config = example(amount="5", idempotency_key="refund-2025-05-01")
+
 
 class RefundOut(BaseModel):
     grant_id: str
@@ -107,6 +110,8 @@ class PaymentCreate(Strict):
     idempotency_key: IdempotencyKey | None = Field(
         None, description="or the Idempotency-Key header; required in one of the two"
     )
+
+    model_config = example(amount="42.5", idempotency_key="invoice-2025-04")
 
 
 class EntryOut(BaseModel):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kakin.admin.fields import Moment, Name, text
-from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, maybe_utc, utc
+from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, example, maybe_utc, utc
 from kakin.ledger.records import KeyRecord
 
 ModelName = text(200, examples=["gpt-4o-mini"])
@@ -27,6 +27,7 @@ class KeyCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"name": "production", "models": ["gpt-4o-mini"], "rpm": 60}]},
     )
 
@@ -36,9 +37,13 @@ class KeyRotate(Strict):
         86400, ge=0, le=30 * 86400, description="how long the old key keeps working (at most 30 days)"
     )
 
+    model_config = example(grace_seconds=3600)
+
 
 class KeySuspend(Strict):
     reason: Reason = Field(description="shown to callers of the suspended key")
+
+    model_config = example(reason="spend spike under investigation")
 
 
 class KeyOut(BaseModel):

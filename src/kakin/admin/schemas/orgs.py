@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kakin.admin.fields import Name, text
-from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, maybe_money, maybe_utc, utc
+from kakin.admin.schemas.common import TIME_EXAMPLE, Strict, example, maybe_money, maybe_utc, utc
 from kakin.ledger.records import Org, Project, Tier, TierStatus
 
 Currency = text(40, examples=["USD", "JPY"], description="3-letter ISO 4217 code for display")
@@ -32,6 +32,7 @@ class OrgCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"name": "acme", "currency": "JPY", "timezone": "Asia/Tokyo", "phone": "+819012345678"}
@@ -48,11 +49,15 @@ class OrgUpdate(Strict):
     phone: Phone | None = None
     tier_rules: RulesName | None = None
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"timezone": "Europe/Paris"}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"timezone": "Europe/Paris"}]}
+    )
 
 
 class PaymentMethodSet(Strict):
     label: Label = Field(description="how the payment method is shown, e.g. card brand and last digits")
+
+    model_config = example(label="visa 4242")
 
 
 class OrgOut(BaseModel):
@@ -89,6 +94,8 @@ class OrgOut(BaseModel):
 
 class ProjectCreate(Strict):
     name: Name = Field(description="unique within the organisation", examples=["chatbot"])
+
+    model_config = example(name="chatbot")
 
 
 class ProjectOut(BaseModel):
@@ -149,6 +156,8 @@ class TierStatusOut(BaseModel):
 class TierRulesSet(Strict):
     rules: RulesName | None = Field(description="rule set name; null removes tiers from the organisation")
 
+    model_config = example(rules="openai")
+
 
 class TierRulesRegister(Strict):
     name: RulesName
@@ -158,6 +167,8 @@ class TierRulesRegister(Strict):
         description="the rule set in the TOML form of the shipped presets ([[tiers]] tables)",
         examples=['[[tiers]]\nname = "Starter"\nmonthly_limit_usd = "50"\n'],
     )
+
+    model_config = example(name="starter", toml='[[tiers]]\nname = "Starter"\nmonthly_limit_usd = "50"\n')
 
 
 class TierRulesOut(BaseModel):

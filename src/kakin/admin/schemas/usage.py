@@ -59,14 +59,16 @@ class UsageOut(BaseModel):
 
 class CheckOut(BaseModel):
     name: str = Field(examples=["credit = Σ grant entries"])
-    counter: str = Field(description="the stored counter, in storage units (picodollars or tokens)")
-    computed: str = Field(description="the sum of what it summarises, same units")
+    counter: str = Field(
+        description="the stored counter, in storage units (picodollars or tokens)", examples=["9999876543211"]
+    )
+    computed: str = Field(description="the sum of what it summarises, same units", examples=["9999876543211"])
     ok: bool
 
 
 class ReconciliationOut(BaseModel):
     org_id: str
-    ok: bool = Field(description="every counter equals the sum of its entries")
+    ok: bool = Field(description="every counter equals the sum of its entries", examples=[True])
     checks: list[CheckOut]
 
     @classmethod
