@@ -209,3 +209,31 @@ def test_org_listing_update_and_payment_method(client: TestClient) -> None:
     assert (removed["payment_method"], removed["payment_label"]) == (False, None)
     projects = ok(client.get(f"/orgs/{t.org['id']}/projects"))["items"]
     assert [p["id"] for p in projects] == [t.project["id"]]
+
+
+def test_payment_keys_are_per_organisation(client: TestClient) -> None:
+    """Two organisations may number their invoices alike."""
+    for _ in range(2):
+        t = tenant(client, payment_method="card")
+        held = ok(
+            client.post(
+                "/reservations",
+                json={"project_id": t.project["id"], "model": "m", "amount": "1"},
+                headers={"Idempotency-Key": "r"},
+            ),
+            201,
+        )
+        ok(client.post(f"/reservations/{held['id']}/settle", json={"amount": "1", "provider": "openai"}))
+        paid = ok(
+            client.post(
+                f"/orgs/{t.org['id']}/payments", json={"amount": "0.4", "idempotency_key": "inv-2025-05"}
+            )
+        )
+        assert (paid["org_id"], paid["amount"]) == (t.org["id"], "0.4")
+        again = ok(
+            client.post(
+                f"/orgs/{t.org['id']}/payments", json={"amount": "0.4", "idempotency_key": "inv-2025-05"}
+            )
+        )
+        assert again["id"] == paid["id"]
+        assert ok(client.get(f"/orgs/{t.org['id']}/balance"))["due"] == "0.6"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from sqlalchemy import select
+from sqlalchemy.exc import MultipleResultsFound
 
 from kakin.admin.context import AdminContext
 from kakin.admin.errors import declare
@@ -18,7 +19,8 @@ from kakin.admin.schemas.credits import (
     RefundCreate,
     RefundOut,
 )
-from kakin.ledger import schema
+from kakin.ledger import queries, schema
+from kakin.ledger.records import Entry
 
 _REPEAT = "An idempotent retry (same key, same parameters) answers 200 with the first result."
 
@@ -98,7 +100,13 @@ def router(ctx: AdminContext) -> APIRouter:
     )
     def record_payment(org: OrgRef, body: PaymentCreate, idempotency: IdempotencyHeader = None) -> EntryOut:
         key = idempotency_key(idempotency, body.idempotency_key)
-        entry = ledger.record_payment(org, body.amount, idempotency_key=key)
+        org_id = ledger.get_org(org).id
+        try:
+            entry = ledger.record_payment(org_id, body.amount, idempotency_key=key)
+        except MultipleResultsFound:
+            # The payment is committed, but Ledger.record_payment reads it back by key across
+            # every organisation; read it back within this one.
+            entry = _payment_entry(ctx, org_id, key)
         ctx.changed("org", entry.org_id)
         return EntryOut.of(entry)
 
@@ -128,6 +136,12 @@ def router(ctx: AdminContext) -> APIRouter:
         return Items[EntryOut](items=[EntryOut.of(e) for e in rows])
 
     return api
+
+
+def _payment_entry(ctx: AdminContext, org_id: str, key: str) -> Entry:
+    e = schema.entries
+    query = select(e).where(e.c.org_id == org_id, e.c.idempotency_key == key, e.c.kind == "payment")
+    return ctx.ledger.read(lambda conn: queries.entry_record(dict(conn.execute(query).one()._mapping)))
 
 
 def _grant_org(ctx: AdminContext, grant_id: str) -> str:
