@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +181,9 @@ schema.config.checks.update(included_check_names=CHECKS)
 def test_generated_requests_conform(case: schemathesis.Case, admin_app: Any) -> None:
     admin_app.state.seeded.apply(case)
     case.call_and_validate(app=admin_app, headers=AUTH)
+
+
+def test_every_operation_is_in_the_guide(document: dict[str, Any]) -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "admin.md").read_text(encoding="utf-8")
+    missing = [f"{m.upper()} {p}" for m, p, _op in _operations(document) if f"{m.upper()} {p}" not in guide]
+    assert not missing, f"docs/admin.md does not describe {missing}"
