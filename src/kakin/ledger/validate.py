@@ -28,6 +28,10 @@ _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 def amount_pico(value: object, what: str, *, maximum: Decimal = MAX_AMOUNT, positive: bool = False) -> int:
     """A USD amount → picodollars; negative, non-numeric or beyond ``maximum`` is refused."""
+    if type(value) is Decimal and value.is_finite() and 0 <= value <= maximum:
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent >= -12 and not (positive and value == 0):
+            return int(value.scaleb(12))  # exact: at most 12 decimals, at most 19 digits
     try:
         amount = to_decimal(value, what=what)
     except MoneyError as exc:
