@@ -1,0 +1,167 @@
+"""Gateway fixtures: a real ledger, a running gateway on 127.0.0.1 in front of the built-in
+simulator, and tenants (organisation with a phone and credit, project, key) to call it with.
+
+One gateway per test module keeps the suite fast; every test gets tenants of its own, so
+``ledger.usage(org)`` and ``ledger.balance(org)`` only ever show that test's traffic.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from google import genai
+from google.genai import types as genai_types
+
+from kakin.config import load_settings
+from kakin.gateway.server import RunningGateway, start_in_thread
+from kakin.ledger import Balance, KeyRecord, Ledger, Org, Project, UsageRecord
+
+
+@dataclass
+class Tenant:
+    """One organisation's view of the gateway: its ids, its key, and SDK clients using it."""
+
+    ledger: Ledger
+    gateway: RunningGateway
+    org: Org
+    project: Project
+    key: KeyRecord
+    plaintext: str
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def openai(self, **options: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.plaintext, max_retries=0, **options)
+
+    def async_openai(self, **options: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=self.plaintext, max_retries=0, **options)
+
+    def anthropic(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=self.plaintext, max_retries=0)
+
+    def async_anthropic(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=self.plaintext, max_retries=0)
+
+    def genai(self) -> genai.Client:
+        options = genai_types.HttpOptions(base_url=self.url, api_version="v1beta")
+        return genai.Client(api_key=self.plaintext, http_options=options)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.plaintext}"}
+
+    def usage(self) -> list[UsageRecord]:
+        return self.ledger.usage(self.org.id)
+
+    def record(self, request_id: str) -> UsageRecord:
+        """The usage record of one request, by the x-kakin-request-id the gateway answered with."""
+        found = [r for r in self.usage() if r.request_id == request_id]
+        assert len(found) == 1, f"expected one usage record for {request_id}, found {len(found)}"
+        return found[0]
+
+    def balance(self) -> Balance:
+        return self.ledger.balance(self.org.id)
+
+    def new_key(self, name: str = "", **options: Any) -> tuple[KeyRecord, str]:
+        return self.ledger.create_key(self.project.id, name or "key-" + uuid.uuid4().hex[:8], **options)
+
+
+MakeTenant = Callable[..., Tenant]
+
+
+def random_phone() -> str:
+    """A valid Japanese mobile number nobody else in the test run uses (one free grant each)."""
+    return f"+81 90-{secrets.randbelow(9000) + 1000}-{secrets.randbelow(9000) + 1000}"
+
+
+def tenant_factory(ledger: Ledger, gateway: RunningGateway) -> MakeTenant:
+    def make(
+        credit: Decimal | str | None = "5",
+        *,
+        payment_method: bool = False,
+        **key_options: Any,
+    ) -> Tenant:
+        name = "org-" + uuid.uuid4().hex[:10]
+        org = ledger.create_org(
+            name,
+            phone=random_phone(),
+            payment_method=payment_method,
+            payment_label="visa 4242" if payment_method else None,
+        )
+        if credit is not None:
+            ledger.grant(
+                org.id, "free_trial", Decimal(credit), idempotency_key="trial", expires_in=90 * 86400
+            )
+        project = ledger.create_project(org.id, "bot")
+        key, plaintext = ledger.create_key(project.id, "server", **key_options)
+        return Tenant(ledger, gateway, org, project, key, plaintext)
+
+    return make
+
+
+def start_gateway(database_url: str, **env: str) -> tuple[Ledger, RunningGateway]:
+    settings = load_settings(env={"KAKIN_DATABASE_URL": database_url, **env})
+    ledger = Ledger.open(database_url, hold_seconds=settings.gateway.hold_seconds)
+    return ledger, start_in_thread(settings, ledger)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, RunningGateway]]:
+    """A SQLite ledger of this module's own and a gateway over it (small body limit for 413s)."""
+    path: Path = tmp_path_factory.mktemp("gateway") / "kakin.db"
+    ledger, gateway = start_gateway(f"sqlite:///{path}", KAKIN_SERVER__MAX_BODY_BYTES="65536")
+    try:
+        yield ledger, gateway
+    finally:
+        gateway.stop()
+        ledger.close()
+
+
+@pytest.fixture()
+def make_tenant(running: tuple[Ledger, RunningGateway]) -> MakeTenant:
+    """``make_tenant(credit="5", payment_method=False, **create_key_options)``."""
+    return tenant_factory(*running)
+
+
+@pytest.fixture()
+def tenant(make_tenant: MakeTenant) -> Tenant:
+    """An organisation with a phone, $5 of free-trial credit, no payment method; a project; a key."""
+    return make_tenant()
+
+
+@pytest.fixture(scope="session")
+def gateway_pg_url(pg_database_url: str) -> Iterator[str]:
+    """A schema of our own in the session's PostgreSQL database, migrated once."""
+    import psycopg
+
+    from kakin.ledger.db import make_engine, migrate
+
+    schema = f"gateway_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{pg_database_url}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def now_utc() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
