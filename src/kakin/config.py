@@ -96,7 +96,7 @@ class GatewaySettings(_Section):
     routes: tuple[RouteRule, ...] = ()
     commit_max_batch: int = Field(256, gt=0)
     accounting: Literal["auto", "local", "shared"] = Field(
-        "shared",
+        "auto",
         description="local: one gateway process decides holds in memory (fastest); shared: holds are "
         "ledger reservations seen by every process; auto: local on SQLite, shared on PostgreSQL",
     )
