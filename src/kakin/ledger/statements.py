@@ -17,14 +17,13 @@ from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     String,
-    and_,
     any_,
     bindparam,
     func,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import Select
@@ -132,18 +131,49 @@ def pg_reservation(row: Any) -> dict[str, Any]:
 # Multi-row writes ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=32)
-def update_rows(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
-    """UPDATE … SET columns = :v_… WHERE keys = :k_…, for executemany."""
+# SQLite: the same writes as plain executemany on the driver, with values converted the way
+# SQLAlchemy stores them (timestamps as UTC text, JSON as text), skipping its per-row work.
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@cache
+def _sqlite_converters(table_name: str, names: tuple[str, ...]) -> tuple[Any, ...]:
     table = s.metadata.tables[table_name]
-    condition = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
-    return update(table).where(condition).values({c: bindparam(f"v_{c}") for c in columns})
+    out: list[Any] = []
+    for name in names:
+        kind = table.c[name].type
+        out.append(
+            _sqlite_time
+            if isinstance(kind, s.UTCDateTime)
+            else json.dumps
+            if isinstance(kind, JSON)
+            else None
+        )
+    return tuple(out)
 
 
-def update_params(
-    rows: list[dict[str, Any]], columns: tuple[str, ...], keys: tuple[str, ...]
-) -> list[dict[str, Any]]:
-    return [{**{f"v_{c}": r[c] for c in columns}, **{f"k_{k}": r[k] for k in keys}} for r in rows]
+def sqlite_rows(table_name: str, rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    converters = _sqlite_converters(table_name, names)
+    return [
+        tuple(row[n] if c is None else c(row[n]) for n, c in zip(names, converters, strict=True))
+        for row in rows
+    ]
+
+
+@lru_cache(maxsize=32)
+def sqlite_insert(table_name: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@lru_cache(maxsize=32)
+def sqlite_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE {table_name} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
 
 
 def _json_default(value: Any) -> Any:

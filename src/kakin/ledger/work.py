@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from kakin.errors import NotFound
 from kakin.ledger import schema as s
@@ -388,11 +388,13 @@ class Work:
     def _insert(self, table: Any, rows: list[Row]) -> None:
         if not rows:
             return
+        columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
         if self.postgres:
-            columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
             self.conn.exec_driver_sql(q.pg_insert(table.name, columns), q.pg_rows(rows, columns))
         else:
-            self.conn.execute(insert(table), rows)
+            self.conn.exec_driver_sql(
+                q.sqlite_insert(table.name, columns), q.sqlite_rows(table.name, rows, columns)
+            )
 
     def _update(
         self, table: Any, rows: Iterable[Row], columns: tuple[str, ...], keys: tuple[str, ...]
@@ -405,7 +407,8 @@ class Work:
                 q.pg_update(table.name, columns, keys), q.pg_rows(rows, (*keys, *columns))
             )
         else:
-            self.conn.execute(q.update_rows(table.name, columns, keys), q.update_params(rows, columns, keys))
+            params = q.sqlite_rows(table.name, rows, (*columns, *keys))
+            self.conn.exec_driver_sql(q.sqlite_update(table.name, columns, keys), params)
 
 
 def consumption_key(grant: Row) -> tuple[Any, ...]:
