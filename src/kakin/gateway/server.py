@@ -48,17 +48,24 @@ def build_gateway(settings: Settings, ledger: Any = None) -> Gateway:
     from kakin.ledger import Ledger
 
     ledger = ledger or Ledger.open(settings.database.url, hold_seconds=settings.gateway.hold_seconds)
-    alerts = _alerts(ledger)
-    gateway = Gateway(settings, ledger, alerts=alerts)
+    gateway = Gateway(settings, ledger)
+
+    def suspend(key_id: str, reason: str) -> Any:
+        # A runaway alert suspends the key in the ledger and at once in this gateway.
+        record = ledger.suspend_key(key_id, reason)
+        gateway.changed("key", key_id)
+        return record
+
+    alerts = gateway.alerts = _alerts(ledger, suspend)
     gateway.admin_app = _admin(settings, ledger, alerts, gateway)
     return gateway
 
 
-def _alerts(ledger: Any) -> Any:
+def _alerts(ledger: Any, suspend: Any) -> Any:
     from kakin.alerts import AlertEngine, AlertStore, Dispatcher
 
     store = AlertStore(ledger.engine)
-    engine = AlertEngine(store, Dispatcher(store), suspend=ledger.suspend_key, balance=ledger.balance)
+    engine = AlertEngine(store, Dispatcher(store), suspend=suspend, balance=ledger.balance)
     engine.warm_up()
     engine.resume_deliveries()
     return engine
