@@ -132,7 +132,6 @@ class Gateway:
         self.alerts = alerts
         self.admin_app = admin_app
         self.session: aiohttp.ClientSession | None = None
-        self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,11 +140,16 @@ class Gateway:
         self.session = new_session(self.settings.gateway.upstream_timeout_seconds)
 
     async def shutdown(self) -> None:
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """In-flight requests have finished: commit what is queued, then close the rest."""
         if self.session is not None:
             await self.session.close()
         await asyncio.to_thread(self.committer.stop)
+        if self.alerts is not None:
+            await asyncio.to_thread(self.alerts.close)
+        aclose = getattr(self.limiter, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        self.limiter.close()
 
     def changed(self, kind: str, ident: str) -> None:
         """The admin API changed something: forget what was remembered about it."""
