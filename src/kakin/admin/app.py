@@ -72,7 +72,6 @@ def create_admin_app(
     errors.install(app)
     app.add_middleware(AdminKeyMiddleware, admin_key=admin_key, public_paths={OPENAPI_PATH})
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.state.kakin_admin = ctx
     return app
 
 

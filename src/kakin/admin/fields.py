@@ -53,17 +53,10 @@ def _moment(value: Any) -> datetime:
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"{value[:60]!r} has no timezone; add one, e.g. 2025-05-01T00:00:00Z")
-    if not 1970 <= parsed.astimezone(UTC).year <= 9000:
+    # The local year is checked before converting: 9999-12-31T23:00-05:00 has no UTC form.
+    if not 1970 <= parsed.year <= 9000:
         raise ValueError(f"{value[:60]!r} is outside the years 1970–9000")
     return parsed.astimezone(UTC)
-
-
-def parse_moment(value: str, what: str) -> datetime:
-    """A query-string date-time, or ValueError naming ``what``."""
-    try:
-        return _moment(value)
-    except ValueError as exc:
-        raise ValueError(f"{what}: {exc}") from None
 
 
 def _text(value: Any) -> Any:
