@@ -76,7 +76,11 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
         from kakin.admin import create_admin_app
     except ImportError:  # installed without the admin API
         return None
-    return create_admin_app(ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed)
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    admin = create_admin_app(ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed)
+    return Starlette(routes=[Mount("/admin", app=admin)])
 
 
 def _uvicorn_config(app: Any, host: str, port: int, access_log: bool = False) -> uvicorn.Config:
