@@ -118,9 +118,14 @@ def start_gateway(database_url: str, **env: str) -> tuple[Ledger, RunningGateway
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, RunningGateway]]:
-    """A SQLite ledger of this module's own and a gateway over it (small body limit for 413s)."""
+    """A SQLite ledger of this module's own and a gateway over it: a 64 KiB body limit (for
+    413s) and an upstream silent for 1.5 s counted as timed out (for 504s)."""
     path: Path = tmp_path_factory.mktemp("gateway") / "kakin.db"
-    ledger, gateway = start_gateway(f"sqlite:///{path}", KAKIN_SERVER__MAX_BODY_BYTES="65536")
+    ledger, gateway = start_gateway(
+        f"sqlite:///{path}",
+        KAKIN_SERVER__MAX_BODY_BYTES="65536",
+        KAKIN_GATEWAY__UPSTREAM_TIMEOUT_SECONDS="1.5",
+    )
     try:
         yield ledger, gateway
     finally:
