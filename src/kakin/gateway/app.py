@@ -216,8 +216,10 @@ class Gateway:
         retry = getattr(error, "retry_after_seconds", None)
         if error.status == 429:
             extra.append(("retry-after", str(max(1, int(retry + 0.999))) if retry else "60"))
-        body = error_response(api, error.status, error.message, code=error.code)
-        await respond(send, error.status, body, extra=extra)
+        # Providers answer malformed requests with 400 (SDKs raise BadRequestError), never 422.
+        status = 400 if error.status == 422 else error.status
+        body = error_response(api, status, error.message, code=error.code)
+        await respond(send, status, body, extra=extra)
 
     # ------------------------------------------------------------------ admission
 
