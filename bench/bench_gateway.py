@@ -1,0 +1,685 @@
+"""What the metering gateway adds to a request: latency, time to first token, throughput.
+
+The same chat requests go straight to the simulated provider ("direct", the baseline) and
+through kakin with everything on: key authentication, exact token count, an org budget with
+a hard cap far above the load, a large prepaid grant, pricing and a durable ledger charge per
+request. Two controls run beside them, so a difference can be told from noise:
+
+- "direct again": the simulator measured a second time in its own runs (A/A: the noise floor);
+- "bare proxy": bench/passthrough_proxy.py, the same server stack and upstream client as the
+  gateway with none of kakin's work (what any Python hop costs here).
+
+Every server is its own process (``kakin simulate``, ``kakin serve`` on a temporary SQLite
+ledger, the bare proxy). Load comes from wrk (bench/gateway_wrk.lua), falling back to a Python
+client when wrk is missing; time to first token is read by an aiohttp client in this process.
+Targets are measured in rotating order within each round; each figure is the median over the
+rounds of the per-round value, and overheads are target minus direct of the same round.
+
+    .venv/bin/python bench/bench_gateway.py             # 3 rounds, under 5 minutes
+    .venv/bin/python bench/bench_gateway.py --quick     # 1 round, about a minute
+    .venv/bin/python bench/bench_gateway.py --profile   # then py-spy the gateway under load
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+
+HERE = Path(__file__).resolve().parent
+WRK_SCRIPT = HERE / "gateway_wrk.lua"
+PROXY_SCRIPT = HERE / "passthrough_proxy.py"
+PATH = "/v1/chat/completions"
+CONCURRENCY = (1, 10, 50)
+# A paced stream for time to first token: 8 text deltas, 5 ms apart (12 events in all).
+PACED = "chunks=8; chunk-delay=5ms"
+
+PROMPT = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {
+            "role": "system",
+            "content": "You are a concise assistant for a support team. Answer in two sentences.",
+        },
+        {
+            "role": "user",
+            "content": "Our nightly export job failed with a timeout after the database grew past 40 GB. "
+            "What are the first three things to check before we raise the timeout?",
+        },
+    ],
+    "max_tokens": 50,
+}
+
+TARGET_GOALS = {
+    "rps": 2000.0,  # requests/s through one gateway process
+    "p50_c1_ms": 1.0,  # added p50 latency at concurrency 1
+    "p99_c50_ms": 5.0,  # added p99 latency at concurrency 50
+    "ttft_ms": 1.0,  # added time to first token
+}
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kakin_command(*args: str) -> list[str]:
+    """``kakin ARGS`` with this interpreter (so PYTHONPATH picks the code under test)."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from kakin.cli import main; sys.argv[0] = 'kakin'; main()",
+        *args,
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    rest = text.rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by everything on the machine (all cores) so far."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class Servers:
+    """Start processes, wait until they accept connections, stop them all at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[Server] = []
+
+    def start(self, name: str, command: list[str], port: int) -> Server:
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = Server(name, f"http://127.0.0.1:{port}", process, log)
+        self.running.append(server)
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return server
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not listen on port {port} within 60 s") from None
+                time.sleep(0.05)
+
+    def stop(self, server: Server) -> None:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)  # graceful: in-flight requests settle
+            try:
+                server.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+        if server in self.running:
+            self.running.remove(server)
+
+    def stop_all(self) -> None:
+        for server in list(reversed(self.running)):
+            self.stop(server)
+
+
+# ---------------------------------------------------------------------------- ledger
+
+
+def prepare_ledger(database_url: str) -> tuple[str, str]:
+    """An org with a large prepaid grant and a hard-capped monthly budget far above the load;
+    returns (org id, the key's plaintext)."""
+    from kakin.ledger import Ledger
+
+    with Ledger.open(database_url) as ledger:
+        org = ledger.create_org("bench", payment_method=True)
+        project = ledger.create_project(org.id, "load")
+        _, plaintext = ledger.create_key(project.id, "wrk")
+        ledger.grant(org.id, "prepaid", Decimal("1000000"), idempotency_key="bench-prepaid")
+        ledger.set_budget(org.id, period="month", limit=Decimal("900000"), hard_cap=True)
+    return org.id, plaintext
+
+
+def ledger_check(database_url: str, db_file: Path, org_id: str) -> tuple[int, bool]:
+    """Usage records written, and whether the org's ledger reconciles."""
+    from kakin.ledger import Ledger
+
+    with sqlite3.connect(db_file) as conn:
+        records = conn.execute("SELECT count(*) FROM usage_records").fetchone()[0]
+    with Ledger.open(database_url) as ledger:
+        ok = ledger.reconcile(org_id).ok
+    return records, ok
+
+
+def write_config(path: Path, database_url: str, upstream: str, accounting: str | None) -> None:
+    lines = [
+        "[database]",
+        f'url = "{database_url}"',
+        "",
+        "[[providers]]",
+        'name = "simulator"',
+        'kind = "simulator"',
+        f'base_url = "{upstream}"',
+    ]
+    if accounting:
+        lines += ["", "[gateway]", f'accounting = "{accounting}"']
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------- load
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    url: str
+    key: str = ""
+    server: Server | None = None  # the process whose CPU per request is reported
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+    cpu_us: dict[str, float] = field(default_factory=dict)  # server name → CPU µs per request
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def run_wrk(wrk: str, target: Target, body: Path, conns: int, seconds: int, simulate: str = "") -> Run:
+    env = {
+        **os.environ,
+        "KAKIN_BENCH_BODY": str(body),
+        "KAKIN_BENCH_KEY": target.key,
+        "KAKIN_BENCH_SIMULATE": simulate,
+    }
+    command = [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT)]
+    done = subprocess.run(
+        [*command, target.url + PATH], env=env, capture_output=True, text=True, timeout=seconds + 60
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+    data = json.loads(lines[-1])
+    errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return Run(
+        data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1e3, data["p99_us"] / 1e3, errors
+    )
+
+
+async def _python_load(
+    target: Target, body: bytes, conns: int, seconds: float, simulate: str, first_event: bool
+) -> tuple[list[float], list[float], int, float]:
+    """Closed-loop load from ``conns`` keep-alive connections: (latencies, times to the first
+    SSE event, errors, elapsed seconds)."""
+    headers = {"content-type": "application/json"}
+    if target.key:
+        headers["authorization"] = f"Bearer {target.key}"
+    if simulate:
+        headers["x-kakin-simulate"] = simulate
+    latencies: list[float] = []
+    firsts: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=conns)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        start = time.perf_counter()
+        stop = start + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                async with session.post(target.url + PATH, data=body, headers=headers) as response:
+                    if first_event:
+                        seen = b""
+                        async for chunk in response.content.iter_any():
+                            seen += chunk
+                            if b"\n\n" in seen:
+                                firsts.append(time.perf_counter() - t0)
+                                break
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(conns)))
+        elapsed = time.perf_counter() - start
+    return latencies, firsts, errors, elapsed
+
+
+def run_python(target: Target, body: Path, conns: int, seconds: float, simulate: str = "") -> Run:
+    latencies, _, errors, elapsed = asyncio.run(
+        _python_load(target, body.read_bytes(), conns, seconds, simulate, first_event=False)
+    )
+    return Run(
+        len(latencies), elapsed, percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3, errors
+    )
+
+
+def run_ttft(target: Target, body: Path, conns: int, seconds: float) -> Run:
+    """Time to the first SSE event of a paced stream (p50/p99 of the first event, not the whole)."""
+    _, firsts, errors, elapsed = asyncio.run(
+        _python_load(target, body.read_bytes(), conns, seconds, PACED, first_event=True)
+    )
+    return Run(len(firsts), elapsed, percentile(firsts, 50) * 1e3, percentile(firsts, 99) * 1e3, errors)
+
+
+def measured(run_one: object, target: Target, servers: list[Server]) -> Run:
+    """Run one load and attach the CPU each server spent per completed request."""
+    before = {s.name: cpu_seconds(s.pid) for s in servers}
+    run = run_one()  # type: ignore[operator]
+    for s in servers:
+        spent = cpu_seconds(s.pid) - before[s.name]
+        run.cpu_us[s.name] = spent / run.requests * 1e6 if run.requests else float("nan")
+    return run
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(
+    title: str, results: dict[tuple[int, str], list[Run]], targets: list[Target], with_rps: bool
+) -> list[str]:
+    out = [title]
+    head = f"  {'conc':>4}  {'target':<22} {'p50 ms':>8} {'p99 ms':>8}"
+    head += f" {'req/s':>8}" if with_rps else ""
+    head += f" {'Δp50 ms':>9} {'Δp99 ms':>9}"
+    head += f" {'req/s ×':>8}" if with_rps else ""
+    out.append(head)
+    for conns in CONCURRENCY:
+        base = results[(conns, "direct")]
+        for target in targets:
+            runs = results[(conns, target.name)]
+            line = f"  {conns:>4}  {target.label:<22} {med([r.p50_ms for r in runs]):8.3f} {med([r.p99_ms for r in runs]):8.3f}"
+            line += f" {med([r.rps for r in runs]):8,.0f}" if with_rps else ""
+            if target.name == "direct":
+                line += f" {'—':>9} {'—':>9}" + (f" {'1.00':>8}" if with_rps else "")
+            else:
+                d50 = med([r.p50_ms - b.p50_ms for r, b in zip(runs, base, strict=True)])
+                d99 = med([r.p99_ms - b.p99_ms for r, b in zip(runs, base, strict=True)])
+                line += f" {d50:+9.3f} {d99:+9.3f}"
+                if with_rps:
+                    line += f" {med([r.rps / b.rps for r, b in zip(runs, base, strict=True)]):8.2f}"
+            out.append(line)
+    return out
+
+
+def delta(results: dict[tuple[int, str], list[Run]], conns: int, name: str, attr: str) -> float:
+    runs, base = results[(conns, name)], results[(conns, "direct")]
+    return med([getattr(r, attr) - getattr(b, attr) for r, b in zip(runs, base, strict=True)])
+
+
+# ---------------------------------------------------------------------------- profile
+
+
+COMPONENTS = (
+    # (component, path fragments); the innermost frame that matches one names the sample.
+    ("token counting (kakin.tokens, tiktoken)", ("kakin/tokens/", "tiktoken")),
+    ("pricing + catalog", ("kakin/pricing/", "kakin/catalog/")),
+    ("request parse / stream meter (kakin.providers)", ("kakin/providers/",)),
+    ("ledger write (SQLAlchemy + sqlite3)", ("kakin/ledger/", "sqlalchemy/", "sqlite3/")),
+    ("committer queue", ("kakin/gateway/committer.py",)),
+    ("accounting (holds, account views)", ("kakin/gateway/accounting.py",)),
+    ("key lookup", ("kakin/gateway/keys.py",)),
+    ("rate limits", ("kakin/limits/",)),
+    ("alerts", ("kakin/alerts/",)),
+    ("gateway request flow (kakin.gateway)", ("kakin/gateway/",)),
+    ("money / decimal", ("kakin/money.py", "decimal.py", "_pydecimal")),
+    ("aiohttp client (upstream)", ("aiohttp/", "yarl/", "multidict/")),
+    ("uvicorn + httptools (server)", ("uvicorn/", "httptools/")),
+    ("event loop (asyncio/uvloop)", ("asyncio/", "uvloop/")),
+)
+
+
+def _frame(text: str) -> tuple[str, str]:
+    """py-spy raw frame 'function (file:line)' → (function, file)."""
+    if text.endswith(")") and " (" in text:
+        func, where = text[:-1].rsplit(" (", 1)
+        return func, where.rsplit(":", 1)[0]
+    return text, ""
+
+
+def analyse_profile(raw: Path) -> list[str]:
+    threads: dict[str, int] = {}
+    components: dict[str, int] = {}
+    selfs: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        py_frames = [_frame(f) for f in frames if not f.startswith(("thread (", "process "))]
+        if not py_frames:
+            continue
+        total += count
+        thread = next((f for f in frames if f.startswith("thread (")), "thread ?")
+        name = thread.split(": ", 1)[-1]
+        threads[name] = threads.get(name, 0) + count
+        func, file = py_frames[-1]
+        short = file.split("site-packages/")[-1].split("/src/")[-1]
+        selfs[f"{func} ({short})"] = selfs.get(f"{func} ({short})", 0) + count
+        for name in {f"{fn} ({fl.split('/src/')[-1]})" for fn, fl in py_frames if "kakin/" in fl}:
+            inclusive[name] = inclusive.get(name, 0) + count
+        component = "other (stdlib and the rest)"
+        for _, path in reversed(py_frames):
+            hit = next((c for c, parts in COMPONENTS if any(p in path for p in parts)), None)
+            if hit:
+                component = hit
+                break
+        components[component] = components.get(component, 0) + count
+    if not total:
+        return ["  (no samples)"]
+    out = [f"  {total} samples; by thread: " + ", ".join(f"{k} {v / total:.0%}" for k, v in threads.items())]
+    out.append("  by component (innermost matching frame):")
+    for name, count in sorted(components.items(), key=lambda kv: -kv[1]):
+        out.append(f"    {count / total:6.1%}  {name}")
+    out.append("  top functions by own time:")
+    for name, count in sorted(selfs.items(), key=lambda kv: -kv[1])[:15]:
+        out.append(f"    {count / total:6.1%}  {name}")
+    out.append("  kakin functions by inclusive time (themselves and all they call):")
+    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:14]:
+        out.append(f"    {count / total:6.1%}  {name}")
+    return out
+
+
+def profile(gateway: Target, wrk: str | None, bodies: dict[str, Path], workdir: Path) -> list[str]:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return ["profile: py-spy not found (pip install py-spy); skipped"]
+    assert gateway.server is not None
+    out: list[str] = []
+    for mode in ("plain", "stream"):
+        raw = workdir / f"profile-{mode}.txt"
+        seconds = 6
+        command = [spy, "record", "--pid", str(gateway.server.pid), "--duration", str(seconds)]
+        command += ["--rate", "200", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw)]
+        spy_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)
+        if wrk:
+            run_wrk(wrk, gateway, bodies[mode], 50, seconds + 1)
+        else:
+            run_python(gateway, bodies[mode], 50, seconds + 1)
+        _, err = spy_proc.communicate(timeout=60)
+        label = "non-streaming" if mode == "plain" else "streaming"
+        out.append(f"profile: py-spy, gateway process, {label}, concurrency 50, {seconds} s at 200 Hz")
+        if not raw.exists():
+            out.append(f"  py-spy failed: {err.decode(errors='replace').strip()[-500:]}")
+            continue
+        out += analyse_profile(raw)
+    return out
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="gateway overhead against direct calls to the simulator")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s runs (about a minute)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, --quick 1)")
+    parser.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy")
+    parser.add_argument(
+        "--accounting", choices=("local", "shared", "auto"), default=None, help="gateway.accounting to run"
+    )
+    parser.add_argument(
+        "--no-wrk", action="store_true", help="use the Python load generator even if wrk exists"
+    )
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = 1 if args.quick else 2
+    ttft_seconds = 1.0 if args.quick else 1.5
+    wrk = None if args.no_wrk else shutil.which("wrk")
+
+    started = time.monotonic()
+    busy0, load0 = machine_busy_seconds(), os.getloadavg()
+    self0 = os.times()
+    workdir = Path(tempfile.mkdtemp(prefix="kakin-bench-gw-"))
+    servers = Servers(workdir)
+    print("kakin gateway benchmark")
+    print(
+        f"  machine: {os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start"
+    )
+    if wrk:
+        print(f"  load generator: {wrk} (-t1), {rounds} round(s) of {seconds} s runs")
+    else:
+        print(
+            f"  load generator: wrk NOT FOUND (or --no-wrk): Python aiohttp client, {rounds} round(s) of {seconds} s"
+        )
+        print("    (the client shares this process's core budget; its own cost inflates every latency alike)")
+    print(f"  time to first token: aiohttp client, paced stream ({PACED}), {ttft_seconds} s runs")
+
+    bodies = {
+        "plain": workdir / "plain.json",
+        "stream": workdir / "stream.json",
+    }
+    bodies["plain"].write_text(json.dumps(PROMPT))
+    bodies["stream"].write_text(json.dumps({**PROMPT, "stream": True}))
+
+    try:
+        sim_port = free_port()
+        simulator = servers.start("simulator", kakin_command("simulate", "--port", str(sim_port)), sim_port)
+        db_file = workdir / "kakin.db"
+        database_url = f"sqlite:///{db_file}"
+        org_id, key = prepare_ledger(database_url)
+        config = workdir / "kakin.toml"
+        write_config(config, database_url, simulator.url, args.accounting)
+        gw_port = free_port()
+        gateway = servers.start(
+            "gateway", kakin_command("serve", "--config", str(config), "--port", str(gw_port)), gw_port
+        )
+        proxy_port = free_port()
+        proxy = servers.start(
+            "proxy",
+            [sys.executable, str(PROXY_SCRIPT), "--port", str(proxy_port), "--upstream", simulator.url],
+            proxy_port,
+        )
+        targets = [
+            Target("direct", "direct (simulator)", simulator.url, server=simulator),
+            Target("again", "direct again (A/A)", simulator.url, server=simulator),
+            Target("proxy", "bare aiohttp proxy", proxy.url, server=proxy),
+            Target("gateway", "kakin gateway", gateway.url, key, server=gateway),
+        ]
+        gw_target = targets[-1]
+        print(
+            f"  gateway: kakin serve (accounting={args.accounting or 'default'}), SQLite ledger in {workdir}"
+        )
+
+        def load(target: Target, mode: str, conns: int, secs: float) -> Run:
+            watched = [s for s in (target.server, simulator) if s is not None]
+            watched = list({s.name: s for s in watched}.values())
+            if wrk:
+                return measured(lambda: run_wrk(wrk, target, bodies[mode], conns, int(secs)), target, watched)
+            return measured(lambda: run_python(target, bodies[mode], conns, secs), target, watched)
+
+        # Warm up every path (keys, account views, token encoders, connection pools).
+        for target in targets[2:]:
+            for mode in bodies:
+                load(target, mode, 10, 1)
+            run_ttft(target, bodies["stream"], 2, 0.3)
+
+        answered = 0
+        plain: dict[tuple[int, str], list[Run]] = {}
+        stream: dict[tuple[int, str], list[Run]] = {}
+        ttft: dict[tuple[int, str], list[Run]] = {}
+        for r in range(rounds):
+            order = targets[r % len(targets) :] + targets[: r % len(targets)]
+            for conns in CONCURRENCY:
+                for mode, results in (("plain", plain), ("stream", stream)):
+                    for target in order:
+                        run = load(target, mode, conns, seconds)
+                        if run.errors:
+                            raise RuntimeError(f"{target.label}, {mode}, c={conns}: {run.errors} errors")
+                        answered += run.requests if target is gw_target else 0
+                        results.setdefault((conns, target.name), []).append(run)
+                for target in order:
+                    run = measured(
+                        lambda t=target, c=conns: run_ttft(t, bodies["stream"], c, ttft_seconds),
+                        target,
+                        [s for s in (target.server,) if s is not None],
+                    )
+                    if run.errors:
+                        raise RuntimeError(f"{target.label}, ttft, c={conns}: {run.errors} errors")
+                    answered += run.requests if target is gw_target else 0
+                    ttft.setdefault((conns, target.name), []).append(run)
+            print(f"  round {r + 1}/{rounds} done at {time.monotonic() - started:.0f} s", flush=True)
+
+        profile_lines = profile(gw_target, wrk, bodies, workdir) if args.profile else []
+        gw_cpu = cpu_seconds(gateway.pid)
+        sim_cpu = cpu_seconds(simulator.pid)
+        proxy_cpu = cpu_seconds(proxy.pid)
+        servers.stop(gateway)
+        records, reconciled = ledger_check(database_url, db_file, org_id)
+    finally:
+        servers.stop_all()
+
+    self1 = os.times()
+    ours = (
+        gw_cpu
+        + sim_cpu
+        + proxy_cpu
+        + (self1.user - self0.user + self1.system - self0.system)
+        + (self1.children_user - self0.children_user + self1.children_system - self0.children_system)
+    )
+    wall = time.monotonic() - started
+    others = max(0.0, machine_busy_seconds() - busy0 - ours)
+    load1 = os.getloadavg()
+
+    print()
+    n = f"median of {rounds} round{'s' if rounds > 1 else ''}"
+    lines = table(
+        f"non-streaming chat completion ({n}; Δ = target − direct of the same round; req/s × = ratio to direct)",
+        plain,
+        targets,
+        True,
+    )
+    lines += [""]
+    lines += table(f"streamed chat completion, whole response, unpaced stream ({n})", stream, targets, True)
+    lines += [""]
+    lines += table(f"time to first token, paced stream '{PACED}' ({n})", ttft, targets, False)
+    lines += [""]
+    lines.append("CPU per request at concurrency 50 (µs, median; the server's own process, all threads)")
+    for mode, results in (("non-streaming", plain), ("streamed", stream)):
+        parts = []
+        for name, server in (("direct", "simulator"), ("proxy", "proxy"), ("gateway", "gateway")):
+            runs = results[(50, name)]
+            parts.append(f"{server} {med([r.cpu_us[server] for r in runs]):.0f}")
+        lines.append(f"  {mode:<14} " + ", ".join(parts))
+    for mode, results in (("non-streaming", plain), ("streamed", stream)):
+        runs = results[(50, "gateway")]
+        cores = med([r.cpu_us["gateway"] * r.rps / 1e6 for r in runs])
+        capacity = 1e6 / med([r.cpu_us["gateway"] for r in runs])
+        lines.append(
+            f"  gateway at c=50, {mode}: busy {cores:.2f} cores; CPU-bound capacity {capacity:,.0f} req/s per core"
+        )
+
+    rps = med([r.rps for r in plain[(50, "gateway")]])
+    d50 = delta(plain, 1, "gateway", "p50_ms")
+    d99 = delta(plain, 50, "gateway", "p99_ms")
+    dt = delta(ttft, 1, "gateway", "p50_ms")
+    aa50, aa99, aat = (
+        delta(plain, 1, "again", "p50_ms"),
+        delta(plain, 50, "again", "p99_ms"),
+        delta(ttft, 1, "again", "p50_ms"),
+    )
+    px50, px99, pxt = (
+        delta(plain, 1, "proxy", "p50_ms"),
+        delta(plain, 50, "proxy", "p99_ms"),
+        delta(ttft, 1, "proxy", "p50_ms"),
+    )
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    g = TARGET_GOALS
+    lines += ["", "targets (A/A = the noise floor; bare proxy = the cost of any Python hop here)"]
+    lines.append(
+        f"  requests/s through one gateway process (c=50)  {rps:8,.0f}       ≥ {g['rps']:,.0f}     {verdict(rps >= g['rps'])}"
+        f"   (direct {med([r.rps for r in plain[(50, 'direct')]]):,.0f}, bare proxy {med([r.rps for r in plain[(50, 'proxy')]]):,.0f})"
+    )
+    lines.append(
+        f"  added p50 latency at c=1                      {d50:+8.3f} ms   ≤ {g['p50_c1_ms']} ms      {verdict(d50 <= g['p50_c1_ms'])}"
+        f"   (A/A {aa50:+.3f}, bare proxy {px50:+.3f})"
+    )
+    lines.append(
+        f"  added p99 latency at c=50                     {d99:+8.3f} ms   ≤ {g['p99_c50_ms']} ms      {verdict(d99 <= g['p99_c50_ms'])}"
+        f"   (A/A {aa99:+.3f}, bare proxy {px99:+.3f})"
+    )
+    lines.append(
+        f"  added time to first token p50 at c=1          {dt:+8.3f} ms   ≤ {g['ttft_ms']} ms      {verdict(dt <= g['ttft_ms'])}"
+        f"   (A/A {aat:+.3f}, bare proxy {pxt:+.3f})"
+    )
+    lines += [""]
+    lines.append(
+        f"ledger: {records} usage records for {answered} requests answered through the gateway "
+        f"(plus warm-up and cut-off ones); reconciles: {reconciled}"
+    )
+    lines.append(
+        f"load: {wall:.0f} s wall; this benchmark's processes used {ours / wall:.2f} cores, "
+        f"everything else on the machine {others / wall:.2f} cores; load average "
+        f"{load0[0]:.2f} → {load1[0]:.2f}"
+    )
+    if profile_lines:
+        lines += ["", *profile_lines]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
