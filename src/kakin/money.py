@@ -35,7 +35,7 @@ class MoneyError(ValueError):
 
 def to_decimal(value: object, *, what: str = "amount", allow_negative: bool = False) -> Decimal:
     """Parse a user-supplied number exactly. Floats are refused: they are already inexact."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise MoneyError(f"{what} must be given as a decimal string or integer, not a float ({value!r})")
     try:
         result = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace("_", ""))
