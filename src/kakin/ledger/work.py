@@ -284,7 +284,8 @@ class Work:
         if not wanted:
             return
         self.idempotency_checked |= wanted
-        params = {"ids": sorted({p[0] for p in wanted}), "keys": sorted({p[1] for p in wanted})}
+        pairs = sorted(wanted)
+        params = {"ids": [p[0] for p in pairs], "keys": [p[1] for p in pairs]}  # parallel lists
         rows = self.conn.execute(self.q.reservations_by_key, params)
         for row in rows:
             self.adopt_reservation(dict(row._mapping))
