@@ -45,6 +45,10 @@ class Accountant(Protocol):
     def forget(self, org_id: str | None = None) -> None: ...
 
 
+# Failed attempts a retried idempotent request may follow before it is refused as a conflict.
+_MAX_ATTEMPTS = 16
+
+
 class SharedAccountant:
     """Holds are ledger reservations (visible to every process sharing the database)."""
 
@@ -53,9 +57,16 @@ class SharedAccountant:
         self.hold_seconds = hold_seconds
 
     async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
-        reservation = await self.committer.submit(
-            ReserveOp(scope, amount, tokens, idempotency_key, self.hold_seconds)
-        )
+        key = idempotency_key
+        for _ in range(_MAX_ATTEMPTS):
+            reservation = await self.committer.submit(
+                ReserveOp(scope, amount, tokens, key, self.hold_seconds)
+            )
+            if not (reservation.repeated and reservation.status in ("voided", "expired")):
+                break
+            # That attempt failed and was released unbilled, so a retry is a new attempt. It is
+            # keyed after the failed one, so processes retrying at once still agree on one winner.
+            key = f"{idempotency_key}~{reservation.id}"
         return Ticket(scope, amount, tokens, idempotency_key, reservation, reservation.repeated)
 
     async def charge(self, ticket: Ticket, amount: Decimal, usage: UsageDetail) -> Any:
