@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -319,6 +319,11 @@ class Gateway:
             replay_key = self._replay_key(call, idem)
             stored = await self.replays.get(replay_key)
             if stored is not None:
+                if stored.request != parsed.cache_key:
+                    raise Conflict(
+                        f"Idempotency-Key {idem!r} was first used for a different request, which was "
+                        "served and billed; use a new key for a new request"
+                    )
                 await self._replay(stored, send)
                 return
             if replay_key in self._in_flight:
@@ -425,7 +430,9 @@ class Gateway:
         if call.idempotency_key:
             await self.replays.put(
                 call.idempotency_key,
-                CachedResponse(response.status, content_type, body, cost, call.route.model),
+                CachedResponse(
+                    response.status, content_type, body, cost, call.route.model, call.parsed.cache_key
+                ),
             )
         await respond(send, response.status, body, content_type, extra)
 
@@ -488,7 +495,7 @@ class Gateway:
             if ckey:
                 await self.cache.put(ckey, entry)
             if call.idempotency_key:
-                await self.replays.put(call.idempotency_key, entry)
+                await self.replays.put(call.idempotency_key, replace(entry, request=call.parsed.cache_key))
 
     async def _settle(self, call: Call, usage: Usage, estimated: bool) -> Decimal:
         cost = self._price(call, usage)

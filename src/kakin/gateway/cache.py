@@ -28,6 +28,7 @@ class CachedResponse:
     body: bytes  # the full body as the client received it (SSE text for streams)
     cost: Decimal  # what the original request cost: the amount a hit saves
     model: str
+    request: str = ""  # ParsedRequest.cache_key of the request answered (idempotent replays)
 
 
 class ResponseCache(Protocol):
