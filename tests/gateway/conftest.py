@@ -8,15 +8,16 @@ One gateway per test module keeps the suite fast; every test gets tenants of its
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from google import genai
@@ -73,6 +74,33 @@ class Tenant:
     def balance(self) -> Balance:
         return self.ledger.balance(self.org.id)
 
+    def assert_nothing_held(self) -> None:
+        """No hold is left behind, in the ledger or in the gateway's memory.
+
+        First the ledger shows nothing held (a voided hold is released without waiting for its
+        commit, hence the wait). Then a probe request whose worst case needs all the credit but
+        $0.0001 must be served: any hold left in the gateway's memory larger than that would
+        make it refuse. Call it last: the probe is billed (one output token)."""
+        deadline = time.monotonic() + 5
+        while self.balance().held != 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        balance = self.balance()
+        assert balance.held == 0
+        assert not balance.payment_method, "the probe needs credit to be the limit"
+        # gpt-4o output is $10 per million tokens; the probe's few input tokens cost < $0.0001.
+        max_tokens = int((balance.credit - Decimal("0.0001")) / Decimal("0.00001"))
+        probe = httpx.post(
+            self.url + "/v1/chat/completions",
+            json={
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "probe"}],
+                "max_tokens": max_tokens,
+            },
+            headers={**self.headers(), "x-kakin-simulate": "tokens=1"},
+            timeout=10,
+        )
+        assert probe.status_code == 200, probe.text
+
     def new_key(self, name: str = "", **options: Any) -> tuple[KeyRecord, str]:
         return self.ledger.create_key(self.project.id, name or "key-" + uuid.uuid4().hex[:8], **options)
 
@@ -116,13 +144,17 @@ def start_gateway(database_url: str, **env: str) -> tuple[Ledger, RunningGateway
     return ledger, start_in_thread(settings, ledger)
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, RunningGateway]]:
-    """A SQLite ledger of this module's own and a gateway over it: a 64 KiB body limit (for
-    413s) and an upstream silent for 1.5 s counted as timed out (for 504s)."""
+@pytest.fixture(scope="module", params=["local", "shared"])
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Ledger, RunningGateway]]:
+    """A SQLite ledger of this module's own and a gateway over it, once per accounting mode
+    (local: holds in the gateway's memory; shared: holds are ledger reservations). A 64 KiB
+    body limit (for 413s); an upstream silent for 1.5 s counts as timed out (for 504s)."""
     path: Path = tmp_path_factory.mktemp("gateway") / "kakin.db"
     ledger, gateway = start_gateway(
         f"sqlite:///{path}",
+        KAKIN_GATEWAY__ACCOUNTING=request.param,
         KAKIN_SERVER__MAX_BODY_BYTES="65536",
         KAKIN_GATEWAY__UPSTREAM_TIMEOUT_SECONDS="1.5",
     )
@@ -164,9 +196,3 @@ def gateway_pg_url(pg_database_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_database_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def now_utc() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)

@@ -11,11 +11,13 @@ import pytest
 
 from .conftest import MakeTenant, Tenant
 
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
+# Its worst case (500 output tokens) is held while it runs: large enough for
+# Tenant.assert_nothing_held to notice if the hold were left behind.
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 500}
 
 
 def settled(tenant: Tenant, timeout: float = 5.0) -> bool:
-    """True once no hold is left (a voided hold is released without waiting for its commit)."""
+    """True once the ledger shows no hold (a voided hold is released without waiting for its commit)."""
     deadline = time.monotonic() + timeout
     while tenant.balance().held != 0 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -38,6 +40,7 @@ def test_failed_upstream_calls_are_free(tenant: Tenant, fault: str, error: type[
     assert settled(tenant)
     assert tenant.usage() == [] and tenant.balance().spent == 0
     assert tenant.ledger.reconcile(tenant.org.id).ok
+    tenant.assert_nothing_held()
 
 
 def test_failed_anthropic_stream_is_free(tenant: Tenant) -> None:
@@ -45,13 +48,14 @@ def test_failed_anthropic_stream_is_free(tenant: Tenant) -> None:
         pytest.raises(anthropic.InternalServerError),
         tenant.anthropic().messages.stream(
             model="claude-haiku-4-5",
-            max_tokens=30,
+            max_tokens=4000,
             messages=[{"role": "user", "content": "hi"}],
             extra_headers={"x-kakin-simulate": "status=500"},
         ) as events,
     ):
         events.get_final_message()
     assert settled(tenant) and tenant.usage() == []
+    tenant.assert_nothing_held()
 
 
 def test_upstream_timeout_is_a_free_504(tenant: Tenant) -> None:
@@ -63,6 +67,7 @@ def test_upstream_timeout_is_a_free_504(tenant: Tenant) -> None:
     assert timed_out.value.status_code == 504
     assert "did not answer in time; the request was not billed" in timed_out.value.message
     assert settled(tenant) and tenant.usage() == []
+    tenant.assert_nothing_held()
 
 
 def test_rate_limit_answers_429_with_retry_after(make_tenant: MakeTenant) -> None:

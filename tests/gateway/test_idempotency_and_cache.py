@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 import openai
+import pytest
 
 from .conftest import Tenant
 
@@ -121,3 +122,32 @@ def test_cache_hit_is_refused_to_a_key_that_may_not_spend(tenant: Tenant) -> Non
         assert "revoked" in refused.message
     else:
         raise AssertionError("a revoked key was served from the cache")
+
+
+def test_retry_after_a_failed_upstream_call_is_served_and_billed_once(tenant: Tenant) -> None:
+    client = tenant.openai()
+    key = {"Idempotency-Key": "after-failure-" + uuid.uuid4().hex}
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(**CHAT, extra_headers={**key, "x-kakin-simulate": "status=500"})
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(**CHAT, extra_headers={**key, "x-kakin-simulate": "status=503"})
+    assert tenant.usage() == []  # failed attempts are free, and do not use the key up
+    served = client.chat.completions.with_raw_response.create(**CHAT, extra_headers=key)
+    replayed = client.chat.completions.with_raw_response.create(**CHAT, extra_headers=key)
+    assert replayed.headers["x-kakin-idempotent-replay"] == "true"
+    assert replayed.http_response.content == served.http_response.content
+    [record] = tenant.usage()
+    assert record.request_id == served.headers["x-kakin-request-id"]
+    assert tenant.ledger.reconcile(tenant.org.id).ok
+
+
+def test_same_key_for_a_different_request_is_a_conflict(tenant: Tenant) -> None:
+    client = tenant.openai()
+    key = {"Idempotency-Key": "reused-" + uuid.uuid4().hex}
+    first = client.chat.completions.create(**CHAT, extra_headers=key)
+    other = {**CHAT, "messages": [{"role": "user", "content": "a different question entirely"}]}
+    with pytest.raises(openai.ConflictError) as conflict:
+        client.chat.completions.create(**other, extra_headers=key)
+    assert "different request" in conflict.value.message and "use a new key" in conflict.value.message
+    assert client.chat.completions.create(**CHAT, extra_headers=key).id == first.id
+    assert len(tenant.usage()) == 1

@@ -43,7 +43,7 @@ def test_openai_reasoning_stream_costs_what_its_twin_costs(tenant: Tenant) -> No
     first, second = tenant.usage()
     assert to_pico(first.cost) == to_pico(second.cost) > 0
     expected.assert_billed(second, expected.openai_chat(streamed), "o4-mini", "openai")
-    assert tenant.balance().held == 0
+    tenant.assert_nothing_held()
 
 
 def test_usage_chunk_reaches_only_clients_that_asked(tenant: Tenant) -> None:
@@ -184,6 +184,7 @@ def test_client_disconnect_mid_stream_bills_what_was_produced_and_leaves_no_hold
     record = tenant.record(request_id)
     assert record.cost > 0 and 0 < record.output_tokens < 400
     assert tenant.balance().spent == record.cost
+    tenant.assert_nothing_held()
 
 
 def test_stream_truncated_upstream_is_billed_from_kakins_count(tenant: Tenant) -> None:
@@ -200,7 +201,7 @@ def test_stream_truncated_upstream_is_billed_from_kakins_count(tenant: Tenant) -
     record = tenant.record(raw.headers["x-kakin-request-id"])
     assert record.cost > 0 and record.input_tokens > 0 and record.output_tokens > 0
     assert delivered and any("no usage" in str(item) for item in record.cost_items)
-    assert tenant.balance().held == 0
+    tenant.assert_nothing_held()
 
 
 def test_stream_without_usage_is_billed_like_its_twin(tenant: Tenant) -> None:
