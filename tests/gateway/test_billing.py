@@ -14,6 +14,7 @@ import orjson
 from google.genai import types
 
 from kakin.money import to_pico
+from kakin.pricing import Usage
 
 from . import expected
 from .conftest import Tenant
@@ -77,7 +78,7 @@ def test_embeddings_cost(tenant: Tenant) -> None:
     )
     result = raw.parse()
     record = tenant.record(raw.headers["x-kakin-request-id"])
-    usage = expected.Usage(input_tokens=result.usage.prompt_tokens)
+    usage = Usage(input_tokens=result.usage.prompt_tokens)
     expected.assert_billed(record, usage, "text-embedding-3-small", "openai")
 
 
@@ -90,13 +91,13 @@ def test_images_billed_per_image_by_size_and_quality(tenant: Tenant) -> None:
         )
         assert len(raw.parse().data) == 1
         record = tenant.record(raw.headers["x-kakin-request-id"])
-        usage = expected.Usage(images=1, image_size=size, image_quality=quality)
+        usage = Usage(images=1, image_size=size, image_quality=quality)
         expected.assert_billed(record, usage, "dall-e-3", "openai")
         costs[(size, quality)] = record.cost
     assert costs[("1792x1024", "hd")] > costs[("1024x1024", "standard")]
     raw = client.images.with_raw_response.generate(model="dall-e-2", prompt="two foxes", n=2, size="512x512")
     record = tenant.record(raw.headers["x-kakin-request-id"])
-    expected.assert_billed(record, expected.Usage(images=2, image_size="512x512"), "dall-e-2", "openai")
+    expected.assert_billed(record, Usage(images=2, image_size="512x512"), "dall-e-2", "openai")
 
 
 def test_transcription_billed_per_second(tenant: Tenant) -> None:
@@ -106,7 +107,7 @@ def test_transcription_billed_per_second(tenant: Tenant) -> None:
     reported = orjson.loads(raw.http_response.content)["usage"]
     assert reported["type"] == "duration"
     record = tenant.record(raw.headers["x-kakin-request-id"])
-    usage = expected.Usage(audio_seconds=expected.seconds_billed(reported["seconds"]))
+    usage = Usage(audio_seconds=expected.seconds_billed(reported["seconds"]))
     assert usage.audio_seconds == 3
     expected.assert_billed(record, usage, "whisper-1", "openai")
 
@@ -178,7 +179,7 @@ def test_gemini_cached_content_billed_per_token_hour_and_count_tokens_free(tenan
     )
     tokens = cache.usage_metadata.total_token_count
     [record] = tenant.usage()
-    storage = expected.Usage(input_tokens=0, cache_storage_token_hours=Decimal(tokens) * 2)
+    storage = Usage(input_tokens=0, cache_storage_token_hours=Decimal(tokens) * 2)
     expected.assert_billed(record, storage, "gemini-2.5-flash", "google")
 
     config = types.GenerateContentConfig(cached_content=cache.name, max_output_tokens=100)
