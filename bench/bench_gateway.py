@@ -82,14 +82,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def kakin_command(*args: str) -> list[str]:
-    """``kakin ARGS`` with this interpreter (so PYTHONPATH picks the code under test)."""
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from kakin.cli import main; sys.argv[0] = 'kakin'; main()",
-        *args,
-    ]
+def kakin_command(*args: str, switch_interval: float | None = None) -> list[str]:
+    """``kakin ARGS`` with this interpreter (so PYTHONPATH picks the code under test);
+    ``switch_interval`` sets the process's GIL switch interval (sys.setswitchinterval)."""
+    setup = f"sys.setswitchinterval({switch_interval!r}); " if switch_interval else ""
+    code = f"import sys; {setup}from kakin.cli import main; sys.argv[0] = 'kakin'; main()"
+    return [sys.executable, "-c", code, *args]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -395,6 +393,11 @@ def _frame(text: str) -> tuple[str, str]:
     return text, ""
 
 
+def _outer(path: str) -> bool:
+    """Frames every sample of the main thread shares (the CLI and the server's run call)."""
+    return "kakin/cli/" in path or path.endswith("kakin/gateway/server.py")
+
+
 def analyse_profile(raw: Path) -> list[str]:
     threads: dict[str, int] = {}
     components: dict[str, int] = {}
@@ -417,7 +420,9 @@ def analyse_profile(raw: Path) -> list[str]:
         func, file = py_frames[-1]
         short = file.split("site-packages/")[-1].split("/src/")[-1]
         selfs[f"{func} ({short})"] = selfs.get(f"{func} ({short})", 0) + count
-        for name in {f"{fn} ({fl.split('/src/')[-1]})" for fn, fl in py_frames if "kakin/" in fl}:
+        for name in {
+            f"{fn} ({fl.split('/src/')[-1]})" for fn, fl in py_frames if "kakin/" in fl and not _outer(fl)
+        }:
             inclusive[name] = inclusive.get(name, 0) + count
         component = "other (stdlib and the rest)"
         for _, path in reversed(py_frames):
@@ -428,7 +433,14 @@ def analyse_profile(raw: Path) -> list[str]:
         components[component] = components.get(component, 0) + count
     if not total:
         return ["  (no samples)"]
-    out = [f"  {total} samples; by thread: " + ", ".join(f"{k} {v / total:.0%}" for k, v in threads.items())]
+    out = [
+        f"  {total} samples; by thread: "
+        + ", ".join(
+            f"{k} {v / total:.0%}"
+            for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+            if v / total >= 0.01
+        )
+    ]
     out.append("  by component (innermost matching frame):")
     for name, count in sorted(components.items(), key=lambda kv: -kv[1]):
         out.append(f"    {count / total:6.1%}  {name}")
@@ -447,20 +459,22 @@ def profile(gateway: Target, wrk: str | None, bodies: dict[str, Path], workdir: 
         return ["profile: py-spy not found (pip install py-spy); skipped"]
     assert gateway.server is not None
     out: list[str] = []
-    for mode in ("plain", "stream"):
-        raw = workdir / f"profile-{mode}.txt"
-        seconds = 6
+    seconds = 6
+    for mode, conns in (("plain", 50), ("stream", 50), ("plain", 1)):
+        raw = workdir / f"profile-{mode}-c{conns}.txt"
         command = [spy, "record", "--pid", str(gateway.server.pid), "--duration", str(seconds)]
         command += ["--rate", "200", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw)]
         spy_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)
         if wrk:
-            run_wrk(wrk, gateway, bodies[mode], 50, seconds + 1)
+            run_wrk(wrk, gateway, bodies[mode], conns, seconds + 1)
         else:
-            run_python(gateway, bodies[mode], 50, seconds + 1)
+            run_python(gateway, bodies[mode], conns, seconds + 1)
         _, err = spy_proc.communicate(timeout=60)
         label = "non-streaming" if mode == "plain" else "streaming"
-        out.append(f"profile: py-spy, gateway process, {label}, concurrency 50, {seconds} s at 200 Hz")
+        out.append(
+            f"profile: py-spy, gateway process, {label}, concurrency {conns}, {seconds} s at 200 Hz ({raw})"
+        )
         if not raw.exists():
             out.append(f"  py-spy failed: {err.decode(errors='replace').strip()[-500:]}")
             continue
@@ -481,6 +495,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-wrk", action="store_true", help="use the Python load generator even if wrk exists"
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="GIL switch interval of the gateway process in seconds (Python's default is 0.005)",
     )
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -523,7 +543,11 @@ def main() -> None:
         write_config(config, database_url, simulator.url, args.accounting)
         gw_port = free_port()
         gateway = servers.start(
-            "gateway", kakin_command("serve", "--config", str(config), "--port", str(gw_port)), gw_port
+            "gateway",
+            kakin_command(
+                "serve", "--config", str(config), "--port", str(gw_port), switch_interval=args.switch_interval
+            ),
+            gw_port,
         )
         proxy_port = free_port()
         proxy = servers.start(
@@ -538,8 +562,13 @@ def main() -> None:
             Target("gateway", "kakin gateway", gateway.url, key, server=gateway),
         ]
         gw_target = targets[-1]
+        from kakin.config import load_settings
+
+        mode = load_settings(config).gateway.accounting_mode(database_url)
+        interval = args.switch_interval or sys.getswitchinterval()
         print(
-            f"  gateway: kakin serve (accounting={args.accounting or 'default'}), SQLite ledger in {workdir}"
+            f"  gateway: kakin serve, accounting {mode}, GIL switch interval {interval * 1e3:g} ms, "
+            f"SQLite ledger in {workdir}"
         )
 
         def load(target: Target, mode: str, conns: int, secs: float) -> Run:
@@ -615,20 +644,19 @@ def main() -> None:
     lines += [""]
     lines += table(f"time to first token, paced stream '{PACED}' ({n})", ttft, targets, False)
     lines += [""]
-    lines.append("CPU per request at concurrency 50 (µs, median; the server's own process, all threads)")
+    lines.append("CPU per request (µs, median; each server's own process, all its threads) and gateway load")
+    lines.append(f"  {'mode':<14} {'conc':>4} {'simulator':>9} {'proxy':>7} {'gateway':>8} {'gw cores':>8}")
     for mode, results in (("non-streaming", plain), ("streamed", stream)):
-        parts = []
-        for name, server in (("direct", "simulator"), ("proxy", "proxy"), ("gateway", "gateway")):
-            runs = results[(50, name)]
-            parts.append(f"{server} {med([r.cpu_us[server] for r in runs]):.0f}")
-        lines.append(f"  {mode:<14} " + ", ".join(parts))
+        for conns in CONCURRENCY:
+            sim = med([r.cpu_us["simulator"] for r in results[(conns, "direct")]])
+            hop = med([r.cpu_us["proxy"] for r in results[(conns, "proxy")]])
+            runs = results[(conns, "gateway")]
+            gw = med([r.cpu_us["gateway"] for r in runs])
+            cores = med([r.cpu_us["gateway"] * r.rps / 1e6 for r in runs])
+            lines.append(f"  {mode:<14} {conns:>4} {sim:9.0f} {hop:7.0f} {gw:8.0f} {cores:8.2f}")
     for mode, results in (("non-streaming", plain), ("streamed", stream)):
-        runs = results[(50, "gateway")]
-        cores = med([r.cpu_us["gateway"] * r.rps / 1e6 for r in runs])
-        capacity = 1e6 / med([r.cpu_us["gateway"] for r in runs])
-        lines.append(
-            f"  gateway at c=50, {mode}: busy {cores:.2f} cores; CPU-bound capacity {capacity:,.0f} req/s per core"
-        )
+        capacity = 1e6 / med([r.cpu_us["gateway"] for r in results[(50, "gateway")]])
+        lines.append(f"  gateway CPU-bound capacity, {mode}, c=50: {capacity:,.0f} req/s per busy core")
 
     rps = med([r.rps for r in plain[(50, "gateway")]])
     d50 = delta(plain, 1, "gateway", "p50_ms")
