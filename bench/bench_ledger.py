@@ -303,26 +303,27 @@ def with_pg_database(fn: Callable[[str, str, str], None]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs, one run each: a smoke run")
-    parser.add_argument(
-        "--repeat", type=int, default=None, help="runs per scenario, fastest kept (default 3)"
-    )
+    parser.add_argument("--repeat", type=int, default=None, help="runs per scenario (default 3)")
+    parser.add_argument("--only", choices=("sqlite", "postgresql"), help="run one backend")
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     print(f"kakin ledger benchmark ({os.cpu_count()} CPUs); a pair = reserve + settle of one request")
-    with tempfile.TemporaryDirectory() as folder:
-        run_backend(
-            "SQLite",
-            f"sqlite:///{Path(folder) / 'bench.db'}",
-            args.quick,
-            repeat,
-            "WAL, synchronous=NORMAL: a commit survives a process crash, not an OS crash or power loss",
+    if args.only != "postgresql":
+        with tempfile.TemporaryDirectory() as folder:
+            run_backend(
+                "SQLite",
+                f"sqlite:///{Path(folder) / 'bench.db'}",
+                args.quick,
+                repeat,
+                "WAL, synchronous=NORMAL: a commit survives a process crash, not an OS crash or power loss",
+            )
+    if args.only != "sqlite":
+        durable = "a commit is flushed to disk before it returns"
+        with_pg_database(
+            lambda url, database, settings: run_backend(
+                "PostgreSQL", url, args.quick, repeat, f"{settings}: {durable}", database
+            )
         )
-    durable = "a commit is flushed to disk before it returns"
-    with_pg_database(
-        lambda url, database, settings: run_backend(
-            "PostgreSQL", url, args.quick, repeat, f"{settings}: {durable}", database
-        )
-    )
 
 
 if __name__ == "__main__":
