@@ -97,3 +97,29 @@ async def test_concurrent_tenants_are_billed_separately(backend: MakeTenant) -> 
         assert len(records) == 15 and {r.project_id for r in records} == {tenant.project.id}
         assert tenant.balance().spent == sum(r.cost for r in records)
         assert tenant.ledger.reconcile(tenant.org.id).ok
+
+
+@pytest.mark.postgres
+async def test_two_gateway_processes_share_one_hard_cap(gateway_pg_url: str) -> None:
+    """Two gateways over one PostgreSQL ledger (shared accounting): together they stay under the cap."""
+    first_ledger, first = start_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared")
+    second_ledger, second = start_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared")
+    try:
+        tenant = tenant_factory(first_ledger, first)(credit="5")
+        cap = Decimal("0.0004")
+        tenant.ledger.set_budget(tenant.org.id, period="month", limit=cap, hard_cap=True)
+        other = openai.AsyncOpenAI(base_url=second.url + "/v1", api_key=tenant.plaintext, max_retries=0)
+        results = await asyncio.gather(
+            fire(tenant.async_openai(timeout=30), 25, max_tokens=100), fire(other, 25, max_tokens=100)
+        )
+        served = [r for batch in results for r in batch if not isinstance(r, openai.APIStatusError)]
+        refused = [r for batch in results for r in batch if isinstance(r, openai.APIStatusError)]
+        assert served and refused and {r.status_code for r in refused} == {402}
+        records = tenant.usage()
+        assert len(records) == len(served)
+        assert tenant.balance().spent <= cap and tenant.balance().held == 0
+        assert tenant.ledger.reconcile(tenant.org.id).ok
+    finally:
+        for gateway, ledger in ((first, first_ledger), (second, second_ledger)):
+            gateway.stop()
+            ledger.close()

@@ -233,3 +233,19 @@ def test_plain_answer_without_usage_is_billed_at_its_reserved_bound(tenant: Tena
     record = tenant.record(response.headers["x-kakin-request-id"])
     assert to_pico(record.cost) == to_pico(Decimal(response.headers["x-kakin-reserved-usd"]))
     assert record.cost > 0 and record.output_tokens == 30
+
+
+def test_stream_stalled_upstream_ends_with_an_error_event_and_is_billed(tenant: Tenant) -> None:
+    # The module's gateway gives up on an upstream silent for 1.5 s; this one pauses 2 s per event.
+    response = httpx.post(
+        tenant.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "stall"}], "stream": True},
+        headers={**tenant.headers(), "x-kakin-simulate": "chunks=4; chunk-delay=2s"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    last = response.text.strip().rsplit("\n\n", 1)[-1]
+    assert last.startswith("data: {") and "broke off the stream" in orjson.loads(last[6:])["error"]["message"]
+    record = tenant.record(response.headers["x-kakin-request-id"])
+    assert record.cost > 0 and record.input_tokens > 0  # what was consumed before the stall
+    tenant.assert_nothing_held()
