@@ -1,5 +1,5 @@
 """Every ledger test runs on SQLite (a temporary file) and on PostgreSQL (a schema of its own
-inside the session's test database, dropped afterwards)."""
+inside the test run's PostgreSQL database, dropped afterwards)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Clock:
 
 @pytest.fixture(scope="session")
 def pg_schema_url(pg_database_url: str) -> Iterator[str]:
-    """A schema of our own in the session's PostgreSQL database, migrated once."""
+    """A schema of our own in the test run's PostgreSQL database, migrated once."""
     import psycopg
 
     from kakin.ledger.db import make_engine, migrate
