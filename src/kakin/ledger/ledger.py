@@ -292,7 +292,10 @@ class Ledger:
         return credit.to_record(self.write(run))
 
     def refund(self, grant_id: str, amount: Any = None, *, idempotency_key: str | None = None) -> Refund:
-        """Refund unused prepaid credit (all that is left unless ``amount`` is given)."""
+        """Refund unused prepaid credit (all that is left unless ``amount`` is given).
+
+        Without an ``idempotency_key`` the same call repeated is taken for a retry and refunds
+        once; give distinct keys for distinct refunds of the same amount."""
         pico = None if amount is None else v.amount_pico(amount, "refund amount", positive=True)
         key = v.text(
             idempotency_key or f"refund:{grant_id}:{'all' if pico is None else pico}", "idempotency key"
