@@ -83,7 +83,7 @@ def test_key_restricted_to_models(make_tenant: MakeTenant) -> None:
     assert len(tenant.usage()) == 1
 
 
-def test_unknown_and_missing_keys(tenant: Tenant) -> None:
+def test_unknown_keys_are_unauthenticated(tenant: Tenant) -> None:
     stranger = openai.OpenAI(base_url=tenant.url + "/v1", api_key="kk-notakey-000000", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.chat.completions.create(**CHAT)
