@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -151,31 +152,34 @@ def pg_reservation(row: Any) -> dict[str, Any]:
 def _sqlite_time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 @cache
-def _sqlite_converters(table_name: str, names: tuple[str, ...]) -> tuple[Any, ...]:
+def _sqlite_converter(table_name: str, names: tuple[str, ...]) -> Any:
+    """A function turning a row dict into the parameter list for ``names``."""
     table = s.metadata.tables[table_name]
-    out: list[Any] = []
-    for name in names:
+    special = []
+    for i, name in enumerate(names):
         kind = table.c[name].type
-        out.append(
-            _sqlite_time
-            if isinstance(kind, s.UTCDateTime)
-            else json.dumps
-            if isinstance(kind, JSON)
-            else None
-        )
-    return tuple(out)
+        if isinstance(kind, s.UTCDateTime):
+            special.append((i, _sqlite_time))
+        elif isinstance(kind, JSON):
+            special.append((i, json.dumps))
+    pick = itemgetter(*names)
+
+    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
+        values = list(pick(row)) if len(names) > 1 else [pick(row)]
+        for i, function in special:
+            values[i] = function(values[i])
+        return tuple(values)
+
+    return convert
 
 
 def sqlite_rows(table_name: str, rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    converters = _sqlite_converters(table_name, names)
-    return [
-        tuple(row[n] if c is None else c(row[n]) for n, c in zip(names, converters, strict=True))
-        for row in rows
-    ]
+    convert = _sqlite_converter(table_name, names)
+    return [convert(row) for row in rows]
 
 
 @lru_cache(maxsize=32)
@@ -198,7 +202,9 @@ def _json_default(value: Any) -> Any:
 def pg_rows(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, str]:
     """All rows as one JSON document: the only parameter of :func:`pg_insert` and
     :func:`pg_update`. JSON encoding runs in C; the server turns it back into typed rows."""
-    return {"rows": json.dumps([{n: row[n] for n in names} for row in rows], default=_json_default)}
+    # json_populate_recordset takes the keys it has columns for and ignores the others, so
+    # rows go as they are (every name in ``names`` is one of their keys).
+    return {"rows": json.dumps(rows, default=_json_default)}
 
 
 @lru_cache(maxsize=32)
