@@ -214,8 +214,9 @@ class Gateway:
     async def _refuse(self, send: Send, api: str, error: KakinError) -> None:
         extra = []
         retry = getattr(error, "retry_after_seconds", None)
-        if error.status == 429:
-            extra.append(("retry-after", str(max(1, int(retry + 0.999))) if retry else "60"))
+        if error.status == 429 and retry is not None:
+            # None: the request alone is over a limit, so no Retry-After invites a futile resend.
+            extra.append(("retry-after", str(max(1, int(retry + 0.999)))))
         # Providers answer malformed requests with 400 (SDKs raise BadRequestError), never 422.
         status = 400 if error.status == 422 else error.status
         body = error_response(api, status, error.message, code=error.code)
