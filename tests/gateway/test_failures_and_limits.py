@@ -107,3 +107,14 @@ def test_rate_limit_in_anthropic_shape(make_tenant: MakeTenant) -> None:
     assert limited.value.body["type"] == "error"
     assert limited.value.body["error"]["type"] == "rate_limit_error"
     assert limited.value.response.headers["retry-after"]
+
+
+def test_request_larger_than_the_token_limit_is_not_told_to_wait(make_tenant: MakeTenant) -> None:
+    tenant = make_tenant(tpm=200)
+    with pytest.raises(openai.RateLimitError) as limited:
+        tenant.openai().chat.completions.create(**CHAT)  # its bound alone is over 200 tokens
+    assert "lower max_tokens" in limited.value.message
+    # Waiting never helps, so no Retry-After invites the SDK to sleep and resend it.
+    assert "retry-after" not in limited.value.response.headers
+    assert tenant.usage() == []
+    tenant.openai().chat.completions.create(**{**CHAT, "max_tokens": 50})
