@@ -460,10 +460,19 @@ def profile(gateway: Target, wrk: str | None, bodies: dict[str, Path], workdir: 
     assert gateway.server is not None
     out: list[str] = []
     seconds = 6
-    for mode, conns in (("plain", 50), ("stream", 50), ("plain", 1)):
-        raw = workdir / f"profile-{mode}-c{conns}.txt"
+    # All samples show where the process spends time, waits for the GIL included; --gil keeps
+    # only the samples of the thread holding the GIL: the serialised Python work that caps
+    # throughput in one process.
+    for mode, conns, gil in (
+        ("plain", 50, False),
+        ("plain", 50, True),
+        ("stream", 50, True),
+        ("plain", 1, False),
+    ):
+        raw = workdir / f"profile-{mode}-c{conns}{'-gil' if gil else ''}.txt"
         command = [spy, "record", "--pid", str(gateway.server.pid), "--duration", str(seconds)]
         command += ["--rate", "200", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw)]
+        command += ["--gil"] if gil else []
         spy_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)
         if wrk:
@@ -472,9 +481,11 @@ def profile(gateway: Target, wrk: str | None, bodies: dict[str, Path], workdir: 
             run_python(gateway, bodies[mode], conns, seconds + 1)
         _, err = spy_proc.communicate(timeout=60)
         label = "non-streaming" if mode == "plain" else "streaming"
+        which = "samples holding the GIL" if gil else "all samples"
         out.append(
-            f"profile: py-spy, gateway process, {label}, concurrency {conns}, {seconds} s at 200 Hz ({raw})"
+            f"profile: py-spy, gateway process, {label}, concurrency {conns}, {which}, {seconds} s at 200 Hz"
         )
+        out.append(f"  ({raw}; {seconds * 200} samples = one thread busy all the time)")
         if not raw.exists():
             out.append(f"  py-spy failed: {err.decode(errors='replace').strip()[-500:]}")
             continue
