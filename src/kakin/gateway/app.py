@@ -31,6 +31,7 @@ from kakin.gateway.keys import Caller, KeyCache
 from kakin.gateway.routing import Route, Router
 from kakin.gateway.upstream import new_session, upstream_headers
 from kakin.ledger.errors import InvalidKey, PermissionDenied
+from kakin.ledger.keys import KEY_PREFIX
 from kakin.ledger.records import Scope, UsageDetail
 from kakin.limits import make_limiter
 from kakin.money import decimal_str
@@ -243,7 +244,7 @@ class Gateway:
         allowed = caller.key.models
         if allowed and route.model not in allowed and (route.routed_from or "") not in allowed:
             raise PermissionDenied(
-                f"kakin key {caller.key.prefix}… may use {', '.join(allowed)}; {parsed.model!r} is not among them"
+                f"API key {KEY_PREFIX}{caller.key.prefix}-… may use {', '.join(allowed)}; {parsed.model!r} is not among them"
             )
         entry = self._catalog_entry(route.model, endpoint.api) if endpoint.billable else None
         call = Call(

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kakin.ledger.errors import KeyExpired
+from kakin.ledger.keys import KEY_PREFIX
 from kakin.limits import LimitSet, build_limits
 
 
@@ -45,7 +46,7 @@ class KeyCache:
         if expires is not None and expires <= datetime.now(UTC):
             self._callers.pop(digest, None)
             raise KeyExpired(
-                f"kakin key {caller.key.prefix}… expired at {expires.isoformat()}; create a new one"
+                f"API key {KEY_PREFIX}{caller.key.prefix}-… expired at {expires.isoformat()}; create a new one"
             )
         return caller
 
