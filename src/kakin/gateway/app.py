@@ -451,7 +451,7 @@ class Gateway:
         gone = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
         delivered: list[bytes] = []
-        pending = b""
+        held = b""  # from the event carrying the final usage on: sent once the charge is durable
         broken = False
         try:
             await send(
@@ -463,21 +463,19 @@ class Gateway:
             )
             async for chunk in response.content.iter_any():
                 out = meter.feed(chunk)
-                if pending:
-                    # Send the previous piece; the newest stays back until the charge is durable.
-                    await send({"type": "http.response.body", "body": pending, "more_body": True})
-                    delivered.append(pending)
-                pending = out
+                if held or meter.state.finished or _may_end(out):
+                    held += out
+                elif out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                    delivered.append(out)
                 if gone.is_set():
                     break
         except (TimeoutError, aiohttp.ClientError):
             broken = True
-        except OSError:
-            gone.set()
         finally:
             watcher.cancel()
         if not gone.is_set():
-            pending += meter.finish()
+            held += meter.finish()
         usage = meter.usage()
         estimated = usage is None
         if usage is None:
@@ -486,12 +484,9 @@ class Gateway:
         if gone.is_set():
             return
         if broken:
-            pending += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
-        delivered.append(pending)
-        try:
-            await send({"type": "http.response.body", "body": pending, "more_body": False})
-        except OSError:
-            return
+            held += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
+        delivered.append(held)
+        await send({"type": "http.response.body", "body": held, "more_body": False})
         if not broken and not estimated:
             entry = CachedResponse(response.status, content_type, b"".join(delivered), cost, call.route.model)
             if ckey:
@@ -587,6 +582,22 @@ class Gateway:
             response.headers.get("content-type", "application/json"),
             [("x-kakin-request-id", call.request_id), ("x-kakin-cost-usd", "0")],
         )
+
+
+# Markers of a stream's last events in each provider's format (OpenAI chat and Responses,
+# Anthropic, Gemini). From the piece carrying one, output waits until the charge is durable.
+_ENDINGS = (
+    b"[DONE]",
+    b"message_stop",
+    b"response.completed",
+    b"response.incomplete",
+    b"response.failed",
+    b'"finishReason"',
+)
+
+
+def _may_end(piece: bytes) -> bool:
+    return any(marker in piece for marker in _ENDINGS)
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:

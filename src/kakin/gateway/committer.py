@@ -101,12 +101,15 @@ class GroupCommitter:
                     results.append(single)
         self.batches += 1
         self.operations += len(ops)
+        waiting: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
         for (op, future, loop), result in zip(batch, results, strict=True):
             if future is None:
                 if isinstance(result, BaseException):
                     log.warning("%s was not applied: %s", type(op).__name__, result)
                 continue
-            loop.call_soon_threadsafe(_resolve, future, result)
+            waiting.setdefault(loop, []).append((future, result))
+        for loop, resolved in waiting.items():  # one wake-up of the event loop per batch
+            loop.call_soon_threadsafe(_resolve_all, resolved)
 
 
 class _Call:
@@ -121,6 +124,11 @@ class _Call:
             return self.fn(*self.args)
         except Exception as exc:  # handed to the awaiting request, raised there
             return exc
+
+
+def _resolve_all(resolved: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, result in resolved:
+        _resolve(future, result)
 
 
 def _resolve(future: asyncio.Future, result: Any) -> None:

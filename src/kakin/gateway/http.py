@@ -65,5 +65,7 @@ def header_list(content_type: str, extra: Iterable[tuple[str, str]] = ()) -> lis
 async def respond(
     send: Send, status: int, body: bytes, content_type: str = "application/json", extra=()
 ) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": header_list(content_type, extra)})
+    headers = header_list(content_type, extra)
+    headers.append((b"content-length", str(len(body)).encode()))  # else the server frames it chunked
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -92,6 +92,7 @@ def _uvicorn_config(app: Any, host: str, port: int, access_log: bool = False) ->
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         lifespan="on",
         access_log=access_log,
+        proxy_headers=False,  # kakin answers clients directly; a fronting proxy's headers are not trusted
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
