@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -27,8 +27,10 @@ REDIS_UP = _reachable("127.0.0.1", 6379)
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
-        "PostgreSQL 127.0.0.1:5432: " + ("reachable, PostgreSQL tests run" if POSTGRES_UP else "NOT reachable, PostgreSQL tests skip"),
-        "Redis 127.0.0.1:6379: " + ("reachable, Redis tests run" if REDIS_UP else "NOT reachable, Redis tests skip"),
+        "PostgreSQL 127.0.0.1:5432: "
+        + ("reachable, PostgreSQL tests run" if POSTGRES_UP else "NOT reachable, PostgreSQL tests skip"),
+        "Redis 127.0.0.1:6379: "
+        + ("reachable, Redis tests run" if REDIS_UP else "NOT reachable, Redis tests skip"),
     ]
 
 
@@ -47,6 +49,36 @@ def pg_database_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_pg_schema(pg_database_url: str) -> Iterator[Callable[[str], str]]:
+    """``make(prefix)`` gives the URL of a new schema in the session's database, migrated to the
+    ledger's head; each area of tests takes one of its own so their rows never meet. Every
+    schema made is dropped at the end of the session."""
+    import psycopg
+
+    from kakin.ledger.db import make_engine, migrate
+
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(pg_database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        made.append(schema)
+        url = f"{pg_database_url}?options=-csearch_path%3D{schema}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        return url
+
+    try:
+        yield make
+    finally:
+        with psycopg.connect(pg_database_url, autocommit=True) as conn:
+            for schema in made:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture()

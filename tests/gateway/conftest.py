@@ -178,21 +178,6 @@ def tenant(make_tenant: MakeTenant) -> Tenant:
 
 
 @pytest.fixture(scope="session")
-def gateway_pg_url(pg_database_url: str) -> Iterator[str]:
+def gateway_pg_url(migrated_pg_schema: Callable[[str], str]) -> str:
     """A schema of our own in the session's PostgreSQL database, migrated once."""
-    import psycopg
-
-    from kakin.ledger.db import make_engine, migrate
-
-    schema = f"gateway_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{pg_database_url}?options=-csearch_path%3D{schema}"
-    engine = make_engine(url)
-    migrate(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        with psycopg.connect(pg_database_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return migrated_pg_schema("gateway")

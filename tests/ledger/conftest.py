@@ -3,8 +3,7 @@ inside the test run's PostgreSQL database, dropped afterwards)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,24 +30,9 @@ class Clock:
 
 
 @pytest.fixture(scope="session")
-def pg_schema_url(pg_database_url: str) -> Iterator[str]:
+def pg_schema_url(migrated_pg_schema: Callable[[str], str]) -> str:
     """A schema of our own in the test run's PostgreSQL database, migrated once."""
-    import psycopg
-
-    from kakin.ledger.db import make_engine, migrate
-
-    schema = f"ledger_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{pg_database_url}?options=-csearch_path%3D{schema}"
-    engine = make_engine(url)
-    migrate(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        with psycopg.connect(pg_database_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return migrated_pg_schema("ledger")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
