@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kakin.cli.inputs import check_mode, parse_at, read_json_file, read_text_file, read_toml_file
+from kakin.cli.inputs import (
+    check_mode,
+    given_flags,
+    parse_at,
+    read_chat_request,
+    read_text_file,
+    read_toml_file,
+    require_exactly_one,
+)
 from kakin.cli.output import (
     AtOption,
     Column,
@@ -71,22 +79,16 @@ def estimate(
     currency: CurrencyOption = None,
 ) -> None:
     """Cost of one request before sending it: expected and worst case (output up to max_tokens)."""
-    from kakin.estimate import estimate_request, request_from_json
+    from kakin.estimate import estimate_request
 
-    given = [
-        name
-        for name, value in (("TEXT", text), ("--file", file), ("--messages", messages))
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise InvalidInput(
-            "give the prompt as exactly one of TEXT, --file or --messages"
-            + (f"; got {', '.join(given)}" if given else "")
-        )
+    require_exactly_one(
+        (("TEXT", text), ("--file", file), ("--messages", messages)),
+        "give the prompt as exactly one of TEXT, --file or --messages",
+    )
     fx = resolve_currency(currency)
     prompt: dict[str, Any] = {}
     if messages is not None:
-        body = request_from_json(read_json_file(messages, "messages file"), where=messages)
+        body = read_chat_request(messages)
         prompt = {"messages": body["messages"], "tools": body.get("tools")}
         if max_tokens is None and "max_tokens" in body:
             max_tokens = body["max_tokens"]
@@ -471,15 +473,9 @@ def breakeven(
     from kakin.money import EXACT, fx_rate
 
     fx = resolve_currency(currency)
-    given = [
-        name
-        for name, value in (
-            ("--usage", usage_month),
-            ("--usage-per-day", usage_day),
-            ("--usage-tokens", usage_tokens),
-        )
-        if value is not None
-    ]
+    given = given_flags(
+        (("--usage", usage_month), ("--usage-per-day", usage_day), ("--usage-tokens", usage_tokens))
+    )
     if len(given) > 1:
         raise InvalidInput(f"give your usage once: {', '.join(given)} were all given")
     price_in = number(plan_price, "--plan-price", Limit(PLAN_PRICE.low, Decimal(10**9)))

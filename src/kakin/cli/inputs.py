@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,26 @@ def parse_date(raw: str | None, what: str) -> date | None:
         return date.fromisoformat(raw.strip())
     except ValueError:
         raise InvalidInput(f"{what} must be a date (YYYY-MM-DD), got {raw!r}") from None
+
+
+def given_flags(flags: Sequence[tuple[str, object]]) -> list[str]:
+    """The names of the ``(name, value)`` flags that were given (value not None), in order."""
+    return [name for name, value in flags if value is not None]
+
+
+def require_exactly_one(flags: Sequence[tuple[str, object]], message: str) -> None:
+    """Raise ``InvalidInput(message)``, naming the flags given, unless exactly one was."""
+    given = given_flags(flags)
+    if len(given) != 1:
+        raise InvalidInput(message + (f"; got {', '.join(given)}" if given else ""))
+
+
+def read_chat_request(path: str) -> dict[str, Any]:
+    """A chat request body (``messages`` and optional ``tools``/``max_tokens``/``model``) from
+    a JSON file holding either a list of messages or a request body."""
+    from kakin.estimate import request_from_json
+
+    return request_from_json(read_json_file(path, "messages file"), where=path)
 
 
 def check_mode(mode: str) -> str:

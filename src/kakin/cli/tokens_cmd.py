@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from kakin.cli.inputs import parse_at, read_json_file, read_text_file
+from kakin.cli.inputs import parse_at, read_chat_request, read_text_file, require_exactly_one
 from kakin.cli.output import (
     AtOption,
     Column,
@@ -23,7 +23,6 @@ from kakin.cli.output import (
     emit,
     resolve_currency,
 )
-from kakin.errors import InvalidInput
 from kakin.money import USD_RATE
 
 DEFAULT_MODELS = ["gpt-4o"]
@@ -55,24 +54,17 @@ def tokens(
     if ratios:
         emit(_ratios_reports(), fmt, USD_RATE)
         return
-    given = [
-        name
-        for name, value in (("TEXT", text), ("--file", file), ("--messages", messages))
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise InvalidInput(
-            "give exactly one of TEXT, --file or --messages (or --ratios)"
-            + (f"; got {', '.join(given)}" if given else "")
-        )
+    require_exactly_one(
+        (("TEXT", text), ("--file", file), ("--messages", messages)),
+        "give exactly one of TEXT, --file or --messages (or --ratios)",
+    )
     from kakin.catalog import Catalog
-    from kakin.estimate import request_from_json
     from kakin.pricing import Usage, price
     from kakin.tokens import count_messages, count_text
 
     body = None
     if messages is not None:
-        body = request_from_json(read_json_file(messages, "messages file"), where=messages)
+        body = read_chat_request(messages)
     elif file is not None:
         text = read_text_file(file, "text file")
     names = list(dict.fromkeys(model or ([body["model"]] if body and "model" in body else DEFAULT_MODELS)))
