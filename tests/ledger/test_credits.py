@@ -249,3 +249,21 @@ def test_org_input_is_validated(ledger: Ledger) -> None:
     with pytest.raises(Conflict, match="already exists"):
         ledger.create_org("ok")
     assert [o.name for o in ledger.list_orgs()] == ["ok"]
+
+
+def test_two_organisations_may_use_the_same_payment_key(ledger: Ledger) -> None:
+    for name in ("north", "south"):
+        scope = org_with_project(ledger, name, payment_label="card")
+        spend(ledger, scope, "0.5", "r")
+        entry = ledger.record_payment(scope.org_id, "0.5", idempotency_key="invoice-2024-01")
+        assert (entry.org_id, entry.kind, entry.amount) == (scope.org_id, "payment", Decimal("0.5"))
+        assert ledger.balance(scope.org_id).due == 0
+
+
+def test_refusal_names_the_credit_left_when_there_were_no_charges_yet(ledger: Ledger) -> None:
+    scope = org_with_project(ledger, "fresh")
+    ledger.grant(scope.org_id, "promotional", "1", idempotency_key="p")
+    with pytest.raises(CreditExhausted) as blocked:
+        ledger.reserve(scope, "2", 100, idempotency_key="too-big")
+    assert "never had any credit" not in str(blocked.value)
+    assert "only $1 of credit is left" in str(blocked.value)

@@ -97,3 +97,23 @@ def test_a_new_view_adopts_the_open_holds_of_the_old(ledger: Ledger) -> None:
     new.hold(scope, "0.4", 10)
     with pytest.raises(KakinError):
         new.hold(scope, "0.01", 10)
+
+
+def test_a_view_refusal_says_what_is_true_when_it_refuses(ledger: Ledger) -> None:
+    org = ledger.create_org("prepaid-only")
+    project = ledger.create_project(org.id, "p")
+    scope = Scope(org.id, project.id, None, "m")
+    with pytest.raises(CreditExhausted, match="never had any credit"):
+        ledger.account_view(org.id).hold(scope, "0.1", 1)
+    ledger.grant(org.id, "promotional", "1", idempotency_key="promo")
+    view = ledger.account_view(org.id)
+    with pytest.raises(CreditExhausted, match=r"only \$1 of credit is left"):
+        view.hold(scope, "2", 1)
+    hold = view.hold(scope, "1", 1)
+    with pytest.raises(CreditExhausted, match=r"\$1 of its \$1 credit is held"):
+        view.hold(scope, "0.5", 1)
+    settlement = ledger.post(scope, "1", USAGE, idempotency_key="all-of-it")
+    view.posted(hold, settlement, USAGE.tokens)
+    with pytest.raises(CreditExhausted, match="was used up at") as refused:
+        view.hold(scope, "0.1", 1)
+    assert "never had any credit" not in str(refused.value)

@@ -14,11 +14,16 @@ everything before it changes anything, so many can share a transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, select
 
 from kakin.errors import Conflict, InvalidInput
 from kakin.ledger import budgets, credit, housekeeping, tiers
+from kakin.ledger import schema as s
 from kakin.ledger import validate as v
 from kakin.ledger.errors import CreditExhausted, KeyExpired, KeyRevoked, KeySuspended, PermissionDenied
 from kakin.ledger.ids import new_id
@@ -155,28 +160,34 @@ def credit_exhausted(org: Row, amount: int, available: int, story: str) -> Credi
 
 
 def credit_story(work: Work, org: Row) -> str:
-    """What ran out and when, from the journal (only on the refusal path)."""
-    from sqlalchemy import select
+    """What ran out and when (only on the refusal path)."""
+    return describe_credit(org, lambda: last_credit_event(work.conn, org["id"]))
 
-    from kakin.ledger import schema as s
 
+def describe_credit(org: Row, last_event: Callable[[], Any]) -> str:
+    """Why ``org`` has no room for a hold, from its counters as they are now; the journal
+    (``last_event``, see :func:`last_credit_event`) is read only when no credit is left."""
+    credit, held = org["credit_pico"], org["held_pico"]
+    if credit > 0:
+        if held > 0:
+            return f"{usd(held)} of its {usd(credit)} credit is held by requests in flight"
+        return f"only {usd(credit)} of credit is left"
+    last = last_event()
+    if last is None:
+        return "it has never had any credit"
+    verb = {"expiry": "expired", "charge": "was used up", "refund": "was refunded"}[last.kind]
+    return f"its last credit (grant {last.grant_id}) {verb} at {last.occurred_at.isoformat()}"
+
+
+def last_credit_event(conn: Connection, org_id: str) -> Any:
+    """The journal's last entry that took credit away (kind, occurred_at, grant_id), or None."""
     e = s.entries
-    last = work.conn.execute(
+    return conn.execute(
         select(e.c.kind, e.c.occurred_at, e.c.grant_id)
-        .where(
-            e.c.org_id == org["id"], e.c.grant_id.is_not(None), e.c.kind.in_(("expiry", "charge", "refund"))
-        )
+        .where(e.c.org_id == org_id, e.c.grant_id.is_not(None), e.c.kind.in_(("expiry", "charge", "refund")))
         .order_by(e.c.occurred_at.desc(), e.c.id.desc())
         .limit(1)
     ).first()
-    if last is None:
-        return "it has never had any credit"
-    if org["credit_pico"] > 0:
-        return (
-            f"{usd(org['held_pico'])} of its {usd(org['credit_pico'])} credit is held by requests in flight"
-        )
-    verb = {"expiry": "expired", "charge": "was used up", "refund": "was refunded"}[last.kind]
-    return f"its last credit (grant {last.grant_id}) {verb} at {last.occurred_at.isoformat()}"
 
 
 # Settling --------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from kakin.ledger.records import (
     UsageRecord,
     VoidOp,
 )
+from kakin.ledger.resident import Resident
 from kakin.ledger.work import Context, Work
 from kakin.money import from_pico
 
@@ -72,6 +73,8 @@ class Ledger:
         self._writer: AbstractContextManager[Any] = (
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
+        # SQLite: batches run on one kept connection with a row cache (kakin.ledger.resident).
+        self._resident = Resident(engine, self.context) if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(
@@ -91,6 +94,9 @@ class Ledger:
         return cls(engine, clock=clock, hold_seconds=hold_seconds)
 
     def close(self) -> None:
+        if self._resident is not None:
+            with self._writer:
+                self._resident.close()
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:
@@ -313,26 +319,16 @@ class Ledger:
         pico = v.amount_pico(amount, "payment amount", positive=True)
         key = v.text(idempotency_key, "idempotency key")
 
-        def run(work: Work) -> dict[str, Any]:
+        def run(work: Work) -> str:
             org_row = work.org(self._org_id(work.conn, org))
-            entry, _repeated = credit.record_payment(work, org_row, pico, key)
+            credit.record_payment(work, org_row, pico, key)
             tiers.evaluate(work, org_row)
-            return entry
+            return org_row["id"]
 
-        self.write(run)
-        return self.read(
-            lambda c: queries.entry_record(
-                dict(
-                    c.execute(
-                        select(s.entries).where(
-                            s.entries.c.idempotency_key == key, s.entries.c.kind == "payment"
-                        )
-                    )
-                    .one()
-                    ._mapping
-                )
-            )
-        )
+        org_id = self.write(run)
+        e = s.entries
+        query = select(e).where(e.c.org_id == org_id, e.c.idempotency_key == key, e.c.kind == "payment")
+        return self.read(lambda c: queries.entry_record(dict(c.execute(query).one()._mapping)))
 
     def balance(self, org: str) -> Balance:
         def run(work: Work) -> Balance:
@@ -392,6 +388,9 @@ class Ledger:
         self, operations: Sequence[ReserveOp | SettleOp | VoidOp | PostOp]
     ) -> list[OpResult | KakinError]:
         """Run many operations in one transaction; a refused one returns its error in place."""
+        if self._resident is not None:
+            with self._writer:
+                return self._resident.batch(operations, self.now())
         with self._writer, self.engine.begin() as conn:
             return ops.execute(conn, operations, now=self.now(), context=self.context)
 
@@ -440,7 +439,13 @@ class Ledger:
 
     def account_view(self, org: str, max_age: timedelta = views.DEFAULT_MAX_AGE) -> views.AccountView:
         """The organisation's spending room, to decide holds in memory (see kakin.ledger.views)."""
-        return self.write(lambda w: views.load(w, self._org_id(w.conn, org), max_age))
+
+        def run(work: Work) -> views.AccountView:
+            org_id = self._org_id(work.conn, org)
+            journal = lambda: self.read(lambda c: charges.last_credit_event(c, org_id))  # noqa: E731
+            return views.load(work, org_id, max_age, journal)
+
+        return self.write(run)
 
     def get_reservation(self, reservation_id: str) -> Reservation:
         return self.write(lambda w: charges.to_record(w.reservation(reservation_id)))

@@ -18,6 +18,7 @@ Replace a stale view with a fresh one and let it :meth:`adopt_holds` of the old.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,7 +52,7 @@ class AccountView:
         org: Row,
         budget_rows: list[Row],
         periods: dict[str, Row],
-        story: str,
+        last_credit_event: Callable[[], Any],
         now: datetime,
         valid_until: datetime,
     ) -> None:
@@ -59,7 +60,8 @@ class AccountView:
         self.org_id: str = org["id"]
         self._budgets = [dict(b) for b in budget_rows]
         self._periods = {budget_id: dict(period) for budget_id, period in periods.items()}
-        self._story = story
+        self._last_credit_event = last_credit_event
+        self._journal: tuple[int, Any] | None = None  # (credit when read, last credit event)
         self.loaded_at = now
         self.valid_until = valid_until
         self._expired = False
@@ -98,7 +100,8 @@ class AccountView:
         if not org["payment_method"]:
             available = org["credit_pico"] - org["held_pico"]
             if not (available > 0 and pico <= available):
-                raise charges.credit_exhausted(org, pico, available, self._story)
+                story = charges.describe_credit(org, self._last_event)
+                raise charges.credit_exhausted(org, pico, available, story)
         for budget in self._applicable(scope.project_id, scope.key_id, model):
             if budget["hard_cap"]:
                 period = self._periods[budget["id"]]
@@ -136,6 +139,14 @@ class AccountView:
 
     # Internals -----------------------------------------------------------------------------
 
+    def _last_event(self) -> Any:
+        """The journal's last credit event, read once per credit figure (it changes only
+        when credit does), so a refusal says what is true when it is made."""
+        credit = self.org["credit_pico"]
+        if self._journal is None or self._journal[0] != credit:
+            self._journal = (credit, self._last_credit_event())
+        return self._journal[1]
+
     def _applicable(self, project_id: str, key_id: str | None, model: str) -> list[Row]:
         return [b for b in self._budgets if budgets.matches(b, project_id, key_id, model)]
 
@@ -152,8 +163,15 @@ class AccountView:
             period["held_tokens"] += sign * hold.tokens
 
 
-def load(work: Work, org_id: str, max_age: timedelta = DEFAULT_MAX_AGE) -> AccountView:
-    """Build the view inside a ledger transaction (after the organisation's housekeeping)."""
+def load(
+    work: Work,
+    org_id: str,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    last_credit_event: Callable[[], Any] | None = None,
+) -> AccountView:
+    """Build the view inside a ledger transaction (after the organisation's housekeeping).
+    ``last_credit_event`` reads the journal when a refusal must say what ran out; it runs
+    outside this transaction, later (the ledger passes one with its own connection)."""
     org = work.org(org_id)
     now = work.now
     periods: dict[str, Row] = {}
@@ -165,7 +183,13 @@ def load(work: Work, org_id: str, max_age: timedelta = DEFAULT_MAX_AGE) -> Accou
         periods[budget["id"]] = dict(period) if period else _empty_period(budget["id"], start)
         valid_until = min_time(valid_until, end) or valid_until
     valid_until = min_time(valid_until, org["next_grant_event"], org["next_hold_expiry"]) or valid_until
-    return AccountView(org, rows, periods, charges.credit_story(work, org), now, valid_until)
+    if last_credit_event is None:
+        event = charges.last_credit_event(work.conn, org["id"])
+
+        def last_credit_event() -> Any:
+            return event
+
+    return AccountView(org, rows, periods, last_credit_event, now, valid_until)
 
 
 def _empty_period(budget_id: str, start: datetime) -> dict[str, Any]:
