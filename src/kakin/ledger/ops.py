@@ -20,17 +20,26 @@ from sqlalchemy import Connection
 from kakin.errors import InvalidInput, KakinError
 from kakin.ledger import budgets, charges
 from kakin.ledger.records import OpResult, PostOp, ReserveOp, Scope, SettleOp, VoidOp
-from kakin.ledger.work import Context, Work
+from kakin.ledger.work import Cache, Context, Work
 
 
 def execute(
-    conn: Connection, ops: Sequence[object], *, now: datetime, context: Context | None = None
+    conn: Connection,
+    ops: Sequence[object],
+    *,
+    now: datetime,
+    context: Context | None = None,
+    cache: Cache | None = None,
 ) -> list[OpResult | KakinError]:
-    """Run ``ops`` on ``conn`` (inside the caller's transaction) as of ``now``."""
-    work = Work(conn, now, context or Context())
+    """Run ``ops`` on ``conn`` (inside the caller's transaction) as of ``now``. ``cache``:
+    rows kept from earlier transactions of this connection (see kakin.ledger.resident);
+    it takes what this transaction loaded — the caller drops it if the commit fails."""
+    work = Work(conn, now, context or Context(), cache)
     prepare(work, ops)
     results = [run(work, op) for op in ops]
     work.flush()
+    if cache is not None:
+        cache.absorb(work)
     return results
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     String,
     and_,
     any_,
@@ -149,10 +150,37 @@ def pg_reservation(row: Any) -> dict[str, Any]:
 # SQLAlchemy stores them (timestamps as UTC text, JSON as text), skipping its per-row work.
 
 
+_last_time: list[Any] = [None, None]  # the last timestamp converted, and its text
+
+
 def _sqlite_time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    last = _last_time
+    if value is last[0]:  # most timestamps of a transaction are its ``now``
+        return last[1]
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    last[0], last[1] = value, text
+    return text
+
+
+def _sqlite_json(value: Any) -> str:
+    """JSON text as SQLAlchemy stores it; :class:`JsonText` is already serialised."""
+    if type(value) is JsonText:
+        return value
+    return json.dumps(value)
+
+
+class JsonText(str):
+    """A JSON document already serialised and checked (a usage record's cost items): stored
+    as it is, without a parse and a re-serialisation."""
+
+    __slots__ = ()
+
+
+def loaded(value: Any) -> Any:
+    """``value`` as a Python value (parses :class:`JsonText`)."""
+    return json.loads(value) if type(value) is JsonText else value
 
 
 @cache
@@ -165,7 +193,7 @@ def _sqlite_converter(table_name: str, names: tuple[str, ...]) -> Any:
         if isinstance(kind, s.UTCDateTime):
             special.append((i, _sqlite_time))
         elif isinstance(kind, JSON):
-            special.append((i, json.dumps))
+            special.append((i, _sqlite_json))
     pick = itemgetter(*names)
 
     def convert(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -191,6 +219,58 @@ def sqlite_insert(table_name: str, columns: tuple[str, ...]) -> str:
 def sqlite_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
     sets = ", ".join(f"{c} = ?" for c in columns)
     return f"UPDATE {table_name} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
+
+
+# SQLite reads on the hot path, straight from the driver: rows converted the way SQLAlchemy
+# reads them (UTC text to aware datetimes, JSON text to values, 0/1 to booleans).
+
+
+@cache
+def _sqlite_reader(table_name: str) -> tuple[str, Any]:
+    """The column list of ``table_name`` and a function turning a driver row into a dict."""
+    table = s.metadata.tables[table_name]
+    names = tuple(c.name for c in table.columns)
+    special: list[tuple[int, Any]] = []
+    for i, column in enumerate(table.columns):
+        kind = column.type
+        if isinstance(kind, s.UTCDateTime):
+            special.append((i, _read_time))
+        elif isinstance(kind, JSON):
+            special.append((i, json.loads))
+        elif isinstance(kind, Boolean):
+            special.append((i, bool))
+
+    def convert(row: tuple[Any, ...]) -> dict[str, Any]:
+        values = list(row)
+        for i, function in special:
+            if values[i] is not None:
+                values[i] = function(values[i])
+        return dict(zip(names, values, strict=True))
+
+    return ", ".join(names), convert
+
+
+def _read_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def sqlite_reservations_by_key(driver: Any, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Reservations by (organisation, idempotency key), one probe of the unique index each."""
+    columns, convert = _sqlite_reader("reservations")
+    columns = ", ".join(f"r.{c}" for c in columns.split(", "))
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(pairs), 400):  # SQLite allows 32,766 parameters per statement
+        chunk = pairs[start : start + 400]
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        # The pairs drive the join: one probe of the unique index each ("(a, b) IN (VALUES …)"
+        # would scan the table).
+        sql = (
+            f"SELECT {columns} FROM (VALUES {values}) AS p JOIN reservations AS r "
+            "ON r.org_id = p.column1 AND r.idempotency_key = p.column2"
+        )
+        flat = [item for pair in chunk for item in pair]
+        found += [convert(row) for row in driver.execute(sql, flat)]
+    return found
 
 
 def _json_default(value: Any) -> Any:

@@ -82,14 +82,47 @@ class Context:
     tier_rules: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Cache:
+    """Rows kept from one transaction to the next by the one connection that writes them.
+
+    Valid only while no other connection has committed in between (the owner checks SQLite's
+    ``PRAGMA data_version`` inside each transaction and clears the cache when it moved), and
+    only after a commit: a transaction that fails may have changed the rows in memory, so its
+    owner clears the cache then too. Kept: organisations, their budgets, live grants, budget
+    period counters and keys — everything a charge reads besides the reservations."""
+
+    orgs: dict[str, Row] = field(default_factory=dict)
+    budgets: dict[str, list[Row]] = field(default_factory=dict)
+    grants: dict[str, list[Row]] = field(default_factory=dict)
+    periods: dict[PeriodKey, Row | None] = field(default_factory=dict)
+    keys: dict[str, Row | None] = field(default_factory=dict)
+    bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        for rows in (self.orgs, self.budgets, self.grants, self.periods, self.keys):
+            rows.clear()
+
+    def absorb(self, work: Work) -> None:
+        """Keep what a committed transaction loaded or wrote (the same row objects)."""
+        self.orgs.update(work.orgs)
+        self.budgets.update(work.budgets)
+        self.grants.update(work.grants)
+        self.periods.update(work.periods)
+        self.keys.update(work.keys)
+
+
 class Work:
     """The state of one transaction on ``conn`` at the instant ``now``."""
 
-    def __init__(self, conn: Connection, now: datetime, context: Context) -> None:
+    def __init__(self, conn: Connection, now: datetime, context: Context, cache: Cache | None = None) -> None:
         self.conn = conn
         self.now = now
         self.context = context
+        self.cache = cache
         self.postgres = conn.dialect.name == "postgresql"
+        # SQLite: the hot statements go straight to the driver connection, in this transaction.
+        self.driver: Any = None if self.postgres else conn.connection.driver_connection
         self.q = q.queries(conn.dialect.name)
         self.orgs: dict[str, Row] = {}
         self.dirty_orgs: set[str] = set()
@@ -110,7 +143,9 @@ class Work:
         self.keys: dict[str, Row | None] = {}
         self.entries: list[Row] = []
         self.usage: list[Row] = []
-        self._bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
+        self._bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = (
+            {} if cache is None else cache.bounds
+        )
 
     # Organisations -----------------------------------------------------------------------
 
@@ -121,13 +156,23 @@ class Work:
         of = sorted({r for r in reservation_ids if isinstance(r, str) and r not in self.reservations})
         if not wanted and not of:
             return
-        if of:
-            rows = self.conn.execute(self.q.lock_orgs_of, {"ids": wanted, "rids": of})
-        else:
-            rows = self.conn.execute(self.q.lock_orgs, {"ids": wanted})
-        loaded = [dict(row._mapping) for row in rows if row.id not in self.orgs]
-        for org in loaded:
-            self.orgs[org["id"]] = org
+        loaded: list[Row] = []
+        cached = self.cache.orgs if self.cache is not None else {}
+        if cached:  # SQLite only: BEGIN IMMEDIATE already holds every organisation
+            loaded = [cached[o] for o in wanted if o in cached]
+            wanted = [o for o in wanted if o not in cached]
+            for org in loaded:
+                self.orgs[org["id"]] = org
+        if wanted or of:
+            if of:
+                rows = self.conn.execute(self.q.lock_orgs_of, {"ids": wanted, "rids": of})
+            else:
+                rows = self.conn.execute(self.q.lock_orgs, {"ids": wanted})
+            for row in rows:
+                if row.id not in self.orgs:
+                    org = cached.get(row.id) or dict(row._mapping)
+                    self.orgs[org["id"]] = org
+                    loaded.append(org)
         from kakin.ledger import housekeeping  # late import: housekeeping uses Work
 
         self.load_budgets(o["id"] for o in loaded)
@@ -151,6 +196,10 @@ class Work:
 
     def load_grants(self, org_ids: Iterable[str]) -> None:
         wanted = [o for o in set(org_ids) if o not in self.grants]
+        if self.cache is not None:
+            for org_id in [o for o in wanted if o in self.cache.grants]:
+                self.grants[org_id] = self.cache.grants[org_id]
+            wanted = [o for o in wanted if o not in self.grants]
         if not wanted:
             return
         rows = self.conn.execute(self.q.live_grants, {"ids": wanted})
@@ -185,6 +234,10 @@ class Work:
 
     def load_budgets(self, org_ids: Iterable[str]) -> None:
         wanted = [o for o in set(org_ids) if o not in self.budgets]
+        if self.cache is not None:
+            for org_id in [o for o in wanted if o in self.cache.budgets]:
+                self.budgets[org_id] = self.cache.budgets[org_id]
+            wanted = [o for o in wanted if o not in self.budgets]
         if not wanted:
             return
         for org_id in wanted:
@@ -212,6 +265,10 @@ class Work:
 
     def prefetch_periods(self, keys: Iterable[PeriodKey]) -> None:
         wanted = {k for k in keys if k not in self.periods}
+        if self.cache is not None:
+            for key in [k for k in wanted if k in self.cache.periods]:
+                self.periods[key] = self.cache.periods[key]
+            wanted = {k for k in wanted if k not in self.periods}
         if not wanted:
             return
         params = {"ids": sorted({k[0] for k in wanted}), "starts": sorted({k[1] for k in wanted})}
@@ -285,6 +342,10 @@ class Work:
             return
         self.idempotency_checked |= wanted
         pairs = sorted(wanted)
+        if self.driver is not None:  # one probe of the unique index per pair
+            for found in q.sqlite_reservations_by_key(self.driver, pairs):
+                self.adopt_reservation(found)
+            return
         params = {"ids": [p[0] for p in pairs], "keys": [p[1] for p in pairs]}  # parallel lists
         rows = self.conn.execute(self.q.reservations_by_key, params)
         for row in rows:
@@ -307,6 +368,10 @@ class Work:
 
     def load_keys(self, key_ids: Iterable[str]) -> None:
         wanted = [k for k in set(key_ids) if isinstance(k, str) and k not in self.keys]
+        if self.cache is not None:
+            for key_id in [k for k in wanted if k in self.cache.keys]:
+                self.keys[key_id] = self.cache.keys[key_id]
+            wanted = [k for k in wanted if k not in self.keys]
         if not wanted:
             return
         for key_id in wanted:
@@ -393,7 +458,7 @@ class Work:
         if self.postgres:
             self.conn.exec_driver_sql(q.pg_insert(table.name, columns), q.pg_rows(rows, columns))
         else:
-            self.conn.exec_driver_sql(
+            self.driver.executemany(
                 q.sqlite_insert(table.name, columns), q.sqlite_rows(table.name, rows, columns)
             )
 
@@ -409,7 +474,7 @@ class Work:
             )
         else:
             params = q.sqlite_rows(table.name, rows, (*columns, *keys))
-            self.conn.exec_driver_sql(q.sqlite_update(table.name, columns, keys), params)
+            self.driver.executemany(q.sqlite_update(table.name, columns, keys), params)
 
 
 def consumption_key(grant: Row) -> tuple[Any, ...]:

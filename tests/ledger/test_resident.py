@@ -1,0 +1,64 @@
+"""Batches reuse the rows earlier batches read (on SQLite); whatever changes them elsewhere —
+this ledger's other methods, another ledger on the same database — is seen at once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from kakin.ledger import BudgetExceeded, KeyRevoked, Ledger, PostOp, ReserveOp, Scope, UsageDetail
+from kakin.ledger.work import Work
+
+USAGE = UsageDetail(provider="sim", input_tokens=10, output_tokens=5, cost_items=[{"n": 1}])
+
+
+def post(ledger: Ledger, scope: Scope, key: str) -> None:
+    result = ledger.batch([PostOp(scope, Decimal("0.1"), USAGE, key, 15)])[0]
+    assert not isinstance(result, Exception), result
+
+
+def test_changes_made_between_batches_are_seen(ledger: Ledger, setup) -> None:
+    org, _project, key, scope = setup
+    post(ledger, scope, "a")
+    budget = ledger.set_budget(org.id, limit="0.15", hard_cap=True)
+    (refused,) = ledger.batch([ReserveOp(scope, Decimal("0.1"), 1, "b")])
+    assert isinstance(refused, BudgetExceeded)
+    post(ledger, scope, "c")
+    assert ledger.budget_status(budget.id).spent == Decimal("0.2")
+    ledger.revoke_key(key.id)
+    (revoked,) = ledger.batch([ReserveOp(scope, Decimal("0.01"), 1, "d")])
+    assert isinstance(revoked, KeyRevoked)
+    assert ledger.balance(org.id).spent == Decimal("0.2")
+    assert ledger.reconcile(org.id).ok
+
+
+def test_another_ledger_on_the_same_database_is_seen(ledger: Ledger, setup, db_url, clock) -> None:
+    org, _project, _key, scope = setup
+    ledger.grant(org.id, "promotional", "1", idempotency_key="promo")
+    post(ledger, scope, "a")
+    with Ledger.open(db_url, clock=clock) as other:
+        other.batch([PostOp(scope, Decimal("0.2"), USAGE, "b", 15)])
+        other.set_budget(org.id, limit="0.35", hard_cap=True)
+    post(ledger, scope, "c")  # burns the promotional credit the other ledger already drew on
+    (refused,) = ledger.batch([ReserveOp(scope, Decimal("0.1"), 1, "d")])
+    assert isinstance(refused, BudgetExceeded)
+    balance = ledger.balance(org.id)
+    assert (balance.spent, balance.credit) == (Decimal("0.4"), Decimal("0.6"))
+    assert ledger.reconcile(org.id).ok
+
+
+def test_a_failed_batch_leaves_no_trace_in_later_ones(ledger: Ledger, setup, monkeypatch) -> None:
+    org, _project, _key, scope = setup
+    post(ledger, scope, "a")
+
+    def disk_full(self: Work) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:  # the write fails after the charge was applied in memory
+        patch.setattr(Work, "flush", disk_full)
+        with pytest.raises(OSError):
+            ledger.batch([PostOp(scope, Decimal("0.1"), USAGE, "b", 15)])
+    post(ledger, scope, "c")
+    assert ledger.balance(org.id).spent == Decimal("0.2")
+    assert ledger.reconcile(org.id).ok
