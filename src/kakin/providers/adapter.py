@@ -55,6 +55,27 @@ class Adapter:
     stream_framing: str = "sse"
 
 
+def swap_model(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
+    """A ``rewrite`` for JSON bodies that name their model: the document with the routed
+    ``model``, or None when nothing changes. Azure names the deployment in the path, so its
+    bodies are never rewritten."""
+    doc = parsed.doc or {}
+    if model is None or model == doc.get("model") or parsed.endpoint.api == "azure":
+        return None
+    return {**doc, "model": model}
+
+
+def usage_block(read: Callable[[dict[str, Any]], Usage]) -> UsageFn:
+    """A ``usage`` that reads the response's top-level ``usage`` object with ``read``; None
+    when the response has none."""
+
+    def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
+        block = sub(doc, "usage")
+        return read(block) if block else None
+
+    return usage
+
+
 def as_int(value: object) -> int:
     """A usage figure from a provider response: a non-negative int, or 0 when absent/odd."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:

@@ -15,10 +15,11 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, StreamState, as_int, sub
+from kakin.providers.adapter import Adapter, StreamState, as_int, sub, swap_model, usage_block
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import (
     ParsedRequest,
+    check_tools,
     load_json_object,
     optional_bool,
     optional_int,
@@ -55,10 +56,7 @@ def parse(
         stream=stream,
         client_wants_stream_usage=stream,
         max_output_tokens=cap if is_messages else 0,
-        input_tokens=count.tokens,
-        input_tokens_bound=count.upper_bound,
-        input_tokens_exact=count.exact,
-        counting_method=count.method,
+        **count.request_fields(),
         doc=doc,
         path_params=path_params,
         query=query,
@@ -83,16 +81,8 @@ def count_input(doc: Mapping[str, Any], messages: list[Any], model: str) -> coun
             raise InvalidInput(f"messages[{index}].content must be a string or an array of content blocks")
         turns.append(message)
     tools = doc.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise InvalidInput("tools must be an array of tool definitions")
+    check_tools(tools)
     return counting.count_messages(turns, model, tools)
-
-
-def rewrite(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
-    doc = parsed.doc or {}
-    if model is None or model == doc.get("model"):
-        return None
-    return {**doc, "model": model}
 
 
 def usage_of(block: Mapping[str, Any]) -> Usage:
@@ -113,11 +103,6 @@ def usage_of(block: Mapping[str, Any]) -> Usage:
         cache_write_1h_tokens=write_1h,
         web_searches=as_int(sub(block, "server_tool_use").get("web_search_requests")),
     )
-
-
-def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
-    block = sub(doc, "usage")
-    return usage_of(block) if block else None
 
 
 def on_event(state: StreamState, event: Any) -> bool:
@@ -142,4 +127,4 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage, on_event=on_event)
+ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage_block(usage_of), on_event=on_event)

@@ -24,6 +24,15 @@ class Count:
     exact: bool
     method: str
 
+    def request_fields(self) -> dict[str, Any]:
+        """The count as the ``ParsedRequest`` fields that carry it."""
+        return {
+            "input_tokens": self.tokens,
+            "input_tokens_bound": self.upper_bound,
+            "input_tokens_exact": self.exact,
+            "counting_method": self.method,
+        }
+
 
 def count_messages(messages: list[Any], model: str, tools: Any = None) -> Count:
     result = tokens.count_messages(

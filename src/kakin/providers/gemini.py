@@ -21,7 +21,13 @@ from kakin.pricing import Usage
 from kakin.providers import counting
 from kakin.providers.adapter import Adapter, StreamState, as_int
 from kakin.providers.endpoints import Endpoint
-from kakin.providers.request import MAX_TOKENS_LIMIT, ParsedRequest, load_json_object, optional_int
+from kakin.providers.request import (
+    MAX_TOKENS_LIMIT,
+    ParsedRequest,
+    check_tools,
+    load_json_object,
+    optional_int,
+)
 
 
 @lru_cache(maxsize=256)
@@ -79,10 +85,7 @@ def parse(
         max_output_tokens=None if cap is None else cap * candidates,
         # Thoughts count toward maxOutputTokens; with no cap the budget adds to the default one.
         extra_output_tokens=max(budget, 0) * candidates if cap is None else 0,
-        input_tokens=count.tokens,
-        input_tokens_bound=count.upper_bound,
-        input_tokens_exact=count.exact,
-        counting_method=count.method,
+        **count.request_fields(),
         cached_content=cached,
         doc=doc,
         path_params=path_params,
@@ -121,8 +124,7 @@ def count_request(doc: Mapping[str, Any], model: str, *, require_contents: bool 
             raise InvalidInput(f"contents[{index}] must be an object with role and an array of parts")
         turns.append(content)
     tools = doc.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise InvalidInput("tools must be an array of tool definitions")
+    check_tools(tools)
     if not turns:
         return counting.Count(0, 0, True, "empty")
     return counting.count_messages(turns, model, tools)

@@ -14,11 +14,12 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, StreamState, as_int, sub
+from kakin.providers.adapter import Adapter, StreamState, as_int, sub, usage_block
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import (
     MAX_CHOICES,
     ParsedRequest,
+    check_tools,
     load_json_object,
     optional_bool,
     optional_int,
@@ -63,10 +64,7 @@ def parse(
         stream=stream,
         client_wants_stream_usage=wants_usage,
         max_output_tokens=None if cap is None else cap * n,
-        input_tokens=count.tokens,
-        input_tokens_bound=count.upper_bound,
-        input_tokens_exact=count.exact,
-        counting_method=count.method,
+        **count.request_fields(),
         deployment=deployment,
         doc=doc,
         path_params=path_params,
@@ -85,8 +83,7 @@ def count_chat(messages: list[Any], model: str, tools: Any = None) -> counting.C
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise InvalidInput(f"messages[{index}].content must be a string or an array of content parts")
-    if tools is not None and not isinstance(tools, list):
-        raise InvalidInput("tools must be an array of tool definitions")
+    check_tools(tools)
     return counting.count_messages(messages, model, tools)
 
 
@@ -119,11 +116,6 @@ def usage_of(block: Mapping[str, Any]) -> Usage:
     )
 
 
-def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
-    block = sub(doc, "usage")
-    return usage_of(block) if block else None
-
-
 def on_event(state: StreamState, event: Any) -> bool:
     if not isinstance(event, dict):
         return True
@@ -140,4 +132,4 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage, on_event=on_event)
+ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage_block(usage_of), on_event=on_event)

@@ -12,7 +12,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, as_int, sub
+from kakin.providers.adapter import Adapter, as_int, sub, swap_model
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.openai_chat import resolve_model
 from kakin.providers.request import ParsedRequest, load_json_object, optional_int
@@ -84,13 +84,6 @@ def count_inputs(value: Any, model: str) -> tuple[int, int, bool, str]:
     return tokens, bound, exact, method
 
 
-def rewrite(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
-    doc = parsed.doc or {}
-    if model is None or model == doc.get("model") or parsed.endpoint.api == "azure":
-        return None
-    return {**doc, "model": model}
-
-
 def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
     block = sub(doc, "usage")
     if not block:
@@ -98,4 +91,4 @@ def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
     return Usage(input_tokens=as_int(block.get("prompt_tokens")))
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage)
+ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage)

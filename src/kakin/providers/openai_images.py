@@ -15,7 +15,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, as_int, sub
+from kakin.providers.adapter import Adapter, as_int, sub, swap_model
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.openai_chat import resolve_model
 from kakin.providers.request import (
@@ -79,10 +79,7 @@ def parse(
         images=n,
         image_size=bound_size(model, size),
         image_quality=bound_quality(model, quality),
-        input_tokens=count.tokens,
-        input_tokens_bound=count.upper_bound,
-        input_tokens_exact=count.exact,
-        counting_method=count.method,
+        **count.request_fields(),
         deployment=deployment,
         doc=doc,
         path_params=path_params,
@@ -117,13 +114,6 @@ def bound_quality(model: str, quality: str) -> str:
     return _FAMILIES[family(model)][1][-1] if quality == "auto" else quality
 
 
-def rewrite(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
-    doc = parsed.doc or {}
-    if model is None or model == doc.get("model") or parsed.endpoint.api == "azure":
-        return None
-    return {**doc, "model": model}
-
-
 def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         return None
@@ -145,4 +135,4 @@ def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
     )
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage)
+ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage)

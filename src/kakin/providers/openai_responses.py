@@ -13,10 +13,11 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, StreamState, as_int, sub
+from kakin.providers.adapter import Adapter, StreamState, as_int, sub, swap_model
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import (
     ParsedRequest,
+    check_tools,
     load_json_object,
     optional_bool,
     optional_int,
@@ -45,10 +46,7 @@ def parse(
         stream=stream,
         client_wants_stream_usage=stream,
         max_output_tokens=cap,
-        input_tokens=count.tokens,
-        input_tokens_bound=count.upper_bound,
-        input_tokens_exact=count.exact,
-        counting_method=count.method,
+        **count.request_fields(),
         doc=doc,
         path_params=path_params,
         query=query,
@@ -77,16 +75,8 @@ def count_input(doc: Mapping[str, Any], model: str) -> counting.Count:
     else:
         raise InvalidInput("input must be a string or an array of input items")
     tools = doc.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise InvalidInput("tools must be an array of tool definitions")
+    check_tools(tools)
     return counting.count_messages(turns, model, tools)
-
-
-def rewrite(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
-    doc = parsed.doc or {}
-    if model is None or model == doc.get("model"):
-        return None
-    return {**doc, "model": model}
 
 
 def usage_of(response: Mapping[str, Any]) -> Usage | None:
@@ -124,4 +114,4 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage, on_event=on_event)
+ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event)

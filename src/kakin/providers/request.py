@@ -198,6 +198,12 @@ def require_list(doc: Mapping[str, Any], key: str, *, allow_empty: bool = False)
     return value
 
 
+def check_tools(tools: Any) -> None:
+    """A request's ``tools``: absent, or an array (each provider reads the definitions itself)."""
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidInput("tools must be an array of tool definitions")
+
+
 def optional_object(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = doc.get(key)
     if value is None:
