@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -243,95 +243,90 @@ class Catalog:
 
     # --------------------------------------------------------------------- building
 
-    def _genai_entry(self, provider: str, genai_provider: Provider, info: ModelInfo) -> ModelEntry:
-        key = (provider, f"genai:{info.id}:{id(info)}")
+    def _cached(self, key: tuple[str, str], build: Callable[[], ModelEntry]) -> ModelEntry:
+        """The entry under ``key``, built once: the lookup is lock-free once built; the first
+        builders of a key wait on the lock so that one builds and the others reuse it."""
         entry = self._entries.get(key)
         if entry is not None:
             return entry
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                owner = genai_source.owner_of(genai_provider, info)
-                canonical = info.id.lower()
-                layers = Layers(
-                    model=info.id,
-                    genai_model=info,
-                    with_variants=genai_source.owns(genai_provider, info),
-                    price_sets=self._sets_for(canonical, provider),
-                    discounts=self._discounts_for(canonical, provider),
-                    images=self._data.images.get((owner.id, info.id)),
-                    cache_storage=self._data.cache_storage.get((owner.id, info.id)),
-                    audio=self._data.audio.get((owner.id, info.id)),
-                )
-                declared = self._declared.get(canonical)
-                schedules = build_schedules(layers)
-                entry = ModelEntry(
-                    provider=provider,
-                    model=info.id,
-                    name=(declared.name if declared and declared.name else None) or info.name or info.id,
-                    context_window=(declared.context_window if declared else None) or info.context_window,
-                    kinds=declared.kinds if declared else _kinds(info.id, schedules),
-                    price_provider=owner.id,
-                    source=self._source_of(layers),
-                    deprecated=bool(info.deprecated),
-                    schedules=schedules,
-                )
-                self._entries[key] = entry
+                entry = self._entries[key] = build()
         return entry
 
+    def _genai_entry(self, provider: str, genai_provider: Provider, info: ModelInfo) -> ModelEntry:
+        def build() -> ModelEntry:
+            owner = genai_source.owner_of(genai_provider, info)
+            canonical = info.id.lower()
+            layers = Layers(
+                model=info.id,
+                genai_model=info,
+                with_variants=genai_source.owns(genai_provider, info),
+                price_sets=self._sets_for(canonical, provider),
+                discounts=self._discounts_for(canonical, provider),
+                images=self._data.images.get((owner.id, info.id)),
+                cache_storage=self._data.cache_storage.get((owner.id, info.id)),
+                audio=self._data.audio.get((owner.id, info.id)),
+            )
+            declared = self._declared.get(canonical)
+            schedules = build_schedules(layers)
+            return ModelEntry(
+                provider=provider,
+                model=info.id,
+                name=(declared.name if declared and declared.name else None) or info.name or info.id,
+                context_window=(declared.context_window if declared else None) or info.context_window,
+                kinds=declared.kinds if declared else _kinds(info.id, schedules),
+                price_provider=owner.id,
+                source=self._source_of(layers),
+                deprecated=bool(info.deprecated),
+                schedules=schedules,
+            )
+
+        return self._cached((provider, f"genai:{info.id}:{id(info)}"), build)
+
     def _data_entry(self, provider: str, data_provider: str, model: str) -> ModelEntry:
-        key = (provider, f"data:{model}")
-        entry = self._entries.get(key)
-        if entry is not None:
-            return entry
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                layers = Layers(
-                    model=model,
-                    price_sets=self._sets_for(model, provider),
-                    discounts=self._discounts_for(model, provider),
-                    images=self._data.images.get((data_provider, model)),
-                )
-                entry = ModelEntry(
-                    provider=provider,
-                    model=model,
-                    name=self._data.names.get((data_provider, model), model),
-                    context_window=None,
-                    kinds=("image",),
-                    price_provider=data_provider,
-                    source=self._source_of(layers),
-                    schedules=build_schedules(layers),
-                )
-                self._entries[key] = entry
-        return entry
+        def build() -> ModelEntry:
+            layers = Layers(
+                model=model,
+                price_sets=self._sets_for(model, provider),
+                discounts=self._discounts_for(model, provider),
+                images=self._data.images.get((data_provider, model)),
+            )
+            return ModelEntry(
+                provider=provider,
+                model=model,
+                name=self._data.names.get((data_provider, model), model),
+                context_window=None,
+                kinds=("image",),
+                price_provider=data_provider,
+                source=self._source_of(layers),
+                schedules=build_schedules(layers),
+            )
+
+        return self._cached((provider, f"data:{model}"), build)
 
     def _declared_entry(self, provider: str, declared: DeclaredModel) -> ModelEntry:
         canonical = declared.model.lower()
-        key = (provider, f"declared:{canonical}")
-        entry = self._entries.get(key)
-        if entry is not None:
-            return entry
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                layers = Layers(
-                    model=declared.model,
-                    price_sets=self._sets_for(canonical, provider, declared.provider),
-                    discounts=self._discounts_for(canonical, provider, declared.provider),
-                )
-                entry = ModelEntry(
-                    provider=provider,
-                    model=declared.model,
-                    name=declared.name or declared.model,
-                    context_window=declared.context_window,
-                    kinds=declared.kinds,
-                    price_provider=declared.provider,
-                    source=self.overrides.source,
-                    schedules=build_schedules(layers),
-                )
-                self._entries[key] = entry
-        return entry
+
+        def build() -> ModelEntry:
+            layers = Layers(
+                model=declared.model,
+                price_sets=self._sets_for(canonical, provider, declared.provider),
+                discounts=self._discounts_for(canonical, provider, declared.provider),
+            )
+            return ModelEntry(
+                provider=provider,
+                model=declared.model,
+                name=declared.name or declared.model,
+                context_window=declared.context_window,
+                kinds=declared.kinds,
+                price_provider=declared.provider,
+                source=self.overrides.source,
+                schedules=build_schedules(layers),
+            )
+
+        return self._cached((provider, f"declared:{canonical}"), build)
 
     def _is_new(self, declared: DeclaredModel) -> bool:
         """Whether a declared model is a model of its own, rather than new metadata for a
