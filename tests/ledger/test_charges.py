@@ -242,3 +242,19 @@ def test_bad_charge_input_is_refused_and_writes_nothing(ledger: Ledger, setup) -
     assert ledger.get_reservation(held.id).status == "held"
     assert ledger.entries(org.id) == before and ledger.usage(org.id) == []
     assert ledger.reconcile(org.id).ok
+
+
+def test_cost_items_may_come_as_values_or_as_a_json_document(ledger: Ledger, setup) -> None:
+    org, _project, _key, scope = setup
+    as_values = [{"unit": "input", "price": Decimal("0.00000015"), "n": 600}]
+    as_text = '[{"unit": "output", "price": "0.0000006", "n": 300}]'
+    for key, items in (("values", as_values), ("text", as_text)):
+        ledger.charge(scope, "0.01", UsageDetail(provider="openai", cost_items=items), idempotency_key=key)
+    recorded = [record.cost_items for record in ledger.usage(org.id)]
+    assert recorded == [
+        [{"unit": "input", "price": "1.5E-7", "n": 600}],
+        [{"unit": "output", "price": "0.0000006", "n": 300}],
+    ]
+    with pytest.raises(InvalidInput, match="JSON document"):
+        ledger.charge(scope, "0.01", UsageDetail(provider="openai", cost_items="[{"), idempotency_key="bad")
+    assert len(ledger.usage(org.id)) == 2

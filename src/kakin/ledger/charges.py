@@ -265,9 +265,7 @@ def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
     if usage.routed_from is not None:
         v.text(usage.routed_from, "usage routed_from")
     extras = {
-        "cost_items": None
-        if usage.cost_items is None
-        else v.json_value(usage.cost_items, "usage cost_items"),
+        "cost_items": None if usage.cost_items is None else v.json_text(usage.cost_items, "usage cost_items"),
         "cache_saved_pico": v.amount_pico(usage.cache_saved, "usage cache_saved"),
         "routing_saved_pico": v.amount_pico(usage.routing_saved, "usage routing_saved"),
     }

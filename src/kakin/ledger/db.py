@@ -91,6 +91,8 @@ def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+            return  # begun at the driver by its owner (kakin.ledger.resident)
         read_only = connection.get_execution_options().get("kakin_read_only", False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 

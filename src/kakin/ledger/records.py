@@ -144,7 +144,7 @@ class UsageDetail:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
-    cost_items: Any = None  # JSON-able pricing explanation
+    cost_items: Any = None  # JSON-able pricing explanation, or one already serialised (a str)
     request_id: str | None = None
     cache_hit: bool = False
     cache_saved: Decimal = Decimal(0)

@@ -43,17 +43,28 @@ class Resident:
         if self._conn is None:
             self._conn = self.engine.connect()
         conn = self._conn
+        driver = conn.connection.driver_connection
         try:
-            with conn.begin():  # BEGIN IMMEDIATE
-                version = conn.connection.driver_connection.execute("PRAGMA data_version").fetchone()[0]  # type: ignore[union-attr]
-                if version != self._version:
-                    self.cache.clear()
-                work_cache = self.cache
-                results = ops.execute(conn, operations, now=now, context=self.context, cache=work_cache)
+            # The transaction is begun and ended at the driver: SQLAlchemy's begin and commit
+            # cost more than the statements of a small batch. A statement sent through
+            # SQLAlchemy meanwhile (rows not in the cache) joins it: see kakin.ledger.db.
+            driver.execute("BEGIN IMMEDIATE")
+            version = driver.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self.cache.clear()
+            results = ops.execute(conn, operations, now=now, context=self.context, cache=self.cache)
+            if conn.in_transaction():
+                conn.commit()
+            else:
+                driver.commit()
         except BaseException:
+            if conn.in_transaction():
+                conn.rollback()
+            elif driver.in_transaction:
+                driver.rollback()
             self.cache.clear()
             self._version = None
-            self.close()  # a fresh connection next time, whatever state this one is in
+            self.close()  # rolls back; a fresh connection next time, whatever state this one is in
             raise
         self._version = version
         return results

@@ -168,6 +168,10 @@ def _sqlite_json(value: Any) -> str:
     """JSON text as SQLAlchemy stores it; :class:`JsonText` is already serialised."""
     if type(value) is JsonText:
         return value
+    if value is None:
+        return "null"
+    if value == []:
+        return "[]"
     return json.dumps(value)
 
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 
 from kakin.errors import InvalidInput
+from kakin.ledger.statements import JsonText
 from kakin.money import MoneyError, decimal_str, from_pico, to_decimal, to_pico
 
 # Storage is signed 64-bit picodollars (≈ $9.2 million). One amount is capped well below
@@ -133,6 +134,21 @@ def json_value(value: Any, what: str) -> Any:
     """Anything JSON can hold (Decimals become strings); refused otherwise."""
     try:
         return json.loads(json.dumps(value, default=_decimal_default))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{what} must be JSON-serialisable") from None
+
+
+def json_text(value: Any, what: str) -> JsonText:
+    """``value`` serialised once, for storing as it is: anything JSON can hold (Decimals
+    become strings), or a ``str`` that is already a JSON document (checked by parsing)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            raise InvalidInput(f"{what} given as text must be a JSON document: {value[:60]!r}") from None
+        return JsonText(value)
+    try:
+        return JsonText(json.dumps(value, default=_decimal_default, allow_nan=False))
     except (TypeError, ValueError):
         raise InvalidInput(f"{what} must be JSON-serialisable") from None
 

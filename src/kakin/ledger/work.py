@@ -456,6 +456,8 @@ class Work:
             return
         columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
         if self.postgres:
+            if table is s.usage_records:  # the document embeds cost items as values, not text
+                rows = [{**row, "cost_items": q.loaded(row["cost_items"])} for row in rows]
             self.conn.exec_driver_sql(q.pg_insert(table.name, columns), q.pg_rows(rows, columns))
         else:
             self.driver.executemany(
