@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from kakin.ledger import BudgetExceeded, KeyRevoked, Ledger, PostOp, ReserveOp, Scope, UsageDetail
+from kakin.errors import Conflict
+from kakin.ledger import BudgetExceeded, KeyRevoked, Ledger, PostOp, ReserveOp, Scope, SettleOp, UsageDetail
 from kakin.ledger.work import Work
 
 USAGE = UsageDetail(provider="sim", input_tokens=10, output_tokens=5, cost_items=[{"n": 1}])
@@ -61,4 +62,15 @@ def test_a_failed_batch_leaves_no_trace_in_later_ones(ledger: Ledger, setup, mon
             ledger.batch([PostOp(scope, Decimal("0.1"), USAGE, "b", 15)])
     post(ledger, scope, "c")
     assert ledger.balance(org.id).spent == Decimal("0.2")
+    assert ledger.reconcile(org.id).ok
+
+
+def test_a_hold_closed_by_another_ledger_cannot_be_settled_here(ledger: Ledger, setup, db_url, clock) -> None:
+    org, _project, _key, scope = setup
+    (held,) = ledger.batch([ReserveOp(scope, Decimal("0.2"), 10, "r")])
+    with Ledger.open(db_url, clock=clock) as other:
+        other.void(held.id)  # type: ignore[union-attr]
+    (settled,) = ledger.batch([SettleOp(held.id, Decimal("0.1"), USAGE)])  # type: ignore[union-attr]
+    assert isinstance(settled, Conflict) and "voided" in str(settled)
+    assert ledger.balance(org.id).held == 0
     assert ledger.reconcile(org.id).ok

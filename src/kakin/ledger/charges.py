@@ -38,6 +38,7 @@ from kakin.ledger.records import (
     UsageDetail,
     VoidOp,
 )
+from kakin.ledger.statements import JsonText, loaded
 from kakin.ledger.validate import usd
 from kakin.ledger.work import Row, Work, min_time
 from kakin.money import from_pico
@@ -242,7 +243,7 @@ def settle(work: Work, op: SettleOp) -> Settlement:
         late=late,
         thresholds=tuple(crossed),
     )
-    reservation["result"] = _settlement_json(settlement)
+    reservation["result"] = _stored_result(work, settlement)
     work.touch_reservation(reservation)
     work.usage.append(_usage_row(work, reservation, actual, usage, extras))
     tiers.evaluate(work, org)
@@ -295,6 +296,19 @@ def _usage_row(
     }
 
 
+def _stored_result(work: Work, settlement: Settlement) -> object:
+    """What a reservation keeps of its settlement. On SQLite, a settlement that reached no
+    threshold (nearly all of them) is written straight as JSON text."""
+    if work.postgres or settlement.thresholds:
+        return _settlement_json(settlement)
+    late = "true" if settlement.late else "false"
+    return JsonText(
+        f'{{"charged": "{settlement.charged}", "from_credit": "{settlement.from_credit}", '
+        f'"postpaid": "{settlement.postpaid}", "overrun": "{settlement.overrun}", "late": {late}, '
+        '"thresholds": []}'
+    )
+
+
 def _settlement_json(settlement: Settlement) -> dict[str, object]:
     return {
         "charged": str(settlement.charged),
@@ -324,7 +338,7 @@ def _settlement_json(settlement: Settlement) -> dict[str, object]:
 def _stored_settlement(reservation: Row) -> Settlement:
     from datetime import datetime
 
-    stored = reservation["result"]
+    stored = loaded(reservation["result"])
     return Settlement(
         reservation_id=reservation["id"],
         org_id=reservation["org_id"],
@@ -427,7 +441,7 @@ def post(work: Work, op: PostOp) -> Settlement:
         late=False,
         thresholds=tuple(crossed),
     )
-    row["result"] = _settlement_json(settlement)
+    row["result"] = _stored_result(work, settlement)
     work.add_reservation(row)
     work.usage.append(_usage_row(work, row, actual, usage, extras))
     tiers.evaluate(work, org)

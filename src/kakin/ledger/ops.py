@@ -64,7 +64,14 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
     """Load and lock what ``ops`` will touch, with a few set-based queries."""
     reserves = [op for op in ops if isinstance(op, ReserveOp | PostOp) and isinstance(op.scope, Scope)]
     closing = [op.reservation_id for op in ops if isinstance(op, SettleOp | VoidOp)]
-    work.lock_orgs((op.scope.org_id for op in reserves), closing)
+    owners: list[str] = []
+    if work.cache is not None:  # holds this connection wrote: their organisations are known
+        for reservation_id in closing:
+            held = work.cache.held.get(reservation_id) if isinstance(reservation_id, str) else None
+            if held is not None:
+                work.adopt_reservation(held)
+                owners.append(held["org_id"])
+    work.lock_orgs([*(op.scope.org_id for op in reserves), *owners], closing)
     work.load_reservations(closing)
     work.load_idempotency(
         (op.scope.org_id, op.idempotency_key.strip())

@@ -150,17 +150,17 @@ def pg_reservation(row: Any) -> dict[str, Any]:
 # SQLAlchemy stores them (timestamps as UTC text, JSON as text), skipping its per-row work.
 
 
-_last_time: list[Any] = [None, None]  # the last timestamp converted, and its text
+_times: dict[datetime, str] = {}  # recent timestamps as text: most repeat within a batch
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    last = _last_time
-    if value is last[0]:  # most timestamps of a transaction are its ``now``
-        return last[1]
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    last[0], last[1] = value, text
+    text = _times.get(value)
+    if text is None:
+        if len(_times) > 4096:
+            _times.clear()
+        text = _times[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return text
 
 
@@ -214,6 +214,13 @@ def sqlite_rows(table_name: str, rows: list[dict[str, Any]], names: tuple[str, .
     return [convert(row) for row in rows]
 
 
+@cache
+def insert_columns(table_name: str) -> tuple[str, ...]:
+    """The columns an INSERT names: all but an auto-incremented primary key."""
+    table = s.metadata.tables[table_name]
+    return tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
+
+
 @lru_cache(maxsize=32)
 def sqlite_insert(table_name: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
@@ -260,21 +267,25 @@ def _read_time(text: str) -> datetime:
 
 def sqlite_reservations_by_key(driver: Any, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Reservations by (organisation, idempotency key), one probe of the unique index each."""
-    columns, convert = _sqlite_reader("reservations")
-    columns = ", ".join(f"r.{c}" for c in columns.split(", "))
+    convert = _sqlite_reader("reservations")[1]
     found: list[dict[str, Any]] = []
     for start in range(0, len(pairs), 400):  # SQLite allows 32,766 parameters per statement
         chunk = pairs[start : start + 400]
-        values = ", ".join(["(?, ?)"] * len(chunk))
-        # The pairs drive the join: one probe of the unique index each ("(a, b) IN (VALUES …)"
-        # would scan the table).
-        sql = (
-            f"SELECT {columns} FROM (VALUES {values}) AS p JOIN reservations AS r "
-            "ON r.org_id = p.column1 AND r.idempotency_key = p.column2"
-        )
         flat = [item for pair in chunk for item in pair]
-        found += [convert(row) for row in driver.execute(sql, flat)]
+        found += [convert(row) for row in driver.execute(_by_key_sql(len(chunk)), flat)]
     return found
+
+
+@lru_cache(maxsize=64)
+def _by_key_sql(count: int) -> str:
+    # The pairs drive the join: one probe of the unique index each ("(a, b) IN (VALUES …)"
+    # would scan the table).
+    columns = ", ".join(f"r.{c.name}" for c in s.reservations.columns)
+    values = ", ".join(["(?, ?)"] * count)
+    return (
+        f"SELECT {columns} FROM (VALUES {values}) AS p JOIN reservations AS r "
+        "ON r.org_id = p.column1 AND r.idempotency_key = p.column2"
+    )
 
 
 def _json_default(value: Any) -> Any:

@@ -69,6 +69,7 @@ _RES_MUTABLE = (
 _PERIOD_MUTABLE = ("spent_pico", "spent_tokens", "held_pico", "held_tokens", "fired")
 
 Row = dict[str, Any]
+MAX_CACHED_HOLDS = 100_000
 PeriodKey = tuple[str, datetime]
 
 
@@ -97,10 +98,11 @@ class Cache:
     grants: dict[str, list[Row]] = field(default_factory=dict)
     periods: dict[PeriodKey, Row | None] = field(default_factory=dict)
     keys: dict[str, Row | None] = field(default_factory=dict)
+    held: dict[str, Row] = field(default_factory=dict)  # open reservations, for their settles
     bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = field(default_factory=dict)
 
     def clear(self) -> None:
-        for rows in (self.orgs, self.budgets, self.grants, self.periods, self.keys):
+        for rows in (self.orgs, self.budgets, self.grants, self.periods, self.keys, self.held):
             rows.clear()
 
     def absorb(self, work: Work) -> None:
@@ -110,6 +112,14 @@ class Cache:
         self.grants.update(work.grants)
         self.periods.update(work.periods)
         self.keys.update(work.keys)
+        held = self.held
+        for row in work.reservations.values():
+            if row["status"] == "held":
+                held[row["id"]] = row
+            else:
+                held.pop(row["id"], None)
+        if len(held) > MAX_CACHED_HOLDS:  # holds never settled wait for their expiry in the database
+            held.clear()
 
 
 class Work:
@@ -454,7 +464,7 @@ class Work:
     def _insert(self, table: Any, rows: list[Row]) -> None:
         if not rows:
             return
-        columns = tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
+        columns = q.insert_columns(table.name)
         if self.postgres:
             if table is s.usage_records:  # the document embeds cost items as values, not text
                 rows = [{**row, "cost_items": q.loaded(row["cost_items"])} for row in rows]
