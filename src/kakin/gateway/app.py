@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
+import orjson
 
 from kakin.catalog import Catalog
 from kakin.config import ProviderSettings, Settings
@@ -514,7 +515,7 @@ class Gateway:
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cached_tokens=usage.cache_read_tokens,
-            cost_items=items,
+            cost_items=orjson.dumps(items).decode(),  # the ledger stores a JSON text as it is
             request_id=call.request_id,
             routed_from=call.route.routed_from,
             routing_saved=routing_saved,
