@@ -302,10 +302,15 @@ def pg_rows(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, str
     return {"rows": json.dumps(rows, default=_json_default)}
 
 
+# Columns the document carries as JSON text (JsonText, serialised once), parsed by the server.
+_PG_TEXT_JSON = {("usage_records", "cost_items")}
+
+
 @lru_cache(maxsize=32)
 def pg_insert(table_name: str, columns: tuple[str, ...]) -> str:
     names = ", ".join(columns)
-    return f"INSERT INTO {table_name} ({names}) SELECT {names} FROM json_populate_recordset(null::{table_name}, %(rows)s)"
+    values = ", ".join(f"({c} #>> '{{}}')::json" if (table_name, c) in _PG_TEXT_JSON else c for c in columns)
+    return f"INSERT INTO {table_name} ({names}) SELECT {values} FROM json_populate_recordset(null::{table_name}, %(rows)s)"
 
 
 @lru_cache(maxsize=32)

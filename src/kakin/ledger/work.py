@@ -390,7 +390,8 @@ class Work:
             self.keys[row.id] = dict(row._mapping)
 
     def key(self, key_id: str) -> Row | None:
-        self.load_keys([key_id])
+        if key_id not in self.keys:
+            self.load_keys([key_id])
         return self.keys.get(key_id)
 
     def load_projects(self, project_ids: Iterable[str]) -> None:
@@ -402,8 +403,11 @@ class Work:
                 cache[row.id] = row.org_id
 
     def project_org(self, project_id: str) -> str | None:
-        self.load_projects([project_id])
-        return self.context.project_org.get(project_id)
+        found = self.context.project_org.get(project_id)
+        if found is None:
+            self.load_projects([project_id])
+            found = self.context.project_org.get(project_id)
+        return found
 
     # Journal -----------------------------------------------------------------------------
 
@@ -466,8 +470,6 @@ class Work:
             return
         columns = q.insert_columns(table.name)
         if self.postgres:
-            if table is s.usage_records:  # the document embeds cost items as values, not text
-                rows = [{**row, "cost_items": q.loaded(row["cost_items"])} for row in rows]
             self.conn.exec_driver_sql(q.pg_insert(table.name, columns), q.pg_rows(rows, columns))
         else:
             self.driver.executemany(
