@@ -43,6 +43,7 @@ class Accountant(Protocol):
     async def charge(self, ticket: Ticket, amount: Decimal, usage: UsageDetail) -> Any: ...
     def release(self, ticket: Ticket) -> None: ...
     def forget(self, org_id: str | None = None) -> None: ...
+    def credit_left(self, org_id: str) -> Decimal | None: ...
 
 
 # Failed attempts a retried idempotent request may follow before it is refused as a conflict.
@@ -81,6 +82,10 @@ class SharedAccountant:
 
     def forget(self, org_id: str | None = None) -> None:
         """Nothing is remembered in this mode."""
+
+    def credit_left(self, org_id: str) -> Decimal | None:
+        """Unknown without a read of the ledger, which this mode does not spend per request."""
+        return None
 
 
 class LocalAccountant:
@@ -133,6 +138,10 @@ class LocalAccountant:
             if view is not None:
                 view.release(ticket.handle)
             ticket.handle = None
+
+    def credit_left(self, org_id: str) -> Decimal | None:
+        view = self._views.get(org_id)
+        return view.available if view is not None else None
 
     def forget(self, org_id: str | None = None) -> None:
         """Drop remembered views so the next request reloads them (after an admin change)."""

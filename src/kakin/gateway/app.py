@@ -426,6 +426,9 @@ class Gateway:
         cost = await self._settle(call, usage, estimated)
         content_type = response.headers.get("content-type", "application/json")
         extra = [*call.extra_headers, ("x-kakin-cost-usd", decimal_str(cost))]
+        credit = self.accounts.credit_left(call.caller.key.org_id)
+        if credit is not None:
+            extra.append(("x-kakin-credit-remaining-usd", decimal_str(credit)))
         if ckey:
             await self.cache.put(
                 ckey, CachedResponse(response.status, content_type, body, cost, call.route.model)

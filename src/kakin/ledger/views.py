@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from kakin.errors import InvalidInput
@@ -28,7 +29,7 @@ from kakin.ledger import budgets, charges
 from kakin.ledger import validate as v
 from kakin.ledger.records import Scope, Settlement
 from kakin.ledger.work import Row, Work, min_time
-from kakin.money import to_pico
+from kakin.money import from_pico, to_pico
 
 DEFAULT_MAX_AGE = timedelta(seconds=60)
 _handles = itertools.count(1)
@@ -85,6 +86,11 @@ class AccountView:
     @property
     def open_holds(self) -> int:
         return len(self._holds)
+
+    @property
+    def available(self) -> Decimal:
+        """Credit not yet spent or held (in this view), in USD."""
+        return from_pico(max(0, self.org["credit_pico"] - self.org["held_pico"]))
 
     # Holding -------------------------------------------------------------------------------
 
