@@ -7,11 +7,8 @@ provider is started in-process and answers every API, so everything works offlin
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +16,8 @@ import uvicorn
 
 from kakin.config import ProviderSettings, Settings
 from kakin.gateway.app import Gateway
+from kakin.serving import start_in_thread as serve_in_thread
+from kakin.serving import uvicorn_config
 
 log = logging.getLogger("kakin.gateway")
 
@@ -83,28 +82,13 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     return Starlette(routes=[Mount("/admin", app=admin)])
 
 
-def _uvicorn_config(app: Any, host: str, port: int, access_log: bool = False) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        lifespan="on",
-        access_log=access_log,
-        proxy_headers=False,  # kakin answers clients directly; a fronting proxy's headers are not trusted
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-
-
 def serve(settings: Settings) -> None:
     """Serve until interrupted (Ctrl-C): in-flight requests finish and are settled first."""
     settings, simulator = with_builtin_simulator(settings)
     gateway = build_gateway(settings)
     server = settings.server
     try:
-        uvicorn.Server(_uvicorn_config(gateway, server.host, server.port, server.access_log)).run()
+        uvicorn.Server(uvicorn_config(gateway, server.host, server.port, access_log=server.access_log)).run()
     finally:
         gateway.ledger.close()
         if simulator is not None:
@@ -140,20 +124,7 @@ def start_in_thread(settings: Settings, ledger: Any = None, host: str = "127.0.0
     """Start on a free port in a background thread; returns once it accepts connections."""
     settings, simulator = with_builtin_simulator(settings)
     gateway = build_gateway(settings, ledger)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(_uvicorn_config(gateway, host, port))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"gateway:{port}"
-    )
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the gateway did not start on {host}:{port}")
-        time.sleep(0.01)
+    server, thread, port = serve_in_thread(lambda h, p: uvicorn_config(gateway, h, p), host, "gateway")
     return RunningGateway(
         f"http://{host}:{port}", gateway, settings, server, thread, simulator, ledger is None
     )
