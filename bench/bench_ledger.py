@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from kakin.errors import KakinError
-from kakin.ledger import Ledger, ReserveOp, Scope, SettleOp, UsageDetail
+from kakin.ledger import Ledger, PostOp, ReserveOp, Scope, SettleOp, UsageDetail
 
 PG_ADMIN = os.environ.get("KAKIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 USAGE = UsageDetail(
@@ -94,31 +94,48 @@ class CpuMeter:
         self.database = database
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def _backends(self) -> float:
+    def _backends(self) -> dict[int, float]:
+        """CPU seconds of each client backend of ``database`` (autovacuum and other
+        background workers are left out: their work is not the ledger's)."""
         if self.database is None:
-            return 0.0
+            return {}
         import psycopg
 
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
             pids = [row[0] for row in conn.execute(query, (self.database,))]
-        total = 0
+        found = {}
         for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:  # ended meanwhile, or the server is on another machine
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total / self.tick
+            found[pid] = (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+        return found
 
-    def read(self) -> float:
-        return time.process_time() + self._backends()
+    def read(self) -> tuple[float, dict[int, float]]:
+        return time.process_time(), self._backends()
+
+    @staticmethod
+    def spent(before: tuple[float, dict[int, float]], after: tuple[float, dict[int, float]]) -> float:
+        """CPU between two readings; a backend started in between counts from zero."""
+        backends = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items())
+        return after[0] - before[0] + backends
+
+
+def analyze(ledger: Ledger) -> None:
+    """PostgreSQL: refresh the planner's statistics, as autovacuum does in steady state. The
+    tables here grow from nothing within seconds; plans made for an empty table (a sequential
+    scan) would otherwise be kept while it grows, which no long-running database sees."""
+    if ledger.backend == "postgresql":
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def measured(meter: CpuMeter, run: Callable[[], Result]) -> Result:
     before = meter.read()
     result = run()
-    result.cpu = meter.read() - before
+    result.cpu = CpuMeter.spent(before, meter.read())
     return result
 
 
@@ -260,8 +277,74 @@ def batch_driver(ledger: Ledger, scope_list: list[Scope], size: int, batches: in
     return Result(f"batch driver: {2 * size} ops per transaction", settled, seconds, pair_latency)
 
 
+def post_driver(ledger: Ledger, scope_list: list[Scope], size: int, batches: int) -> Result:
+    """One-phase charges (PostOp, as the gateway writes in local accounting mode), ``size``
+    per transaction; a charge's latency is its transaction's."""
+    tag = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+    start = time.perf_counter()
+    for b in range(batches):
+        ops = [
+            PostOp(scope_list[(b * size + i) % len(scope_list)], ACTUAL, USAGE, f"{tag}-{b}-{i}", 1500)
+            for i in range(size)
+        ]
+        began = time.perf_counter()
+        results = ledger.batch(ops)
+        latencies += [time.perf_counter() - began] * size
+        errors = [r for r in results if isinstance(r, KakinError)]
+        if errors:
+            raise SystemExit(f"batch refused a charge: {errors[0]}")
+    return Result(f"post: {size} per transaction", batches * size, time.perf_counter() - start, latencies)
+
+
+def view_holds(ledger: Ledger, scope: Scope, count: int) -> float:
+    """CPU µs of one AccountView hold + release (the in-memory hold of local mode)."""
+    view = ledger.account_view(scope.org_id)
+    began = time.process_time()
+    for _ in range(count):
+        view.release(view.hold(scope, ESTIMATE, 1500))
+    return (time.process_time() - began) / count * 1e6
+
+
+def charges_table(name: str, ledger: Ledger, meter: CpuMeter, scope_list: list[Scope], quick: bool) -> None:
+    """PostOps and reserve + settle pairs at the same batch sizes, in the same run."""
+    total = 1000 if quick else 6000
+    print(f"\n{name} — one-phase charges (PostOp) against reserve + settle pairs, same batch sizes")
+    print(f"  {'':40} {'per s':>9} {'p50 ms':>8} {'CPU µs each':>12} {'pair CPU µs':>12} {'post/pair':>10}")
+    for size in (1, 16, 64, 256):
+        batches = max(total // size // (4 if size == 1 else 1), 8)
+        post_driver(ledger, scope_list, size, 4)  # warm up, then plan on current statistics
+        analyze(ledger)
+        post = measured(
+            meter, lambda size=size, batches=batches: post_driver(ledger, scope_list, size, batches)
+        )
+        analyze(ledger)
+        pair = measured(
+            meter, lambda size=size, batches=batches: batch_driver(ledger, scope_list, size, batches)
+        )
+        p50 = percentile(post.latencies, 0.5) * 1000
+        ratio = post.cpu_per_pair / pair.cpu_per_pair
+        print(
+            f"  {post.label:40} {post.rate:9,.0f} {p50:8.2f} {post.cpu_per_pair * 1e6:12,.0f}"
+            f" {pair.cpu_per_pair * 1e6:12,.0f} {ratio:9.2f}x"
+        )
+    analyze(ledger)
+    one = measured(meter, lambda: single_writer(ledger, scope_list, 100 if quick else 400))
+    hold = view_holds(ledger, scope_list[0], 20_000 if quick else 100_000)
+    print(
+        f"  AccountView hold + release: {hold:.1f} CPU µs, {hold / (one.cpu_per_pair * 1e6):.4f}x "
+        f"of a reserve + settle pair in two transactions ({one.cpu_per_pair * 1e6:,.0f} µs)"
+    )
+
+
 def run_backend(
-    name: str, url: str, quick: bool, repeat: int, durability: str, database: str | None = None
+    name: str,
+    url: str,
+    quick: bool,
+    repeat: int,
+    durability: str,
+    database: str | None = None,
+    part: str = "all",
 ) -> None:
     ledger = Ledger.open(url, pool_size=20, max_overflow=20)
     meter = CpuMeter(database)
@@ -280,8 +363,11 @@ def run_backend(
     try:
         scope_list = scopes(ledger, ORGS)
         one_op(ledger, scope_list, 50, "warmup")
+        if part != "pairs":
+            charges_table(name, ledger, meter, scope_list, quick)
         results = []
-        for scenario in scenarios:  # best of ``repeat``: the run least disturbed by other load
+        for scenario in scenarios if part != "charges" else ():  # best of ``repeat`` runs
+            analyze(ledger)
             runs = [measured(meter, lambda s=scenario: s(scope_list)) for _ in range(repeat)]
             results.append(max(runs, key=lambda r: r.rate))
         for scope in scope_list:
@@ -290,6 +376,8 @@ def run_backend(
                 raise SystemExit(f"{name}: reconcile failed {report.mismatches}")
     finally:
         ledger.close()
+    if not results:
+        return
     print(f"\n{name} — {durability}")
     print(f"  {'':48} {'pairs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/pair':>12} {'vs baseline':>12}")
     base = results[0].rate
@@ -323,6 +411,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer pairs, one run each: a smoke run")
     parser.add_argument("--repeat", type=int, default=None, help="runs per scenario (default 3)")
     parser.add_argument("--only", choices=("sqlite", "postgresql"), help="run one backend")
+    parser.add_argument(
+        "--part",
+        choices=("all", "pairs", "charges"),
+        default="all",
+        help="pairs: the reserve + settle "
+        "scenarios; charges: PostOps and account views against pairs at the same batch sizes",
+    )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     print(f"kakin ledger benchmark ({os.cpu_count()} CPUs); a pair = reserve + settle of one request")
@@ -334,12 +429,13 @@ def main() -> None:
                 args.quick,
                 repeat,
                 "WAL, synchronous=NORMAL: a commit survives a process crash, not an OS crash or power loss",
+                part=args.part,
             )
     if args.only != "sqlite":
         durable = "a commit is flushed to disk before it returns"
         with_pg_database(
             lambda url, database, settings: run_backend(
-                "PostgreSQL", url, args.quick, repeat, f"{settings}: {durable}", database
+                "PostgreSQL", url, args.quick, repeat, f"{settings}: {durable}", database, args.part
             )
         )
 
