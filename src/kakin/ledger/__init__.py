@@ -58,8 +58,10 @@ Two-phase charges (each call is one transaction; ``batch`` runs many in one)::
     ledger.batch(ops: Sequence[ReserveOp | SettleOp | VoidOp | PostOp])
         -> list[Reservation | Settlement | KakinError]
         one transaction; each op's own KakinError is returned in its slot, the others proceed
-    kakin.ledger.ops.execute(conn, ops, *, now, hold_seconds) -> same list, on a caller's open
-        transaction (the gateway's group committer)
+    kakin.ledger.ops.execute(conn, ops, *, now, context=None, cache=None) -> same list, on a
+        caller's open transaction. On SQLite, Ledger.batch keeps one connection and a row cache
+        between its transactions (kakin.ledger.resident), batches queued on its writer lock.
+    UsageDetail.cost_items: JSON-able values, or a str already holding a JSON document
     ledger.expire_holds() -> int                   release every hold past its expiry now
     ledger.account_view(org_id, max_age=60s) -> AccountView   (kakin.ledger.views) in-memory holds
         for a process that owns the ledger: view.hold(scope, amount, tokens) -> Hold (same
