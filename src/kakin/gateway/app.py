@@ -25,7 +25,7 @@ from kakin.catalog import Catalog
 from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
 from kakin.gateway.accounting import Ticket, make_accountant
-from kakin.gateway.cache import CachedResponse, MemoryCache, ResponseCache, cache_key
+from kakin.gateway.cache import CachedResponse, ResponseCache, cache_key, make_caches
 from kakin.gateway.committer import GroupCommitter
 from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
 from kakin.gateway.keys import Caller, KeyCache
@@ -127,10 +127,10 @@ class Gateway:
         self.keys = KeyCache(ledger)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
-        c = settings.cache
-        self.cache = cache or MemoryCache(c.ttl_seconds, c.max_entries, c.max_entry_bytes)
-        # Responses of requests sent with an Idempotency-Key, replayed to a retry.
-        self.replays = MemoryCache(24 * 3600, 100_000, c.max_entry_bytes)
+        # ``replays``: responses of requests sent with an Idempotency-Key, replayed to a retry.
+        self.cache, self.replays = make_caches(settings)
+        if cache is not None:
+            self.cache = cache
         self.alerts = alerts
         self.admin_app = admin_app
         self.session: aiohttp.ClientSession | None = None
@@ -148,6 +148,12 @@ class Gateway:
         await asyncio.to_thread(self.committer.stop)
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.close)
+        for client in {
+            id(c): c
+            for c in (getattr(self.cache, "client", None), getattr(self.replays, "client", None))
+            if c
+        }.values():
+            await client.aclose()  # the Redis connection the caches share
         aclose = getattr(self.limiter, "aclose", None)
         if aclose is not None:
             await aclose()

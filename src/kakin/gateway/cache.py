@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -74,11 +74,13 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Entries as Redis strings with EX; the prefix keeps kakin's keys apart."""
+    """Entries as Redis strings with EX; ``prefix`` + ``namespace`` keep kakin's keys apart."""
 
-    def __init__(self, client, prefix: str, ttl_seconds: int, max_entry_bytes: int) -> None:
+    def __init__(
+        self, client, prefix: str, ttl_seconds: int, max_entry_bytes: int, namespace: str = "cache:"
+    ) -> None:
         self.client = client
-        self.prefix = prefix + "cache:"
+        self.prefix = prefix + namespace
         self.ttl = ttl_seconds
         self.max_entry_bytes = max_entry_bytes
 
@@ -93,6 +95,7 @@ class RedisCache:
             body=bytes.fromhex(data["body"]),
             cost=Decimal(data["cost"]),
             model=data["model"],
+            request=data["request"],
         )
 
     async def put(self, key: str, entry: CachedResponse) -> None:
@@ -105,6 +108,27 @@ class RedisCache:
                 "body": entry.body.hex(),
                 "cost": str(entry.cost),
                 "model": entry.model,
+                "request": entry.request,
             }
         )
         await self.client.set(self.prefix + key, payload, ex=self.ttl)
+
+
+def make_caches(settings: Any) -> tuple[ResponseCache, ResponseCache]:
+    """The response cache and the idempotent-replay store: in Redis when one is configured
+    (shared by every gateway process), else in this process."""
+    c = settings.cache
+    replay_ttl = 24 * 3600
+    if settings.redis.url:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(settings.redis.url)
+        prefix = settings.redis.prefix
+        return (
+            RedisCache(client, prefix, c.ttl_seconds, c.max_entry_bytes),
+            RedisCache(client, prefix, replay_ttl, c.max_entry_bytes, namespace="replay:"),
+        )
+    return (
+        MemoryCache(c.ttl_seconds, c.max_entries, c.max_entry_bytes),
+        MemoryCache(replay_ttl, 100_000, c.max_entry_bytes),
+    )
