@@ -1,0 +1,50 @@
+"""Aliases and "cheapest of" rules: the upstream gets the routed model, the ledger records
+where the request was routed from and what the routing saved."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import openai
+
+from kakin.config import load_settings
+from kakin.gateway.server import start_in_thread
+from kakin.ledger import Ledger
+from kakin.pricing import Usage, price
+
+
+def test_alias_and_cheapest_of_route(tmp_path) -> None:
+    config = tmp_path / "kakin.toml"
+    config.write_text(
+        '[gateway.aliases]\nfast = "gpt-4o-mini"\n\n'
+        '[[gateway.routes]]\nalias = "cheap-chat"\ncheapest_of = ["gpt-4o", "gpt-4.1-mini", "gpt-4o-mini"]\n',
+        encoding="utf-8",
+    )
+    database = f"sqlite:///{tmp_path / 'kakin.db'}"
+    settings = load_settings(config, env={"KAKIN_DATABASE_URL": database})
+    ledger = Ledger.open(database)
+    org = ledger.create_org("route-co", payment_method=True)
+    project = ledger.create_project(org.id, "p")
+    _, key = ledger.create_key(project.id, "k")
+    ledger.grant(org.id, "prepaid", Decimal("5"), idempotency_key="p")
+    running = start_in_thread(settings, ledger)
+    try:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
+        message = [{"role": "user", "content": "route me"}]
+        fast = client.chat.completions.with_raw_response.create(model="fast", messages=message, max_tokens=30)
+        cheap = client.chat.completions.with_raw_response.create(
+            model="cheap-chat", messages=message, max_tokens=30
+        )
+        assert fast.headers["x-kakin-routed-to"] == "gpt-4o-mini"
+        assert cheap.headers["x-kakin-routed-to"] == "gpt-4o-mini"  # the cheapest of the three
+        records = {r.request_id: r for r in ledger.usage(org.id)}
+        alias = records[fast.headers["x-kakin-request-id"]]
+        rule = records[cheap.headers["x-kakin-request-id"]]
+        assert (alias.model, alias.routed_from, alias.routing_saved) == ("gpt-4o-mini", "fast", 0)
+        assert (rule.model, rule.routed_from) == ("gpt-4o-mini", "cheap-chat")
+        usage = Usage(input_tokens=rule.input_tokens, output_tokens=rule.output_tokens)
+        dearest = price(usage, "gpt-4o").total  # the saving is measured against the dearest candidate
+        assert rule.routing_saved == dearest - rule.cost > 0
+    finally:
+        running.stop()
+        ledger.close()
