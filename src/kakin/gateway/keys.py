@@ -17,7 +17,8 @@ from typing import Any
 
 from kakin.ledger.errors import KeyExpired
 from kakin.ledger.keys import KEY_PREFIX
-from kakin.limits import LimitSet, build_limits
+from kakin.limits import LimitSet
+from kakin.limits.subjects import limits_for_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +55,7 @@ class KeyCache:
         key = self.ledger.verify_key(plaintext)
         status = self.ledger.tier_of(key.org_id)
         tier = status.tier
-        limits = build_limits(
-            key_id=key.id,
-            key_prefix=key.prefix,
-            key_rpm=key.rpm,
-            key_tpm=key.tpm,
-            org_id=key.org_id,
-            tier_name=tier.name if tier else None,
-            tier_rpm=tier.requests_per_minute if tier else None,
-            tier_tpm=tier.tokens_per_minute if tier else None,
-        )
+        limits = limits_for_key(key, tier)
         return Caller(key=key, limits=limits, tier=tier.name if tier else None)
 
     def forget(self, kind: str = "", ident: str = "") -> None:
