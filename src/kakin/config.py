@@ -95,6 +95,11 @@ class GatewaySettings(_Section):
     aliases: dict[str, str] = Field(default_factory=dict)
     routes: tuple[RouteRule, ...] = ()
     commit_max_batch: int = Field(256, gt=0)
+    ledger_writer: Literal["process", "thread"] = Field(
+        "process",
+        description="process: ledger writes run in a child process beside the event loop (fastest); "
+        "thread: in a thread of the gateway process",
+    )
     accounting: Literal["auto", "local", "shared"] = Field(
         "auto",
         description="local: one gateway process decides holds in memory (fastest); shared: holds are "

@@ -21,6 +21,18 @@ class KakinError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt without calling __init__, whose signature differs between subclasses, so an
+        # error crosses a process boundary (the ledger writer process) with all its fields.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[KakinError], args: tuple, fields: dict) -> KakinError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
+
 
 class InvalidInput(KakinError):
     """Malformed, negative, absurd or otherwise unusable input. Nothing was changed."""
@@ -50,7 +62,9 @@ class UnknownModel(NotFound):
         self.suggestions = closest(model, known)
         where = f" for provider {provider!r}" if provider else ""
         hint = f"; closest known: {', '.join(self.suggestions)}" if self.suggestions else ""
-        super().__init__(f"unknown model {model!r}{where}{hint} (add it in kakin.toml under [models] to price it)")
+        super().__init__(
+            f"unknown model {model!r}{where}{hint} (add it in kakin.toml under [models] to price it)"
+        )
 
 
 def closest(name: str, known: Iterable[str], n: int = 5) -> list[str]:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from kakin.gateway.committer import GroupCommitter
+from kakin.gateway.committer import Committer
 from kakin.ledger.records import ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
 
 
@@ -53,7 +53,7 @@ _MAX_ATTEMPTS = 16
 class SharedAccountant:
     """Holds are ledger reservations (visible to every process sharing the database)."""
 
-    def __init__(self, committer: GroupCommitter, hold_seconds: int) -> None:
+    def __init__(self, committer: Committer, hold_seconds: int) -> None:
         self.committer = committer
         self.hold_seconds = hold_seconds
 
@@ -91,7 +91,7 @@ class SharedAccountant:
 class LocalAccountant:
     """Holds decided in memory on per-organisation ``AccountView``s; one write per request."""
 
-    def __init__(self, ledger: Any, committer: GroupCommitter) -> None:
+    def __init__(self, ledger: Any, committer: Committer) -> None:
         self.ledger = ledger
         self.committer = committer
         self._views: dict[str, Any] = {}
@@ -109,9 +109,10 @@ class LocalAccountant:
         return await asyncio.shield(pending)
 
     async def _load(self, org_id: str, previous: Any) -> Any:
-        # Loaded on the writer thread, between batches: the snapshot includes every charge
+        # Loaded by the writer, between batches: the snapshot includes every charge
         # committed before it and none after, and those after are applied to it in order.
-        view = await self.committer.call(self.ledger.account_view, org_id)
+        view = await self.committer.call("account_view", org_id)
+        view.read_journal_through(self.ledger)
         if previous is not None:
             view.adopt_holds(previous)
         self._views[org_id] = view
@@ -152,7 +153,7 @@ class LocalAccountant:
             self._views[org_id].expire()
 
 
-def make_accountant(mode: str, ledger: Any, committer: GroupCommitter, hold_seconds: int) -> Accountant:
+def make_accountant(mode: str, ledger: Any, committer: Committer, hold_seconds: int) -> Accountant:
     if mode == "local":
         return LocalAccountant(ledger, committer)
     return SharedAccountant(committer, hold_seconds)

@@ -26,7 +26,7 @@ from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
 from kakin.gateway.accounting import Ticket, make_accountant
 from kakin.gateway.cache import CachedResponse, ResponseCache, cache_key, make_caches
-from kakin.gateway.committer import GroupCommitter
+from kakin.gateway.committer import make_committer
 from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
 from kakin.gateway.keys import Caller, KeyCache
 from kakin.gateway.routing import Route, Router
@@ -116,7 +116,9 @@ class Gateway:
         self.settings = settings
         self.ledger = ledger
         self.catalog = catalog or Catalog.default()
-        self.committer = GroupCommitter(ledger, max_batch=settings.gateway.commit_max_batch)
+        self.committer = make_committer(
+            ledger, writer=settings.gateway.ledger_writer, max_batch=settings.gateway.commit_max_batch
+        )
         self.accounts = make_accountant(
             settings.gateway.accounting_mode(settings.database.url),
             ledger,
@@ -138,14 +140,14 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
 
     async def startup(self) -> None:
-        self.committer.start()
+        await self.committer.start()
         self.session = new_session(self.settings.gateway.upstream_timeout_seconds)
 
     async def shutdown(self) -> None:
         """In-flight requests have finished: commit what is queued, then close the rest."""
         if self.session is not None:
             await self.session.close()
-        await asyncio.to_thread(self.committer.stop)
+        await self.committer.stop()
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.close)
         for client in {

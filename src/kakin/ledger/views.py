@@ -83,6 +83,16 @@ class AccountView:
             self._add(hold)
         previous._holds.clear()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The journal reader belongs to the loading process's ledger; a view that crossed
+        # a process boundary is given this process's with read_journal_through().
+        return {**self.__dict__, "_last_credit_event": None, "_journal": None}
+
+    def read_journal_through(self, ledger: Any) -> None:
+        """Read the credit journal, when a refusal must say what ran out, through ``ledger``."""
+        org_id = self.org_id
+        self._last_credit_event = lambda: ledger.read(lambda conn: charges.last_credit_event(conn, org_id))
+
     @property
     def open_holds(self) -> int:
         return len(self._holds)
