@@ -91,3 +91,33 @@ def test_unknown_keys_are_unauthenticated(tenant: Tenant) -> None:
     with pytest.raises(openai.AuthenticationError) as refused:
         provider_key.chat.completions.create(**CHAT)
     assert "not a kakin API key" in refused.value.message
+
+
+def test_an_expired_cache_entry_is_verified_once_for_concurrent_requests(tenant: Tenant) -> None:
+    """A burst arriving when a key's entry expires waits for one ledger read, not one each."""
+    import asyncio
+
+    from kakin.gateway.keys import KeyCache
+
+    calls = []
+
+    class CountingLedger:
+        def __getattr__(self, name: str) -> object:
+            method = getattr(tenant.ledger, name)
+
+            def counted(*args: object) -> object:
+                calls.append(name)
+                return method(*args)
+
+            return counted
+
+    cache = KeyCache(CountingLedger(), ttl=60)
+
+    async def burst() -> set[str]:
+        callers = await asyncio.gather(*(cache.caller(tenant.plaintext) for _ in range(20)))
+        return {caller.key.id for caller in callers}
+
+    assert asyncio.run(burst()) == {tenant.key.id}
+    assert calls.count("verify_key") == 1
+    assert asyncio.run(burst()) == {tenant.key.id}  # remembered
+    assert calls.count("verify_key") == 1

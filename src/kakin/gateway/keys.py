@@ -33,16 +33,13 @@ class KeyCache:
         self.ledger = ledger
         self.ttl = ttl
         self._callers: dict[bytes, tuple[float, Caller]] = {}
+        self._verifying: dict[bytes, asyncio.Future] = {}
 
     async def caller(self, plaintext: str) -> Caller:
         digest = hashlib.sha256(plaintext.encode()).digest()
         cached = self._callers.get(digest)
         now = time.monotonic()
-        if cached is None or cached[0] < now:
-            caller = await asyncio.to_thread(self._verify, plaintext)
-            self._callers[digest] = (now + self.ttl, caller)
-        else:
-            caller = cached[1]
+        caller = await self._verified(digest, plaintext) if cached is None or cached[0] < now else cached[1]
         expires = caller.key.expires_at
         if expires is not None and expires <= datetime.now(UTC):
             self._callers.pop(digest, None)
@@ -50,6 +47,23 @@ class KeyCache:
                 f"API key {KEY_PREFIX}{caller.key.prefix}-… expired at {expires.isoformat()}; create a new one"
             )
         return caller
+
+    async def _verified(self, digest: bytes, plaintext: str) -> Caller:
+        # One verification per key at a time: when an entry expires under load, the requests
+        # arriving meanwhile wait for it instead of each reading the ledger again.
+        pending = self._verifying.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(self._verify, plaintext))
+            self._verifying[digest] = pending
+            pending.add_done_callback(lambda done: self._remember(digest, done))
+        return await asyncio.shield(pending)
+
+    def _remember(self, digest: bytes, done: asyncio.Future) -> None:
+        if self._verifying.get(digest) is not done:
+            return  # forgotten while it was being verified: the next request verifies again
+        del self._verifying[digest]
+        if not done.cancelled() and done.exception() is None:
+            self._callers[digest] = (time.monotonic() + self.ttl, done.result())
 
     def _verify(self, plaintext: str) -> Caller:
         key = self.ledger.verify_key(plaintext)
@@ -60,6 +74,7 @@ class KeyCache:
 
     def forget(self, kind: str = "", ident: str = "") -> None:
         """Drop remembered keys: one key's entries, one organisation's, or all of them."""
+        self._verifying.clear()
         if not ident:
             self._callers.clear()
             return
