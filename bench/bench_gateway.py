@@ -377,9 +377,9 @@ COMPONENTS = (
     ("key lookup", ("kakin/gateway/keys.py",)),
     ("rate limits", ("kakin/limits/",)),
     ("alerts", ("kakin/alerts/",)),
+    ("upstream client (kakin.gateway.client)", ("kakin/gateway/client.py",)),
     ("gateway request flow (kakin.gateway)", ("kakin/gateway/",)),
     ("money / decimal", ("kakin/money.py", "decimal.py", "_pydecimal")),
-    ("aiohttp client (upstream)", ("aiohttp/", "yarl/", "multidict/")),
     ("uvicorn + httptools (server)", ("uvicorn/", "httptools/")),
     ("event loop (asyncio/uvloop)", ("asyncio/", "uvloop/")),
 )
@@ -569,7 +569,7 @@ def main() -> None:
         targets = [
             Target("direct", "direct (simulator)", simulator.url, server=simulator),
             Target("again", "direct again (A/A)", simulator.url, server=simulator),
-            Target("proxy", "bare aiohttp proxy", proxy.url, server=proxy),
+            Target("proxy", "bare proxy", proxy.url, server=proxy),
             Target("gateway", "kakin gateway", gateway.url, key, server=gateway),
         ]
         gw_target = targets[-1]

@@ -1,7 +1,8 @@
 """A bare pass-through proxy: the control hop of bench_gateway.py.
 
-It runs on the same stack as the gateway (uvicorn with uvloop and httptools, one pooled
-aiohttp client session) but does nothing else: no key, no parsing, no pricing, no ledger.
+It runs on the same stack as the gateway (uvicorn with uvloop and httptools, and the
+gateway's pooled upstream client, kakin.gateway.client) but does nothing else: no key, no
+parsing, no pricing, no ledger.
 Measured next to the gateway, it splits the gateway's overhead into what any Python hop
 costs on this stack and what kakin's own work adds.
 
@@ -14,25 +15,22 @@ import argparse
 import importlib.util
 from typing import Any
 
-import aiohttp
 import uvicorn
+
+from kakin.gateway.client import UpstreamClient
 
 FORWARDED = (b"content-type", b"x-kakin-simulate")
 
 
 def create_app(upstream: str) -> Any:
-    state: dict[str, aiohttp.ClientSession] = {}
+    state: dict[str, UpstreamClient] = {}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    state["session"] = aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=0),
-                        auto_decompress=False,
-                        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                    )
+                    state["session"] = UpstreamClient(timeout_seconds=600)
                     await send({"type": "lifespan.startup.complete"})
                 else:
                     await state["session"].close()
@@ -47,9 +45,8 @@ def create_app(upstream: str) -> Any:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k in FORWARDED}
-        async with state["session"].request(
-            scope["method"], upstream + scope["path"], data=body, headers=headers
-        ) as response:
+        response = await state["session"].request(scope["method"], upstream + scope["path"], body, headers)
+        try:
             content_type = response.headers.get("content-type", "application/json").encode()
             await send(
                 {
@@ -58,9 +55,11 @@ def create_app(upstream: str) -> Any:
                     "headers": [(b"content-type", content_type)],
                 }
             )
-            async for chunk in response.content.iter_any():
+            async for chunk in response:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+        finally:
+            response.release()
 
     return app
 

@@ -100,6 +100,11 @@ class GatewaySettings(_Section):
         description="process: ledger writes run in a child process beside the event loop (fastest); "
         "thread: in a thread of the gateway process",
     )
+    charge_journal: bool = Field(
+        True,
+        description="local accounting on SQLite: make each charge durable in a journal file next to the "
+        "ledger, applied to the ledger by the writer process moments later (lowest latency)",
+    )
     accounting: Literal["auto", "local", "shared"] = Field(
         "auto",
         description="local: one gateway process decides holds in memory (fastest); shared: holds are "

@@ -138,10 +138,33 @@ def tenant_factory(ledger: Ledger, gateway: RunningGateway) -> MakeTenant:
     return make
 
 
+class SettledLedger:
+    """The test's ledger, read only after the gateway has posted every charge it made: in
+    local accounting a charge is durable in the journal when the response ends and reaches
+    the ledger moments later."""
+
+    def __init__(self, ledger: Ledger, gateway: RunningGateway) -> None:
+        self._ledger = ledger
+        self._gateway = gateway
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._ledger, name)
+        if not callable(attribute) or name == "close":
+            return attribute
+
+        def settled_first(*args: Any, **kwargs: Any) -> Any:
+            if self._gateway._thread.is_alive():
+                self._gateway.gateway.settled()
+            return attribute(*args, **kwargs)
+
+        return settled_first
+
+
 def start_gateway(database_url: str, **env: str) -> tuple[Ledger, RunningGateway]:
     settings = load_settings(env={"KAKIN_DATABASE_URL": database_url, **env})
     ledger = Ledger.open(database_url, hold_seconds=settings.gateway.hold_seconds)
-    return ledger, start_in_thread(settings, ledger)
+    gateway = start_in_thread(settings, ledger)
+    return SettledLedger(ledger, gateway), gateway  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module", params=["local", "shared"])

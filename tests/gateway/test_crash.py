@@ -1,5 +1,6 @@
-"""No lost usage: ``kakin serve`` killed with SIGKILL in the middle of a load. Every response
-a client received in full is in the ledger afterwards, and the ledger still balances."""
+"""No lost usage: ``kakin serve`` and its ledger writer killed with SIGKILL in the middle of a
+load. Every response a client received in full is in the ledger once kakin has started again
+(local accounting applies what its charge journal still holds), and the ledger balances."""
 
 from __future__ import annotations
 
@@ -52,6 +53,19 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> No
         except httpx.HTTPError:
             time.sleep(0.05)
     raise AssertionError("kakin serve did not become healthy")
+
+
+def start_serving(env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """``kakin serve`` in a process group of its own (with the ledger writer it starts)."""
+    return subprocess.Popen(
+        serve_command(),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 class Load:
@@ -125,9 +139,7 @@ def test_sigkill_under_load_loses_no_delivered_usage(tmp_path: Path, accounting:
         "KAKIN_GATEWAY__ACCOUNTING": accounting,
         "KAKIN_GATEWAY__HOLD_SECONDS": "2",
     }
-    process = subprocess.Popen(
-        serve_command(), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    process = start_serving(env, tmp_path)
     load = Load(url, plaintext)
     try:
         wait_healthy(url, process)
@@ -135,16 +147,24 @@ def test_sigkill_under_load_loses_no_delivered_usage(tmp_path: Path, accounting:
         deadline = time.monotonic() + 10
         while len(load.received) < 60 and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # the gateway and its ledger writer at once
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
         load.stop()
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
     received = set(load.received)
     assert len(received) >= 60
+
+    restarted = start_serving(env, tmp_path)  # recovery: the journal's charges reach the ledger
+    try:
+        wait_healthy(url, restarted)
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        assert restarted.wait(timeout=30) in (0, 130)  # 130: stopped by Ctrl-C, as a user would
+        restarted.stderr.close()
 
     with Ledger.open(database) as ledger:
         records = ledger.usage(org.id)

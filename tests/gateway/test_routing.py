@@ -37,6 +37,7 @@ def test_alias_and_cheapest_of_route(tmp_path) -> None:
         )
         assert fast.headers["x-kakin-routed-to"] == "gpt-4o-mini"
         assert cheap.headers["x-kakin-routed-to"] == "gpt-4o-mini"  # the cheapest of the three
+        running.gateway.settled()  # local accounting posts journaled charges just after answering
         records = {r.request_id: r for r in ledger.usage(org.id)}
         alias = records[fast.headers["x-kakin-request-id"]]
         rule = records[cheap.headers["x-kakin-request-id"]]

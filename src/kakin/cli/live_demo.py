@@ -163,6 +163,7 @@ def run_live_demo(console: Console, fx: FxRate, *, requests: int = 300, keep_run
     try:
         console.print(f"gateway on {running.url} → built-in simulated provider; sending {requests} requests")
         stats = asyncio.run(_traffic(running.url, key, batch_key, requests, console))
+        running.gateway.settled()  # the last charges reach the ledger a moment after their answers
         _report(console, fx, ledger, org.id, stats)
         if keep_running:
             console.print(

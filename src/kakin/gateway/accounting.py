@@ -17,13 +17,18 @@ Both modes give the same answers to the same traffic; ``gateway.accounting`` cho
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 from kakin.gateway.committer import Committer
-from kakin.ledger.records import ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
+from kakin.gateway.journal import ChargeJournal
+from kakin.ledger.records import PostOp, ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
+
+log = logging.getLogger("kakin.gateway")
 
 
 @dataclass(slots=True)
@@ -40,9 +45,15 @@ class Ticket:
 
 class Accountant(Protocol):
     async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket: ...
-    async def charge(self, ticket: Ticket, amount: Decimal, usage: UsageDetail) -> Any: ...
+    async def charge(
+        self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
+    ) -> None:
+        """Charge ``amount`` for the request; durable when this returns. ``then`` receives the
+        ledger's Settlement once the ledger has posted it (at once, or moments later)."""
+
     def release(self, ticket: Ticket) -> None: ...
     def forget(self, org_id: str | None = None) -> None: ...
+    async def settled(self) -> None: ...
     def credit_left(self, org_id: str) -> Decimal | None: ...
 
 
@@ -70,10 +81,13 @@ class SharedAccountant:
             key = f"{idempotency_key}~{reservation.id}"
         return Ticket(scope, amount, tokens, idempotency_key, reservation, reservation.repeated)
 
-    async def charge(self, ticket: Ticket, amount: Decimal, usage: UsageDetail) -> Any:
+    async def charge(
+        self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
+    ) -> None:
         settlement = await self.committer.submit(SettleOp(ticket.handle.id, amount, usage))
         ticket.handle = None
-        return settlement
+        if then is not None:
+            then(settlement)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:
@@ -83,19 +97,36 @@ class SharedAccountant:
     def forget(self, org_id: str | None = None) -> None:
         """Nothing is remembered in this mode."""
 
+    async def settled(self) -> None:
+        """Every charge is in the ledger when ``charge`` returns."""
+
     def credit_left(self, org_id: str) -> Decimal | None:
         """Unknown without a read of the ledger, which this mode does not spend per request."""
         return None
 
 
 class LocalAccountant:
-    """Holds decided in memory on per-organisation ``AccountView``s; one write per request."""
+    """Holds decided in memory on per-organisation ``AccountView``s; one write per request.
 
-    def __init__(self, ledger: Any, committer: Committer) -> None:
+    With a charge ``journal`` (kakin.gateway.journal) that write is a journal append, applied
+    to the ledger moments later by the writer process; the view counts the charge at once.
+    """
+
+    def __init__(self, ledger: Any, committer: Committer, journal: ChargeJournal | None = None) -> None:
         self.ledger = ledger
         self.committer = committer
+        self.journal = journal
         self._views: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Future] = {}
+        # Charges counted while an organisation's view was reloading: (journal id, hold, amount,
+        # tokens), applied to the new view unless its snapshot already includes them.
+        self._counted_while_loading: dict[str, list[tuple[asyncio.Future, Any, Decimal, int]]] = {}
+        self._then: dict[int, Callable[[Any], None]] = {}
+        self._applied_through = 0
+        self._forgotten_through = 0
+        if journal is not None:
+            journal.on_commit = committer.wake  # type: ignore[attr-defined]
+            committer.on_applied = self._applied  # type: ignore[attr-defined]
 
     async def view(self, org_id: str) -> Any:
         view = self._views.get(org_id)
@@ -111,7 +142,20 @@ class LocalAccountant:
     async def _load(self, org_id: str, previous: Any) -> Any:
         # Loaded by the writer, between batches: the snapshot includes every charge
         # committed before it and none after, and those after are applied to it in order.
-        view = await self.committer.call("account_view", org_id)
+        if self.journal is None:
+            view = await self.committer.call("account_view", org_id)
+        else:
+            self.journal.commit()  # every charge counted so far gets an id the snapshot can include
+            counted = self._counted_while_loading[org_id] = []
+            try:
+                view, applied = await self.committer.snapshot(  # type: ignore[attr-defined]
+                    "account_view", org_id, journal_upto=self.journal.last_id
+                )
+            finally:
+                del self._counted_while_loading[org_id]
+            for charge_id, hold, amount, tokens in counted:
+                if not (charge_id.done() and not charge_id.exception() and charge_id.result() <= applied):
+                    view.charged(hold, amount, tokens)
         view.read_journal_through(self.ledger)
         if previous is not None:
             view.adopt_holds(previous)
@@ -122,16 +166,51 @@ class LocalAccountant:
         view = await self.view(scope.org_id)
         return Ticket(scope, amount, tokens, idempotency_key, view.hold(scope, amount, tokens))
 
-    async def charge(self, ticket: Ticket, amount: Decimal, usage: UsageDetail) -> Any:
-        from kakin.ledger.records import PostOp
+    async def charge(
+        self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
+    ) -> None:
+        op = PostOp(ticket.scope, amount, usage, ticket.idempotency_key, usage.tokens)
+        org_id = ticket.scope.org_id
+        hold, ticket.handle = ticket.handle, None
+        if self.journal is None:
+            settlement = await self.committer.submit(op)
+            # Applied synchronously on resumption, so a view reloaded later sees it exactly once.
+            self._views[org_id].posted(hold, settlement, usage.tokens)
+            if then is not None:
+                then(settlement)
+            return
+        # Counted at once, so the next request sees it; durable before this one is answered.
+        self._views[org_id].charged(hold, amount, usage.tokens)
+        charge_id = self.journal.append(op)
+        if org_id in self._counted_while_loading:
+            self._counted_while_loading[org_id].append((charge_id, hold, amount, usage.tokens))
+        if then is not None:
+            self._then[await charge_id] = then
+        else:
+            await charge_id
 
-        settlement = await self.committer.submit(
-            PostOp(ticket.scope, amount, usage, ticket.idempotency_key, usage.tokens)
-        )
-        # Applied synchronously on resumption, so a view reloaded later sees it exactly once.
-        self._views[ticket.scope.org_id].posted(ticket.handle, settlement, usage.tokens)
-        ticket.handle = None
-        return settlement
+    def _applied(self, last_id: int, results: list[tuple[int, Any]]) -> None:
+        """The writer applied journal charges through ``last_id``."""
+        self._applied_through = last_id
+        for charge_id, result in results:
+            then = self._then.pop(charge_id, None)
+            if isinstance(result, BaseException):
+                log.error("journal charge %d could not be posted to the ledger: %s", charge_id, result)
+            elif then is not None:
+                then(result)
+        if self.journal is not None and last_id - self._forgotten_through >= _FORGET_EVERY:
+            self.journal.forget_through(last_id)
+            self._forgotten_through = last_id
+
+    async def settled(self) -> None:
+        """Wait until every charge made so far is posted to the ledger (for readers that
+        must see them there, such as tests; requests never wait for this)."""
+        if self.journal is None:
+            return
+        self.journal.commit()
+        target = self.journal.last_id
+        while self._applied_through < target:
+            await asyncio.sleep(0.001)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:
@@ -153,7 +232,13 @@ class LocalAccountant:
             self._views[org_id].expire()
 
 
-def make_accountant(mode: str, ledger: Any, committer: Committer, hold_seconds: int) -> Accountant:
+# Applied journal charges are deleted in bunches: one DELETE per this many.
+_FORGET_EVERY = 256
+
+
+def make_accountant(
+    mode: str, ledger: Any, committer: Committer, hold_seconds: int, journal: ChargeJournal | None = None
+) -> Accountant:
     if mode == "local":
-        return LocalAccountant(ledger, committer)
+        return LocalAccountant(ledger, committer, journal)
     return SharedAccountant(committer, hold_seconds)

@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
 import orjson
 
 from kakin.catalog import Catalog
@@ -26,11 +25,13 @@ from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
 from kakin.gateway.accounting import Ticket, make_accountant
 from kakin.gateway.cache import CachedResponse, ResponseCache, cache_key, make_caches
-from kakin.gateway.committer import make_committer
+from kakin.gateway.client import UpstreamClient, UpstreamError, UpstreamResponse
+from kakin.gateway.committer import ProcessCommitter, make_committer
 from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
+from kakin.gateway.journal import ChargeJournal, journal_path
 from kakin.gateway.keys import Caller, KeyCache
 from kakin.gateway.routing import Route, Router
-from kakin.gateway.upstream import new_session, upstream_headers
+from kakin.gateway.upstream import upstream_headers
 from kakin.ledger.errors import InvalidKey, PermissionDenied
 from kakin.ledger.keys import KEY_PREFIX
 from kakin.ledger.records import Scope, UsageDetail
@@ -116,16 +117,23 @@ class Gateway:
         self.settings = settings
         self.ledger = ledger
         self.catalog = catalog or Catalog.default()
+        mode = settings.gateway.accounting_mode(settings.database.url)
+        journal = journal_path(ledger) if mode == "local" and settings.gateway.charge_journal else None
         self.committer = make_committer(
-            ledger, writer=settings.gateway.ledger_writer, max_batch=settings.gateway.commit_max_batch
+            ledger,
+            writer=settings.gateway.ledger_writer,
+            max_batch=settings.gateway.commit_max_batch,
+            journal=journal,
+        )
+        # The journal needs the writer process that applies it (a thread writer commits directly).
+        self.journal = (
+            ChargeJournal(journal) if journal and isinstance(self.committer, ProcessCommitter) else None
         )
         self.accounts = make_accountant(
-            settings.gateway.accounting_mode(settings.database.url),
-            ledger,
-            self.committer,
-            settings.gateway.hold_seconds,
+            mode, ledger, self.committer, settings.gateway.hold_seconds, self.journal
         )
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.keys = KeyCache(ledger)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
@@ -135,19 +143,28 @@ class Gateway:
             self.cache = cache
         self.alerts = alerts
         self.admin_app = admin_app
-        self.session: aiohttp.ClientSession | None = None
+        self.session: UpstreamClient | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
+    def settled(self, timeout: float = 30) -> None:
+        """From another thread: wait until every charge made so far is in the ledger itself
+        (local accounting posts journaled charges moments after answering)."""
+        assert self._loop is not None, "the gateway is not running"
+        asyncio.run_coroutine_threadsafe(self.accounts.settled(), self._loop).result(timeout)
+
     async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.committer.start()
-        self.session = new_session(self.settings.gateway.upstream_timeout_seconds)
+        self.session = UpstreamClient(self.settings.gateway.upstream_timeout_seconds)
 
     async def shutdown(self) -> None:
         """In-flight requests have finished: commit what is queued, then close the rest."""
         if self.session is not None:
             await self.session.close()
         await self.committer.stop()
+        if self.journal is not None:
+            self.journal.close()
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.close)
         for client in {
@@ -385,26 +402,26 @@ class Gateway:
             return False
         return self.settings.cache.enabled or asked in ("on", "1", "true", "yes")
 
-    async def _open_upstream(self, call: Call, up: Any, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _open_upstream(self, call: Call, up: Any, headers: dict[str, str]) -> UpstreamResponse:
         assert self.session is not None
         url = call.provider.base_url.rstrip("/") + up.path
         try:
             return await self.session.request(
                 call.parsed.endpoint.method,
                 url,
-                data=up.body,
-                headers=upstream_headers(headers, call.provider, call.api, up.headers),
+                up.body,
+                upstream_headers(headers, call.provider, call.api, up.headers),
             )
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{call.provider.name} did not answer in time; the request was not billed"
             ) from None
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             raise NoUpstream(
                 f"could not reach {call.provider.name} ({exc}); the request was not billed"
             ) from None
 
-    async def _pass_error(self, call: Call, response: aiohttp.ClientResponse, send: Send) -> None:
+    async def _pass_error(self, call: Call, response: UpstreamResponse, send: Send) -> None:
         """An upstream 4xx/5xx is not billed: void the hold, hand the provider's answer over."""
         body = await response.read()
         self.accounts.release(call.ticket)
@@ -419,10 +436,10 @@ class Gateway:
             extra + call.extra_headers,
         )
 
-    async def _complete(self, call: Call, response: aiohttp.ClientResponse, send: Send, ckey: str) -> None:
+    async def _complete(self, call: Call, response: UpstreamResponse, send: Send, ckey: str) -> None:
         try:
             body = await response.read()
-        except (TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, UpstreamError):
             raise UpstreamTimeout(
                 f"{call.provider.name} broke off its answer; the request was not billed"
             ) from None
@@ -453,7 +470,7 @@ class Gateway:
     async def _stream(
         self,
         call: Call,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         receive: Receive,
         send: Send,
         ckey: str,
@@ -473,7 +490,7 @@ class Gateway:
                     "headers": header_list(content_type, call.extra_headers),
                 }
             )
-            async for chunk in response.content.iter_any():
+            async for chunk in response:
                 out = meter.feed(chunk)
                 if held or meter.state.finished or _may_end(out):
                     held += out
@@ -482,7 +499,7 @@ class Gateway:
                     delivered.append(out)
                 if gone.is_set():
                     break
-        except (TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, UpstreamError):
             broken = True
         finally:
             watcher.cancel()
@@ -531,13 +548,12 @@ class Gateway:
             routed_from=call.route.routed_from,
             routing_saved=routing_saved,
         )
-        settlement = await self.accounts.charge(call.ticket, total, detail)
+        then = (lambda settlement: self._notify_alerts(call, settlement, detail)) if self.alerts else None
+        await self.accounts.charge(call.ticket, total, detail, then)
         call.ticket = None
         await self.limiter.aadjust_tokens(
             call.caller.limits, usage.input_tokens + usage.output_tokens - call.bound_tokens
         )
-        if self.alerts is not None:
-            self._notify_alerts(call, settlement, detail)
         return total
 
     def _notify_alerts(self, call: Call, settlement: Any, detail: UsageDetail) -> None:

@@ -175,8 +175,10 @@ def _resolve_all(done: list[tuple[asyncio.Future, Any]]) -> None:
 # --------------------------------------------------------------------------- in a process
 
 # Frames on the pipes: a 4-byte big-endian length, then a pickle. Requests are
-# ``(number, "op" | "call", payload)``; each answer frame is a list of ``(number, result)``.
+# ``(number, "op" | "call" | "journal", payload)``; each answer frame is a list of
+# ``(number, result)``, where number JOURNAL_APPLIED reports journal charges applied.
 _LENGTH = 4
+JOURNAL_APPLIED = 0
 
 
 def frame(payload: object) -> bytes:
@@ -198,10 +200,24 @@ def unframe(buffer: bytearray) -> list[Any]:
 
 
 class ProcessCommitter:
-    """The writer is a child process with its own connection to the same database."""
+    """The writer is a child process with its own connection to the same database.
 
-    def __init__(self, database_url: str, *, hold_seconds: int, max_batch: int = 256) -> None:
-        self._config = {"url": database_url, "hold_seconds": hold_seconds, "max_batch": max_batch}
+    With a charge ``journal`` (see kakin.gateway.journal) it also applies the journal to the
+    ledger whenever it is woken (:meth:`wake`), at start (what a crash left) and at the end,
+    and reports each applied batch to ``on_applied(last applied id, [(id, result), ...])``.
+    """
+
+    def __init__(
+        self, database_url: str, *, hold_seconds: int, max_batch: int = 256, journal: str | None = None
+    ) -> None:
+        self._config = {
+            "url": database_url,
+            "hold_seconds": hold_seconds,
+            "max_batch": max_batch,
+            "journal": journal,
+        }
+        self.on_applied: Any = None
+        self._stopping = False
         self._process: subprocess.Popen | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._pending: dict[int, asyncio.Future | None] = {}
@@ -222,7 +238,7 @@ class ProcessCommitter:
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._process.stdin)
         await loop.connect_read_pipe(lambda: _Answers(self), self._process.stdout)
         self._writer.write(frame(self._config))
-        ready = self._send("call", ("now", ()), wait=True)  # answered once the writer is ready
+        ready = self._send("call", ("now", (), None), wait=True)  # answered once the writer is ready
         await self._flush_now(ready)
 
     async def _flush_now(self, future: asyncio.Future) -> Any:
@@ -233,6 +249,7 @@ class ProcessCommitter:
         """Commit what is queued, then let the writer finish and exit."""
         if self._process is None:
             return
+        self._stopping = True
         self._flush()
         if self._writer is not None and not self._writer.is_closing():
             self._writer.close()  # end of input: the writer commits what it has and exits
@@ -245,10 +262,20 @@ class ProcessCommitter:
         return _raise_refusal(await self._send("op", op, wait=True))
 
     async def call(self, method: str, *args: Any) -> Any:
-        return _raise_refusal(await self._send("call", (method, args), wait=True))
+        return _raise_refusal(await self._send("call", (method, args, None), wait=True))
+
+    async def snapshot(self, method: str, *args: Any, journal_upto: int) -> tuple[Any, int]:
+        """``call`` once the journal is applied through ``journal_upto`` at least; returns the
+        result and the last journal id it includes."""
+        result, applied = await self._send("call", (method, args, journal_upto), wait=True)
+        return _raise_refusal(result), applied
 
     def enqueue(self, op: object) -> None:
         self._send("op", op, wait=False)
+
+    def wake(self) -> None:
+        """New charges are in the journal: apply them."""
+        self._send("journal", None, wait=False)
 
     def _send(self, kind: str, payload: object, *, wait: bool) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -257,7 +284,8 @@ class ProcessCommitter:
             future.set_result(LedgerUnavailable(self._failure))
             return future
         number = next(self._numbers)
-        self._pending[number] = future if wait else None
+        if wait or kind == "op":
+            self._pending[number] = future if wait else None
         if not self._outbox:  # one write to the pipe per turn of the event loop
             loop.call_soon(self._flush)
         self._outbox.append(frame((number, kind, payload)))
@@ -270,6 +298,10 @@ class ProcessCommitter:
 
     def _answered(self, results: list[tuple[int, Any]]) -> None:
         for number, result in results:
+            if number == JOURNAL_APPLIED:
+                if self.on_applied is not None:
+                    self.on_applied(*result)
+                continue
             future = self._pending.pop(number, None)
             if future is not None:
                 _resolve(future, result)
@@ -278,7 +310,7 @@ class ProcessCommitter:
 
     def _lost(self, exc: Exception | None) -> None:
         """The writer's output ended: it exited (asked to, or it crashed)."""
-        if self._pending:
+        if not self._stopping or self._pending:
             self._failure = "the ledger writer process stopped; the request was not billed"
             log.error("ledger writer stopped with %d operations unanswered", len(self._pending))
         for future in self._pending.values():
@@ -303,11 +335,14 @@ class _Answers(asyncio.Protocol):
         self.committer._lost(exc)
 
 
-def make_committer(ledger: Any, *, writer: str, max_batch: int) -> Committer:
-    """A child-process writer when a child can open the same ledger, else a thread."""
+def make_committer(ledger: Any, *, writer: str, max_batch: int, journal: str | None = None) -> Committer:
+    """A child-process writer when a child can open the same ledger (applying the charge
+    ``journal`` if one is given), else a thread."""
     url = _url_for_a_child(ledger)
     if writer == "process" and url is not None:
-        return ProcessCommitter(url, hold_seconds=ledger.context.hold_seconds, max_batch=max_batch)
+        return ProcessCommitter(
+            url, hold_seconds=ledger.context.hold_seconds, max_batch=max_batch, journal=journal
+        )
     return ThreadCommitter(ledger, max_batch=max_batch)
 
 

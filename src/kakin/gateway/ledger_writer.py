@@ -6,6 +6,10 @@ requests), commits everything that has arrived (up to ``max_batch`` per transact
 answers each batch with one frame on stdout. At the end of its input it commits what it has
 and exits.
 
+Given a charge journal (kakin.gateway.journal), it applies the journal to the ledger: at
+start (whatever a crash left; charges already applied are repeats and change nothing), each
+time the gateway wakes it, before a snapshot that must include given charges, and at the end.
+
 It ignores SIGINT and SIGTERM: Ctrl-C or a service manager signals the whole process group,
 and the gateway, still finishing its in-flight requests, decides when the writer ends by
 closing the pipe. If the gateway dies, the pipe closes and the writer finishes the same way.
@@ -20,7 +24,8 @@ import sys
 from typing import Any
 
 from kakin.errors import KakinError
-from kakin.gateway.committer import frame, run_batch, run_call, unframe
+from kakin.gateway.committer import JOURNAL_APPLIED, frame, run_batch, run_call, unframe
+from kakin.gateway.journal import JournalReader
 
 
 class _Requests:
@@ -50,15 +55,48 @@ class _Requests:
             self._read()
 
 
-def _answer(ledger: Any, requests: list[tuple[int, str, Any]]) -> list[tuple[int, Any]]:
-    ops = [(number, payload) for number, kind, payload in requests if kind == "op"]
-    results = run_batch(ledger, [op for _, op in ops]) if ops else []
-    answers = list(zip([number for number, _ in ops], results, strict=True))
-    for number, kind, payload in requests:
-        if kind == "call":
-            method, args = payload
-            answers.append((number, run_call(ledger, method, args)))
-    return [(number, _portable(result)) for number, result in answers]
+class _Writer:
+    def __init__(self, ledger: Any, out: int, size: int, journal: JournalReader | None) -> None:
+        self.ledger = ledger
+        self.out = out
+        self.size = size
+        self.journal = journal
+
+    def serve(self, requests: list[tuple[int, str, Any]]) -> None:
+        for start in range(0, len(requests), self.size):
+            self._answer(requests[start : start + self.size])
+        self.apply_journal()
+
+    def apply_journal(self, upto: int | None = None) -> None:
+        """Apply the journal's charges (through ``upto``), reporting each batch."""
+        if self.journal is None:
+            return
+        while rows := self.journal.after(upto, self.size):
+            results = run_batch(self.ledger, [op for _, op in rows])
+            self.journal.applied = rows[-1][0]
+            applied = [(charge_id, _portable(r)) for (charge_id, _), r in zip(rows, results, strict=True)]
+            self._write([(JOURNAL_APPLIED, (self.journal.applied, applied))])
+
+    def _answer(self, requests: list[tuple[int, str, Any]]) -> None:
+        ops = [(number, payload) for number, kind, payload in requests if kind == "op"]
+        results = run_batch(self.ledger, [op for _, op in ops]) if ops else []
+        answers = list(zip([number for number, _ in ops], results, strict=True))
+        for number, kind, payload in requests:
+            if kind == "call":
+                method, args, journal_upto = payload
+                if journal_upto is None:
+                    answers.append((number, run_call(self.ledger, method, args)))
+                else:
+                    self.apply_journal(journal_upto)
+                    applied = self.journal.applied if self.journal else 0
+                    answers.append((number, (run_call(self.ledger, method, args), applied)))
+        if answers:
+            self._write([(number, _portable(result)) for number, result in answers])
+
+    def _write(self, answers: list[tuple[int, Any]]) -> None:
+        data = memoryview(frame(answers))
+        while data:
+            data = data[os.write(self.out, data) :]
 
 
 def _portable(result: Any) -> Any:
@@ -66,12 +104,6 @@ def _portable(result: Any) -> Any:
     if isinstance(result, BaseException) and not isinstance(result, KakinError):
         return RuntimeError(f"{type(result).__name__}: {result}")
     return result
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def main() -> None:
@@ -89,14 +121,18 @@ def main() -> None:
     ledger = Ledger.open(
         config["url"], migrate=False, hold_seconds=config["hold_seconds"], pool_size=2, max_overflow=4
     )
-    size = config["max_batch"]
+    journal = JournalReader(config["journal"]) if config.get("journal") else None
+    writer = _Writer(ledger, out, config["max_batch"], journal)
     try:
+        writer.apply_journal()
         pending: list[Any] | None = first
         while pending is not None:
-            for start in range(0, len(pending), size):
-                _write(out, frame(_answer(ledger, pending[start : start + size])))
+            writer.serve(pending)
             pending = requests.next()
+        writer.apply_journal()
     finally:
+        if journal is not None:
+            journal.close()
         ledger.close()
 
 

@@ -79,7 +79,15 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     from starlette.routing import Mount
 
     admin = create_admin_app(ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed)
-    return Starlette(routes=[Mount("/admin", app=admin)])
+
+    async def reads_see_every_charge(scope: Any, receive: Any, send: Any) -> None:
+        # Charges journaled by this gateway reach the ledger a moment after their responses;
+        # an admin reading usage or balances right after a request must see that request.
+        if scope["type"] == "http" and scope["method"] == "GET":
+            await gateway.accounts.settled()
+        await admin(scope, receive, send)
+
+    return Starlette(routes=[Mount("/admin", app=reads_see_every_charge)])
 
 
 def serve(settings: Settings) -> None:

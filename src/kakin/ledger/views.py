@@ -140,11 +140,19 @@ class AccountView:
         A repeated post (same idempotency key) was counted the first time and is not again."""
         if hold is not None:
             self.release(hold)
-        if settlement.repeated:
-            return
-        charged = to_pico(settlement.charged)
+        if not settlement.repeated:
+            self._count(hold, to_pico(settlement.charged), to_pico(settlement.from_credit), tokens)
+
+    def charged(self, hold: Hold, amount: Decimal, tokens: int) -> None:
+        """Count a charge the ledger will post later (see kakin.gateway.journal): release the
+        hold and take the charge from credit first, as the ledger will."""
+        self.release(hold)
+        pico = to_pico(amount)
+        self._count(hold, pico, min(pico, max(0, self.org["credit_pico"])), tokens)
+
+    def _count(self, hold: Hold | None, charged: int, from_credit: int, tokens: int) -> None:
         org = self.org
-        org["credit_pico"] -= to_pico(settlement.from_credit)
+        org["credit_pico"] -= from_credit
         org["spent_pico"] += charged
         if hold is None:
             return

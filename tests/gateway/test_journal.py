@@ -1,0 +1,182 @@
+"""The charge journal of local accounting: a charge is durable once appended, reaches the
+ledger exactly once (also when the journal is applied again after a crash), and the
+gateway's in-memory account views count every charge once, even while they reload."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from kakin.gateway.accounting import LocalAccountant
+from kakin.gateway.committer import ProcessCommitter
+from kakin.gateway.journal import ChargeJournal, JournalReader, journal_path
+from kakin.ledger import Ledger, PostOp, Scope, UsageDetail
+
+USAGE = UsageDetail(provider="sim", input_tokens=10, output_tokens=5)
+
+
+@pytest.fixture()
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield ledger
+    ledger.close()
+
+
+def _org(ledger: Ledger, credit: str = "10") -> Scope:
+    org = ledger.create_org("journal", payment_label="card")
+    project = ledger.create_project(org.id, "p")
+    ledger.grant(org.id, "prepaid", Decimal(credit), idempotency_key="prepaid")
+    ledger.set_budget(org.id, limit="100", hard_cap=True)
+    return Scope(org.id, project.id, None, "m")
+
+
+def _writer(ledger: Ledger, path: str) -> ProcessCommitter:
+    return ProcessCommitter(str(ledger.engine.url), hold_seconds=900, max_batch=16, journal=path)
+
+
+def test_the_journal_sits_next_to_an_sqlite_ledger(ledger: Ledger, tmp_path: Path) -> None:
+    assert journal_path(ledger) == str((tmp_path / "ledger.db").resolve()) + ".charges"
+
+
+def test_a_crash_leaves_charges_the_next_start_applies_once(ledger: Ledger, tmp_path: Path) -> None:
+    scope = _org(ledger)
+    path = str(tmp_path / "ledger.db.charges")
+
+    async def journal_only() -> list[int]:
+        journal = ChargeJournal(path)
+        ids = await asyncio.gather(
+            *(journal.append(PostOp(scope, Decimal("0.01"), USAGE, f"req-{i}", 15)) for i in range(50))
+        )
+        journal.close()  # the process dies here: nothing was posted to the ledger
+        return list(ids)
+
+    ids = asyncio.run(journal_only())
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert ledger.usage(scope.org_id) == []
+
+    def start_and_stop() -> list[int]:
+        applied: list[int] = []
+        writer = _writer(ledger, path)
+        writer.on_applied = lambda last, results: applied.extend(charge_id for charge_id, _ in results)
+
+        async def run() -> None:
+            await writer.start()  # answers once the journal left behind is applied
+            await writer.stop()
+
+        asyncio.run(run())
+        return applied
+
+    assert start_and_stop() == ids
+    assert start_and_stop() == ids  # applied again (nothing was forgotten): repeats change nothing
+    assert len(ledger.usage(scope.org_id)) == 50
+    assert ledger.balance(scope.org_id).spent == Decimal("0.50")
+    assert ledger.reconcile(scope.org_id).ok
+
+
+def test_a_charge_the_ledger_refuses_does_not_stop_the_others(ledger: Ledger, tmp_path: Path) -> None:
+    scope = _org(ledger)
+    path = str(tmp_path / "ledger.db.charges")
+
+    async def append() -> None:
+        journal = ChargeJournal(path)
+        await journal.append(PostOp(scope, Decimal("0.01"), USAGE, "first", 15))
+        await journal.append(
+            PostOp(Scope(scope.org_id, "prj_unknown", None, "m"), Decimal("0.01"), USAGE, "x", 1)
+        )
+        await journal.append(PostOp(scope, Decimal("0.02"), USAGE, "third", 15))
+        journal.close()
+
+    asyncio.run(append())
+    results: dict[int, object] = {}
+    writer = _writer(ledger, path)
+    writer.on_applied = lambda last, applied: results.update(applied)
+
+    async def run() -> None:
+        await writer.start()
+        await writer.stop()
+
+    asyncio.run(run())
+    assert [type(result).__name__ for _, result in sorted(results.items())] == [
+        "Settlement",
+        "PermissionDenied",
+        "Settlement",
+    ]
+    assert ledger.balance(scope.org_id).spent == Decimal("0.03")
+    reader = JournalReader(path)
+    assert len(reader.after(None, 10)) == 3  # kept until the gateway forgets them
+    reader.close()
+
+
+def test_views_count_each_charge_once_while_they_reload(ledger: Ledger, tmp_path: Path) -> None:
+    """Charges race reloads of the organisation's view; the view and the ledger agree."""
+    scope = _org(ledger, credit="3")
+    path = str(tmp_path / "ledger.db.charges")
+    journal = ChargeJournal(path)
+    writer = _writer(ledger, path)
+    accounts = LocalAccountant(ledger, writer, journal)
+    rng = random.Random(7)
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(rng.random() / 50)
+        ticket = await accounts.hold(scope, Decimal("0.05"), 20, f"req-{i}")
+        if i % 7 == 0:
+            accounts.forget(scope.org_id)  # an admin change: the next request reloads the view
+        await asyncio.sleep(rng.random() / 100)
+        await accounts.charge(ticket, Decimal("0.01") + Decimal(i) / 10_000, USAGE)
+
+    async def run() -> object:
+        await writer.start()
+        try:
+            await asyncio.gather(*(one(i) for i in range(120)))
+            await accounts.settled()
+            return await accounts.view(scope.org_id)
+        finally:
+            await writer.stop()
+            journal.close()
+
+    view = asyncio.run(run())
+    expected = sum(Decimal("0.01") + Decimal(i) / 10_000 for i in range(120))
+    balance = ledger.balance(scope.org_id)
+    assert balance.spent == expected
+    assert view.open_holds == 0  # type: ignore[attr-defined]
+    assert view.available == balance.credit == Decimal("3") - expected  # type: ignore[attr-defined]
+    assert ledger.reconcile(scope.org_id).ok
+
+
+def test_the_admin_api_sees_a_request_as_soon_as_it_is_answered(tmp_path: Path) -> None:
+    import httpx
+
+    from kakin.config import load_settings
+    from kakin.gateway.server import start_in_thread
+
+    database = f"sqlite:///{tmp_path / 'kakin.db'}"
+    settings = load_settings(env={"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "admin-secret"})
+    ledger = Ledger.open(database)
+    scope = _org(ledger)
+    _, key = ledger.create_key(scope.project_id, "k")
+    running = start_in_thread(settings, ledger)
+    try:
+        assert running.gateway.journal is not None  # local accounting on SQLite journals charges
+        admin = {"Authorization": "Bearer admin-secret"}
+        for n in range(1, 6):
+            answered = httpx.post(
+                running.url + "/v1/chat/completions",
+                json={
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": f"hi {n}"}],
+                    "max_tokens": 5,
+                },
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert answered.status_code == 200
+            usage = httpx.get(f"{running.url}/admin/orgs/{scope.org_id}/usage", headers=admin).json()["items"]
+            assert len(usage) == n
+            assert usage[-1]["request_id"] == answered.headers["x-kakin-request-id"]
+    finally:
+        running.stop()
+        ledger.close()
