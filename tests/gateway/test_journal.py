@@ -43,6 +43,41 @@ def test_the_journal_sits_next_to_an_sqlite_ledger(ledger: Ledger, tmp_path: Pat
     assert journal_path(ledger) == str((tmp_path / "ledger.db").resolve()) + ".charges"
 
 
+def test_segments_rotate_ids_grow_and_torn_records_are_ignored(tmp_path: Path, monkeypatch) -> None:
+    from kakin.gateway import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 300)
+    path = tmp_path / "j.charges"
+
+    async def write(first: int, count: int) -> list[int]:
+        journal = ChargeJournal(str(path))
+        ids = [await journal.append({"n": first + i, "pad": "x" * 100}) for i in range(count)]
+        journal.close()
+        return ids
+
+    ids = asyncio.run(write(0, 6))
+    assert ids == sorted(ids)
+    assert len(list(path.glob("*.log"))) >= 2  # rotated
+    # A write cut short at the end of the last segment (power lost mid-write):
+    last = sorted(path.glob("*.log"))[-1]
+    last.write_bytes(last.read_bytes() + b"\x00\x00\x01\x00garbage")
+    ids += asyncio.run(write(6, 2))  # a restart starts a new segment; ids keep growing
+    assert ids == sorted(ids) and len(set(ids)) == 8
+
+    reader = JournalReader(str(path))
+    assert [op["n"] for _, op in reader.after(ids[2], 100)] == [0, 1, 2]  # not past upto
+    reader.applied = ids[2]
+    rest = reader.after(None, 100)
+    assert [op["n"] for _, op in rest] == [3, 4, 5, 6, 7]  # the torn record is skipped
+
+    reader.release()  # the segments before the one being read are posted: deleted
+    assert len(sorted(path.glob("*.log"))) == 1
+    reader.release(everything=True)
+    assert not list(path.glob("*.log"))
+    ChargeJournal(str(path)).close()  # a gateway stopping with nothing left removes the directory
+    assert not path.exists()
+
+
 def test_a_crash_leaves_charges_the_next_start_applies_once(ledger: Ledger, tmp_path: Path) -> None:
     scope = _org(ledger)
     path = str(tmp_path / "ledger.db.charges")
@@ -71,8 +106,12 @@ def test_a_crash_leaves_charges_the_next_start_applies_once(ledger: Ledger, tmp_
         asyncio.run(run())
         return applied
 
+    segments = {file: file.read_bytes() for file in Path(path).glob("*.log")}
     assert start_and_stop() == ids
-    assert start_and_stop() == ids  # applied again (nothing was forgotten): repeats change nothing
+    assert not list(Path(path).glob("*.log"))  # posted, then deleted
+    for file, content in segments.items():  # as if the writer died after posting, before deleting
+        file.write_bytes(content)
+    assert start_and_stop() == ids  # posted again: repeats change nothing
     assert len(ledger.usage(scope.org_id)) == 50
     assert ledger.balance(scope.org_id).spent == Decimal("0.50")
     assert ledger.reconcile(scope.org_id).ok
@@ -107,9 +146,7 @@ def test_a_charge_the_ledger_refuses_does_not_stop_the_others(ledger: Ledger, tm
         "Settlement",
     ]
     assert ledger.balance(scope.org_id).spent == Decimal("0.03")
-    reader = JournalReader(path)
-    assert len(reader.after(None, 10)) == 3  # kept until the gateway forgets them
-    reader.close()
+    assert not list(Path(path).glob("*.log"))  # all three were dealt with: nothing is posted twice
 
 
 def test_views_count_each_charge_once_while_they_reload(ledger: Ledger, tmp_path: Path) -> None:

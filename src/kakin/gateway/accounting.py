@@ -123,7 +123,6 @@ class LocalAccountant:
         self._counted_while_loading: dict[str, list[tuple[asyncio.Future, Any, Decimal, int]]] = {}
         self._then: dict[int, Callable[[Any], None]] = {}
         self._applied_through = 0
-        self._forgotten_through = 0
         if journal is not None:
             journal.on_commit = committer.wake  # type: ignore[attr-defined]
             committer.on_applied = self._applied  # type: ignore[attr-defined]
@@ -198,9 +197,6 @@ class LocalAccountant:
                 log.error("journal charge %d could not be posted to the ledger: %s", charge_id, result)
             elif then is not None:
                 then(result)
-        if self.journal is not None and last_id - self._forgotten_through >= _FORGET_EVERY:
-            self.journal.forget_through(last_id)
-            self._forgotten_through = last_id
 
     async def settled(self) -> None:
         """Wait until every charge made so far is posted to the ledger (for readers that
@@ -230,10 +226,6 @@ class LocalAccountant:
                 view.expire()
         elif org_id in self._views:
             self._views[org_id].expire()
-
-
-# Applied journal charges are deleted in bunches: one DELETE per this many.
-_FORGET_EVERY = 256
 
 
 def make_accountant(

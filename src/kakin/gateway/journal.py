@@ -3,82 +3,117 @@
 A response's charge must be durable before its last byte reaches the client. Writing it to
 the ledger takes the ledger's full bookkeeping (grants, budgets, usage record), which is too
 slow to wait for on every request. So the gateway appends the charge — the pickled
-:class:`~kakin.ledger.records.PostOp` — to this journal, a small SQLite file of its own in WAL
-mode: one INSERT per charge, one COMMIT per turn of the event loop for every charge queued in
-it (group commit), then the response goes out. The ledger writer process applies the journal
-to the ledger moments later, in order and in batches; the gateway deletes what was applied.
+:class:`~kakin.ledger.records.PostOp` — to this journal: every charge made in one turn of the
+event loop goes out in one ``write`` to an append-only file (durable in the OS once it
+returns, like a committed SQLite WAL write), then the responses go out. The ledger writer
+process posts the journal to the ledger moments later, in order and in batches.
 
-After a crash, the writer applies whatever is left when it next starts. Applying a charge
-twice is harmless: a PostOp carries the request's idempotency key, and a repeat changes
-nothing. The gateway is the journal's only writer, so its commits never wait for a lock.
+The journal is a directory of segment files (``000000000001.log`` …). Each gateway start
+opens a new segment, and a segment past ``SEGMENT_BYTES`` is followed by a new one; a
+segment is deleted by the writer once every charge in it is in the ledger. A record is a header (length,
+CRC-32 of the body, charge id) and the body; a torn record at the end of a segment (power
+lost mid-write) fails its CRC and is ignored. Charge ids grow across segments and restarts:
+the segment number in the high 32 bits, the record's sequence in the low 32.
+
+After a crash, the writer posts whatever the segments hold when kakin starts again.
+Posting a charge twice is harmless: a PostOp carries the request's idempotency key, and a
+repeat changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import pickle
-import sqlite3
+import struct
+import zlib
+from collections import deque
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS charges (id INTEGER PRIMARY KEY AUTOINCREMENT, op BLOB NOT NULL)"
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # a commit is durable in the OS, as the ledger's
-    conn.execute(_SCHEMA)
-    return conn
+SEGMENT_BYTES = 16 << 20
+_HEADER = struct.Struct(">IIQ")  # body length, CRC-32 of the body, charge id
+_SUFFIX = ".log"
 
 
 def journal_path(ledger: Any) -> str | None:
-    """Next to an SQLite ledger (``kakin.db`` → ``kakin.db.charges``); None for other databases."""
+    """Next to an SQLite ledger (``kakin.db`` → ``kakin.db.charges/``); None for other databases."""
     url = ledger.engine.url
     if url.get_backend_name() != "sqlite" or not url.database:
         return None
     return str(Path(url.database).resolve()) + ".charges"
 
 
+def _segments(directory: Path) -> list[int]:
+    return sorted(int(p.stem) for p in directory.glob("*" + _SUFFIX) if p.stem.isdigit())
+
+
+def _segment_file(directory: Path, number: int) -> Path:
+    return directory / f"{number:012d}{_SUFFIX}"
+
+
+def segment_of(charge_id: int) -> int:
+    return charge_id >> 32
+
+
 class ChargeJournal:
-    """The gateway's side: append charges, forget applied ones. Use from one event loop."""
+    """The gateway's side: append charges, delete posted ones. Use from one event loop."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self._conn = _connect(path)
-        self._queued: list[tuple[bytes, asyncio.Future]] = []
-        self.on_commit: Any = None  # called after each commit (to wake the ledger writer)
-        self.last_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM charges").fetchone()[0]
+        self.directory = Path(path)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        existing = _segments(self.directory)
+        self._segment = (existing[-1] if existing else 0) + 1
+        self._fd = -1
+        self._open_segment()
+        self._queued: list[tuple[object, asyncio.Future]] = []
+        self.last_id = 0
+        self.on_commit: Any = None  # called after each write (to wake the ledger writer)
+
+    def _open_segment(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(_segment_file(self.directory, self._segment), flags, 0o600)
+        self._sequence = 0
+        self._written = 0
 
     def append(self, op: object) -> asyncio.Future:
-        """Queue ``op``; the future resolves to its journal id (ids only grow) once durable.
-        Everything queued in one turn of the event loop is committed together."""
+        """Queue ``op``; the future resolves to its charge id once it is durable. Everything
+        queued in one turn of the event loop is written together."""
         future = asyncio.get_running_loop().create_future()
         if not self._queued:
             future.get_loop().call_soon(self.commit)
-        self._queued.append((pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL), future))
+        self._queued.append((op, future))
         return future
 
     def commit(self) -> None:
-        """Commit what is queued now (and resolve its futures)."""
+        """Write what is queued now (and resolve its futures)."""
         queued, self._queued = self._queued, []
         if not queued:
             return
+        if self._written >= SEGMENT_BYTES:
+            self._segment += 1
+            self._open_segment()
+        records, ids = [], []
+        for op, _ in queued:
+            self._sequence += 1
+            charge_id = (self._segment << 32) | self._sequence
+            body = pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL)
+            records.append(_HEADER.pack(len(body), zlib.crc32(body), charge_id) + body)
+            ids.append(charge_id)
+        data = b"".join(records)
         try:
-            cursor = self._conn.cursor()
-            cursor.execute("BEGIN")
-            ids = []
-            for blob, _ in queued:
-                cursor.execute("INSERT INTO charges (op) VALUES (?)", (blob,))
-                ids.append(cursor.lastrowid)
-            cursor.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
             for _, future in queued:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self._written += len(data)
         self.last_id = ids[-1]
         for (_, future), charge_id in zip(queued, ids, strict=True):
             if not future.done():
@@ -86,27 +121,78 @@ class ChargeJournal:
         if self.on_commit is not None:
             self.on_commit()
 
-    def forget_through(self, charge_id: int) -> None:
-        """Delete charges the ledger now holds."""
-        self._conn.execute("DELETE FROM charges WHERE id <= ?", (charge_id,))
-
     def close(self) -> None:
-        self._conn.close()
+        os.close(self._fd)
+        self._fd = -1
+        if not self._sequence:  # nothing was written to it
+            _segment_file(self.directory, self._segment).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()  # gone if the writer posted and deleted every segment
 
 
 class JournalReader:
-    """The ledger writer's side: the charges after the last one applied, in order."""
+    """The ledger writer's side: the charges after the last one posted, in order."""
 
     def __init__(self, path: str) -> None:
-        self._conn = _connect(path)
+        self.directory = Path(path)
         self.applied = 0
+        self._segment = 0
+        self._offset = 0
+        self._tail = b""  # the start of a record not completely written yet
+        self._ready: deque[tuple[int, Any]] = deque()
 
     def after(self, upto: int | None, limit: int) -> list[tuple[int, Any]]:
-        rows = self._conn.execute(
-            "SELECT id, op FROM charges WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (self.applied, upto if upto is not None else 2**62, limit),
-        ).fetchall()
-        return [(charge_id, pickle.loads(blob)) for charge_id, blob in rows]
+        """Up to ``limit`` charges after ``applied`` (and not after ``upto``)."""
+        if len(self._ready) < limit:
+            self._read()
+        out: list[tuple[int, Any]] = []
+        while self._ready and len(out) < limit:
+            charge_id, op = self._ready[0]
+            if upto is not None and charge_id > upto:
+                break
+            self._ready.popleft()
+            if charge_id > self.applied:
+                out.append((charge_id, op))
+        return out
 
-    def close(self) -> None:
-        self._conn.close()
+    def _read(self) -> None:
+        while True:
+            # Listed before reading: the gateway finishes a segment before it starts the next,
+            # so once a later one exists, this read sees all of the current one.
+            later = (
+                [n for n in _segments(self.directory) if n > self._segment] if self.directory.exists() else []
+            )
+            if self._segment:
+                try:
+                    with _segment_file(self.directory, self._segment).open("rb") as segment:
+                        segment.seek(self._offset)
+                        data = segment.read()
+                except FileNotFoundError:
+                    data = b""
+                self._offset += len(data)
+                self._parse(data)
+            if not later:
+                return
+            self._segment, self._offset, self._tail = later[0], 0, b""  # what is left was torn
+
+    def release(self, *, everything: bool = False) -> None:
+        """Delete the segments whose charges are all posted: those before the one being read,
+        or (at the end, once the gateway has stopped writing) every segment read."""
+        for number in _segments(self.directory):
+            if number < self._segment or (everything and number == self._segment):
+                _segment_file(self.directory, number).unlink(missing_ok=True)
+
+    def _parse(self, data: bytes) -> None:
+        buffer = self._tail + data
+        at = 0
+        while len(buffer) - at >= _HEADER.size:
+            length, crc, charge_id = _HEADER.unpack_from(buffer, at)
+            end = at + _HEADER.size + length
+            if end > len(buffer):
+                break
+            body = buffer[at + _HEADER.size : end]
+            if zlib.crc32(body) != crc:
+                break  # torn: nothing valid follows in this segment
+            self._ready.append((charge_id, pickle.loads(body)))
+            at = end
+        self._tail = buffer[at:]

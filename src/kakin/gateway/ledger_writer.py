@@ -26,7 +26,7 @@ from typing import Any
 
 from kakin.errors import KakinError
 from kakin.gateway.committer import JOURNAL_APPLIED, frame, run_batch, run_call, unframe
-from kakin.gateway.journal import JournalReader
+from kakin.gateway.journal import JournalReader, segment_of
 
 
 class _Requests:
@@ -67,6 +67,7 @@ class _Writer:
         self.size = size
         self.journal = journal
         self._applied_at = 0.0
+        self._released = 0
 
     def serve(self, requests: list[tuple[int, str, Any]]) -> None:
         for start in range(0, len(requests), self.size):
@@ -88,6 +89,9 @@ class _Writer:
             self.journal.applied = rows[-1][0]
             applied = [(charge_id, _portable(r)) for (charge_id, _), r in zip(rows, results, strict=True)]
             self._write([(JOURNAL_APPLIED, (self.journal.applied, applied))])
+            if segment_of(self.journal.applied) != self._released:
+                self.journal.release()
+                self._released = segment_of(self.journal.applied)
 
     def _answer(self, requests: list[tuple[int, str, Any]]) -> None:
         ops = [(number, payload) for number, kind, payload in requests if kind == "op"]
@@ -142,9 +146,9 @@ def main() -> None:
             writer.serve(pending)
             pending = requests.next()
         writer.apply_journal()
-    finally:
         if journal is not None:
-            journal.close()
+            journal.release(everything=True)  # the gateway has stopped writing: all is posted
+    finally:
         ledger.close()
 
 
