@@ -56,8 +56,8 @@ class _Requests:
             self._read()
 
 
-# Shortest time between two postings of the journal (seconds).
-JOURNAL_PAUSE = 0.005
+# How long after a wake-up journaled charges are posted (seconds).
+JOURNAL_DELAY = 0.005
 
 
 class _Writer:
@@ -66,19 +66,17 @@ class _Writer:
         self.out = out
         self.size = size
         self.journal = journal
-        self._applied_at = 0.0
         self._released = 0
 
     def serve(self, requests: list[tuple[int, str, Any]]) -> None:
         for start in range(0, len(requests), self.size):
             self._answer(requests[start : start + self.size])
-        if self.journal is not None:
-            # Nobody waits for journaled charges (they are durable already), so a short pause
-            # lets more of them share one transaction: under light load a batch would hold
-            # one charge, and posting one costs several times its share of a batch.
-            time.sleep(max(0.0, self._applied_at + JOURNAL_PAUSE - time.monotonic()))
+        if self.journal is not None and any(kind == "journal" for _, kind, _ in requests):
+            # Nobody waits for journaled charges (they are durable already), so posting them
+            # a few milliseconds later lets the charges of that time share one transaction,
+            # and keeps the posting out of the way of the requests that follow at once.
+            time.sleep(JOURNAL_DELAY)
             self.apply_journal()
-            self._applied_at = time.monotonic()
 
     def apply_journal(self, upto: int | None = None) -> None:
         """Apply the journal's charges (through ``upto``), reporting each batch."""
