@@ -11,6 +11,7 @@ Model names arrive in the shapes SDKs and routers use: ``gpt-4o``, ``openai/gpt-
 
 from __future__ import annotations
 
+import functools
 from typing import Final, Literal
 
 from tiktoken.model import encoding_name_for_model
@@ -71,6 +72,7 @@ def provider_for_model(model: str) -> Provider:
     return "unknown"
 
 
+@functools.lru_cache(maxsize=1024)  # called for every request's bound; names repeat
 def encoding_for_model(model: str) -> str | None:
     """The tiktoken encoding an OpenAI model uses, or None when kakin has no exact offline
     tokenizer for it (Anthropic, Google, unknown names, and the retired r50k/p50k models)."""
