@@ -176,10 +176,12 @@ class JournalReader:
             self._segment, self._offset, self._tail = later[0], 0, b""  # what is left was torn
 
     def release(self, *, everything: bool = False) -> None:
-        """Delete the segments whose charges are all posted: those before the one being read,
-        or (at the end, once the gateway has stopped writing) every segment read."""
+        """Delete the segments whose charges are all posted: those before the segment of the
+        last charge posted, or (at the end, once the gateway has stopped writing and every
+        charge read is posted) every segment read."""
+        posted_up_to = self._segment + 1 if everything else segment_of(self.applied)
         for number in _segments(self.directory):
-            if number < self._segment or (everything and number == self._segment):
+            if number < posted_up_to:
                 _segment_file(self.directory, number).unlink(missing_ok=True)
 
     def _parse(self, data: bytes) -> None:
