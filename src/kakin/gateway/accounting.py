@@ -139,8 +139,10 @@ class LocalAccountant:
         return await asyncio.shield(pending)
 
     async def _load(self, org_id: str, previous: Any) -> Any:
-        # Loaded by the writer, between batches: the snapshot includes every charge
-        # committed before it and none after, and those after are applied to it in order.
+        # Loaded by the writer, between batches. Without a journal the snapshot includes every
+        # charge committed before it and none after, and those after are applied to it as they
+        # resume. With one, it includes the journal through ``applied``; charges counted while
+        # it loaded and not among those are counted again on the new view.
         if self.journal is None:
             view = await self.committer.call("account_view", org_id)
         else:
@@ -170,15 +172,18 @@ class LocalAccountant:
     ) -> None:
         op = PostOp(ticket.scope, amount, usage, ticket.idempotency_key, usage.tokens)
         org_id = ticket.scope.org_id
-        hold, ticket.handle = ticket.handle, None
+        hold = ticket.handle
         if self.journal is None:
-            settlement = await self.committer.submit(op)
+            settlement = await self.committer.submit(op)  # on failure the hold is released as usual
             # Applied synchronously on resumption, so a view reloaded later sees it exactly once.
+            ticket.handle = None
             self._views[org_id].posted(hold, settlement, usage.tokens)
             if then is not None:
                 then(settlement)
             return
-        # Counted at once, so the next request sees it; durable before this one is answered.
+        # Counted at once, so the next request sees it; durable before this one is answered
+        # (if the journal cannot be written the request fails, and the count errs on the safe side).
+        ticket.handle = None
         self._views[org_id].charged(hold, amount, usage.tokens)
         charge_id = self.journal.append(op)
         if org_id in self._counted_while_loading:
