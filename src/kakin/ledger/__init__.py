@@ -60,7 +60,8 @@ Two-phase charges (each call is one transaction; ``batch`` runs many in one)::
         one transaction; each op's own KakinError is returned in its slot, the others proceed
     kakin.ledger.ops.execute(conn, ops, *, now, context=None, cache=None) -> same list, on a
         caller's open transaction. On SQLite, Ledger.batch keeps one connection and a row cache
-        between its transactions (kakin.ledger.resident), batches queued on its writer lock.
+        between its transactions (kakin.ledger.resident), batches queued on its writer lock,
+        and checkpoints its write-ahead log on a thread of its own (kakin.ledger.checkpoints).
     UsageDetail.cost_items: JSON-able values, or a str already holding a JSON document
     ledger.expire_holds() -> int                   release every hold past its expiry now
     ledger.account_view(org_id, max_age=60s) -> AccountView   (kakin.ledger.views) in-memory holds

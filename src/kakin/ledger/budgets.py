@@ -154,9 +154,12 @@ def _newly_crossed(
 ) -> list[ThresholdCrossed]:
     spent = counter(budget, period, held=False)
     limit = budget["limit_value"]
+    thresholds = budget["thresholds"]
+    if not thresholds or spent * 100 < min(thresholds) * limit:  # below every threshold
+        return []
     fired = list(period["fired"])
     out = []
-    for threshold in sorted(budget["thresholds"]):
+    for threshold in sorted(thresholds):
         if threshold not in fired and spent * 100 >= threshold * limit:
             fired.append(threshold)
             out.append(
@@ -297,7 +300,7 @@ def _start_mid_period(work: Work, org: Row, budget: Row) -> None:
     r = s.reservations
     held = work.conn.execute(
         select(r).where(
-            r.c.org_id == org["id"], r.c.status == "held", r.c.created_at >= start, _scope_filter(r, budget)
+            r.c.org_id == org["id"], r.c.status == s.HELD, r.c.created_at >= start, _scope_filter(r, budget)
         )
     )
     for row in held:

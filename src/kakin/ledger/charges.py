@@ -255,8 +255,9 @@ def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
     if not isinstance(usage, UsageDetail):
         raise InvalidInput(f"settle needs a UsageDetail, got {type(usage).__name__}")
     v.text(usage.provider, "usage provider", max_length=64)
-    for name in ("input_tokens", "output_tokens", "cached_tokens"):
-        v.tokens(getattr(usage, name), f"usage {name}")
+    v.tokens(usage.input_tokens, "usage input_tokens")
+    v.tokens(usage.output_tokens, "usage output_tokens")
+    v.tokens(usage.cached_tokens, "usage cached_tokens")
     if usage.cached_tokens > usage.input_tokens:
         raise InvalidInput(
             f"usage cached_tokens ({usage.cached_tokens}) cannot exceed input_tokens ({usage.input_tokens})"
@@ -406,6 +407,7 @@ def post(work: Work, op: PostOp) -> Settlement:
         )
     _check_scope(work, org, scope, model, usable=False)
     # Everything checked: write.
+    now, used = work.now, usage.tokens
     row = {
         "id": new_id("res"),
         "org_id": org["id"],
@@ -417,11 +419,11 @@ def post(work: Work, op: PostOp) -> Settlement:
         "amount_pico": actual,
         "tokens": tokens,
         "status": "settled",
-        "created_at": work.now,
-        "expires_at": work.now,
-        "closed_at": work.now,
+        "created_at": now,
+        "expires_at": now,
+        "closed_at": now,
         "actual_pico": actual,
-        "actual_tokens": usage.tokens,
+        "actual_tokens": used,
         "overrun_pico": 0,
         "late": False,
         "settle_hash": digest,
@@ -429,8 +431,8 @@ def post(work: Work, op: PostOp) -> Settlement:
         "result": None,
     }
     from_credit, postpaid = credit.consume(work, org, actual, row["id"])
-    org["spent_tokens"] += usage.tokens
-    crossed = budgets.spend(work, org, row, actual, usage.tokens)
+    org["spent_tokens"] += used
+    crossed = budgets.spend(work, org, row, actual, used)
     settlement = Settlement(
         reservation_id=row["id"],
         org_id=org["id"],

@@ -136,7 +136,7 @@ def consume(work: Work, org: Row, amount: int, reservation_id: str) -> tuple[int
 
 
 def params_hash(*parts: object) -> str:
-    return hashlib.sha256("|".join("" if p is None else str(p) for p in parts).encode()).hexdigest()
+    return hashlib.sha256("|".join(["" if p is None else str(p) for p in parts]).encode()).hexdigest()
 
 
 def create(

@@ -23,7 +23,7 @@ def expire_holds(work: Work, org: Row) -> None:
         return
     r = s.reservations
     rows = work.conn.execute(
-        select(r).where(r.c.org_id == org["id"], r.c.status == "held", r.c.expires_at <= work.now)
+        select(r).where(r.c.org_id == org["id"], r.c.status == s.HELD, r.c.expires_at <= work.now)
     )
     for row in rows:
         reservation = work.adopt_reservation(dict(row._mapping))
@@ -31,7 +31,7 @@ def expire_holds(work: Work, org: Row) -> None:
             release_hold(work, org, reservation, "expired", reservation["expires_at"])
     org["next_hold_expiry"] = work.conn.execute(
         select(func.min(r.c.expires_at)).where(
-            r.c.org_id == org["id"], r.c.status == "held", r.c.expires_at > work.now
+            r.c.org_id == org["id"], r.c.status == s.HELD, r.c.expires_at > work.now
         )
     ).scalar()
     work.touch_org(org)

@@ -111,6 +111,8 @@ class Ledger:
 
     def now(self) -> datetime:
         moment = self.clock()
+        if moment.tzinfo is UTC:
+            return moment
         if moment.tzinfo is None:
             raise InvalidInput("the ledger clock must return timezone-aware datetimes")
         return moment.astimezone(UTC)

@@ -35,7 +35,12 @@ def execute(
     rows kept from earlier transactions of this connection (see kakin.ledger.resident);
     it takes what this transaction loaded — the caller drops it if the commit fails."""
     work = Work(conn, now, context or Context(), cache)
-    prepare(work, ops)
+    # With the rows of earlier transactions at hand (SQLite), one reserve or one-phase charge
+    # loads what little it lacks as it goes: loading up front would only add work. Without them,
+    # prepare's set-based queries are fewer round trips; settles and voids go through prepare
+    # for the holds this connection already knows.
+    if cache is None or len(ops) != 1 or not isinstance(ops[0], _OPENING):
+        prepare(work, ops)
     results = [run(work, op) for op in ops]
     work.flush()
     if cache is not None:
@@ -60,51 +65,69 @@ def run(work: Work, op: object) -> OpResult | KakinError:
         return error
 
 
+_OPENING = (ReserveOp, PostOp)
+_CLOSING = (SettleOp, VoidOp)
+
+
 def prepare(work: Work, ops: Sequence[object]) -> None:
     """Load and lock what ``ops`` will touch, with a few set-based queries."""
-    reserves = [op for op in ops if isinstance(op, ReserveOp | PostOp) and isinstance(op.scope, Scope)]
-    closing = [op.reservation_id for op in ops if isinstance(op, SettleOp | VoidOp)]
+    opening: list[ReserveOp | PostOp] = []
+    closing: list[str] = []
+    for op in ops:
+        if isinstance(op, _OPENING):
+            if isinstance(op.scope, Scope):
+                opening.append(op)
+        elif isinstance(op, _CLOSING):
+            closing.append(op.reservation_id)
     owners: list[str] = []
-    if work.cache is not None:  # holds this connection wrote: their organisations are known
+    if closing and work.cache is not None:  # holds this connection wrote: their organisations are known
         for reservation_id in closing:
             held = work.cache.held.get(reservation_id) if isinstance(reservation_id, str) else None
             if held is not None:
                 work.adopt_reservation(held)
                 owners.append(held["org_id"])
-    work.lock_orgs([*(op.scope.org_id for op in reserves), *owners], closing)
-    work.load_reservations(closing)
-    work.load_idempotency(
-        (op.scope.org_id, op.idempotency_key.strip())
-        for op in reserves
-        if op.scope.org_id in work.orgs and isinstance(op.idempotency_key, str)
-    )
-    work.load_projects(op.scope.project_id for op in reserves)
-    work.load_keys(op.scope.key_id for op in reserves if op.scope.key_id is not None)
-    # Current budget periods for new holds, and the periods settles will post to.
-    periods = []
-    for op in reserves:
-        org = work.orgs.get(op.scope.org_id)
-        if org is not None and isinstance(op.scope.model, str):
+    work.lock_orgs([*(op.scope.org_id for op in opening), *owners], closing)
+    if closing:
+        work.load_reservations(closing)
+    periods: list[tuple[str, datetime]] = []
+    settling_orgs: set[str] = set()
+    if opening:
+        locked = work.orgs
+        work.load_idempotency(
+            (op.scope.org_id, op.idempotency_key.strip())
+            for op in opening
+            if op.scope.org_id in locked and isinstance(op.idempotency_key, str)
+        )
+        work.load_projects(op.scope.project_id for op in opening)
+        work.load_keys(op.scope.key_id for op in opening if op.scope.key_id is not None)
+        # Current budget periods for new holds and one-phase charges.
+        for op in opening:
+            scope = op.scope
+            org = locked.get(scope.org_id)
+            if org is None:
+                continue
+            if isinstance(op, PostOp):
+                settling_orgs.add(org["id"])
+            if isinstance(scope.model, str):
+                periods += [
+                    (b["id"], budgets.start_of(work, org, b, work.now))
+                    for b in budgets.applicable(
+                        work, org, scope.project_id, scope.key_id, scope.model.strip()
+                    )
+                ]
+    if closing:
+        # The periods settles will post to.
+        for reservation_id in closing:
+            reservation = work.reservations.get(reservation_id) if isinstance(reservation_id, str) else None
+            if reservation is None or reservation["status"] == "settled":
+                continue
+            org = work.orgs[reservation["org_id"]]
+            settling_orgs.add(org["id"])
             periods += [
-                (b["id"], budgets.start_of(work, org, b, work.now))
+                (b["id"], budgets.start_of(work, org, b, reservation["created_at"]))
                 for b in budgets.applicable(
-                    work, org, op.scope.project_id, op.scope.key_id, op.scope.model.strip()
+                    work, org, reservation["project_id"], reservation["key_id"], reservation["model"]
                 )
             ]
-    settling_orgs = {
-        op.scope.org_id for op in reserves if isinstance(op, PostOp) and op.scope.org_id in work.orgs
-    }
-    for reservation_id in closing:
-        reservation = work.reservations.get(reservation_id) if isinstance(reservation_id, str) else None
-        if reservation is None or reservation["status"] == "settled":
-            continue
-        org = work.orgs[reservation["org_id"]]
-        settling_orgs.add(org["id"])
-        periods += [
-            (b["id"], budgets.start_of(work, org, b, reservation["created_at"]))
-            for b in budgets.applicable(
-                work, org, reservation["project_id"], reservation["key_id"], reservation["model"]
-            )
-        ]
     work.prefetch_periods(periods)
     work.load_grants(settling_orgs)

@@ -151,5 +151,5 @@ def reservation_row(conn: Connection, reservation_id: object) -> Row:
 
 def orgs_with_expired_holds(conn: Connection, now: datetime) -> list[str]:
     r = s.reservations
-    query = select(r.c.org_id).where(r.c.status == "held", r.c.expires_at <= now).distinct()
+    query = select(r.c.org_id).where(r.c.status == s.HELD, r.c.expires_at <= now).distinct()
     return [row.org_id for row in conn.execute(query)]

@@ -63,12 +63,12 @@ def reconcile(work: Work, org_id: str) -> Reconciliation:
         Check(
             "held = Σ open reservations",
             org["held_pico"],
-            _sum(work, r.c.amount_pico, r.c.org_id == oid, r.c.status == "held"),
+            _sum(work, r.c.amount_pico, r.c.org_id == oid, r.c.status == s.HELD),
         ),
         Check(
             "held tokens = Σ open reservations",
             org["held_tokens"],
-            _sum(work, r.c.tokens, r.c.org_id == oid, r.c.status == "held"),
+            _sum(work, r.c.tokens, r.c.org_id == oid, r.c.status == s.HELD),
         ),
         Check(
             "settled amounts = −Σ charge entries",
@@ -133,7 +133,7 @@ def _budget_checks(work: Work, org: dict) -> list[Check]:
     held_rows = list(
         work.conn.execute(
             select(r.c.amount_pico, r.c.tokens, r.c.holds).where(
-                r.c.org_id == org["id"], r.c.status == "held"
+                r.c.org_id == org["id"], r.c.status == s.HELD
             )
         )
     )

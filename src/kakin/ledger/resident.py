@@ -14,6 +14,9 @@ after ``BEGIN IMMEDIATE`` has taken the write lock, so nothing can commit betwee
 and the use; when it moved, the cache is dropped and the rows are read again. A transaction
 that fails drops the cache too, since its operations may have changed rows in memory that
 were never written.
+
+Checkpoints of the write-ahead log run on a thread of their own (kakin.ledger.checkpoints),
+so a commit here never waits for one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import Connection, Engine
 
 from kakin.errors import KakinError
 from kakin.ledger import ops
+from kakin.ledger.checkpoints import WRITER_CHECKPOINT_PAGES, Checkpointer
 from kakin.ledger.records import OpResult
 from kakin.ledger.work import Cache, Context
 
@@ -38,10 +42,14 @@ class Resident:
         self.cache = Cache()
         self._conn: Connection | None = None
         self._version: int | None = None  # data_version when the cache was last valid
+        self.checkpointer = Checkpointer(engine.url.database or "")
 
     def batch(self, operations: Sequence[object], now: datetime) -> list[OpResult | KakinError]:
         if self._conn is None:
             self._conn = self.engine.connect()
+            self._conn.connection.driver_connection.execute(
+                f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}"
+            )
         conn = self._conn
         driver = conn.connection.driver_connection
         try:
@@ -64,12 +72,18 @@ class Resident:
                 driver.rollback()
             self.cache.clear()
             self._version = None
-            self.close()  # rolls back; a fresh connection next time, whatever state this one is in
+            self._close_connection()  # rolls back; a fresh connection next time, whatever its state
             raise
         self._version = version
+        self.checkpointer.committed(len(operations), self.cache.touched)
         return results
 
     def close(self) -> None:
+        self._close_connection()
+        self.checkpointer.close()
+
+    def _close_connection(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            conn.invalidate()  # closed for good: it carries a checkpoint threshold of its own
             conn.close()

@@ -37,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    literal_column,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -161,8 +162,8 @@ grants = Table(
     Column("params_hash", String(64), nullable=False),
     Column("note", String(500), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Read by organisation through this index; none on remaining_pico, which every charge changes.
     UniqueConstraint("org_id", "idempotency_key"),
-    Index("ix_grants_org_id_remaining", "org_id", "remaining_pico"),
 )
 
 entries = Table(
@@ -172,7 +173,7 @@ entries = Table(
     Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
     # grant | charge | expiry | refund | payment | tier
     Column("kind", String(16), nullable=False),
-    Column("grant_id", String(ID), index=True),  # null: postpaid charge, payment, tier event
+    Column("grant_id", String(ID)),  # null: postpaid charge, payment, tier event
     Column("reservation_id", String(ID)),
     Column("amount_pico", BigInteger, nullable=False),  # signed: + credits the org, − debits it
     Column("occurred_at", UTCDateTime, nullable=False),
@@ -215,7 +216,17 @@ reservations = Table(
     Column("holds", JSON),  # [[budget_id, period_start_iso], …] this hold counts in
     Column("result", JSON),  # what settle returned, for idempotent repeats
     UniqueConstraint("org_id", "idempotency_key"),
-    Index("ix_reservations_org_id_status_expires_at", "org_id", "status", "expires_at"),
+)
+# Partial: only open holds are looked up by status (expiry, budget adoption, reconcile), and a
+# one-phase charge, born settled, costs this index nothing. Queries name the status as the
+# literal HELD: PostgreSQL cannot match the predicate to a parameter in a generic plan.
+HELD = literal_column("'held'")
+Index(
+    "ix_reservations_held_org_id_expires_at",
+    reservations.c.org_id,
+    reservations.c.expires_at,
+    postgresql_where=reservations.c.status == HELD,
+    sqlite_where=reservations.c.status == HELD,
 )
 
 usage_records = Table(

@@ -160,14 +160,18 @@ def _sqlite_time(value: datetime | None) -> str | None:
     if text is None:
         if len(_times) > 4096:
             _times.clear()
-        text = _times[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is UTC:  # the ledger's own instants: drop the "+00:00"
+            text = value.isoformat(" ", "microseconds")[:26]
+        else:
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        _times[value] = text
     return text
 
 
 def _sqlite_json(value: Any) -> str:
     """JSON text as SQLAlchemy stores it; :class:`JsonText` is already serialised."""
     if type(value) is JsonText:
-        return value
+        return str(value)
     if value is None:
         return "null"
     if value == []:
@@ -189,29 +193,31 @@ def loaded(value: Any) -> Any:
 
 @cache
 def _sqlite_converter(table_name: str, names: tuple[str, ...]) -> Any:
-    """A function turning a row dict into the parameter list for ``names``."""
+    """A function turning a row dict into the parameter list for ``names``. Values are given
+    to the driver as exact ``str`` and ``int``: a subclass (``JsonText``, ``bool``) makes it
+    look for an adapter on every bind before storing the very same text or integer."""
     table = s.metadata.tables[table_name]
-    special = []
-    for i, name in enumerate(names):
-        kind = table.c[name].type
-        if isinstance(kind, s.UTCDateTime):
-            special.append((i, _sqlite_time))
-        elif isinstance(kind, JSON):
-            special.append((i, _sqlite_json))
+    kinds = [table.c[name].type for name in names]
+    times = tuple(i for i, kind in enumerate(kinds) if isinstance(kind, s.UTCDateTime))
+    documents = tuple(i for i, kind in enumerate(kinds) if isinstance(kind, JSON))
+    flags = tuple(i for i, kind in enumerate(kinds) if isinstance(kind, Boolean))
     pick = itemgetter(*names)
+    known = _times
 
-    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
+    def convert(row: dict[str, Any]) -> list[Any]:
         values = list(pick(row)) if len(names) > 1 else [pick(row)]
-        for i, function in special:
-            values[i] = function(values[i])
-        return tuple(values)
+        for i in times:  # inline: a row has up to six, and most are None or already known
+            value = values[i]
+            if value is not None:
+                values[i] = known.get(value) or _sqlite_time(value)
+        for i in documents:
+            values[i] = _sqlite_json(values[i])
+        for i in flags:
+            if values[i] is not None:
+                values[i] = int(values[i])
+        return values
 
     return convert
-
-
-def sqlite_rows(table_name: str, rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    convert = _sqlite_converter(table_name, names)
-    return [convert(row) for row in rows]
 
 
 @cache
@@ -221,15 +227,20 @@ def insert_columns(table_name: str) -> tuple[str, ...]:
     return tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
 
 
-@lru_cache(maxsize=32)
-def sqlite_insert(table_name: str, columns: tuple[str, ...]) -> str:
-    return f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+@cache
+def sqlite_insert(table_name: str) -> tuple[str, Any]:
+    """The INSERT of ``table_name`` and the function turning a row dict into its parameters."""
+    columns = insert_columns(table_name)
+    sql = f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return sql, _sqlite_converter(table_name, columns)
 
 
-@lru_cache(maxsize=32)
-def sqlite_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+@cache
+def sqlite_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> tuple[str, Any]:
+    """The UPDATE of ``columns`` by ``keys`` and the function turning a row dict into its parameters."""
     sets = ", ".join(f"{c} = ?" for c in columns)
-    return f"UPDATE {table_name} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
+    sql = f"UPDATE {table_name} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
+    return sql, _sqlite_converter(table_name, (*columns, *keys))
 
 
 # SQLite reads on the hot path, straight from the driver: rows converted the way SQLAlchemy
@@ -278,9 +289,11 @@ def sqlite_reservations_by_key(driver: Any, pairs: list[tuple[str, str]]) -> lis
 
 @lru_cache(maxsize=64)
 def _by_key_sql(count: int) -> str:
+    columns = ", ".join(f"r.{c.name}" for c in s.reservations.columns)
+    if count == 1:  # a batch of one: a plain probe, cheaper to run than a join
+        return f"SELECT {columns} FROM reservations AS r WHERE r.org_id = ? AND r.idempotency_key = ?"
     # The pairs drive the join: one probe of the unique index each ("(a, b) IN (VALUES …)"
     # would scan the table).
-    columns = ", ".join(f"r.{c.name}" for c in s.reservations.columns)
     values = ", ".join(["(?, ?)"] * count)
     return (
         f"SELECT {columns} FROM (VALUES {values}) AS p JOIN reservations AS r "

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 import phonenumbers
 
 from kakin.errors import InvalidInput
@@ -29,6 +30,8 @@ _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 def amount_pico(value: object, what: str, *, maximum: Decimal = MAX_AMOUNT, positive: bool = False) -> int:
     """A USD amount → picodollars; negative, non-numeric or beyond ``maximum`` is refused."""
+    if type(value) is Decimal and not value and not positive:  # zero: most savings and discounts
+        return 0
     if type(value) is Decimal and value.is_finite() and 0 <= value <= maximum:
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and exponent >= -12 and not (positive and value == 0):
@@ -143,9 +146,12 @@ def json_text(value: Any, what: str) -> JsonText:
     become strings), or a ``str`` that is already a JSON document (checked by parsing)."""
     if isinstance(value, str):
         try:
-            json.loads(value)
-        except ValueError:
-            raise InvalidInput(f"{what} given as text must be a JSON document: {value[:60]!r}") from None
+            orjson.loads(value)  # strict JSON, fast; what it refuses is judged by json, as always
+        except orjson.JSONDecodeError:
+            try:
+                json.loads(value)
+            except ValueError:
+                raise InvalidInput(f"{what} given as text must be a JSON document: {value[:60]!r}") from None
         return JsonText(value)
     try:
         return JsonText(json.dumps(value, default=_decimal_default, allow_nan=False))

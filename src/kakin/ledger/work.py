@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -33,17 +34,10 @@ from kakin.ledger.periods import period_bounds
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
-_ORG_MUTABLE = (
-    "currency",
-    "timezone",
-    "phone",
-    "payment_method",
-    "payment_label",
-    "billing_since",
-    "first_payment_at",
-    "tier_rules",
-    "tier",
-    "tier_since",
+# What an organisation's charges change, and what they never do. The settings (among them the
+# indexed phone: on SQLite, naming a column in an UPDATE rewrites its index page even when the
+# value is the same) are written only when they changed.
+_ORG_COUNTERS = (
     "credit_pico",
     "held_pico",
     "held_tokens",
@@ -54,6 +48,20 @@ _ORG_MUTABLE = (
     "next_grant_event",
     "next_hold_expiry",
 )
+_ORG_SETTINGS = (
+    "currency",
+    "timezone",
+    "phone",
+    "payment_method",
+    "payment_label",
+    "billing_since",
+    "first_payment_at",
+    "tier_rules",
+    "tier",
+    "tier_since",
+)
+_ORG_MUTABLE = _ORG_SETTINGS + _ORG_COUNTERS
+_org_settings = itemgetter(*_ORG_SETTINGS)
 _GRANT_MUTABLE = ("remaining_pico", "refunded_pico", "activated_at", "expired_at")
 _RES_MUTABLE = (
     "status",
@@ -91,27 +99,30 @@ class Cache:
     ``PRAGMA data_version`` inside each transaction and clears the cache when it moved), and
     only after a commit: a transaction that fails may have changed the rows in memory, so its
     owner clears the cache then too. Kept: organisations, their budgets, live grants, budget
-    period counters and keys — everything a charge reads besides the reservations."""
+    period counters and keys — everything a charge reads besides the reservations. A
+    transaction given the cache reads and writes budgets, grants, periods, keys and stored
+    organisation settings in these very dicts; organisations are taken over one by one when
+    it locks them (see :meth:`Work.lock_orgs`), and handed back with the open holds by
+    :meth:`absorb`."""
 
     orgs: dict[str, Row] = field(default_factory=dict)
     budgets: dict[str, list[Row]] = field(default_factory=dict)
     grants: dict[str, list[Row]] = field(default_factory=dict)
     periods: dict[PeriodKey, Row | None] = field(default_factory=dict)
     keys: dict[str, Row | None] = field(default_factory=dict)
+    settings: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # see Work.stored_settings
     held: dict[str, Row] = field(default_factory=dict)  # open reservations, for their settles
     bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = field(default_factory=dict)
+    touched: int = 0  # organisations the last transaction locked (for kakin.ledger.checkpoints)
 
     def clear(self) -> None:
-        for rows in (self.orgs, self.budgets, self.grants, self.periods, self.keys, self.held):
+        for rows in (self.orgs, self.budgets, self.grants, self.periods, self.keys, self.settings, self.held):
             rows.clear()
 
     def absorb(self, work: Work) -> None:
-        """Keep what a committed transaction loaded or wrote (the same row objects)."""
+        """Keep the organisations and open holds a committed transaction loaded or wrote."""
         self.orgs.update(work.orgs)
-        self.budgets.update(work.budgets)
-        self.grants.update(work.grants)
-        self.periods.update(work.periods)
-        self.keys.update(work.keys)
+        self.touched = len(work.orgs)
         held = self.held
         for row in work.reservations.values():
             if row["status"] == "held":
@@ -130,18 +141,22 @@ class Work:
         self.now = now
         self.context = context
         self.cache = cache
-        self.postgres = conn.dialect.name == "postgresql"
+        dialect = conn.dialect.name
+        self.postgres = dialect == "postgresql"
         # SQLite: the hot statements go straight to the driver connection, in this transaction.
         self.driver: Any = None if self.postgres else conn.connection.driver_connection
-        self.q = q.queries(conn.dialect.name)
+        self.q = q.queries(dialect)
         self.orgs: dict[str, Row] = {}
         self.dirty_orgs: set[str] = set()
-        self.grants: dict[str, list[Row]] = {}  # org id → grants with credit or pending events
+        # Each organisation's settings as stored, taken when it is read from the database.
+        self.stored_settings: dict[str, tuple[Any, ...]] = {} if cache is None else cache.settings
+        # org id → grants with credit or pending events
+        self.grants: dict[str, list[Row]] = {} if cache is None else cache.grants
         self.new_grants: list[Row] = []
         self.new_grant_ids: set[str] = set()
         self.dirty_grants: dict[str, Row] = {}
-        self.budgets: dict[str, list[Row]] = {}
-        self.periods: dict[PeriodKey, Row | None] = {}
+        self.budgets: dict[str, list[Row]] = {} if cache is None else cache.budgets
+        self.periods: dict[PeriodKey, Row | None] = {} if cache is None else cache.periods
         self.new_periods: set[PeriodKey] = set()
         self.dirty_periods: set[PeriodKey] = set()
         self.reservations: dict[str, Row] = {}
@@ -150,7 +165,7 @@ class Work:
         self.new_reservations: list[Row] = []
         self.new_reservation_ids: set[str] = set()
         self.dirty_reservations: dict[str, Row] = {}
-        self.keys: dict[str, Row | None] = {}
+        self.keys: dict[str, Row | None] = {} if cache is None else cache.keys
         self.entries: list[Row] = []
         self.usage: list[Row] = []
         self._bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = (
@@ -163,7 +178,11 @@ class Work:
         """Lock and load organisations — those named, and those owning the reservations
         named — then run their time-driven housekeeping. Unknown ids are simply absent."""
         wanted = sorted({o for o in org_ids if isinstance(o, str) and o not in self.orgs})
-        of = sorted({r for r in reservation_ids if isinstance(r, str) and r not in self.reservations})
+        of = (
+            sorted({r for r in reservation_ids if isinstance(r, str) and r not in self.reservations})
+            if reservation_ids
+            else []
+        )
         if not wanted and not of:
             return
         loaded: list[Row] = []
@@ -180,12 +199,16 @@ class Work:
                 rows = self.conn.execute(self.q.lock_orgs, {"ids": wanted})
             for row in rows:
                 if row.id not in self.orgs:
-                    org = cached.get(row.id) or dict(row._mapping)
+                    org = cached.get(row.id)
+                    if org is None:
+                        org = dict(row._mapping)
+                        self.stored_settings[org["id"]] = _org_settings(org)
                     self.orgs[org["id"]] = org
                     loaded.append(org)
-        from kakin.ledger import housekeeping  # late import: housekeeping uses Work
+        # Late (housekeeping uses Work); this form skips importlib's Python-level fromlist step.
+        import kakin.ledger.housekeeping as housekeeping
 
-        self.load_budgets(o["id"] for o in loaded)
+        self.load_budgets([org["id"] for org in loaded])
         for org in loaded:
             housekeeping.run(self, org)
 
@@ -206,10 +229,6 @@ class Work:
 
     def load_grants(self, org_ids: Iterable[str]) -> None:
         wanted = [o for o in set(org_ids) if o not in self.grants]
-        if self.cache is not None:
-            for org_id in [o for o in wanted if o in self.cache.grants]:
-                self.grants[org_id] = self.cache.grants[org_id]
-            wanted = [o for o in wanted if o not in self.grants]
         if not wanted:
             return
         rows = self.conn.execute(self.q.live_grants, {"ids": wanted})
@@ -244,10 +263,6 @@ class Work:
 
     def load_budgets(self, org_ids: Iterable[str]) -> None:
         wanted = [o for o in set(org_ids) if o not in self.budgets]
-        if self.cache is not None:
-            for org_id in [o for o in wanted if o in self.cache.budgets]:
-                self.budgets[org_id] = self.cache.budgets[org_id]
-            wanted = [o for o in wanted if o not in self.budgets]
         if not wanted:
             return
         for org_id in wanted:
@@ -275,10 +290,6 @@ class Work:
 
     def prefetch_periods(self, keys: Iterable[PeriodKey]) -> None:
         wanted = {k for k in keys if k not in self.periods}
-        if self.cache is not None:
-            for key in [k for k in wanted if k in self.cache.periods]:
-                self.periods[key] = self.cache.periods[key]
-            wanted = {k for k in wanted if k not in self.periods}
         if not wanted:
             return
         params = {"ids": sorted({k[0] for k in wanted}), "starts": sorted({k[1] for k in wanted})}
@@ -362,8 +373,10 @@ class Work:
             self.adopt_reservation(dict(row._mapping))
 
     def by_key(self, org_id: str, idempotency_key: str) -> Row | None:
-        self.load_idempotency([(org_id, idempotency_key)])
-        return self.by_idempotency.get((org_id, idempotency_key))
+        pair = (org_id, idempotency_key)
+        if pair not in self.idempotency_checked:
+            self.load_idempotency([pair])
+        return self.by_idempotency.get(pair)
 
     def add_reservation(self, row: Row) -> None:
         self.adopt_reservation(row)
@@ -378,10 +391,6 @@ class Work:
 
     def load_keys(self, key_ids: Iterable[str]) -> None:
         wanted = [k for k in set(key_ids) if isinstance(k, str) and k not in self.keys]
-        if self.cache is not None:
-            for key_id in [k for k in wanted if k in self.cache.keys]:
-                self.keys[key_id] = self.cache.keys[key_id]
-            wanted = [k for k in wanted if k not in self.keys]
         if not wanted:
             return
         for key_id in wanted:
@@ -449,37 +458,49 @@ class Work:
             self._flush()
 
     def _flush(self) -> None:
-        new_periods = [self.periods[k] for k in self.new_periods if self.periods.get(k) is not None]
+        periods = self.periods
         self._insert(s.reservations, self.new_reservations)
         self._insert(s.grants, self.new_grants)
         self._insert(s.entries, self.entries)
         self._insert(s.usage_records, self.usage)
-        self._insert(s.budget_periods, new_periods)
-        self._update(s.reservations, self.dirty_reservations.values(), _RES_MUTABLE, ("id",))
-        self._update(s.grants, self.dirty_grants.values(), _GRANT_MUTABLE, ("id",))
-        periods = [self.periods[k] for k in self.dirty_periods if self.periods.get(k) is not None]
-        self._update(s.budget_periods, periods, _PERIOD_MUTABLE, ("budget_id", "period_start"))
-        self._update(s.orgs, [self.orgs[o] for o in self.dirty_orgs], _ORG_MUTABLE, ("id",))
+        if self.new_periods:
+            rows = [periods[k] for k in self.new_periods if periods.get(k) is not None]
+            self._insert(s.budget_periods, rows)
+        if self.dirty_reservations:
+            self._update(s.reservations, list(self.dirty_reservations.values()), _RES_MUTABLE, ("id",))
+        if self.dirty_grants:
+            self._update(s.grants, list(self.dirty_grants.values()), _GRANT_MUTABLE, ("id",))
+        if self.dirty_periods:
+            rows = [periods[k] for k in self.dirty_periods if periods.get(k) is not None]
+            self._update(s.budget_periods, rows, _PERIOD_MUTABLE, ("budget_id", "period_start"))
+        if self.dirty_orgs:
+            self._update_orgs([self.orgs[o] for o in self.dirty_orgs])
         self.new_reservations, self.new_grants, self.entries, self.usage = [], [], [], []
         self.new_reservation_ids, self.new_grant_ids = set(), set()
         self.new_periods, self.dirty_periods = set(), set()
         self.dirty_reservations, self.dirty_grants, self.dirty_orgs = {}, {}, set()
 
+    def _update_orgs(self, orgs: list[Row]) -> None:
+        stored = self.stored_settings
+        counters_only: list[Row] = []
+        changed: list[Row] = []
+        for org in orgs:
+            (counters_only if stored.get(org["id"]) == _org_settings(org) else changed).append(org)
+        self._update(s.orgs, counters_only, _ORG_COUNTERS, ("id",))
+        self._update(s.orgs, changed, _ORG_MUTABLE, ("id",))
+        stored.update((org["id"], _org_settings(org)) for org in changed)
+
     def _insert(self, table: Any, rows: list[Row]) -> None:
         if not rows:
             return
-        columns = q.insert_columns(table.name)
         if self.postgres:
+            columns = q.insert_columns(table.name)
             self.conn.exec_driver_sql(q.pg_insert(table.name, columns), q.pg_rows(rows, columns))
         else:
-            self.driver.executemany(
-                q.sqlite_insert(table.name, columns), q.sqlite_rows(table.name, rows, columns)
-            )
+            sql, convert = q.sqlite_insert(table.name)
+            self.driver.executemany(sql, map(convert, rows))
 
-    def _update(
-        self, table: Any, rows: Iterable[Row], columns: tuple[str, ...], keys: tuple[str, ...]
-    ) -> None:
-        rows = list(rows)
+    def _update(self, table: Any, rows: list[Row], columns: tuple[str, ...], keys: tuple[str, ...]) -> None:
         if not rows:
             return
         if self.postgres:
@@ -487,8 +508,8 @@ class Work:
                 q.pg_update(table.name, columns, keys), q.pg_rows(rows, (*keys, *columns))
             )
         else:
-            params = q.sqlite_rows(table.name, rows, (*columns, *keys))
-            self.driver.executemany(q.sqlite_update(table.name, columns, keys), params)
+            sql, convert = q.sqlite_update(table.name, columns, keys)
+            self.driver.executemany(sql, map(convert, rows))
 
 
 def consumption_key(grant: Row) -> tuple[Any, ...]:
