@@ -10,8 +10,15 @@ request. Two controls run beside them, so a difference can be told from noise:
   gateway with none of kakin's work (what any Python hop costs here).
 
 Every server is its own process (``kakin simulate``, ``kakin serve`` on a temporary SQLite
-ledger, the bare proxy). Load comes from wrk (bench/gateway_wrk.lua), falling back to a Python
-client when wrk is missing; time to first token is read by an aiohttp client in this process.
+ledger, the bare proxy); the gateway's CPU is reported for its own process (the event loop)
+and for its children (the ledger writer) apart. Load comes from wrk (bench/gateway_wrk.lua),
+falling back to a Python client when wrk is missing; time to first token is read by an aiohttp
+client in this process from a paced stream of two text deltas.
+
+With an upstream that answers at once, 50 connections in a closed loop saturate any hop, so
+the p99 at concurrency 50 measures queueing there; the same load is also measured with the
+upstream answering after 50 ms and the connections started spread over those 50 ms (not in
+step), closer to real use, where the p99 shows the hop's overhead.
 Targets are measured in rotating order within each round; each figure is the median over the
 rounds of the per-round value, and overheads are target minus direct of the same round.
 
@@ -46,8 +53,14 @@ WRK_SCRIPT = HERE / "gateway_wrk.lua"
 PROXY_SCRIPT = HERE / "passthrough_proxy.py"
 PATH = "/v1/chat/completions"
 CONCURRENCY = (1, 10, 50)
-# A paced stream for time to first token: 8 text deltas, 5 ms apart (12 events in all).
-PACED = "chunks=8; chunk-delay=5ms"
+# A paced stream for time to first token, which depends on the first event only: 2 text
+# deltas, 5 ms apart (6 events through the gateway, which asks for usage: ~30 ms a request).
+PACED = "chunks=2; chunk-delay=5ms"
+# An upstream that takes as long as a quick real answer: the c=50 load that is not saturation.
+# The connections start spread over that time: with a constant upstream latency, connections
+# started together would stay in step and every hop would see bursts of 50 requests at once.
+UPSTREAM_LATENCY_MS = 50
+UPSTREAM_LATENCY = f"latency={UPSTREAM_LATENCY_MS}ms"
 
 PROMPT = {
     "model": "gpt-4o-mini",
@@ -68,7 +81,8 @@ PROMPT = {
 TARGET_GOALS = {
     "rps": 2000.0,  # requests/s through one gateway process
     "p50_c1_ms": 1.0,  # added p50 latency at concurrency 1
-    "p99_c50_ms": 5.0,  # added p99 latency at concurrency 50
+    "p99_c50_ms": 5.0,  # added p99 latency at concurrency 50, zero-latency upstream (saturation)
+    "p99_c50_upstream_ms": 5.0,  # the same, upstream answering in 50 ms
     "ttft_ms": 1.0,  # added time to first token
 }
 
@@ -90,14 +104,36 @@ def kakin_command(*args: str, switch_interval: float | None = None) -> list[str]
     return [sys.executable, "-c", code, *args]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    rest = text.rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu(roots: list[int]) -> dict[int, tuple[float, float]]:
+    """For each root pid: (CPU seconds of the process itself, all its threads; CPU seconds of
+    its descendants) so far. Descendants are found afresh on each call (a child may have been
+    restarted); those already exited and waited for count through their parent's cutime."""
+    stats: dict[int, tuple[int, float, float]] = {}  # pid → (parent, own, waited-for children)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while scanning
+        own = (int(rest[11]) + int(rest[12])) / tick
+        stats[int(entry.name)] = (int(rest[1]), own, (int(rest[13]) + int(rest[14])) / tick)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    result = {}
+    for root in roots:
+        if root not in stats:
+            result[root] = (0.0, 0.0)
+            continue
+        spent, stack = stats[root][2], list(children.get(root, ()))
+        while stack:
+            pid = stack.pop()
+            spent += stats[pid][1] + stats[pid][2]
+            stack += children.get(pid, ())
+        result[root] = (stats[root][1], spent)
+    return result
 
 
 def machine_busy_seconds() -> float:
@@ -223,6 +259,7 @@ class Run:
     p99_ms: float
     errors: int = 0
     cpu_us: dict[str, float] = field(default_factory=dict)  # server name → CPU µs per request
+    child_cpu_us: dict[str, float] = field(default_factory=dict)  # the same, its child processes
 
     @property
     def rps(self) -> float:
@@ -236,13 +273,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def run_wrk(wrk: str, target: Target, body: Path, conns: int, seconds: int, simulate: str = "") -> Run:
+def run_wrk(
+    wrk: str, target: Target, body: Path, conns: int, seconds: int, simulate: str = "", spread_ms: int = 0
+) -> Run:
+    """One wrk run; ``spread_ms`` starts the connections evenly over that many milliseconds."""
     env = {
         **os.environ,
         "KAKIN_BENCH_BODY": str(body),
         "KAKIN_BENCH_KEY": target.key,
         "KAKIN_BENCH_SIMULATE": simulate,
     }
+    if spread_ms:
+        env |= {"KAKIN_BENCH_SPREAD_MS": str(spread_ms), "KAKIN_BENCH_CONNECTIONS": str(conns)}
     command = [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT)]
     done = subprocess.run(
         [*command, target.url + PATH], env=env, capture_output=True, text=True, timeout=seconds + 60
@@ -258,10 +300,16 @@ def run_wrk(wrk: str, target: Target, body: Path, conns: int, seconds: int, simu
 
 
 async def _python_load(
-    target: Target, body: bytes, conns: int, seconds: float, simulate: str, first_event: bool
+    target: Target,
+    body: bytes,
+    conns: int,
+    seconds: float,
+    simulate: str,
+    first_event: bool,
+    spread_ms: int = 0,
 ) -> tuple[list[float], list[float], int, float]:
-    """Closed-loop load from ``conns`` keep-alive connections: (latencies, times to the first
-    SSE event, errors, elapsed seconds)."""
+    """Closed-loop load from ``conns`` keep-alive connections, started evenly over ``spread_ms``:
+    (latencies, times to the first SSE event, errors, elapsed seconds)."""
     headers = {"content-type": "application/json"}
     if target.key:
         headers["authorization"] = f"Bearer {target.key}"
@@ -275,8 +323,9 @@ async def _python_load(
         start = time.perf_counter()
         stop = start + seconds
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             nonlocal errors
+            await asyncio.sleep(index * spread_ms / conns / 1e3)
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 async with session.post(target.url + PATH, data=body, headers=headers) as response:
@@ -292,14 +341,18 @@ async def _python_load(
                         errors += 1
                 latencies.append(time.perf_counter() - t0)
 
-        await asyncio.gather(*(worker() for _ in range(conns)))
+        await asyncio.gather(*(worker(i) for i in range(conns)))
         elapsed = time.perf_counter() - start
     return latencies, firsts, errors, elapsed
 
 
-def run_python(target: Target, body: Path, conns: int, seconds: float, simulate: str = "") -> Run:
+def run_python(
+    target: Target, body: Path, conns: int, seconds: float, simulate: str = "", spread_ms: int = 0
+) -> Run:
     latencies, _, errors, elapsed = asyncio.run(
-        _python_load(target, body.read_bytes(), conns, seconds, simulate, first_event=False)
+        _python_load(
+            target, body.read_bytes(), conns, seconds, simulate, first_event=False, spread_ms=spread_ms
+        )
     )
     return Run(
         len(latencies), elapsed, percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3, errors
@@ -315,12 +368,16 @@ def run_ttft(target: Target, body: Path, conns: int, seconds: float) -> Run:
 
 
 def measured(run_one: object, target: Target, servers: list[Server]) -> Run:
-    """Run one load and attach the CPU each server spent per completed request."""
-    before = {s.name: cpu_seconds(s.pid) for s in servers}
+    """Run one load and attach the CPU each server and its child processes spent per completed
+    request."""
+    pids = [s.pid for s in servers]
+    before = process_cpu(pids)
     run = run_one()  # type: ignore[operator]
+    after = process_cpu(pids)
+    per_request = 1e6 / run.requests if run.requests else float("nan")
     for s in servers:
-        spent = cpu_seconds(s.pid) - before[s.name]
-        run.cpu_us[s.name] = spent / run.requests * 1e6 if run.requests else float("nan")
+        run.cpu_us[s.name] = (after[s.pid][0] - before[s.pid][0]) * per_request
+        run.child_cpu_us[s.name] = (after[s.pid][1] - before[s.pid][1]) * per_request
     return run
 
 
@@ -332,7 +389,11 @@ def med(values: list[float]) -> float:
 
 
 def table(
-    title: str, results: dict[tuple[int, str], list[Run]], targets: list[Target], with_rps: bool
+    title: str,
+    results: dict[tuple[int, str], list[Run]],
+    targets: list[Target],
+    with_rps: bool,
+    concurrencies: tuple[int, ...] = CONCURRENCY,
 ) -> list[str]:
     out = [title]
     head = f"  {'conc':>4}  {'target':<22} {'p50 ms':>8} {'p99 ms':>8}"
@@ -340,7 +401,7 @@ def table(
     head += f" {'Δp50 ms':>9} {'Δp99 ms':>9}"
     head += f" {'req/s ×':>8}" if with_rps else ""
     out.append(head)
-    for conns in CONCURRENCY:
+    for conns in concurrencies:
         base = results[(conns, "direct")]
         for target in targets:
             runs = results[(conns, target.name)]
@@ -517,6 +578,7 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = 1 if args.quick else 2
     ttft_seconds = 1.0 if args.quick else 1.5
+    latency_seconds = 1 if args.quick else 3  # more samples for a p99
     wrk = None if args.no_wrk else shutil.which("wrk")
 
     started = time.monotonic()
@@ -536,6 +598,10 @@ def main() -> None:
         )
         print("    (the client shares this process's core budget; its own cost inflates every latency alike)")
     print(f"  time to first token: aiohttp client, paced stream ({PACED}), {ttft_seconds} s runs")
+    print(
+        f"  upstream answering late: c=50, non-streaming, {UPSTREAM_LATENCY}, connections started "
+        f"{UPSTREAM_LATENCY_MS / 50:g} ms apart, {latency_seconds} s runs"
+    )
 
     bodies = {
         "plain": workdir / "plain.json",
@@ -582,12 +648,20 @@ def main() -> None:
             f"SQLite ledger in {workdir}"
         )
 
-        def load(target: Target, mode: str, conns: int, secs: float) -> Run:
+        def load(
+            target: Target, mode: str, conns: int, secs: float, simulate: str = "", spread_ms: int = 0
+        ) -> Run:
             watched = [s for s in (target.server, simulator) if s is not None]
             watched = list({s.name: s for s in watched}.values())
             if wrk:
-                return measured(lambda: run_wrk(wrk, target, bodies[mode], conns, int(secs)), target, watched)
-            return measured(lambda: run_python(target, bodies[mode], conns, secs), target, watched)
+                return measured(
+                    lambda: run_wrk(wrk, target, bodies[mode], conns, int(secs), simulate, spread_ms),
+                    target,
+                    watched,
+                )
+            return measured(
+                lambda: run_python(target, bodies[mode], conns, secs, simulate, spread_ms), target, watched
+            )
 
         # Warm up every path (keys, account views, token encoders, connection pools).
         for target in targets[2:]:
@@ -599,6 +673,7 @@ def main() -> None:
         plain: dict[tuple[int, str], list[Run]] = {}
         stream: dict[tuple[int, str], list[Run]] = {}
         ttft: dict[tuple[int, str], list[Run]] = {}
+        late: dict[tuple[int, str], list[Run]] = {}  # upstream answering after UPSTREAM_LATENCY
         for r in range(rounds):
             order = targets[r % len(targets) :] + targets[: r % len(targets)]
             for conns in CONCURRENCY:
@@ -619,24 +694,25 @@ def main() -> None:
                         raise RuntimeError(f"{target.label}, ttft, c={conns}: {run.errors} errors")
                     answered += run.requests if target is gw_target else 0
                     ttft.setdefault((conns, target.name), []).append(run)
+            for target in order:
+                run = load(target, "plain", 50, latency_seconds, UPSTREAM_LATENCY, UPSTREAM_LATENCY_MS)
+                if run.errors:
+                    raise RuntimeError(f"{target.label}, {UPSTREAM_LATENCY}, c=50: {run.errors} errors")
+                answered += run.requests if target is gw_target else 0
+                late.setdefault((50, target.name), []).append(run)
             print(f"  round {r + 1}/{rounds} done at {time.monotonic() - started:.0f} s", flush=True)
 
         profile_lines = profile(gw_target, wrk, bodies, workdir) if args.profile else []
-        gw_cpu = cpu_seconds(gateway.pid)
-        sim_cpu = cpu_seconds(simulator.pid)
-        proxy_cpu = cpu_seconds(proxy.pid)
         servers.stop(gateway)
         records, reconciled = ledger_check(database_url, db_file, org_id)
     finally:
         servers.stop_all()
 
+    # Every server has exited and been waited for by now, so the children's times hold them all
+    # with what each waited for in turn (the gateway's ledger writer), and every wrk run.
     self1 = os.times()
-    ours = (
-        gw_cpu
-        + sim_cpu
-        + proxy_cpu
-        + (self1.user - self0.user + self1.system - self0.system)
-        + (self1.children_user - self0.children_user + self1.children_system - self0.children_system)
+    ours = (self1.user - self0.user + self1.system - self0.system) + (
+        self1.children_user - self0.children_user + self1.children_system - self0.children_system
     )
     wall = time.monotonic() - started
     others = max(0.0, machine_busy_seconds() - busy0 - ours)
@@ -655,56 +731,84 @@ def main() -> None:
     lines += [""]
     lines += table(f"time to first token, paced stream '{PACED}' ({n})", ttft, targets, False)
     lines += [""]
-    lines.append("CPU per request (µs, median; each server's own process, all its threads) and gateway load")
-    lines.append(f"  {'mode':<14} {'conc':>4} {'simulator':>9} {'proxy':>7} {'gateway':>8} {'gw cores':>8}")
+    lines += table(
+        f"non-streaming chat completion, upstream answering after {UPSTREAM_LATENCY_MS} ms '{UPSTREAM_LATENCY}', "
+        f"connections started spread over that time ({n})",
+        late,
+        targets,
+        True,
+        concurrencies=(50,),
+    )
+    lines += [""]
+    lines.append(
+        "CPU per request (µs, median; each server's own process, all its threads; gateway = its event-loop "
+        "process, writer = its child processes, the ledger writer) and gateway load"
+    )
+    lines.append(
+        f"  {'mode':<14} {'conc':>4} {'simulator':>9} {'proxy':>7} {'gateway':>8} {'writer':>7} {'gw cores':>8}"
+    )
     for mode, results in (("non-streaming", plain), ("streamed", stream)):
         for conns in CONCURRENCY:
             sim = med([r.cpu_us["simulator"] for r in results[(conns, "direct")]])
             hop = med([r.cpu_us["proxy"] for r in results[(conns, "proxy")]])
             runs = results[(conns, "gateway")]
             gw = med([r.cpu_us["gateway"] for r in runs])
+            writer = med([r.child_cpu_us["gateway"] for r in runs])
             cores = med([r.cpu_us["gateway"] * r.rps / 1e6 for r in runs])
-            lines.append(f"  {mode:<14} {conns:>4} {sim:9.0f} {hop:7.0f} {gw:8.0f} {cores:8.2f}")
+            lines.append(
+                f"  {mode:<14} {conns:>4} {sim:9.0f} {hop:7.0f} {gw:8.0f} {writer:7.0f} {cores:8.2f}"
+            )
     for mode, results in (("non-streaming", plain), ("streamed", stream)):
         capacity = 1e6 / med([r.cpu_us["gateway"] for r in results[(50, "gateway")]])
-        lines.append(f"  gateway CPU-bound capacity, {mode}, c=50: {capacity:,.0f} req/s per busy core")
-
-    rps = med([r.rps for r in plain[(50, "gateway")]])
-    d50 = delta(plain, 1, "gateway", "p50_ms")
-    d99 = delta(plain, 50, "gateway", "p99_ms")
-    dt = delta(ttft, 1, "gateway", "p50_ms")
-    aa50, aa99, aat = (
-        delta(plain, 1, "again", "p50_ms"),
-        delta(plain, 50, "again", "p99_ms"),
-        delta(ttft, 1, "again", "p50_ms"),
-    )
-    px50, px99, pxt = (
-        delta(plain, 1, "proxy", "p50_ms"),
-        delta(plain, 50, "proxy", "p99_ms"),
-        delta(ttft, 1, "proxy", "p50_ms"),
-    )
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "FAIL"
+        lines.append(
+            f"  gateway event-loop process CPU-bound capacity, {mode}, c=50: {capacity:,.0f} req/s per busy core"
+        )
+    totals = [
+        f"{mode} {med([r.cpu_us['gateway'] + r.child_cpu_us['gateway'] for r in results[(50, 'gateway')]]):,.0f} µs"
+        for mode, results in (("non-streaming", plain), ("streamed", stream))
+    ]
+    lines.append(f"  gateway + writer CPU per request, c=50: {', '.join(totals)}")
 
     g = TARGET_GOALS
+
+    def latency_row(
+        label: str, results: dict[tuple[int, str], list[Run]], conns: int, attr: str, goal: float
+    ) -> tuple[str, str, str, bool, str]:
+        added = delta(results, conns, "gateway", attr)
+        controls = f"A/A {delta(results, conns, 'again', attr):+.3f}, bare proxy {delta(results, conns, 'proxy', attr):+.3f}"
+        return label, f"{added:+8.3f} ms", f"≤ {goal} ms", added <= goal, controls
+
+    rps = med([r.rps for r in plain[(50, "gateway")]])
+    rows = [
+        (
+            "requests/s through one gateway process (c=50)",
+            f"{rps:8,.0f}",
+            f"≥ {g['rps']:,.0f}",
+            rps >= g["rps"],
+            f"direct {med([r.rps for r in plain[(50, 'direct')]]):,.0f}, "
+            f"bare proxy {med([r.rps for r in plain[(50, 'proxy')]]):,.0f}",
+        ),
+        latency_row("added p50 latency at c=1", plain, 1, "p50_ms", g["p50_c1_ms"]),
+        latency_row(
+            "added p99 latency at c=50 (zero-latency upstream: saturation)",
+            plain,
+            50,
+            "p99_ms",
+            g["p99_c50_ms"],
+        ),
+        latency_row(
+            f"added p99 latency at c=50, upstream answering in {UPSTREAM_LATENCY_MS} ms",
+            late,
+            50,
+            "p99_ms",
+            g["p99_c50_upstream_ms"],
+        ),
+        latency_row("added time to first token p50 at c=1", ttft, 1, "p50_ms", g["ttft_ms"]),
+    ]
+    width = max(len(row[0]) for row in rows)
     lines += ["", "targets (A/A = the noise floor; bare proxy = the cost of any Python hop here)"]
-    lines.append(
-        f"  requests/s through one gateway process (c=50)  {rps:8,.0f}       ≥ {g['rps']:,.0f}     {verdict(rps >= g['rps'])}"
-        f"   (direct {med([r.rps for r in plain[(50, 'direct')]]):,.0f}, bare proxy {med([r.rps for r in plain[(50, 'proxy')]]):,.0f})"
-    )
-    lines.append(
-        f"  added p50 latency at c=1                      {d50:+8.3f} ms   ≤ {g['p50_c1_ms']} ms      {verdict(d50 <= g['p50_c1_ms'])}"
-        f"   (A/A {aa50:+.3f}, bare proxy {px50:+.3f})"
-    )
-    lines.append(
-        f"  added p99 latency at c=50                     {d99:+8.3f} ms   ≤ {g['p99_c50_ms']} ms      {verdict(d99 <= g['p99_c50_ms'])}"
-        f"   (A/A {aa99:+.3f}, bare proxy {px99:+.3f})"
-    )
-    lines.append(
-        f"  added time to first token p50 at c=1          {dt:+8.3f} ms   ≤ {g['ttft_ms']} ms      {verdict(dt <= g['ttft_ms'])}"
-        f"   (A/A {aat:+.3f}, bare proxy {pxt:+.3f})"
-    )
+    for label, value, goal, ok, controls in rows:
+        lines.append(f"  {label:<{width}}  {value:<11}  {goal:<9}  {'PASS' if ok else 'FAIL'}   ({controls})")
     lines += [""]
     lines.append(
         f"ledger: {records} usage records for {answered} requests answered through the gateway "
