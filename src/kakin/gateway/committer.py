@@ -118,7 +118,7 @@ class ThreadCommitter:
 
     async def call(self, method: str, *args: Any) -> Any:
         """Run ``ledger.<method>(*args)`` on the writer between two batches."""
-        return _raise_refusal(await self.submit(_Call(method, args)))
+        return await self.submit(_Call(method, args))
 
     def enqueue(self, op: object) -> None:
         """Queue an operation without waiting for it (releasing a hold on the way out)."""
@@ -239,11 +239,8 @@ class ProcessCommitter:
         await loop.connect_read_pipe(lambda: _Answers(self), self._process.stdout)
         self._writer.write(frame(self._config))
         ready = self._send("call", ("now", (), None), wait=True)  # answered once the writer is ready
-        await self._flush_now(ready)
-
-    async def _flush_now(self, future: asyncio.Future) -> Any:
         self._flush()
-        return _raise_refusal(await future)
+        _raise_refusal(await ready)
 
     async def stop(self) -> None:
         """Commit what is queued, then let the writer finish and exit."""
@@ -267,7 +264,8 @@ class ProcessCommitter:
     async def snapshot(self, method: str, *args: Any, journal_upto: int) -> tuple[Any, int]:
         """``call`` once the journal is applied through ``journal_upto`` at least; returns the
         result and the last journal id it includes."""
-        result, applied = await self._send("call", (method, args, journal_upto), wait=True)
+        answer = await self._send("call", (method, args, journal_upto), wait=True)
+        result, applied = _raise_refusal(answer)  # the writer is gone: LedgerUnavailable
         return _raise_refusal(result), applied
 
     def enqueue(self, op: object) -> None:

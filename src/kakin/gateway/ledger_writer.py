@@ -103,7 +103,7 @@ class _Writer:
                 else:
                     self.apply_journal(journal_upto)
                     applied = self.journal.applied if self.journal else 0
-                    answers.append((number, (run_call(self.ledger, method, args), applied)))
+                    answers.append((number, (_portable(run_call(self.ledger, method, args)), applied)))
         if answers:
             self._write([(number, _portable(result)) for number, result in answers])
 
