@@ -112,6 +112,11 @@ class ChargeJournal:
             for _, future in queued:
                 if not future.done():
                     future.set_exception(exc)
+            # Part of a record may have been written: continue in a new segment, so the
+            # reader, which stops at a torn record, moves on to what follows.
+            with contextlib.suppress(OSError):
+                self._segment += 1
+                self._open_segment()
             return
         self._written += len(data)
         self.last_id = ids[-1]
