@@ -301,3 +301,38 @@ def test_absurd_nesting_is_refused() -> None:
         part = {"type": "tool_result", "content": [part]}
     with pytest.raises(InvalidInput, match="nested more than"):
         count_messages([{"role": "user", "content": [part]}], "claude-3-haiku")
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "hello"}],
+        [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "東京の天気は？ 絵文字も 🎌", "name": "taro"},
+            {"role": "assistant", "content": None},
+        ],
+        [{"role": "user", "content": "a" * 5000}],
+    ],
+)
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-4", "gpt-3.5-turbo-0301"])
+def test_quick_upper_bound_is_never_below_the_exact_count(messages: list, model: str) -> None:
+    from kakin.tokens import quick_upper_bound
+
+    quick = quick_upper_bound(messages, model)
+    assert quick is not None and quick >= count_messages(messages, model).tokens
+
+
+@pytest.mark.parametrize(
+    ("messages", "model", "tools"),
+    [
+        ([{"role": "user", "content": "hi"}], "claude-haiku-4-5", None),  # no exact tokenizer
+        ([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "gpt-4o", None),  # parts
+        ([{"role": "user", "content": "hi"}], "gpt-4o", [{"type": "function", "function": {"name": "f"}}]),
+        (["not an object"], "gpt-4o", None),
+    ],
+)
+def test_quick_upper_bound_declines_what_it_cannot_bound_without_counting(messages, model, tools) -> None:
+    from kakin.tokens import quick_upper_bound
+
+    assert quick_upper_bound(messages, model, tools=tools) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import anthropic
+import httpx
 import openai
 import pytest
 from google.genai import errors as genai_errors
@@ -102,3 +103,46 @@ def test_payment_method_continues_on_postpaid(make_tenant: MakeTenant) -> None:
     assert balance.spent == sum(r.cost for r in records) > Decimal("0.00005")
     assert balance.credit == 0 and balance.due == balance.spent - Decimal("0.00005")
     assert tenant.ledger.reconcile(tenant.org.id).ok
+
+
+LONG_PROMPT = "Please summarise the following notes for the weekly report. " * 600  # ~36 kB, ~7k tokens
+
+
+def _long_request(max_tokens: int = 10) -> dict:
+    return {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": LONG_PROMPT}],
+        "max_tokens": max_tokens,
+    }
+
+
+def test_a_hold_too_large_on_the_quick_bound_is_retried_with_the_exact_count(make_tenant: MakeTenant) -> None:
+    """Before forwarding, input is bounded by its UTF-8 length (no counting). When credit or
+    a budget cannot take that bound but can take the exact count, the request is served."""
+    from kakin.pricing import Usage, price
+    from kakin.tokens import count_messages, quick_upper_bound
+
+    request = _long_request()
+    exact = count_messages(request["messages"], "gpt-4o").tokens
+    quick = quick_upper_bound(request["messages"], "gpt-4o")
+    assert quick is not None and quick > 3 * exact
+    exact_bound = price(Usage(input_tokens=exact, output_tokens=10), "gpt-4o").total
+    quick_bound = price(Usage(input_tokens=quick, output_tokens=10), "gpt-4o").total
+    assert exact_bound * Decimal("1.5") < quick_bound
+    tenant = make_tenant(credit=str(exact_bound * Decimal("1.5")))
+    response = httpx.post(tenant.url + "/v1/chat/completions", json=request, headers=tenant.headers())
+    assert response.status_code == 200, response.text
+    assert Decimal(response.headers["x-kakin-reserved-usd"]) == exact_bound
+    assert tenant.record(response.headers["x-kakin-request-id"]).input_tokens == exact
+    # Then about half the exact bound is left: not enough even for the exact count.
+    again = httpx.post(tenant.url + "/v1/chat/completions", json=request, headers=tenant.headers())
+    assert again.status_code == 402 and again.json()["error"]["code"] == "insufficient_credit"
+
+
+def test_a_token_rate_limit_is_checked_on_the_exact_count_when_the_quick_bound_is_over_it(
+    make_tenant: MakeTenant,
+) -> None:
+    request = _long_request()
+    tenant = make_tenant(tpm=12_000)  # above the exact count (~7k + 10), below the byte length (~36k)
+    first = httpx.post(tenant.url + "/v1/chat/completions", json=request, headers=tenant.headers())
+    assert first.status_code == 200, first.text

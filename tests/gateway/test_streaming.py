@@ -223,16 +223,24 @@ def test_stream_without_usage_is_billed_like_its_twin(tenant: Tenant) -> None:
     assert to_pico(counted.cost) == to_pico(twin.cost) > 0
 
 
-def test_plain_answer_without_usage_is_billed_at_its_reserved_bound(tenant: Tenant) -> None:
+def test_plain_answer_without_usage_is_billed_at_its_bound(tenant: Tenant) -> None:
+    """Never a silent zero: the exact input count and the whole max_tokens. The hold may have
+    been larger (taken on a bound found without counting), never smaller."""
+    from kakin.pricing import Usage, price
+    from kakin.tokens import count_messages
+
+    messages = [{"role": "user", "content": "quiet"}]
     response = httpx.post(
         tenant.url + "/v1/chat/completions",
-        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "quiet"}], "max_tokens": 30},
+        json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 30},
         headers={**tenant.headers(), "x-kakin-simulate": "no-usage"},
     )
     assert response.status_code == 200 and "usage" not in orjson.loads(response.content)
     record = tenant.record(response.headers["x-kakin-request-id"])
-    assert to_pico(record.cost) == to_pico(Decimal(response.headers["x-kakin-reserved-usd"]))
-    assert record.cost > 0 and record.output_tokens == 30
+    counted = count_messages(messages, "gpt-4o-mini").tokens
+    assert (record.input_tokens, record.output_tokens) == (counted, 30)
+    assert record.cost == price(Usage(input_tokens=counted, output_tokens=30), "gpt-4o-mini").total > 0
+    assert 0 < to_pico(record.cost) <= to_pico(Decimal(response.headers["x-kakin-reserved-usd"]))
 
 
 def test_stream_stalled_upstream_ends_with_an_error_event_and_is_billed(tenant: Tenant) -> None:

@@ -32,7 +32,7 @@ from kakin.gateway.journal import ChargeJournal, journal_path
 from kakin.gateway.keys import Caller, KeyCache
 from kakin.gateway.routing import Route, Router
 from kakin.gateway.upstream import upstream_headers
-from kakin.ledger.errors import InvalidKey, PermissionDenied
+from kakin.ledger.errors import BudgetExceeded, CreditExhausted, InvalidKey, PermissionDenied
 from kakin.ledger.keys import KEY_PREFIX
 from kakin.ledger.records import Scope, UsageDetail
 from kakin.limits import make_limiter
@@ -283,10 +283,13 @@ class Gateway:
             started=datetime.now(UTC),
             request_id="req_" + secrets.token_hex(12),
         )
-        bound_tokens = parsed.input_tokens_bound + (
-            parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
-        )
+        output = parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
+        bound_tokens = parsed.input_count.quick_bound + output
         decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
+        if not decision.allowed and parsed.input_tokens_bound + output < bound_tokens:
+            # Refused on the bound found without counting: the exact count may fit.
+            bound_tokens = parsed.input_tokens_bound + output
+            decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
         if not decision.allowed:
             raise decision.error()
         call.bound_tokens = bound_tokens
@@ -360,14 +363,7 @@ class Gateway:
                 )
             self._in_flight.add(replay_key)
             call.idempotency_key = replay_key
-        bound_usage = parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
-        bound = self._bound(call, bound_usage)
-        call.ticket = await self.accounts.hold(
-            call.scope,
-            bound,
-            bound_usage.input_tokens + bound_usage.output_tokens,
-            call.idempotency_key or call.request_id,
-        )
+        bound = await self._hold(call)
         if call.ticket.repeated:
             call.ticket = None  # the hold belongs to the first request
             raise Conflict(
@@ -395,6 +391,28 @@ class Gateway:
                 await self._complete(call, response, send, ckey)
         finally:
             response.release()
+
+    async def _hold(self, call: Call) -> Decimal:
+        """Hold the most the request can cost; returns that bound. The input side is first
+        bounded without counting tokens (cheap, never below the count); only if that hold
+        is refused is the exact count used to try again."""
+        default_output = self.settings.gateway.default_max_output_tokens
+        usage = call.parsed.bound_usage(default_output, quick=True)
+        key = call.idempotency_key or call.request_id
+        bound = self._bound(call, usage)
+        try:
+            call.ticket = await self.accounts.hold(
+                call.scope, bound, usage.input_tokens + usage.output_tokens, key
+            )
+        except (BudgetExceeded, CreditExhausted):
+            exact = call.parsed.bound_usage(default_output)
+            if exact.input_tokens >= usage.input_tokens:
+                raise
+            usage, bound = exact, self._bound(call, exact)
+            call.ticket = await self.accounts.hold(
+                call.scope, bound, usage.input_tokens + usage.output_tokens, key
+            )
+        return bound
 
     def _cache_wanted(self, headers: dict[str, str]) -> bool:
         asked = headers.get("x-kakin-cache", "").strip().lower()

@@ -19,6 +19,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.money import EXACT
 from kakin.pricing import Usage
+from kakin.providers import counting
 from kakin.providers.adapter import Adapter, as_int
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.gemini import count_request, field, model_name
@@ -85,10 +86,7 @@ def parse(
     return ParsedRequest(
         endpoint=endpoint,
         model=model,
-        input_tokens=tokens,
-        input_tokens_bound=bound,
-        input_tokens_exact=exact,
-        counting_method=method,
+        input_count=counting.Count.known(tokens, bound, exact, method),
         cache_ttl_seconds=ttl_seconds(doc, now),
         doc=doc,
         path_params=path_params,

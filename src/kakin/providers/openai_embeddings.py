@@ -34,10 +34,7 @@ def parse(
     return ParsedRequest(
         endpoint=endpoint,
         model=model,
-        input_tokens=tokens,
-        input_tokens_bound=bound,
-        input_tokens_exact=exact,
-        counting_method=method,
+        input_count=counting.Count.known(tokens, bound, exact, method),
         deployment=deployment,
         doc=doc,
         path_params=path_params,

@@ -22,6 +22,7 @@ import orjson
 
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
+from kakin.providers.counting import NO_COUNT, Count
 from kakin.providers.endpoints import Endpoint
 
 # Larger than any model's context or output window today; anything above is a typo or an attack.
@@ -45,10 +46,7 @@ class ParsedRequest:
     max_output_tokens: int | None = None
     # Extra output the request allows on top of max_output_tokens (Gemini thinking budget).
     extra_output_tokens: int = 0
-    input_tokens: int = 0
-    input_tokens_bound: int = 0
-    input_tokens_exact: bool = False
-    counting_method: str = ""
+    input_count: Count = NO_COUNT
     images: int = 0
     image_size: str | None = None
     image_quality: str | None = None
@@ -61,6 +59,24 @@ class ParsedRequest:
     path_params: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+    @property
+    def input_tokens(self) -> int:
+        """Input tokens: exact where kakin can count exactly, otherwise an estimate."""
+        return self.input_count.tokens
+
+    @property
+    def input_tokens_bound(self) -> int:
+        """A strict upper bound of the input tokens (the count itself when exact)."""
+        return self.input_count.upper_bound
+
+    @property
+    def input_tokens_exact(self) -> bool:
+        return self.input_count.exact
+
+    @property
+    def counting_method(self) -> str:
+        return self.input_count.method
 
     @property
     def billable(self) -> bool:
@@ -79,11 +95,12 @@ class ParsedRequest:
         digest.update(b"\2" + self.body)
         return digest.hexdigest()
 
-    def bound_usage(self, default_max_output_tokens: int) -> Usage:
+    def bound_usage(self, default_max_output_tokens: int, *, quick: bool = False) -> Usage:
         """The most this request can consume: what the gateway reserves before forwarding.
 
         Output is the request's own cap, or ``default_max_output_tokens`` when it sets none;
-        input is the strict upper bound of the count."""
+        input is the strict upper bound of the count — with ``quick``, the bound found
+        without counting where there is one (see ``Count.quick_bound``)."""
         kind = self.endpoint.kind
         if not self.endpoint.billable:
             return Usage(requests=1)
@@ -106,7 +123,8 @@ class ParsedRequest:
         if kind == "embeddings":
             return Usage(input_tokens=self.input_tokens_bound)
         cap = self.max_output_tokens if self.max_output_tokens is not None else default_max_output_tokens
-        return Usage(input_tokens=self.input_tokens_bound, output_tokens=cap + self.extra_output_tokens)
+        bound = self.input_count.quick_bound if quick else self.input_tokens_bound
+        return Usage(input_tokens=bound, output_tokens=cap + self.extra_output_tokens)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ documented estimate together with an upper bound that the real count never excee
 See docs/tokens.md for the rules, sources and measured errors.
 """
 
-from kakin.tokens.chat import count_messages
+from kakin.tokens.chat import count_messages, quick_upper_bound
 from kakin.tokens.errors import VocabularyError
 from kakin.tokens.images import image_size, image_token_bound, image_tokens
 from kakin.tokens.models import encoding_for_model, provider_for_model
@@ -30,6 +30,7 @@ __all__ = [
     "image_tokens",
     "language_ratios",
     "provider_for_model",
+    "quick_upper_bound",
     "sample_corpus",
     "text_upper_bound",
 ]

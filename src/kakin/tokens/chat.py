@@ -93,6 +93,38 @@ def count_messages(messages: list[dict], model: str, *, tools: list[dict] | None
     return _count_estimated(request, model, provider_for_model(model), tools or [])
 
 
+def quick_upper_bound(messages: list[dict], model: str, *, tools: list[dict] | None = None) -> int | None:
+    """A strict upper bound of :func:`count_messages` found without encoding anything, for a
+    plain-text OpenAI conversation (messages of strings only, no tools): a token of a
+    byte-level BPE covers at least one UTF-8 byte, and the framing is the same. None when the
+    shortcut does not apply (other providers, images, tools, structured parts)."""
+    if tools or not isinstance(messages, list):
+        return None
+    route = exact_route(model) if isinstance(model, str) and model.strip() else None
+    if route is None:
+        return None
+    per_message, per_name = _framing(model)
+    total = names = 0
+    for message in messages:
+        if not isinstance(message, Mapping):
+            return None
+        for key, value in message.items():
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                return None
+            total += len(value.encode())
+            names += key == "name"
+    return total + per_message * len(messages) + per_name * names + REPLY_PRIMING
+
+
+def _framing(model: str) -> tuple[int, int]:
+    """Tokens added per message and per name in OpenAI's chat format."""
+    if base_name(model).startswith(("gpt-3.5-turbo-0301", "gpt-35-turbo-0301")):
+        return 4, -1  # the first ChatML revision, per the cookbook
+    return TOKENS_PER_MESSAGE, TOKENS_PER_NAME
+
+
 def _collect_message(request: _Request, message: object, index: int) -> None:
     request.messages += 1
     if isinstance(message, str):
@@ -200,9 +232,7 @@ def _json(value: object) -> str:
 
 def _count_openai(request: _Request, model: str, route: ExactRoute, tools: list[dict]) -> TokenCount:
     encode = route.encode
-    per_message, per_name = TOKENS_PER_MESSAGE, TOKENS_PER_NAME
-    if base_name(model).startswith(("gpt-3.5-turbo-0301", "gpt-35-turbo-0301")):
-        per_message, per_name = 4, -1  # the first ChatML revision, per the cookbook
+    per_message, per_name = _framing(model)
     text_tokens = sum(len(encode(text)) for text in request.texts)
     framing = per_message * request.messages + per_name * request.names + REPLY_PRIMING
     tokens = upper = text_tokens + framing
