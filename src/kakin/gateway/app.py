@@ -134,7 +134,7 @@ class Gateway:
         )
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.keys = KeyCache(ledger)
+        self.keys = KeyCache(ledger, call=self.committer.call)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
         # ``replays``: responses of requests sent with an Idempotency-Key, replayed to a retry.

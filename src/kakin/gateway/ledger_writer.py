@@ -42,8 +42,9 @@ class _Requests:
         else:
             self.ended = True
 
-    def next(self) -> list[Any] | None:
-        """Every request that has arrived, waiting for the first; None at the end of input."""
+    def next(self, timeout: float | None = None) -> list[Any] | None:
+        """Every request that has arrived, waiting for the first (at most ``timeout`` seconds,
+        then an empty list); None at the end of input."""
         while True:
             ready = unframe(self.buffer)
             if ready:
@@ -53,6 +54,8 @@ class _Requests:
                 return ready
             if self.ended:
                 return None
+            if timeout is not None and not select.select([self.fd], [], [], timeout)[0]:
+                return []
             self._read()
 
 
@@ -68,15 +71,24 @@ class _Writer:
         self.journal = journal
         self._released = 0
 
-    def serve(self, requests: list[tuple[int, str, Any]]) -> None:
-        for start in range(0, len(requests), self.size):
-            self._answer(requests[start : start + self.size])
-        if self.journal is not None and any(kind == "journal" for _, kind, _ in requests):
-            # Nobody waits for journaled charges (they are durable already), so posting them
-            # a few milliseconds later lets the charges of that time share one transaction,
-            # and keeps the posting out of the way of the requests that follow at once.
-            time.sleep(JOURNAL_DELAY)
-            self.apply_journal()
+    def serve(self, requests: _Requests) -> None:
+        """Answer requests as they come; post journaled charges ``JOURNAL_DELAY`` after the
+        wake-up that announced them. Nobody waits for those (they are durable already), so
+        the delay lets the charges of that time share one transaction and keeps the posting
+        out of the way of the requests that follow at once."""
+        due: float | None = None
+        while True:
+            wait = None if due is None else max(0.0, due - time.monotonic())
+            batch = requests.next(wait)
+            if batch is None:
+                return
+            for start in range(0, len(batch), self.size):
+                self._answer(batch[start : start + self.size])
+            if due is None and any(kind == "journal" for _, kind, _ in batch):
+                due = time.monotonic() + JOURNAL_DELAY
+            if due is not None and time.monotonic() >= due:
+                self.apply_journal()
+                due = None
 
     def apply_journal(self, upto: int | None = None) -> None:
         """Apply the journal's charges (through ``upto``), reporting each batch."""
@@ -139,10 +151,9 @@ def main() -> None:
     writer = _Writer(ledger, out, config["max_batch"], journal)
     try:
         writer.apply_journal()
-        pending: list[Any] | None = first
-        while pending is not None:
-            writer.serve(pending)
-            pending = requests.next()
+        for start in range(0, len(first), writer.size):  # what arrived with the settings
+            writer._answer(first[start : start + writer.size])
+        writer.serve(requests)
         writer.apply_journal()
         if journal is not None:
             journal.release(everything=True)  # the gateway has stopped writing: all is posted
