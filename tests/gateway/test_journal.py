@@ -221,3 +221,14 @@ def test_the_admin_api_sees_a_request_as_soon_as_it_is_answered(tmp_path: Path) 
     finally:
         running.stop()
         ledger.close()
+
+
+def test_a_second_gateway_cannot_take_the_same_journal(tmp_path: Path) -> None:
+    from kakin.errors import KakinError
+
+    first = ChargeJournal(str(tmp_path / "kakin.db.charges"))
+    with pytest.raises(KakinError, match="another kakin gateway is using the charge journal"):
+        ChargeJournal(str(tmp_path / "kakin.db.charges"))
+    first.close()
+    ChargeJournal(str(tmp_path / "kakin.db.charges")).close()  # free again once the first stops
+    assert not (tmp_path / "kakin.db.charges").exists()

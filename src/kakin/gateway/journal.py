@@ -32,6 +32,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from kakin.errors import KakinError
+
 SEGMENT_BYTES = 16 << 20
 _HEADER = struct.Struct(">IIQ")  # body length, CRC-32 of the body, charge id
 _SUFFIX = ".log"
@@ -63,6 +65,7 @@ class ChargeJournal:
     def __init__(self, path: str) -> None:
         self.directory = Path(path)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.directory)
         existing = _segments(self.directory)
         self._segment = (existing[-1] if existing else 0) + 1
         self._fd = -1
@@ -131,8 +134,33 @@ class ChargeJournal:
         self._fd = -1
         if not self._sequence:  # nothing was written to it
             _segment_file(self.directory, self._segment).unlink(missing_ok=True)
+        (self.directory / _LOCK).unlink(missing_ok=True)
+        os.close(self._lock)
         with contextlib.suppress(OSError):
             self.directory.rmdir()  # gone if the writer posted and deleted every segment
+
+
+_LOCK = "gateway.lock"
+
+
+def _lock(directory: Path) -> int:
+    """Hold the journal for this process: a second gateway on the same ledger in local
+    accounting would post, and delete, this one's charges."""
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: one gateway per ledger is on trust
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise KakinError(
+            f"another kakin gateway is using the charge journal {directory} of this ledger in local "
+            'accounting; run one gateway per SQLite ledger, or set gateway.accounting = "shared" '
+            "(with PostgreSQL) for several"
+        ) from None
+    return fd
 
 
 class JournalReader:
