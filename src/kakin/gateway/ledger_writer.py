@@ -82,8 +82,7 @@ class _Writer:
             batch = requests.next(wait)
             if batch is None:
                 return
-            for start in range(0, len(batch), self.size):
-                self._answer(batch[start : start + self.size])
+            self.answer(batch)
             if due is None and any(kind == "journal" for _, kind, _ in batch):
                 due = time.monotonic() + JOURNAL_DELAY
             if due is not None and time.monotonic() >= due:
@@ -102,6 +101,11 @@ class _Writer:
             if segment_of(self.journal.applied) != self._released:
                 self.journal.release()
                 self._released = segment_of(self.journal.applied)
+
+    def answer(self, requests: list[tuple[int, str, Any]]) -> None:
+        """Answer requests, at most ``size`` operations per transaction."""
+        for start in range(0, len(requests), self.size):
+            self._answer(requests[start : start + self.size])
 
     def _answer(self, requests: list[tuple[int, str, Any]]) -> None:
         ops = [(number, payload) for number, kind, payload in requests if kind == "op"]
@@ -151,8 +155,7 @@ def main() -> None:
     writer = _Writer(ledger, out, config["max_batch"], journal)
     try:
         writer.apply_journal()
-        for start in range(0, len(first), writer.size):  # what arrived with the settings
-            writer._answer(first[start : start + writer.size])
+        writer.answer(first)  # what arrived with the settings
         writer.serve(requests)
         writer.apply_journal()
         if journal is not None:
