@@ -175,7 +175,9 @@ async def test_120_concurrent_open_ended_requests_keep_a_hard_cap(make: MakeTena
 
 
 @pytest.mark.postgres
-async def test_four_gateway_processes_keep_a_hard_cap_on_open_ended_requests(gateway_pg_url: str) -> None:
+async def test_four_gateways_on_one_postgresql_ledger_keep_a_hard_cap_on_open_ended_requests(
+    gateway_pg_url: str,
+) -> None:
     """Four gateways over one PostgreSQL ledger (shared accounting), 30 requests each at once."""
     running = [limited_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared") for _ in range(4)]
     try:
