@@ -47,6 +47,8 @@ class ParsedRequest:
     # Extra output the request allows on top of max_output_tokens (Gemini thinking budget).
     extra_output_tokens: int = 0
     input_count: Count = NO_COUNT
+    # The pricing mode the request asks for (its service_tier); the response's tier wins.
+    mode: str = "standard"
     images: int = 0
     image_size: str | None = None
     image_quality: str | None = None
