@@ -259,6 +259,8 @@ def test_cost_serialises_to_exact_decimal_strings() -> None:
         "effective_from": None,
         "source": "genai-prices 0.2.3",
         "direction": "input",
+        "mode": "standard",
+        "note": None,
     }
 
 
