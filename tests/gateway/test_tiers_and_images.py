@@ -213,3 +213,55 @@ def test_tier_without_a_rate_billed_standard_with_a_note(tenant: Tenant) -> None
     items = _items(record)
     assert {item["mode"] for item in items} == {"standard"}
     assert all("no flex rate" in item["note"] for item in items)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_billed_at_the_tier_it_reports(tenant: Tenant, stream: bool) -> None:
+    """Anthropic served the request at Priority Tier (the organisation has capacity): the
+    bill uses priority rates where the catalog has them, else standard with a note."""
+    model = "claude-sonnet-4-5"
+    client = tenant.anthropic()
+    request: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "priority, please"}],
+        "extra_headers": {"x-kakin-simulate": "priority-capacity"},
+    }
+    if stream:
+        with client.messages.with_streaming_response.create(**request, stream=True) as raw:
+            request_id = raw.headers["x-kakin-request-id"]
+            events = list(raw.parse())
+        start = next(event for event in events if event.type == "message_start")
+        last = [event for event in events if event.type == "message_delta"][-1]
+        assert start.message.usage.service_tier == "priority"
+        usage = Usage(input_tokens=start.message.usage.input_tokens, output_tokens=last.usage.output_tokens)
+    else:
+        raw = client.messages.with_raw_response.create(**request)
+        request_id = raw.headers["x-kakin-request-id"]
+        message = raw.parse()
+        assert message.usage.service_tier == "priority"
+        usage = expected.anthropic_messages(message.usage)
+    record = tenant.record(request_id)
+    billed = price(usage, model, provider="anthropic", at=record.occurred_at, mode="priority")
+    assert to_pico(record.cost) == to_pico(billed.total)
+    items = _items(record)
+    assert {item["mode"] for item in items} == {billed.billed_mode}
+    if billed.billed_mode == "standard":  # the catalog has no Anthropic priority rate
+        assert all("no priority rate" in item["note"] for item in items)
+
+
+def test_anthropic_standard_only_is_served_standard(tenant: Tenant) -> None:
+    raw = tenant.anthropic().messages.with_raw_response.create(
+        model="claude-sonnet-4-5",
+        max_tokens=32,
+        messages=[{"role": "user", "content": "standard, please"}],
+        service_tier="standard_only",
+        extra_headers={"x-kakin-simulate": "priority-capacity"},
+    )
+    message = raw.parse()
+    assert message.usage.service_tier == "standard"
+    record = tenant.record(raw.headers["x-kakin-request-id"])
+    expected.assert_billed(
+        record, expected.anthropic_messages(message.usage), "claude-sonnet-4-5", "anthropic"
+    )
+    assert all(item["mode"] == "standard" and item["note"] is None for item in _items(record))
