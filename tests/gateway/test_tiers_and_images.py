@@ -265,3 +265,19 @@ def test_anthropic_standard_only_is_served_standard(tenant: Tenant) -> None:
         record, expected.anthropic_messages(message.usage), "claude-sonnet-4-5", "anthropic"
     )
     assert all(item["mode"] == "standard" and item["note"] is None for item in _items(record))
+
+
+def test_streamed_responses_billed_at_the_tier_served(tenant: Tenant) -> None:
+    model = "o4-mini"
+    if not _tier_rated(model, "flex"):
+        pytest.skip(f"the catalog has no flex rate for {model} today")
+    with tenant.openai().responses.with_streaming_response.create(
+        model=model, input="stream the spend", max_output_tokens=100, service_tier="flex", stream=True
+    ) as raw:
+        request_id = raw.headers["x-kakin-request-id"]
+        events = list(raw.parse())
+    final = next(event for event in events if event.type in ("response.completed", "response.incomplete"))
+    assert final.response.service_tier == "flex"
+    _assert_billed_in(
+        tenant.record(request_id), expected.openai_responses(final.response.usage), model, "flex"
+    )
