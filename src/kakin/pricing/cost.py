@@ -158,9 +158,7 @@ class Cost:
         """The mode, and when its rates were missing, that the standard ones apply."""
         if self.billed_mode == self.mode:
             return self.mode
-        return (
-            f"{self.mode} asked; the catalog has no {self.mode} rate on this date: {self.billed_mode} rates"
-        )
+        return f"{self.mode}; the catalog has no {self.mode} rate on this date: {self.billed_mode} rates"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: amounts as exact decimal strings."""
