@@ -460,11 +460,11 @@ def breakeven(
 ) -> None:
     """Subscription vs API: the monthly usage where a flat plan starts to pay off."""
     from kakin.estimate import breakeven as compute
-    from kakin.estimate import request_shape
     from kakin.estimate.inputs import (
         PLAN_PRICE,
         REQUESTS_PER_DAY,
         REQUESTS_PER_MONTH,
+        TOKENS_PER_MONTH,
         Limit,
         days_per_month,
         number,
@@ -485,14 +485,13 @@ def breakeven(
     with localcontext(EXACT):
         plan_usd = price_in / plan_fx.per_usd
         usage: Decimal | None = None
+        tokens: Decimal | None = None
         if usage_month is not None:
             usage = number(usage_month, "--usage (requests per month)", REQUESTS_PER_MONTH)
         elif usage_day is not None:
             usage = number(usage_day, "--usage-per-day", REQUESTS_PER_DAY) * days_per_month(days)
         elif usage_tokens is not None:
-            shape = request_shape(input_tokens, output_tokens, cached_share)
-            tokens = number(usage_tokens, "--usage-tokens", Limit(Decimal(0), Decimal(10**16)))
-            usage = settle(tokens / shape.tokens, Decimal("0.01"))
+            tokens = number(usage_tokens, "--usage-tokens", TOKENS_PER_MONTH)
     result = compute(
         settle(plan_usd),
         model,
@@ -500,6 +499,7 @@ def breakeven(
         output_tokens=output_tokens,
         cached_share=cached_share,
         usage_requests_per_month=usage,
+        usage_tokens_per_month=tokens,
         plan_name=plan_name,
         days=days,
         provider=provider,
@@ -531,7 +531,7 @@ def breakeven_report(result: BreakEven) -> Report:
             {
                 "what": "your usage",
                 "requests": verdict.requests_per_month,
-                "tokens": int(verdict.requests_per_month * shape.tokens),
+                "tokens": int(verdict.tokens_per_month),
                 "cost": verdict.api_cost,
             }
         )
@@ -551,7 +551,8 @@ def breakeven_report(result: BreakEven) -> Report:
         "plan_name": result.plan_name,
         "plan_price": result.plan_price,
         "per_request": result.per_request,
-        "breakeven_requests_per_month": result.requests_per_month,
+        # A count as an exact decimal string, as the rows and the per-day figure give it.
+        "breakeven_requests_per_month": _count(result.requests_per_month),
         "breakeven_tokens_per_month": result.tokens_per_month,
         "breakeven_requests_per_day": result.requests_per_day,
     }
@@ -577,6 +578,10 @@ def breakeven_report(result: BreakEven) -> Report:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _count(value: int | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def _num(value: Decimal) -> str:

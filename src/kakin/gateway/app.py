@@ -316,14 +316,16 @@ class Gateway:
         cost = self._price(call, usage)
         bound = cost.total if cost else Decimal(0)
         if call.entry is not None and b"cache_control" in call.parsed.body:
-            rates = self.catalog.bound_rates(call.entry, call.started, input_tokens=usage.input_tokens)
+            rates = self.catalog.bound_rates(
+                call.entry, call.started, call.parsed.mode, input_tokens=usage.input_tokens
+            )
             bound = max(bound, rates.bound(usage.input_tokens, usage.output_tokens))
         return bound
 
     def _price(self, call: Call, usage: Usage) -> Cost | None:
         if call.entry is None:
             return None
-        return price(usage, call.entry, at=call.started, catalog=self.catalog)
+        return price(usage, call.entry, at=call.started, mode=call.parsed.mode, catalog=self.catalog)
 
     # ------------------------------------------------------------------ serving
 

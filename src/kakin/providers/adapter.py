@@ -80,6 +80,25 @@ def usage_block(read: Callable[[dict[str, Any]], Usage]) -> UsageFn:
     return usage
 
 
+# Providers' service tier names → kakin's pricing modes. OpenAI answers "default" for its
+# standard tier and "scale" for Scale Tier, whose reserved units are paid for up front, so
+# its tokens bill at standard rates. "auto" (OpenAI's "use the project's default") says
+# nothing about the tier that served, so it maps to nothing.
+_TIER_MODES = {
+    "default": "standard",
+    "standard": "standard",
+    "scale": "standard",
+    "flex": "flex",
+    "priority": "priority",
+    "batch": "batch",
+}
+
+
+def tier_mode(tier: object) -> str | None:
+    """The pricing mode of a provider's ``service_tier`` value; None when it names none."""
+    return _TIER_MODES.get(tier) if isinstance(tier, str) else None
+
+
 def as_int(value: object) -> int:
     """A usage figure from a provider response: a non-negative int, or 0 when absent/odd."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:

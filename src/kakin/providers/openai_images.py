@@ -1,9 +1,8 @@
 """OpenAI (and Azure) ``POST /v1/images/generations``.
 
 DALL·E models are priced per image by size and quality; ``gpt-image-*`` models by tokens
-(text and image input, image output) and report them in ``usage``. kakin records both the
-image count with its size and quality and any reported tokens; the catalog decides which
-unit a model is priced in. ``"auto"`` size or quality is bounded at the dearest option
+(text and image input, image output) and report them in ``usage``. A response with token
+usage is billed by its tokens; one without is billed per image by size and quality. ``"auto"`` size or quality is bounded at the dearest option
 before the request, and replaced by what the response says was produced after it.
 """
 
@@ -120,6 +119,10 @@ def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
     size = doc.get("size") if isinstance(doc.get("size"), str) else parsed.image_size
     quality = doc.get("quality") if isinstance(doc.get("quality"), str) else parsed.image_quality
     block = sub(doc, "usage")
+    if not block:  # DALL·E (or an answer without usage): billed per image of its size and quality
+        return Usage(images=len(doc["data"]), image_size=size, image_quality=quality)
+    # GPT Image: billed by the tokens reported (the image output tokens already count every
+    # image produced), so the images are not counted a second time.
     details = sub(block, "input_tokens_details")
     output_details = sub(block, "output_tokens_details")
     output = as_int(block.get("output_tokens"))
@@ -129,7 +132,6 @@ def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
         input_image_tokens=as_int(details.get("image_tokens")),
         output_tokens=output,
         output_image_tokens=image_out,
-        images=len(doc["data"]),
         image_size=size,
         image_quality=quality,
     )

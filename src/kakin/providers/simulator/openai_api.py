@@ -85,7 +85,13 @@ def chat(call: Call) -> Reply:
         },
     }
     ident, created = _ident("chatcmpl-", seed), int(time.time())
-    common = {"id": ident, "created": created, "model": model, "system_fingerprint": "fp_kakin_sim"}
+    common = {
+        "id": ident,
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_kakin_sim",
+        "service_tier": served_tier(doc),
+    }
     if not parsed.stream:
         choices = [
             {
@@ -100,7 +106,6 @@ def chat(call: Call) -> Reply:
             "object": "chat.completion",
             **common,
             "choices": choices,
-            "service_tier": "default",
         }
         if not call.faults.no_usage:
             body["usage"] = usage
@@ -120,6 +125,13 @@ def chat(call: Call) -> Reply:
         events.append(data_event({**chunk, "choices": [], "usage": usage}))
     events.append(b"data: [DONE]\n\n")
     return Reply(events=events, content_type=SSE)
+
+
+def served_tier(doc: dict[str, Any]) -> str:
+    """The tier that serves a request: the flex, priority or scale tier it asks for, else
+    the default one (OpenAI answers "auto" with the tier it chose)."""
+    asked = doc.get("service_tier")
+    return asked if asked in ("flex", "priority", "scale") else "default"
 
 
 def _delta(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
@@ -178,6 +190,7 @@ def responses(call: Call) -> Reply:
         "truncation": "disabled",
         "metadata": {},
         "error": None,
+        "service_tier": served_tier(doc),
     }
     final = {
         **base,
