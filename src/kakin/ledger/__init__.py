@@ -78,6 +78,13 @@ Budgets and tiers::
     ledger.tier_of(org_id) -> TierStatus;  ledger.set_tier_rules(org_id, name)
     ledger.register_tier_rules(name, toml_text);  kakin.ledger.tiers.PRESETS ("openai", "gemini")
 
+Provider-side objects (see kakin.ledger.objects)::
+
+    ledger.record_object(api, kind, object_id, org_id, project_id) -> ProviderObject
+        the project created the provider's object (idempotent; the first owner stays)
+    ledger.owned_objects(project_id, api, kind, object_ids) -> set[str]   those it owns
+    ledger.forget_object(api, kind, object_id) -> bool                    it was deleted
+
 Reading and proving::
 
     ledger.usage(org_id, *, since=None, until=None, project_id=None, key_id=None, model=None,
@@ -113,6 +120,7 @@ from kakin.ledger.records import (
     Org,
     PostOp,
     Project,
+    ProviderObject,
     Reconciliation,
     Refund,
     Reservation,
@@ -150,6 +158,7 @@ __all__ = [
     "PermissionDenied",
     "PostOp",
     "Project",
+    "ProviderObject",
     "Reconciliation",
     "Refund",
     "Reservation",

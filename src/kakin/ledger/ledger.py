@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound
-from kakin.ledger import budgets, charges, credit, keys, ops, orgs, queries, tiers, views
+from kakin.ledger import budgets, charges, credit, keys, objects, ops, orgs, queries, tiers, views
 from kakin.ledger import schema as s
 from kakin.ledger import validate as v
 from kakin.ledger.db import READ_ONLY, make_engine, migrate
@@ -35,6 +35,7 @@ from kakin.ledger.records import (
     Org,
     PostOp,
     Project,
+    ProviderObject,
     Reconciliation,
     Refund,
     Reservation,
@@ -555,6 +556,24 @@ class Ledger:
     def register_tier_rules(self, name: str, toml_text: str) -> tiers.TierRules:
         clean = v.text(name, "tier rules name", max_length=64)
         return self.write(lambda w: tiers.register(w, clean, toml_text))
+
+    # Provider-side objects ---------------------------------------------------------------
+
+    def record_object(
+        self, api: str, kind: str, object_id: str, org_id: str, project_id: str
+    ) -> ProviderObject:
+        """Record that ``project_id`` created the provider's object ``object_id`` (idempotent:
+        an object already recorded keeps its first owner, which is returned)."""
+        clean = v.text(object_id, "object id", max_length=300)
+        return self.write(lambda w: objects.record(w.conn, w.now, api, kind, clean, org_id, project_id))
+
+    def owned_objects(self, project_id: str, api: str, kind: str, object_ids: Sequence[str]) -> set[str]:
+        """The ids among ``object_ids`` that ``project_id`` created."""
+        return self.read(lambda c: objects.owned(c, project_id, api, kind, object_ids))
+
+    def forget_object(self, api: str, kind: str, object_id: str) -> bool:
+        """The provider deleted the object: drop its record. False when there was none."""
+        return self.write(lambda w: objects.forget(w.conn, api, kind, object_id))
 
     # Reading and proving -----------------------------------------------------------------
 

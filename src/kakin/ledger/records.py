@@ -45,6 +45,19 @@ class Project:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderObject:
+    """A provider-side object (``kind`` "cached_content", "response") created through the
+    gateway, and the project that owns it."""
+
+    api: str
+    kind: str
+    object_id: str
+    org_id: str
+    project_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class KeyRecord:
     """A virtual API key as stored: never the secret, only its public prefix."""
 

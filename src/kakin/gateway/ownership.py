@@ -1,0 +1,83 @@
+"""Provider-side objects belong to the project that created them through the gateway.
+
+Every project's requests reach the provider with the same provider key, so the provider
+would show any project's cached contents and stored responses to any other. The gateway
+therefore records the owner of each object created through it (in the ledger's
+``provider_objects``), answers 404 in the provider's error shape when a project names an
+object it does not own, shows each project only its own objects in a list, and refuses
+references to objects kakin never creates (uploaded files, vector stores …). What counts as
+creating, naming or referring is read from the wire formats by ``kakin.providers.objects``.
+
+Only requests that involve stored objects touch the ledger here; a plain chat request costs
+one regular-expression search of its body. Ledger calls go through the ledger writer (the
+``call`` given), like key verification, so no ledger transaction runs on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from kakin.errors import InvalidInput, NotFound
+from kakin.ledger.records import KeyRecord
+from kakin.providers import objects
+from kakin.providers.adapter import StreamState
+from kakin.providers.objects import ObjectRef
+from kakin.providers.request import ParsedRequest
+
+LedgerCall = Callable[..., Awaitable[Any]]
+
+
+class ObjectGuard:
+    """``call(method, *args)`` runs a ``Ledger`` method (the gateway passes its writer's)."""
+
+    def __init__(self, call: LedgerCall) -> None:
+        self._call = call
+
+    async def admit(self, key: KeyRecord, parsed: ParsedRequest) -> None:
+        """Before anything is held or forwarded: refuse a reference to an object kakin never
+        creates (400), or to a stored object the caller's project does not own (404)."""
+        reason = objects.refusal(parsed)
+        if reason is not None:
+            raise InvalidInput(reason)
+        ref = objects.named(parsed)
+        if ref is not None and not await self._owned(key, [ref]):
+            raise NotFound(ref.not_found())
+
+    async def answered(self, key: KeyRecord, parsed: ParsedRequest, status: int, body: bytes) -> bytes:
+        """After a complete answer: record the object it created, forget the one it deleted,
+        keep only the project's own objects in a list. Returns the body to send."""
+        if status >= 300 or not objects.answer_matters(parsed):
+            return body
+        gone = objects.deleted(parsed)
+        if gone is not None:
+            await self._call("forget_object", gone.api, gone.kind, gone.object_id)
+            return body
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        if parsed.endpoint.kind == "cache_list":
+            if not isinstance(doc, dict):
+                return b"{}"  # an answer that cannot be filtered is not passed on
+            refs = objects.listed(parsed, doc)
+            return orjson.dumps(objects.keep_listed(doc, await self._owned(key, refs)))
+        await self._record(key, objects.created(parsed, doc))
+        return body
+
+    async def streamed(self, key: KeyRecord, parsed: ParsedRequest, state: StreamState) -> None:
+        """After a stream: record the stored response it created (its id came in the stream)."""
+        await self._record(key, objects.created(parsed, state.extra.get("response")))
+
+    async def _owned(self, key: KeyRecord, refs: list[ObjectRef]) -> set[str]:
+        if not refs:
+            return set()
+        first = refs[0]
+        ids = [ref.object_id for ref in refs]
+        return await self._call("owned_objects", key.project_id, first.api, first.kind, ids)
+
+    async def _record(self, key: KeyRecord, ref: ObjectRef | None) -> None:
+        if ref is not None:
+            await self._call("record_object", ref.api, ref.kind, ref.object_id, key.org_id, key.project_id)

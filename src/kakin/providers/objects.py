@@ -1,0 +1,222 @@
+"""Provider-side objects in requests and responses: what a request names, creates, deletes
+or lists, and what it refers to that kakin must refuse.
+
+The gateway forwards every project's requests with one provider key, so to the provider
+every stored object belongs to the same account. kakin therefore keeps the owner of each
+object created through it (``kakin.gateway.ownership``) and lets only that project name it:
+
+- Gemini ``cachedContents``: created by ``POST cachedContents``; named by the cache
+  endpoints' path and by ``cachedContent`` in generateContent, streamGenerateContent and
+  countTokens; listed by ``GET cachedContents``.
+- OpenAI stored responses: created by ``POST /v1/responses`` unless ``store`` is false;
+  named by ``previous_response_id`` and by ``/v1/responses/{id}`` (get, delete, input items).
+
+Objects kakin never creates — uploaded files, vector stores, containers, Gemini file-search
+stores, OpenAI conversations and prompts — can only be another tenant's of the provider
+account, so a request referring to one is refused (``refusal``). This module reads wire
+formats only; it does no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kakin.errors import InvalidInput
+from kakin.providers.request import ParsedRequest
+
+CACHED_CONTENT = "cached_content"
+RESPONSE = "response"
+
+_CACHE_PREFIX = "cachedContents/"
+_CACHE_NAMING = frozenset({"cache_get", "cache_delete", "cache_update"})
+_RESPONSE_NAMING = frozenset({"response_get", "response_delete", "response_input_items"})
+# Endpoints whose answer creates, deletes or lists stored objects.
+_ANSWER_KINDS = frozenset({"cache_create", "cache_delete", "cache_list", "responses", "response_delete"})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One provider-side object: the API it lives in, its kind and the provider's id."""
+
+    api: str
+    kind: str
+    object_id: str
+
+    def not_found(self) -> str:
+        """The provider's own words for a missing object (the same whether it does not exist
+        or another project owns it, so nothing is learnt about other projects)."""
+        if self.kind == CACHED_CONTENT:
+            return f"CachedContent not found (or permission denied): {self.object_id}"
+        return f"Response with id '{self.object_id}' not found."
+
+
+def cached_content(name: str) -> ObjectRef:
+    """A Gemini cache by its name, with or without the ``cachedContents/`` prefix."""
+    return ObjectRef(
+        "google", CACHED_CONTENT, name if name.startswith(_CACHE_PREFIX) else _CACHE_PREFIX + name
+    )
+
+
+def stored_response(response_id: str) -> ObjectRef:
+    return ObjectRef("openai", RESPONSE, response_id)
+
+
+# ---------------------------------------------------------------- requests
+
+
+def named(parsed: ParsedRequest) -> ObjectRef | None:
+    """The stored object the request names, which the caller's project must own."""
+    endpoint = parsed.endpoint
+    if endpoint.api == "google":
+        if endpoint.kind in _CACHE_NAMING:
+            return cached_content(parsed.path_params["name"])
+        return cached_content(parsed.cached_content) if parsed.cached_content else None
+    if endpoint.api != "openai":
+        return None
+    if endpoint.kind in _RESPONSE_NAMING:
+        return stored_response(parsed.path_params["name"])
+    if endpoint.kind == "responses":
+        previous = (parsed.doc or {}).get("previous_response_id")
+        if previous is None:
+            return None
+        if not isinstance(previous, str) or not previous.strip():
+            raise InvalidInput(
+                "previous_response_id must be the id of a stored response, such as 'resp_abc123'"
+            )
+        return stored_response(previous)
+    return None
+
+
+def deleted(parsed: ParsedRequest) -> ObjectRef | None:
+    """The object a successful answer to this request deletes."""
+    kind = parsed.endpoint.kind
+    return named(parsed) if kind in ("cache_delete", "response_delete") else None
+
+
+def answer_matters(parsed: ParsedRequest) -> bool:
+    """Whether the answer creates, deletes or lists stored objects (False for plain chat)."""
+    return parsed.endpoint.kind in _ANSWER_KINDS
+
+
+def created(parsed: ParsedRequest, doc: Any) -> ObjectRef | None:
+    """The object a successful answer created: a Gemini cache, or a stored response (``doc``
+    is the response object: the whole answer, or the ``response`` of a stream event)."""
+    if not isinstance(doc, dict):
+        return None
+    kind = parsed.endpoint.kind
+    if kind == "cache_create":
+        name = doc.get("name")
+        return cached_content(name) if isinstance(name, str) and name else None
+    if kind == "responses":
+        ident = doc.get("id")
+        asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
+        if isinstance(ident, str) and ident and doc.get("store", asked) is not False:
+            return stored_response(ident)
+    return None
+
+
+def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
+    """The objects in a list answer (Gemini ``cachedContents``)."""
+    if parsed.endpoint.kind != "cache_list" or not isinstance(doc, dict):
+        return []
+    items = doc.get("cachedContents")
+    if not isinstance(items, list):
+        return []
+    return [
+        cached_content(item["name"])
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
+
+
+def keep_listed(doc: dict[str, Any], owned: set[str]) -> dict[str, Any]:
+    """The list answer with only the owned objects; ``nextPageToken`` is kept, so clients
+    still page through the rest (a page may then hold fewer items than asked, or none)."""
+    items = [
+        item
+        for item in doc.get("cachedContents") or []
+        if isinstance(item, dict) and cached_content(str(item.get("name", ""))).object_id in owned
+    ]
+    kept = {**doc, "cachedContents": items}
+    if not items:
+        del kept["cachedContents"]  # as Gemini answers an empty page
+    return kept
+
+
+# ---------------------------------------------------------------- refusals
+
+# Cheap first test on the raw body (no walk of the document for a request that cannot refer
+# to an object); a match in plain text only costs the walk, which then finds nothing.
+_MARKERS = re.compile(rb"file_id|vector_store_ids|\"container\"|file_?[uU]ri|file_?[sS]earch_?[sS]tore")
+# Gemini names uploaded files "files/abc" or by their URL ".../v1beta/files/abc".
+_GEMINI_FILE = re.compile(r"^(?:https://generativelanguage\.googleapis\.com/[^/]+/)?files/")
+
+
+def _unserved(what: str, api: str, where: str) -> str:
+    return (
+        f"{where} refers to {what}: kakin does not serve the {api} API, and with the provider "
+        "key it shares between projects such an id can only name another tenant's object"
+    )
+
+
+def _reference(api: str, key: str, value: Any, where: str) -> str | None:
+    """Why the field ``key`` (at ``where``) refers to an object kakin never created, or None."""
+    if key in ("file_id", "file_ids") and value:
+        return _unserved("an uploaded file", "Files", where) + "; send the content inline instead"
+    if key == "vector_store_ids" and value:
+        return _unserved("a vector store", "Vector stores", where)
+    if api == "google":
+        if key in ("fileUri", "file_uri") and isinstance(value, str) and _GEMINI_FILE.match(value):
+            return _unserved("an uploaded file", "Files", where) + "; send the content inline instead"
+        if key in ("fileSearchStoreNames", "file_search_store_names") and value:
+            return _unserved("a file search store", "File search stores", where)
+    elif key == "container" and (isinstance(value, str) or (isinstance(value, dict) and value.get("id"))):
+        return _unserved("an existing container", "Containers", where)
+    return None
+
+
+def _walk(api: str, value: Any, where: str) -> str | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            reason = _reference(api, key, item, at) or _walk(api, item, at)
+            if reason:
+                return reason
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reason = _walk(api, item, f"{where}[{index}]")
+            if reason:
+                return reason
+    return None
+
+
+def refusal(parsed: ParsedRequest) -> str | None:
+    """Why kakin refuses this request because of a provider-side object it involves, or None."""
+    endpoint, doc = parsed.endpoint, parsed.doc
+    if endpoint.body != "json" or doc is None:
+        return None
+    if endpoint.kind == "chat" and doc.get("store") is True:
+        return (
+            "store: true keeps the completion at the provider, where kakin cannot scope it to "
+            "your project (kakin does not serve the stored chat completions API); omit store, "
+            "or use the Responses API, whose stored responses kakin keeps per project"
+        )
+    if endpoint.kind == "responses":
+        if doc.get("conversation") is not None:
+            return (
+                "conversation refers to a conversation object: kakin does not serve the "
+                "Conversations API; chain responses with previous_response_id instead"
+            )
+        if doc.get("background") is True:
+            return (
+                "background responses are not supported: kakin bills a response from the usage "
+                "in its answer; send the request without background (streaming if it is long)"
+            )
+        prompt = doc.get("prompt")
+        if isinstance(prompt, dict) and prompt.get("id") is not None:
+            return _unserved("a stored prompt", "Prompts", "prompt.id") + "; send the instructions instead"
+    if _MARKERS.search(parsed.body) is None:
+        return None
+    return _walk(endpoint.api, doc, "")
