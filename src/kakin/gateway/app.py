@@ -268,13 +268,13 @@ class Gateway:
                 f"no upstream is configured for the {endpoint.api} API; add one under [[providers]]"
             )
         parsed = parse(endpoint, body, match.path_params, query, model_map=provider.deployments)
+        await self.objects.admit(caller.key, parsed)
         route = self.router.resolve(parsed.model) if parsed.model else Route(parsed.model, None, None)
         allowed = caller.key.models
         if allowed and route.model not in allowed and (route.routed_from or "") not in allowed:
             raise PermissionDenied(
                 f"API key {KEY_PREFIX}{caller.key.prefix}-… may use {', '.join(allowed)}; {parsed.model!r} is not among them"
             )
-        await self.objects.admit(caller.key, parsed)
         entry = self._catalog_entry(route.model, endpoint.api) if endpoint.billable else None
         call = Call(
             api=endpoint.api,

@@ -38,13 +38,19 @@ class ObjectGuard:
 
     async def admit(self, key: KeyRecord, parsed: ParsedRequest) -> None:
         """Before anything is held or forwarded: refuse a reference to an object kakin never
-        creates (400), or to a stored object the caller's project does not own (404)."""
+        creates (400), or to a stored object the caller's project does not own (404). A
+        request priced at its object's model gets that model (``parsed.model``)."""
         reason = objects.refusal(parsed)
         if reason is not None:
             raise InvalidInput(reason)
         ref = objects.named(parsed)
-        if ref is not None and not await self._owned(key, [ref]):
+        if ref is None:
+            return
+        found = await self._call("find_object", ref.api, ref.kind, ref.object_id)
+        if found is None or found.project_id != key.project_id:
             raise NotFound(ref.not_found())
+        if objects.takes_stored_model(parsed):
+            parsed.model = found.model
 
     async def answered(self, key: KeyRecord, parsed: ParsedRequest, status: int, body: bytes) -> bytes:
         """After a complete answer: record the object it created, forget the one it deleted,
@@ -80,4 +86,6 @@ class ObjectGuard:
 
     async def _record(self, key: KeyRecord, ref: ObjectRef | None) -> None:
         if ref is not None:
-            await self._call("record_object", ref.api, ref.kind, ref.object_id, key.org_id, key.project_id)
+            await self._call(
+                "record_object", ref.api, ref.kind, ref.object_id, key.org_id, key.project_id, ref.model
+            )

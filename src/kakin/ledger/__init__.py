@@ -80,8 +80,9 @@ Budgets and tiers::
 
 Provider-side objects (see kakin.ledger.objects)::
 
-    ledger.record_object(api, kind, object_id, org_id, project_id) -> ProviderObject
+    ledger.record_object(api, kind, object_id, org_id, project_id, model="") -> ProviderObject
         the project created the provider's object (idempotent; the first owner stays)
+    ledger.find_object(api, kind, object_id) -> ProviderObject | None
     ledger.owned_objects(project_id, api, kind, object_ids) -> set[str]   those it owns
     ledger.forget_object(api, kind, object_id) -> bool                    it was deleted
 

@@ -560,12 +560,18 @@ class Ledger:
     # Provider-side objects ---------------------------------------------------------------
 
     def record_object(
-        self, api: str, kind: str, object_id: str, org_id: str, project_id: str
+        self, api: str, kind: str, object_id: str, org_id: str, project_id: str, model: str = ""
     ) -> ProviderObject:
-        """Record that ``project_id`` created the provider's object ``object_id`` (idempotent:
-        an object already recorded keeps its first owner, which is returned)."""
+        """Record that ``project_id`` created the provider's object ``object_id`` with ``model``
+        (idempotent: an object already recorded keeps its first owner, which is returned)."""
         clean = v.text(object_id, "object id", max_length=300)
-        return self.write(lambda w: objects.record(w.conn, w.now, api, kind, clean, org_id, project_id))
+        return self.write(
+            lambda w: objects.record(w.conn, w.now, api, kind, clean, org_id, project_id, model)
+        )
+
+    def find_object(self, api: str, kind: str, object_id: str) -> ProviderObject | None:
+        """The record of a provider's object created through the gateway, or None."""
+        return self.read(lambda c: objects.find(c, api, kind, object_id))
 
     def owned_objects(self, project_id: str, api: str, kind: str, object_ids: Sequence[str]) -> set[str]:
         """The ids among ``object_ids`` that ``project_id`` created."""

@@ -27,6 +27,7 @@ def to_record(row: Any) -> ProviderObject:
         object_id=m["object_id"],
         org_id=m["org_id"],
         project_id=m["project_id"],
+        model=m["model"],
         created_at=m["created_at"],
     )
 
@@ -36,22 +37,35 @@ def _where(api: str, kind: str) -> Any:
 
 
 def record(
-    conn: Connection, now: datetime, api: str, kind: str, object_id: str, org_id: str, project_id: str
+    conn: Connection,
+    now: datetime,
+    api: str,
+    kind: str,
+    object_id: str,
+    org_id: str,
+    project_id: str,
+    model: str,
 ) -> ProviderObject:
     """Record the object as the project's; an object already recorded keeps its first owner."""
-    found = conn.execute(select(_T).where(_where(api, kind) & (_T.c.object_id == object_id))).first()
+    found = find(conn, api, kind, object_id)
     if found is not None:
-        return to_record(found)
+        return found
     row = {
         "api": api,
         "kind": kind,
         "object_id": object_id,
         "org_id": org_id,
         "project_id": project_id,
+        "model": model,
         "created_at": now,
     }
     conn.execute(insert(_T).values(**row))
     return to_record(row)
+
+
+def find(conn: Connection, api: str, kind: str, object_id: str) -> ProviderObject | None:
+    found = conn.execute(select(_T).where(_where(api, kind) & (_T.c.object_id == object_id))).first()
+    return None if found is None else to_record(found)
 
 
 def owned(conn: Connection, project_id: str, api: str, kind: str, object_ids: Sequence[str]) -> set[str]:

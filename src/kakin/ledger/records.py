@@ -54,6 +54,7 @@ class ProviderObject:
     object_id: str
     org_id: str
     project_id: str
+    model: str
     created_at: datetime
 
 

@@ -320,6 +320,8 @@ provider_objects = Table(
     Column("object_id", String(300), nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
     Column("project_id", String(ID), nullable=False),
+    # The model it was made with: a cache's storage is priced at its model's rates.
+    Column("model", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("api", "kind", "object_id"),
 )

@@ -20,10 +20,11 @@ formats only; it does no I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kakin.errors import InvalidInput
+from kakin.providers.gemini import model_name
 from kakin.providers.request import ParsedRequest
 
 CACHED_CONTENT = "cached_content"
@@ -43,6 +44,7 @@ class ObjectRef:
     api: str
     kind: str
     object_id: str
+    model: str = field(default="", compare=False)  # what it was made with, when known
 
     def not_found(self) -> str:
         """The provider's own words for a missing object (the same whether it does not exist
@@ -89,6 +91,12 @@ def named(parsed: ParsedRequest) -> ObjectRef | None:
     return None
 
 
+def takes_stored_model(parsed: ParsedRequest) -> bool:
+    """A Gemini cache update names no model, yet its storage is priced at the rates of the
+    model the cache was made for: the one recorded with the cache."""
+    return parsed.endpoint.kind == "cache_update"
+
+
 def deleted(parsed: ParsedRequest) -> ObjectRef | None:
     """The object a successful answer to this request deletes."""
     kind = parsed.endpoint.kind
@@ -106,14 +114,17 @@ def created(parsed: ParsedRequest, doc: Any) -> ObjectRef | None:
     if not isinstance(doc, dict):
         return None
     kind = parsed.endpoint.kind
+    model = doc.get("model")
+    model = model_name(model) if isinstance(model, str) and model else parsed.model
     if kind == "cache_create":
         name = doc.get("name")
-        return cached_content(name) if isinstance(name, str) and name else None
-    if kind == "responses":
+        if isinstance(name, str) and name:
+            return ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)
+    elif kind == "responses":
         ident = doc.get("id")
         asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
         if isinstance(ident, str) and ident and doc.get("store", asked) is not False:
-            return stored_response(ident)
+            return ObjectRef("openai", RESPONSE, ident, model)
     return None
 
 
