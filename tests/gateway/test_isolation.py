@@ -142,6 +142,41 @@ def test_stored_responses_are_invisible_to_another_organisation(make_tenant: Mak
     owner.assert_nothing_held()
 
 
+def test_stored_response_items_are_invisible_to_another_organisation(make_tenant: MakeTenant) -> None:
+    owner, other = make_tenant(), make_tenant()
+    mine, theirs = owner.openai(), other.openai()
+    first = mine.responses.create(model="o4-mini", input="think it over " + uuid.uuid4().hex)
+    reasoning, message = (item.model_dump(exclude_none=True) for item in first.output)
+    assert reasoning["type"] == "reasoning" and message["type"] == "message"
+
+    # The API would fetch these by id from the shared account: only their owner may name them.
+    for item in ({"type": "item_reference", "id": message["id"]}, {**reasoning, "summary": []}):
+        with pytest.raises(openai.NotFoundError) as raised:
+            theirs.responses.create(model="o4-mini", input=[item, {"role": "user", "content": "go on"}])
+        assert raised.value.body["message"] == f"Item with id '{item['id']}' not found."
+    _assert_untouched(other)
+
+    # The owner sends its output back as input (the manual way of keeping a conversation).
+    again = mine.responses.create(
+        model="o4-mini", input=[*first.output, {"role": "user", "content": "go on"}]
+    )
+    assert again.output_text
+    owner.assert_nothing_held()
+
+
+def test_a_cache_list_shows_only_the_callers_caches_page_by_page(make_tenant: MakeTenant) -> None:
+    owner, other = make_tenant(), make_tenant()
+    mine, theirs = owner.genai(), other.genai()
+    own = {_cache(mine, uuid.uuid4().hex).name for _ in range(2)}
+    foreign = _cache(theirs, uuid.uuid4().hex).name
+    one_per_page = types.ListCachedContentsConfig(page_size=1)
+    assert {c.name for c in mine.caches.list(config=one_per_page)} == own
+    assert [c.name for c in theirs.caches.list(config=one_per_page)] == [foreign]
+    for name in [*own, foreign]:
+        (mine if name in own else theirs).caches.delete(name=name)
+    assert list(mine.caches.list(config=one_per_page)) == []
+
+
 def test_another_project_of_the_same_organisation_is_another_owner(tenant: Tenant) -> None:
     project = tenant.ledger.create_project(tenant.org.id, "other-bot")
     _, plaintext = tenant.ledger.create_key(project.id, "other")

@@ -621,18 +621,26 @@ class Gateway:
     async def _forward_unbilled(self, call: Call, headers: dict[str, str], send: Send) -> None:
         """Operations the provider does not charge for (models, countTokens, reading, listing
         or deleting stored objects)."""
-        up = upstream_request(call.parsed, api_version=call.provider.api_version or None)
-        response = await self._open_upstream(call, up, headers)
-        try:
-            body = await response.read()
-        finally:
-            response.release()
-        body = await self.objects.answered(call.caller.key, call.parsed, response.status, body)
+        content_type = "application/json"
+
+        async def fetch(parsed: ParsedRequest) -> tuple[int, bytes]:
+            nonlocal content_type
+            up = upstream_request(parsed, api_version=call.provider.api_version or None)
+            response = await self._open_upstream(call, up, headers)
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+            content_type = response.headers.get("content-type", content_type)
+            return response.status, body
+
+        status, body = await fetch(call.parsed)
+        body = await self.objects.answered(call.caller.key, call.parsed, status, body, fetch)
         await respond(
             send,
-            response.status,
+            status,
             body,
-            response.headers.get("content-type", "application/json"),
+            content_type,
             [("x-kakin-request-id", call.request_id), ("x-kakin-cost-usd", "0")],
         )
 

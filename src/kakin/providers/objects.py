@@ -10,6 +10,8 @@ object created through it (``kakin.gateway.ownership``) and lets only that proje
   countTokens; listed by ``GET cachedContents``.
 - OpenAI stored responses: created by ``POST /v1/responses`` unless ``store`` is false;
   named by ``previous_response_id`` and by ``/v1/responses/{id}`` (get, delete, input items).
+  Their output items are stored too, and an input item can name one for the API to fetch:
+  an ``item_reference``, or a ``reasoning`` item sent back without its ``encrypted_content``.
 
 Objects kakin never creates — uploaded files, vector stores, containers, Gemini file-search
 stores, OpenAI conversations and prompts — can only be another tenant's of the provider
@@ -29,6 +31,7 @@ from kakin.providers.request import ParsedRequest
 
 CACHED_CONTENT = "cached_content"
 RESPONSE = "response"
+RESPONSE_ITEM = "response_item"
 
 _CACHE_PREFIX = "cachedContents/"
 _CACHE_NAMING = frozenset({"cache_get", "cache_delete", "cache_update"})
@@ -51,6 +54,8 @@ class ObjectRef:
         or another project owns it, so nothing is learnt about other projects)."""
         if self.kind == CACHED_CONTENT:
             return f"CachedContent not found (or permission denied): {self.object_id}"
+        if self.kind == RESPONSE_ITEM:
+            return f"Item with id '{self.object_id}' not found."
         return f"Response with id '{self.object_id}' not found."
 
 
@@ -91,6 +96,24 @@ def named(parsed: ParsedRequest) -> ObjectRef | None:
     return None
 
 
+def named_items(parsed: ParsedRequest) -> list[ObjectRef]:
+    """Stored response items the request's input names for the API to fetch by id, which
+    the caller's project must own (items sent whole are only their content)."""
+    items = (parsed.doc or {}).get("input") if parsed.endpoint.kind == "responses" else None
+    if not isinstance(items, list):
+        return []
+    refs = []
+    for item in items:
+        kind = item.get("type") if isinstance(item, dict) else None
+        fetched = kind == "item_reference" or (kind == "reasoning" and not item.get("encrypted_content"))
+        if fetched:
+            ident = item.get("id")
+            if not isinstance(ident, str) or not ident:
+                raise InvalidInput(f"an input item of type {kind} needs the id of a stored item")
+            refs.append(ObjectRef("openai", RESPONSE_ITEM, ident))
+    return refs
+
+
 def takes_stored_model(parsed: ParsedRequest) -> bool:
     """A Gemini cache update names no model, yet its storage is priced at the rates of the
     model the cache was made for: the one recorded with the cache."""
@@ -108,24 +131,31 @@ def answer_matters(parsed: ParsedRequest) -> bool:
     return parsed.endpoint.kind in _ANSWER_KINDS
 
 
-def created(parsed: ParsedRequest, doc: Any) -> ObjectRef | None:
-    """The object a successful answer created: a Gemini cache, or a stored response (``doc``
-    is the response object: the whole answer, or the ``response`` of a stream event)."""
+def created(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
+    """The objects a successful answer created: a Gemini cache, or a stored response and its
+    output items (``doc`` is the response object: the whole answer, or the ``response`` of
+    a stream event)."""
     if not isinstance(doc, dict):
-        return None
+        return []
     kind = parsed.endpoint.kind
     model = doc.get("model")
     model = model_name(model) if isinstance(model, str) and model else parsed.model
     if kind == "cache_create":
         name = doc.get("name")
         if isinstance(name, str) and name:
-            return ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)
+            return [ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)]
     elif kind == "responses":
         ident = doc.get("id")
         asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
         if isinstance(ident, str) and ident and doc.get("store", asked) is not False:
-            return ObjectRef("openai", RESPONSE, ident, model)
-    return None
+            output = doc.get("output")
+            items = [
+                ObjectRef("openai", RESPONSE_ITEM, item["id"])
+                for item in (output if isinstance(output, list) else [])
+                if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+            ]
+            return [ObjectRef("openai", RESPONSE, ident, model), *items]
+    return []
 
 
 def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
@@ -142,18 +172,38 @@ def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
     ]
 
 
-def keep_listed(doc: dict[str, Any], owned: set[str]) -> dict[str, Any]:
-    """The list answer with only the owned objects; ``nextPageToken`` is kept, so clients
-    still page through the rest (a page may then hold fewer items than asked, or none)."""
-    items = [
+# A project's list is gathered from every page of the account's, in pages this large (the
+# API's maximum); the page size must stay the same while following page tokens.
+_LIST_PAGE_SIZE = "1000"
+
+
+def whole_list_query(parsed: ParsedRequest) -> dict[str, str]:
+    """The query that asks for the first page of the account's list, as large as it goes
+    (the client's own pageSize and pageToken do not apply: it gets its list in one page)."""
+    return {
+        **{k: v for k, v in parsed.query.items() if k not in ("pageSize", "pageToken")},
+        "pageSize": _LIST_PAGE_SIZE,
+    }
+
+
+def next_page(doc: dict[str, Any]) -> str | None:
+    """The token of the page after this one, or None on the last page."""
+    token = doc.get("nextPageToken")
+    return token if isinstance(token, str) and token else None
+
+
+def owned_list(items: list[Any]) -> dict[str, Any]:
+    """A list answer of these objects, in one page (an empty list as Gemini answers it)."""
+    return {"cachedContents": items} if items else {}
+
+
+def keep_owned(doc: dict[str, Any], owned: set[str]) -> list[Any]:
+    """The objects of one page of the account's list that are in ``owned``."""
+    return [
         item
         for item in doc.get("cachedContents") or []
         if isinstance(item, dict) and cached_content(str(item.get("name", ""))).object_id in owned
     ]
-    kept = {**doc, "cachedContents": items}
-    if not items:
-        del kept["cachedContents"]  # as Gemini answers an empty page
-    return kept
 
 
 # ---------------------------------------------------------------- refusals

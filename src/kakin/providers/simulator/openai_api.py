@@ -180,8 +180,9 @@ def responses(call: Call) -> Reply:
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": parsed.input_tokens + text.tokens + reasoning,
     }
-    ident = "resp_" + secrets.token_hex(24)  # unique, as the API's: a stored response is one object
-    message_id = _ident("msg_", seed)
+    # Unique ids, as the API's: a stored response and its items are objects of their own.
+    ident = "resp_" + secrets.token_hex(24)
+    message_id = "msg_" + ident[5:]
     store = doc.get("store") is not False
     part = {"type": "output_text", "text": text.text, "annotations": [], "logprobs": []}
     message = {
@@ -193,7 +194,7 @@ def responses(call: Call) -> Reply:
     }
     output: list[dict[str, Any]] = []
     if reasoning:
-        output.append({"type": "reasoning", "id": _ident("rs_", seed), "summary": []})
+        output.append({"type": "reasoning", "id": "rs_" + ident[5:], "summary": []})
     output.append(message)
     base = {
         "id": ident,
