@@ -208,9 +208,22 @@ def keep_owned(doc: dict[str, Any], owned: set[str]) -> list[Any]:
 
 # ---------------------------------------------------------------- refusals
 
-# Cheap first test on the raw body (no walk of the document for a request that cannot refer
-# to an object); a match in plain text only costs the walk, which then finds nothing.
-_MARKERS = re.compile(rb"file_id|vector_store_ids|\"container\"|file_?[uU]ri|file_?[sS]earch_?[sS]tore")
+# Fields, anywhere in a body, that refer to a file or a store of files kept at the provider
+# (whether they do depends on the value). Every one of them contains "file": a body without
+# it is not walked (vector_store_ids come only with the file_search tool). A byte search
+# costs far less than a walk of a long conversation's documents.
+_FILE_MARKER = b"file"
+_REFERENCE_KEYS = frozenset(
+    {
+        "file_id",
+        "file_ids",
+        "vector_store_ids",
+        "fileUri",
+        "file_uri",
+        "fileSearchStoreNames",
+        "file_search_store_names",
+    }
+)
 # Gemini names uploaded files "files/abc" or by their URL ".../v1beta/files/abc".
 _GEMINI_FILE = re.compile(r"^(?:https://generativelanguage\.googleapis\.com/[^/]+/)?files/")
 
@@ -233,24 +246,61 @@ def _reference(api: str, key: str, value: Any, where: str) -> str | None:
             return _unserved("an uploaded file", "Files", where) + "; send the content inline instead"
         if key in ("fileSearchStoreNames", "file_search_store_names") and value:
             return _unserved("a file search store", "File search stores", where)
-    elif key == "container" and (isinstance(value, str) or (isinstance(value, dict) and value.get("id"))):
-        return _unserved("an existing container", "Containers", where)
     return None
 
 
-def _walk(api: str, value: Any, where: str) -> str | None:
+def _container(endpoint_kind: str, doc: dict[str, Any]) -> str | None:
+    """Why the request names an existing container (Anthropic's ``container``, a Responses
+    code interpreter's ``container``), or None: one that kakin would create is fine."""
+    places: list[tuple[str, Any]] = []
+    if endpoint_kind in ("messages", "count_tokens"):
+        places.append(("container", doc.get("container")))
+    elif endpoint_kind == "responses" and isinstance(doc.get("tools"), list):
+        places += [
+            (f"tools[{index}].container", tool.get("container"))
+            for index, tool in enumerate(doc["tools"])
+            if isinstance(tool, dict)
+        ]
+    for where, value in places:
+        if isinstance(value, str) or (isinstance(value, dict) and value.get("id")):
+            return _unserved("an existing container", "Containers", where)
+    return None
+
+
+def _find(api: str, value: Any) -> tuple[list[str], str] | None:
+    """The first reference in ``value``: (its path, innermost first; the field), or None.
+    Visits containers only (text is never scanned) and builds a path only for a find."""
     if isinstance(value, dict):
+        if not _REFERENCE_KEYS.isdisjoint(value):
+            for key in value.keys() & _REFERENCE_KEYS:
+                if _reference(api, key, value[key], key):
+                    return [f".{key}"], key
         for key, item in value.items():
-            at = f"{where}.{key}" if where else str(key)
-            reason = _reference(api, key, item, at) or _walk(api, item, at)
-            if reason:
-                return reason
+            if isinstance(item, dict | list) and (found := _find(api, item)):
+                found[0].append(f".{key}")
+                return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            reason = _walk(api, item, f"{where}[{index}]")
-            if reason:
-                return reason
+            if isinstance(item, dict | list) and (found := _find(api, item)):
+                found[0].append(f"[{index}]")
+                return found
     return None
+
+
+def _refers(api: str, doc: dict[str, Any]) -> str | None:
+    found = _find(api, doc)
+    if found is None:
+        return None
+    parts, key = found
+    path = "".join(reversed(parts)).lstrip(".")
+    return _reference(api, key, _at(doc, parts), path)
+
+
+def _at(doc: Any, parts: list[str]) -> Any:
+    """The value at a path from ``_find`` (innermost part first)."""
+    for part in reversed(parts):
+        doc = doc[int(part[1:-1])] if part.startswith("[") else doc[part.lstrip(".")]
+    return doc
 
 
 def refusal(parsed: ParsedRequest) -> str | None:
@@ -278,6 +328,7 @@ def refusal(parsed: ParsedRequest) -> str | None:
         prompt = doc.get("prompt")
         if isinstance(prompt, dict) and prompt.get("id") is not None:
             return _unserved("a stored prompt", "Prompts", "prompt.id") + "; send the instructions instead"
-    if _MARKERS.search(parsed.body) is None:
-        return None
-    return _walk(endpoint.api, doc, "")
+    reason = _container(endpoint.kind, doc)
+    if reason is not None or _FILE_MARKER not in parsed.body:
+        return reason
+    return _refers(endpoint.api, doc)
