@@ -295,6 +295,13 @@ def test_anthropic_file_and_container_references_are_refused(tenant: Tenant) -> 
             messages=[{"role": "user", "content": "run it"}],
             extra_body={"container": "container_011abc"},
         )
+    with pytest.raises(anthropic.BadRequestError, match="Skills"):
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "make slides"}],
+            extra_body={"container": {"skills": [{"type": "custom", "skill_id": "skill_01abc"}]}},
+        )
     _assert_untouched(tenant)
 
 

@@ -13,8 +13,8 @@ object created through it (``kakin.gateway.ownership``) and lets only that proje
   Their output items are stored too, and an input item can name one for the API to fetch:
   an ``item_reference``, or a ``reasoning`` item sent back without its ``encrypted_content``.
 
-Objects kakin never creates — uploaded files, vector stores, containers, Gemini file-search
-stores, OpenAI conversations and prompts — can only be another tenant's of the provider
+Objects kakin never creates — uploaded files, vector stores, containers and custom skills,
+Gemini file-search stores, OpenAI conversations and prompts — can only be another tenant's of the provider
 account, so a request referring to one is refused (``refusal``). This module reads wire
 formats only; it does no I/O.
 """
@@ -251,7 +251,8 @@ def _reference(api: str, key: str, value: Any, where: str) -> str | None:
 
 def _container(endpoint_kind: str, doc: dict[str, Any]) -> str | None:
     """Why the request names an existing container (Anthropic's ``container``, a Responses
-    code interpreter's ``container``), or None: one that kakin would create is fine."""
+    code interpreter's ``container``) or a custom skill to load in one, or None: a new
+    container with the provider's own skills is fine."""
     places: list[tuple[str, Any]] = []
     if endpoint_kind in ("messages", "count_tokens"):
         places.append(("container", doc.get("container")))
@@ -264,6 +265,10 @@ def _container(endpoint_kind: str, doc: dict[str, Any]) -> str | None:
     for where, value in places:
         if isinstance(value, str) or (isinstance(value, dict) and value.get("id")):
             return _unserved("an existing container", "Containers", where)
+        skills = value.get("skills") if isinstance(value, dict) else None
+        for index, skill in enumerate(skills if isinstance(skills, list) else []):
+            if isinstance(skill, dict) and skill.get("type") == "custom":
+                return _unserved("a custom skill", "Skills", f"{where}.skills[{index}]")
     return None
 
 
