@@ -18,7 +18,7 @@ from google.genai import types
 from kakin.pricing import Usage
 
 from . import expected
-from .conftest import MakeTenant, Tenant
+from .conftest import MakeTenant, Tenant, start_gateway, tenant_factory
 
 GEMINI = "gemini-2.5-flash"
 
@@ -354,3 +354,24 @@ def test_idempotency_keys_are_per_project(make_tenant: MakeTenant) -> None:
     assert one.headers["x-kakin-request-id"] != two.headers["x-kakin-request-id"]
     assert [r.request_id for r in second.usage()] == [two.headers["x-kakin-request-id"]]
     assert len(first.usage()) == 1
+
+
+@pytest.mark.postgres
+def test_objects_are_kept_per_project_on_postgresql(gateway_pg_url: str) -> None:
+    ledger, gateway = start_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared")
+    try:
+        make = tenant_factory(ledger, gateway)
+        owner, other = make(), make()
+        mine, theirs = owner.openai(), other.openai()
+        created = mine.responses.create(model="gpt-4.1-mini", input="kept on postgresql")
+        with pytest.raises(openai.NotFoundError):
+            theirs.responses.retrieve(created.id)
+        assert mine.responses.retrieve(created.id).id == created.id
+        their_genai, owner_genai = other.genai(), owner.genai()
+        cache = _cache(owner_genai, uuid.uuid4().hex)
+        _assert_not_found(lambda: their_genai.caches.get(name=cache.name))
+        assert [c.name for c in owner_genai.caches.list()] == [cache.name]
+        _assert_untouched(other)
+    finally:
+        gateway.stop()
+        ledger.close()
