@@ -9,7 +9,7 @@ references to objects kakin never creates (uploaded files, vector stores …). W
 creating, naming or referring is read from the wire formats by ``kakin.providers.objects``.
 
 Only requests that involve stored objects touch the ledger here; a plain chat request costs
-one regular-expression search of its body. Ledger calls go through the ledger writer (the
+a byte search of its body and a few dictionary lookups. Ledger calls go through the ledger writer (the
 ``call`` given), like key verification, so no ledger transaction runs on the event loop.
 """
 

@@ -14,9 +14,9 @@ object created through it (``kakin.gateway.ownership``) and lets only that proje
   an ``item_reference``, or a ``reasoning`` item sent back without its ``encrypted_content``.
 
 Objects kakin never creates — uploaded files, vector stores, containers and custom skills,
-Gemini file-search stores, OpenAI conversations and prompts — can only be another tenant's of the provider
-account, so a request referring to one is refused (``refusal``). This module reads wire
-formats only; it does no I/O.
+Gemini file-search stores, OpenAI conversations and prompts — can only be another tenant's
+of the provider account, so a request referring to one is refused (``refusal``). This
+module reads wire formats only; it does no I/O.
 """
 
 from __future__ import annotations
@@ -272,14 +272,14 @@ def _container(endpoint_kind: str, doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _find(api: str, value: Any) -> tuple[list[str], str] | None:
-    """The first reference in ``value``: (its path, innermost first; the field), or None.
-    Visits containers only (text is never scanned) and builds a path only for a find."""
+def _find(api: str, value: Any) -> tuple[list[str], str, Any] | None:
+    """The first reference in ``value``: (its path, innermost part first; its field; the
+    field's value), or None. Visits containers only: text is never scanned."""
     if isinstance(value, dict):
         if not _REFERENCE_KEYS.isdisjoint(value):
             for key in value.keys() & _REFERENCE_KEYS:
                 if _reference(api, key, value[key], key):
-                    return [f".{key}"], key
+                    return [f".{key}"], key, value[key]
         for key, item in value.items():
             if isinstance(item, dict | list) and (found := _find(api, item)):
                 found[0].append(f".{key}")
@@ -293,19 +293,12 @@ def _find(api: str, value: Any) -> tuple[list[str], str] | None:
 
 
 def _refers(api: str, doc: dict[str, Any]) -> str | None:
+    """Why ``doc`` refers to a file or a store of files kakin never created, or None."""
     found = _find(api, doc)
     if found is None:
         return None
-    parts, key = found
-    path = "".join(reversed(parts)).lstrip(".")
-    return _reference(api, key, _at(doc, parts), path)
-
-
-def _at(doc: Any, parts: list[str]) -> Any:
-    """The value at a path from ``_find`` (innermost part first)."""
-    for part in reversed(parts):
-        doc = doc[int(part[1:-1])] if part.startswith("[") else doc[part.lstrip(".")]
-    return doc
+    parts, key, value = found
+    return _reference(api, key, value, "".join(reversed(parts)).lstrip("."))
 
 
 def refusal(parsed: ParsedRequest) -> str | None:
