@@ -30,6 +30,7 @@ from kakin.gateway.committer import ProcessCommitter, make_committer
 from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
 from kakin.gateway.journal import ChargeJournal, journal_path
 from kakin.gateway.keys import Caller, KeyCache
+from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.routing import Route, Router
 from kakin.gateway.upstream import upstream_headers
 from kakin.ledger.errors import BudgetExceeded, CreditExhausted, InvalidKey, PermissionDenied
@@ -135,6 +136,7 @@ class Gateway:
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self._loop: asyncio.AbstractEventLoop | None = None
         self.keys = KeyCache(ledger, call=self.committer.call)
+        self.objects = ObjectGuard(self.committer.call)  # provider-side objects, per project
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
         # ``replays``: responses of requests sent with an Idempotency-Key, replayed to a retry.
@@ -266,6 +268,7 @@ class Gateway:
                 f"no upstream is configured for the {endpoint.api} API; add one under [[providers]]"
             )
         parsed = parse(endpoint, body, match.path_params, query, model_map=provider.deployments)
+        await self.objects.admit(caller.key, parsed)
         route = self.router.resolve(parsed.model) if parsed.model else Route(parsed.model, None, None)
         allowed = caller.key.models
         if allowed and route.model not in allowed and (route.routed_from or "") not in allowed:
@@ -477,6 +480,7 @@ class Gateway:
             # Never a silent zero: without reported usage, charge the bound that was reserved.
             usage = call.parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
         cost = await self._settle(call, usage, estimated)
+        body = await self.objects.answered(call.caller.key, call.parsed, response.status, body)
         content_type = response.headers.get("content-type", "application/json")
         extra = [*call.extra_headers, ("x-kakin-cost-usd", decimal_str(cost))]
         credit = self.accounts.credit_left(call.caller.key.org_id)
@@ -538,6 +542,7 @@ class Gateway:
         if usage is None:
             usage = meter.partial_usage()  # what the provider produced before the stream stopped
         cost = await self._settle(call, usage, estimated)
+        await self.objects.streamed(call.caller.key, call.parsed, meter.state)
         if gone.is_set():
             return
         if broken:
@@ -624,18 +629,28 @@ class Gateway:
         await respond(send, stored.status, stored.body, stored.content_type, extra)
 
     async def _forward_unbilled(self, call: Call, headers: dict[str, str], send: Send) -> None:
-        """Operations the provider does not charge for (models, countTokens, cache reads)."""
-        up = upstream_request(call.parsed, api_version=call.provider.api_version or None)
-        response = await self._open_upstream(call, up, headers)
-        try:
-            body = await response.read()
-        finally:
-            response.release()
+        """Operations the provider does not charge for (models, countTokens, reading, listing
+        or deleting stored objects)."""
+        content_type = "application/json"
+
+        async def fetch(parsed: ParsedRequest) -> tuple[int, bytes]:
+            nonlocal content_type
+            up = upstream_request(parsed, api_version=call.provider.api_version or None)
+            response = await self._open_upstream(call, up, headers)
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+            content_type = response.headers.get("content-type", content_type)
+            return response.status, body
+
+        status, body = await fetch(call.parsed)
+        body = await self.objects.answered(call.caller.key, call.parsed, status, body, fetch)
         await respond(
             send,
-            response.status,
+            status,
             body,
-            response.headers.get("content-type", "application/json"),
+            content_type,
             [("x-kakin-request-id", call.request_id), ("x-kakin-cost-usd", "0")],
         )
 

@@ -78,6 +78,14 @@ Budgets and tiers::
     ledger.tier_of(org_id) -> TierStatus;  ledger.set_tier_rules(org_id, name)
     ledger.register_tier_rules(name, toml_text);  kakin.ledger.tiers.PRESETS ("openai", "gemini")
 
+Provider-side objects (see kakin.ledger.objects)::
+
+    ledger.record_objects(org_id, project_id, names: Sequence[ObjectName]) -> int
+        the project created these provider objects (idempotent; the first owner stays)
+    ledger.find_object(api, kind, object_id) -> ProviderObject | None
+    ledger.owned_objects(project_id, api, kind, object_ids) -> set[str]   those it owns
+    ledger.forget_object(api, kind, object_id) -> bool                    it was deleted
+
 Reading and proving::
 
     ledger.usage(org_id, *, since=None, until=None, project_id=None, key_id=None, model=None,
@@ -108,11 +116,13 @@ from kakin.ledger.records import (
     Entry,
     Grant,
     KeyRecord,
+    ObjectName,
     Op,
     OpResult,
     Org,
     PostOp,
     Project,
+    ProviderObject,
     Reconciliation,
     Refund,
     Reservation,
@@ -144,12 +154,14 @@ __all__ = [
     "KeyRevoked",
     "KeySuspended",
     "Ledger",
+    "ObjectName",
     "Op",
     "OpResult",
     "Org",
     "PermissionDenied",
     "PostOp",
     "Project",
+    "ProviderObject",
     "Reconciliation",
     "Refund",
     "Reservation",

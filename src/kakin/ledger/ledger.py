@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound
-from kakin.ledger import budgets, charges, credit, keys, ops, orgs, queries, tiers, views
+from kakin.ledger import budgets, charges, credit, keys, objects, ops, orgs, queries, tiers, views
 from kakin.ledger import schema as s
 from kakin.ledger import validate as v
 from kakin.ledger.db import READ_ONLY, make_engine, migrate
@@ -31,10 +31,12 @@ from kakin.ledger.records import (
     Entry,
     Grant,
     KeyRecord,
+    ObjectName,
     OpResult,
     Org,
     PostOp,
     Project,
+    ProviderObject,
     Reconciliation,
     Refund,
     Reservation,
@@ -555,6 +557,27 @@ class Ledger:
     def register_tier_rules(self, name: str, toml_text: str) -> tiers.TierRules:
         clean = v.text(name, "tier rules name", max_length=64)
         return self.write(lambda w: tiers.register(w, clean, toml_text))
+
+    # Provider-side objects ---------------------------------------------------------------
+
+    def record_objects(self, org_id: str, project_id: str, names: Sequence[ObjectName]) -> int:
+        """Record that ``project_id`` created these provider objects (idempotent: an object
+        already recorded keeps its first owner). Returns how many were new."""
+        for name in names:
+            v.text(name.object_id, "object id", max_length=300)
+        return self.write(lambda w: objects.record(w.conn, w.now, org_id, project_id, names))
+
+    def find_object(self, api: str, kind: str, object_id: str) -> ProviderObject | None:
+        """The record of a provider's object created through the gateway, or None."""
+        return self.read(lambda c: objects.find(c, api, kind, object_id))
+
+    def owned_objects(self, project_id: str, api: str, kind: str, object_ids: Sequence[str]) -> set[str]:
+        """The ids among ``object_ids`` that ``project_id`` created."""
+        return self.read(lambda c: objects.owned(c, project_id, api, kind, object_ids))
+
+    def forget_object(self, api: str, kind: str, object_id: str) -> bool:
+        """The provider deleted the object: drop its record. False when there was none."""
+        return self.write(lambda w: objects.forget(w.conn, api, kind, object_id))
 
     # Reading and proving -----------------------------------------------------------------
 

@@ -45,6 +45,31 @@ class Project:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectName:
+    """A provider-side object by name: the API it lives in, its kind, the provider's id, and
+    the model it was made with ("" when none)."""
+
+    api: str
+    kind: str
+    object_id: str
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderObject:
+    """A provider-side object (``kind`` "cached_content", "response") created through the
+    gateway, and the project that owns it."""
+
+    api: str
+    kind: str
+    object_id: str
+    org_id: str
+    project_id: str
+    model: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class KeyRecord:
     """A virtual API key as stored: never the secret, only its public prefix."""
 

@@ -309,6 +309,23 @@ tier_rule_sets = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Objects a project created at a provider through the gateway (a Gemini cached content, a
+# stored OpenAI response): with one provider key for every project, this row is what makes the
+# object its creator's alone. Looked up by primary key; ``object_id`` is the provider's id.
+provider_objects = Table(
+    "provider_objects",
+    metadata,
+    Column("api", String(16), nullable=False),  # openai | anthropic | google
+    Column("kind", String(32), nullable=False),  # cached_content | response
+    Column("object_id", String(300), nullable=False),
+    Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+    Column("project_id", String(ID), nullable=False),
+    # The model it was made with: a cache's storage is priced at its model's rates.
+    Column("model", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("api", "kind", "object_id"),
+)
+
 LEDGER_TABLES: tuple[Table, ...] = (
     orgs,
     projects,
@@ -321,4 +338,5 @@ LEDGER_TABLES: tuple[Table, ...] = (
     budget_periods,
     identity_claims,
     tier_rule_sets,
+    provider_objects,
 )

@@ -12,7 +12,7 @@ Adapter API (all pure functions; the gateway calls them in this order)
    {"openai", "azure", "anthropic", "google"}, ``kind``, ``billable``, ``streaming`` in
    {"never", "optional", "always"}, ``body`` in {"json", "multipart", "none"});
    ``EndpointMatch.path_params`` holds ``model`` (Gemini), ``deployment`` (Azure) or
-   ``name`` (Gemini cache). ``ENDPOINTS`` lists every endpoint covered.
+   ``name`` (a Gemini cache, a stored OpenAI response). ``ENDPOINTS`` lists every endpoint covered.
 
 2. Authenticate: ``extract_credential(headers, query) -> Credential | None`` finds the key
    the caller presented (Bearer, x-api-key, api-key, x-goog-api-key or ?key=).

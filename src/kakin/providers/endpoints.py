@@ -57,7 +57,7 @@ def _ep(
 ) -> Endpoint:
     regex = None
     if "{" in pattern:
-        # {model} and {deployment} never contain "/" or ":"; {name} is a cache id.
+        # {model} and {deployment} never contain "/" or ":"; {name} is a stored object's id.
         source = re.escape(pattern).replace(r"\{", "{").replace(r"\}", "}")
         source = re.sub(r"{(\w+)}", r"(?P<\1>[^/:?]+)", source)
         regex = re.compile("^" + source + "$")
@@ -116,6 +116,26 @@ _AZURE = "/openai/deployments/{deployment}"
 ENDPOINTS: tuple[Endpoint, ...] = (
     _ep("openai.chat", "openai", "chat", "POST", "/v1/chat/completions", True, "optional"),
     _ep("openai.responses", "openai", "responses", "POST", "/v1/responses", True, "optional"),
+    # Stored responses: free to read or delete, and only by the project that created them.
+    _ep("openai.response_get", "openai", "response_get", "GET", "/v1/responses/{name}", False, body="none"),
+    _ep(
+        "openai.response_delete",
+        "openai",
+        "response_delete",
+        "DELETE",
+        "/v1/responses/{name}",
+        False,
+        body="none",
+    ),
+    _ep(
+        "openai.response_input_items",
+        "openai",
+        "response_input_items",
+        "GET",
+        "/v1/responses/{name}/input_items",
+        False,
+        body="none",
+    ),
     _ep("openai.embeddings", "openai", "embeddings", "POST", "/v1/embeddings", True),
     _ep("openai.images", "openai", "images", "POST", "/v1/images/generations", True),
     _ep(

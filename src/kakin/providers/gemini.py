@@ -127,7 +127,7 @@ def count_request(doc: Mapping[str, Any], model: str, *, require_contents: bool 
     tools = doc.get("tools")
     check_tools(tools)
     if not turns:
-        return counting.Count(0, 0, True, "empty")
+        return counting.Count.known(0, 0, True, "empty")
     return counting.count_messages(turns, model, tools)
 
 

@@ -5,7 +5,9 @@ Storage is billed per token-hour: creating a cache of N tokens with a TTL of T h
 count of the cached contents; the figure after it uses the provider's
 ``usageMetadata.totalTokenCount`` and the TTL the provider granted
 (``expireTime − createTime``). An update (PATCH) that sets a new TTL is billed for that
-TTL's storage from the moment of the update. Reading, listing and deleting are free.
+TTL's storage from the moment of the update, at the rates of the model the cache was made
+for (the gateway knows it from its record of the cache). Reading, listing and deleting are
+free.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def parse(
         count = count_request(doc, model)
         tokens, bound, exact, method = count.tokens, count.upper_bound, count.exact, count.method
     else:  # cache_update: the contents are already stored upstream; their size shows in the response
+        # The gateway prices it at the model recorded with the cache (kakin.gateway.ownership).
         model = "cachedContents/" + path_params.get("name", "")
         tokens = bound = 0
         exact, method = False, "stored"

@@ -2,7 +2,9 @@
 
 Usage arrives in the final ``response.completed`` event (or ``response.incomplete`` /
 ``response.failed``), always, so nothing needs to be asked for or stripped. Web searches
-the model ran are output items of type ``web_search_call`` and are billed per call.
+the model ran are output items of type ``web_search_call`` and are billed per call. A stream
+keeps the response object it announced in ``StreamState.extra["response"]``: its id names the
+stored response (see ``kakin.providers.objects``).
 """
 
 from __future__ import annotations
@@ -115,8 +117,11 @@ def on_event(state: StreamState, event: Any) -> bool:
     kind = event.get("type")
     if kind == "response.output_text.delta":
         state.add_text(event.get("delta"))
+    elif kind == "response.created":
+        state.extra["response"] = sub(event, "response")  # its id, stored unless store is false
     elif kind in _FINAL_EVENTS:
-        state.usage = usage_of(sub(event, "response"))
+        state.extra["response"] = response = sub(event, "response")
+        state.usage = usage_of(response)
         state.finished = True
     return True
 

@@ -48,7 +48,8 @@ class Call:
 
 
 class Simulator:
-    """State shared by all requests: configuration, prompt caches, memoised parses."""
+    """State shared by all requests: configuration, prompt caches, stored responses,
+    memoised parses."""
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -57,6 +58,7 @@ class Simulator:
         )
         self.anthropic_cache = AnthropicCache(config.anthropic_cache_min_tokens, config.memory_entries)
         self.gemini_caches = GeminiCaches(config.memory_entries)
+        self.stored_responses = openai_api.StoredResponses(config.memory_entries)
         self._parsed: OrderedDict[tuple[str, str, bytes], ParsedRequest] = OrderedDict()
         self._random = random.Random(config.seed)
         self._fault_specs: dict[bytes, Faults] = {}
@@ -173,6 +175,9 @@ def _handler(endpoint: Endpoint) -> Callable[[Call], Reply]:
             {
                 "chat": openai_api.chat,
                 "responses": openai_api.responses,
+                "response_get": openai_api.response_get,
+                "response_delete": openai_api.response_delete,
+                "response_input_items": openai_api.response_input_items,
                 "embeddings": openai_api.embeddings,
                 "images": openai_api.images,
                 "transcriptions": openai_api.transcriptions,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import secrets
 import struct
 import time
+from collections import OrderedDict
 from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -141,9 +143,42 @@ def _delta(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, A
 # ---------------------------------------------------------------- responses
 
 
+class StoredResponses:
+    """Responses created with ``store`` (the default), as the Responses API keeps them: read,
+    listed by input items, deleted, and continued with ``previous_response_id``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[str, tuple[dict[str, Any], list[Any]]] = OrderedDict()
+
+    def put(self, response: dict[str, Any], input_items: list[Any]) -> None:
+        self._entries[response["id"]] = (response, input_items)
+        if len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+
+    def get(self, response_id: str) -> tuple[dict[str, Any], list[Any]] | None:
+        return self._entries.get(response_id)
+
+    def delete(self, response_id: str) -> bool:
+        return self._entries.pop(response_id, None) is not None
+
+
+def _response_not_found(response_id: str, param: str | None = None) -> Reply:
+    error = {
+        "message": f"Response with id '{response_id}' not found.",
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "previous_response_not_found" if param else None,
+    }
+    return json_reply({"error": error}, 404)
+
+
 def responses(call: Call) -> Reply:
     parsed, doc = call.parsed, call.parsed.doc or {}
     model = parsed.model
+    previous = doc.get("previous_response_id")
+    if previous is not None and call.sim.stored_responses.get(previous) is None:
+        return _response_not_found(previous, "previous_response_id")
     seed = digest(model.encode(), orjson.dumps(doc.get("input")), orjson.dumps(doc.get("instructions")))
     effort = (doc.get("reasoning") or {}).get("effort") if isinstance(doc.get("reasoning"), dict) else None
     text, reasoning, cut = _answer(call, seed, _cap(doc, "max_output_tokens"), effort)
@@ -157,8 +192,10 @@ def responses(call: Call) -> Reply:
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": parsed.input_tokens + text.tokens + reasoning,
     }
-    ident = _ident("resp_", seed)
-    message_id = _ident("msg_", seed)
+    # Unique ids, as the API's: a stored response and its items are objects of their own.
+    ident = "resp_" + secrets.token_hex(24)
+    message_id = "msg_" + ident[5:]
+    store = doc.get("store") is not False
     part = {"type": "output_text", "text": text.text, "annotations": [], "logprobs": []}
     message = {
         "type": "message",
@@ -169,7 +206,7 @@ def responses(call: Call) -> Reply:
     }
     output: list[dict[str, Any]] = []
     if reasoning:
-        output.append({"type": "reasoning", "id": _ident("rs_", seed), "summary": []})
+        output.append({"type": "reasoning", "id": "rs_" + ident[5:], "summary": []})
     output.append(message)
     base = {
         "id": ident,
@@ -181,7 +218,7 @@ def responses(call: Call) -> Reply:
         "parallel_tool_calls": True,
         "previous_response_id": doc.get("previous_response_id"),
         "reasoning": {"effort": effort, "summary": None},
-        "store": True,
+        "store": store,
         "temperature": 1.0,
         "text": {"format": {"type": "text"}},
         "tool_choice": "auto",
@@ -199,6 +236,8 @@ def responses(call: Call) -> Reply:
         "output": output,
         "usage": None if call.faults.no_usage else usage,
     }
+    if store:
+        call.sim.stored_responses.put(final, turns)
     if not parsed.stream:
         return json_reply(final)
     pending = {**base, "status": "in_progress", "incomplete_details": None, "output": [], "usage": None}
@@ -231,6 +270,41 @@ def responses(call: Call) -> Reply:
         for n, (kind, data) in enumerate(events)
     ]
     return Reply(events=out, content_type=SSE)
+
+
+def response_get(call: Call) -> Reply:
+    response_id = call.parsed.path_params["name"]
+    stored = call.sim.stored_responses.get(response_id)
+    return json_reply(stored[0]) if stored else _response_not_found(response_id)
+
+
+def response_delete(call: Call) -> Reply:
+    response_id = call.parsed.path_params["name"]
+    if not call.sim.stored_responses.delete(response_id):
+        return _response_not_found(response_id)
+    return json_reply({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+def response_input_items(call: Call) -> Reply:
+    response_id = call.parsed.path_params["name"]
+    stored = call.sim.stored_responses.get(response_id)
+    if stored is None:
+        return _response_not_found(response_id)
+    data = [
+        {"id": f"msg_{response_id[5:29]}{index:04d}", "status": "completed", **item}
+        for index, item in enumerate(stored[1])
+        if isinstance(item, dict)
+    ]
+    ids = [item["id"] for item in data]
+    return json_reply(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+            "has_more": False,
+        }
+    )
 
 
 # ---------------------------------------------------------------- embeddings
