@@ -9,6 +9,8 @@ An adapter is four plain functions, one set per endpoint kind:
 - ``usage(parsed, doc) -> Usage | None``: usage of a complete (non-streamed) response;
 - ``on_event(state, event) -> bool``: read one decoded stream event, record usage and
   produced text in ``state``, and say whether the client should receive it.
+
+``stamp_key`` names where the cost goes in the event that carries a stream's final usage.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Adapter:
     on_event: EventFn | None = None
     # "sse" for text/event-stream, "json-array" for Gemini's stream without alt=sse.
     stream_framing: str = "sse"
+    # Which object of a stream's final event takes kakin's fields: the event itself, or
+    # the object under this key (the Responses API's ``response``).
+    stamp_key: str | None = None
 
 
 def swap_model(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:

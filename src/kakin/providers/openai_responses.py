@@ -114,4 +114,4 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event)
+ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event, stamp_key="response")
