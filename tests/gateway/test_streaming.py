@@ -335,18 +335,29 @@ def test_gemini_stream_carries_its_cost_in_the_last_chunk(tenant: Tenant, alt: s
     assert sdk_chunks[-1].usage_metadata.candidates_token_count > 0
 
 
-def test_replayed_stream_carries_no_cost_of_its_own(tenant: Tenant) -> None:
+def test_a_replayed_stream_repeats_its_receipt_and_a_cache_hit_has_none(tenant: Tenant) -> None:
     body = {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "once " + uuid.uuid4().hex}],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    url = tenant.url + "/v1/chat/completions"
     headers = {**tenant.headers(), "Idempotency-Key": uuid.uuid4().hex}
-    first = httpx.post(tenant.url + "/v1/chat/completions", json=body, headers=headers)
-    again = httpx.post(tenant.url + "/v1/chat/completions", json=body, headers=headers)
-    assert b'"kakin":' in first.content and b'"kakin":' not in again.content
-    assert again.headers["x-kakin-cost-usd"] == "0" and len(tenant.usage()) == 1
+    first = httpx.post(url, json=body, headers={**headers, "x-kakin-cache": "on"})
+    # The retry gets the first answer as it was: its receipt names the one charge made.
+    again = httpx.post(url, json=body, headers=headers)
+    assert again.headers["x-kakin-idempotent-replay"] == "true"
+    assert again.content == first.content and again.headers["x-kakin-cost-usd"] == "0"
+    assert_receipt(tenant, sse_data(sse_events(first.content)[-2])["kakin"])
+    # Another request answered from the cache costs nothing: no receipt in its stream.
+    hit = httpx.post(url, json=body, headers={**tenant.headers(), "x-kakin-cache": "on"})
+    assert hit.headers["x-kakin-cache"] == "hit" and hit.headers["x-kakin-cost-usd"] == "0"
+    assert b'"kakin":' not in hit.content
+    answer = [sse_data(event) for event in sse_events(first.content)[:-1]]
+    del answer[-1]["kakin"]
+    assert [sse_data(event) for event in sse_events(hit.content)[:-1]] == answer
+    assert len([r for r in tenant.usage() if not r.cache_hit]) == 1
 
 
 # ---------------------------------------------------------------------- abandoned streams

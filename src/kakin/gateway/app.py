@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -566,14 +566,24 @@ class Gateway:
             tail += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         if not broken and usage is not None:
-            # Stored without kakin's fields: a replay costs nothing new.
-            entry = CachedResponse(
-                response.status, content_type, b"".join([*delivered, held]), cost, call.route.model
-            )
+            # A retry with the Idempotency-Key gets this very answer, kakin's fields included (the
+            # charge it names is the one and only); a cache hit is another request, free: the
+            # answer without them.
             if ckey:
-                await self.cache.put(ckey, entry)
+                body = b"".join([*delivered, held])
+                await self.cache.put(
+                    ckey, CachedResponse(response.status, content_type, body, cost, call.route.model)
+                )
             if call.idempotency_key:
-                await self.replays.put(call.idempotency_key, replace(entry, request=call.parsed.cache_key))
+                entry = CachedResponse(
+                    response.status,
+                    content_type,
+                    b"".join([*delivered, tail]),
+                    cost,
+                    call.route.model,
+                    call.parsed.cache_key,
+                )
+                await self.replays.put(call.idempotency_key, entry)
 
     async def _bill_hangup(self, call: Call, meter: StreamMeter) -> None:
         """The client left mid-stream: bill the provider's final usage if it came, else what
