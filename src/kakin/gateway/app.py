@@ -560,7 +560,10 @@ class Gateway:
         if not broken:
             held += meter.finish()
         usage = meter.usage()
-        cost = await self._settle(call, usage or meter.partial_usage(), "" if usage else _NO_USAGE)
+        if usage is None:
+            cost = await self._settle(call, meter.partial_usage(), _NO_USAGE)
+        else:
+            cost = await self._settle(call, usage)
         tail = meter.stamp(held, self._receipt(call, cost))
         if broken:
             tail += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
@@ -593,7 +596,10 @@ class Gateway:
             await self.limiter.aadjust_tokens(call.caller.limits, -call.bound_tokens)
             return  # the hold is released by the caller
         usage = meter.usage()
-        await self._settle(call, usage or meter.partial_usage(), "" if usage else _HUNG_UP)
+        if usage is None:
+            await self._settle(call, meter.partial_usage(), _HUNG_UP)
+        else:
+            await self._settle(call, usage)
 
     def _receipt(self, call: Call, cost: Decimal) -> dict[str, str]:
         """kakin's fields in a stream's final event: what the headers say for a complete answer."""
