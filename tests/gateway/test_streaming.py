@@ -292,13 +292,15 @@ def test_openai_chat_stream_without_usage_carries_its_cost_in_a_comment(tenant: 
 
 
 def test_responses_stream_carries_its_cost_in_the_completed_response(tenant: Tenant) -> None:
-    stream = tenant.openai().responses.create(
-        model="gpt-5-mini", input="receipt " + uuid.uuid4().hex, max_output_tokens=300, stream=True
-    )
-    completed = [event for event in stream if event.type == "response.completed"]
-    [event] = completed
-    record = assert_receipt(tenant, event.response.model_extra["kakin"])
-    expected.assert_billed(record, expected.openai_responses(event.response.usage), "gpt-5-mini", "openai")
+    with tenant.openai().responses.stream(
+        model="gpt-5-mini", input="receipt " + uuid.uuid4().hex, max_output_tokens=300
+    ) as stream:
+        [event] = [event for event in stream if event.type == "response.completed"]
+        final = stream.get_final_response()
+    receipt = event.response.model_extra["kakin"]
+    assert final.model_extra["kakin"] == receipt  # the SDK's final response keeps it too
+    record = assert_receipt(tenant, receipt)
+    expected.assert_billed(record, expected.openai_responses(final.usage), "gpt-5-mini", "openai")
 
 
 def test_anthropic_stream_carries_its_cost_in_the_message_delta(tenant: Tenant) -> None:
