@@ -235,13 +235,8 @@ async def _read_body(receive: Receive) -> bytes:
 
 async def _hold(receive: Receive, seconds: float) -> None:
     """Wait ``seconds`` or until the client hangs up, whichever comes first."""
-
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(disconnected(), seconds)
+        await asyncio.wait_for(_until_disconnect(receive, asyncio.Event()), seconds)
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
