@@ -122,6 +122,11 @@ class RunningGateway:
     _simulator: Any = None
     _owns_ledger: bool = field(default=True)
 
+    @property
+    def simulator(self) -> Any:
+        """The built-in simulated provider this gateway started (a RunningSimulator), or None."""
+        return self._simulator
+
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)

@@ -11,6 +11,8 @@ An adapter is a few plain functions, one set per endpoint kind:
   produced text in ``state``, and say whether the client should receive it;
 - ``limit_output(doc, tokens) -> dict`` (APIs whose requests may leave output unlimited):
   a copy of the request document that limits each answer to ``tokens`` output tokens.
+
+``stamp_key`` names where the cost goes in the event that carries a stream's final usage.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Adapter:
     limit_output: LimitFn | None = None
     # "sse" for text/event-stream, "json-array" for Gemini's stream without alt=sse.
     stream_framing: str = "sse"
+    # Which object of a stream's final event takes kakin's fields: the event itself, or
+    # the object under this key (the Responses API's ``response``).
+    stamp_key: str | None = None
 
 
 def swap_model(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:

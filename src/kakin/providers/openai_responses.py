@@ -126,4 +126,11 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event, limit_output=limit_output)
+ADAPTER = Adapter(
+    parse=parse,
+    rewrite=swap_model,
+    usage=usage,
+    on_event=on_event,
+    limit_output=limit_output,
+    stamp_key="response",
+)
