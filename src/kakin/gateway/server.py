@@ -82,7 +82,9 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    admin = create_admin_app(ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed)
+    admin = create_admin_app(
+        ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed, holds=gateway.accounts
+    )
 
     async def reads_see_every_charge(scope: Any, receive: Any, send: Any) -> None:
         # Charges journaled by this gateway reach the ledger a moment after their responses;

@@ -119,7 +119,7 @@ def router(ctx: AdminContext) -> APIRouter:
         responses=declare(404, 409),
     )
     def balance(org: OrgRef) -> BalanceOut:
-        return BalanceOut.of(ledger.balance(org))
+        return BalanceOut.of(ctx.balance(ledger.balance(org)))
 
     @api.get(
         "/orgs/{org}/entries",
