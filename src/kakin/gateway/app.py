@@ -23,6 +23,7 @@ import orjson
 from kakin.catalog import Catalog
 from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
+from kakin.gateway.access_log import note_caller
 from kakin.gateway.accounting import Ticket, make_accountant
 from kakin.gateway.cache import CachedResponse, ResponseCache, cache_key, make_caches
 from kakin.gateway.client import UpstreamClient, UpstreamError, UpstreamResponse
@@ -226,6 +227,7 @@ class Gateway:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             call = await self._admit(match, body, headers, query)
+            note_caller(scope, call.request_id, call.caller.key.org_id, call.caller.key.project_id)
             await self._serve(call, headers, receive, send)
         except ClientGone:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from kakin.ledger.errors import KeyExpired
 from kakin.ledger.keys import KEY_PREFIX
 from kakin.limits import LimitSet
 from kakin.limits.subjects import limits_for_key
+
+log = logging.getLogger("kakin.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,14 @@ class KeyCache:
         status = await self._call("tier_of", key.org_id)
         tier = status.tier
         limits = limits_for_key(key, tier)
+        log.debug(
+            "key %s verified: org %s, project %s, tier %s, limits %s",
+            key.id,
+            key.org_id,
+            key.project_id,
+            tier.name if tier else "none",
+            ", ".join(f"{limit.scope} {limit.describe()}" for limit in limits.limits) or "none",
+        )
         return Caller(key=key, limits=limits, tier=tier.name if tier else None)
 
     def forget(self, kind: str = "", ident: str = "") -> None:
