@@ -107,8 +107,11 @@ def test_debug_json_logs_with_access_lines_never_show_a_key(tmp_path: Path) -> N
         assert secret not in printed
         assert secret.split("-", 2)[-1] not in printed  # nor the secret part alone
         assert hashlib.sha256(secret.encode()).hexdigest() not in printed
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert out == ""  # everything is a log line, on standard error
+    lines = [json.loads(line) for line in err.splitlines()]  # and every line is JSON
     assert {line["level"] for line in lines} >= {"debug", "info", "warning"}
+    [banner] = [line for line in lines if line["message"].startswith("kakin gateway on")]
+    assert f"127.0.0.1:{port}" in banner["message"] and "sim (simulator)" in banner["message"]
     access = [line for line in lines if line["logger"] == "kakin.access" and line["path"] != "/healthz"]
     assert [(a["method"], a["status"]) for a in access] == [
         ("POST", 200),

@@ -103,6 +103,15 @@ def with_access_log(gateway: Gateway, settings: Settings) -> Any:
     return AccessLog(gateway) if settings.server.access_log else gateway
 
 
+def without_password(url: str) -> str:
+    """A database URL without its password, for display."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
 def report_providers(providers: tuple[ProviderSettings, ...]) -> None:
     """Say at start which upstreams will be called without a key (warning), and how each is
     configured (debug) — whether its key is set, never the key."""
@@ -127,6 +136,14 @@ def serve(settings: Settings) -> None:
     configured = settings.providers  # as written: "builtin" is replaced by the simulator's URL
     settings, simulator = with_builtin_simulator(settings)
     configure_logging(settings.logging)  # after the simulator's start, whose lines say nothing useful
+    upstreams = ", ".join(f"{p.name} ({p.kind})" for p in configured) or "built-in simulator"
+    log.info(
+        "kakin gateway on http://%s:%s → %s; database %s",
+        settings.server.host,
+        settings.server.port,
+        upstreams,
+        without_password(settings.database.url),
+    )
     report_providers(configured)
     gateway = build_gateway(settings)
     server = settings.server
