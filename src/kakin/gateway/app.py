@@ -135,7 +135,7 @@ class Gateway:
         )
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.keys = KeyCache(ledger, call=self.committer.call)
+        self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
         # ``replays``: responses of requests sent with an Idempotency-Key, replayed to a retry.

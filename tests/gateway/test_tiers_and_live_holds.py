@@ -1,6 +1,8 @@
-"""The admin API mounted in the gateway, as ``kakin serve`` runs it: a tier promotion made
-through it takes effect on the very next request, and in local accounting its balances and
-budget gauges count the holds of requests in flight, which live only in the gateway's memory."""
+"""Usage tiers and holds as a running gateway (with its admin API mounted, as ``kakin serve``
+runs it) applies them: a tier promotion takes effect at once — made through the admin API,
+on the very next request; earned by spending, as soon as the gateway verifies the key again —
+and in local accounting the admin API's balances and budget gauges count the holds of
+requests in flight, which live only in the gateway's memory."""
 
 from __future__ import annotations
 
@@ -104,6 +106,37 @@ def test_a_tier_promotion_takes_effect_at_once(make_tenant: MakeTenant) -> None:
         response = client.chat.completions.with_raw_response.create(**CHAT)
         statuses.append(response.status_code)
     assert statuses == [200] * 5
+
+
+def test_a_promotion_earned_by_spending_lifts_the_old_tiers_ceiling_at_once(make_tenant: MakeTenant) -> None:
+    """Starter's monthly ceiling is $0.0005; spending anything earns Pro, which has none. The
+    first charge promotes the organisation in the ledger; the gateway sees it when it verifies
+    the key again (its cache keeps a key 2 s) and must then drop Starter's ceiling too, not
+    keep enforcing it from its account view for up to a minute."""
+    tenant = make_tenant(credit="5")
+    rules = f"earned-{uuid.uuid4().hex[:8]}"
+    toml = (
+        '[[tiers]]\nname = "Starter"\nmonthly_limit_usd = "0.0005"\n'
+        '[[tiers]]\nname = "Pro"\nrequires = { spent_usd = "0.000001" }\n'
+    )
+    big = {**CHAT, "max_tokens": 4000}  # holds more than Starter's whole ceiling
+    client = tenant.openai()
+    with admin(tenant.url) as api:
+        ok(api.post("/tier-rules", json={"name": rules, "toml": toml}), 201)
+        assert ok(api.put(f"/orgs/{tenant.org.id}/tier", json={"rules": rules}))["tier"]["name"] == "Starter"
+        with pytest.raises(openai.APIStatusError, match="Starter") as refused:
+            client.chat.completions.create(**big)
+        assert refused.value.status_code == 402
+        client.chat.completions.create(**{**CHAT, "max_tokens": 20})  # spends: earns Pro
+        assert ok(api.get(f"/orgs/{tenant.org.id}/tier"))["tier"]["name"] == "Pro"  # (reads change nothing)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            client.chat.completions.create(**big)
+            break
+        except openai.APIStatusError as error:
+            assert error.status_code == 402 and time.monotonic() < deadline, error
+            time.sleep(0.25)
 
 
 def test_balance_and_budget_gauges_count_requests_in_flight(make_tenant: MakeTenant) -> None:
