@@ -64,6 +64,13 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     level = LEVELS[settings.level]
+    # Neither format shows the thread, the process or the caller's source line: don't make
+    # every record look them up (the logging HOWTO's optimisations; the access log writes
+    # one record per request).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.WARNING))
