@@ -24,6 +24,7 @@ import orjson
 from kakin.catalog import Catalog
 from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
+from kakin.gateway.access_log import note_caller
 from kakin.gateway.accounting import Ticket, make_accountant
 from kakin.gateway.cache import CachedResponse, ResponseCache, cache_key, make_caches
 from kakin.gateway.client import UpstreamClient, UpstreamError, UpstreamResponse
@@ -137,7 +138,7 @@ class Gateway:
         )
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.keys = KeyCache(ledger, call=self.committer.call)
+        self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
         self.objects = ObjectGuard(self.committer.call)  # provider-side objects, per project
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
@@ -230,6 +231,7 @@ class Gateway:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             call = await self._admit(match, body, headers, query)
+            note_caller(scope, call.request_id, call.caller.key.org_id, call.caller.key.project_id)
             await self._serve(call, headers, receive, send)
         except ClientGone:
             return
