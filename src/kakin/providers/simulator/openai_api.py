@@ -283,7 +283,6 @@ _IMAGE_TOKENS = {
 }
 
 
-
 def _image_tokens(quality: str, size: str) -> int:
     """The published count for a listed size; any other size (gpt-image-2) at the 1024x1024
     figure's density, rounded down."""
