@@ -195,7 +195,9 @@ class ImageTable:
         if found is None and self.bound is not None and self.bound_rate is not None:
             tokens = self.bound.tokens_for(model, chosen_size)
             with localcontext(EXACT):
-                return ImagePrice(chosen_size, chosen_quality, self.bound_rate * tokens, tokens, True)
+                return ImagePrice(
+                    chosen_size, chosen_quality, self.bound_rate * tokens, tokens, upper_bound=True
+                )
         if found is None:
             sizes = sorted({s for s, _ in self.prices})
             qualities = sorted({q for _, q in self.prices})

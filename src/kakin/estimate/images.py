@@ -11,8 +11,9 @@ the client rejects). So:
 The price per generation is the catalog's per-image price for the model, size and quality
 (published per-image prices, or the documented output tokens per image × the model's output
 rate; for a model whose provider documents no tokens per image, kakin's upper bound of them,
-so the estimate is an upper bound too), plus the prompt's input tokens when given. ``attempts_per_final`` may be fractional
-(2.5 = half the finals take a third try); ``generations`` is then an expected count.
+so the estimate is an upper bound too), plus the prompt's input tokens when given.
+``attempts_per_final`` may be fractional (2.5 = half the finals take a third try);
+``generations`` is then an expected count.
 """
 
 from __future__ import annotations
