@@ -190,8 +190,9 @@ def test_image_size_malformed_or_too_large_refused_and_nothing_billed(
     with pytest.raises(openai.BadRequestError) as refused:
         tenant.openai().images.generate(model=model, prompt="a fox", size=size)  # type: ignore[arg-type]
     assert refused.value.status_code == 400
-    body = refused.value.body
-    assert isinstance(body, dict) and size in body["message"], body
+    body = refused.value.body  # OpenAI's error object
+    assert isinstance(body, dict) and {"message", "type", "code"} <= set(body), body
+    assert size in body["message"]
     assert tenant.usage() == []
     assert (tenant.ledger.entries(tenant.org.id), tenant.balance().credit) == before
     assert tenant.balance().held == 0
