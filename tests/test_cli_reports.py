@@ -218,6 +218,32 @@ def test_image_job_report() -> None:
     assert run_csv([*args, "--currency", "JPY"])[0]["total_jpy"]
 
 
+def test_image_job_report_on_a_model_without_published_tokens_is_an_upper_bound() -> None:
+    """gpt-image-2 takes any size and OpenAI publishes no output tokens per size: the report
+    prices each size by kakin's bound and says it is one."""
+    if Catalog.default().resolve("gpt-image-2", "openai").period().images is None:
+        pytest.skip("the catalog has no gpt-image-2 bound")
+    args = ["image-job", "gpt-image-2", "--finals", "2", "--size", "1024x1024", "--size", "3840x2160"]
+    data = run_json(args)
+    assert isinstance(data, dict)
+    rows = {row["size"]: row for row in data["rows"]}
+    assert all(row["upper_bound"] is True for row in rows.values())
+    assert rows["3840x2160"]["image_tokens"] > rows["1024x1024"]["image_tokens"]
+    for row in rows.values():  # the bound's tokens at the model's output rate
+        tokens = row["image_tokens"]
+        by_tokens = price(
+            Usage(output_tokens=tokens, output_image_tokens=tokens), "gpt-image-2", provider="openai"
+        )
+        assert Decimal(row["per_image"]) == by_tokens.total
+    assert any("upper bound" in note for note in data["notes"])
+    assert "upper bound" in run(args)
+    default = run_json(["image-job", "gpt-image-2", "-n", "1"])["rows"][0]  # type: ignore[index]
+    assert (default["size"], default["quality"]) == ("3840x2160", "high")  # no size: the largest
+    assert run_json(["image-job", "gpt-image-1", "-n", "1"])["rows"][0]["upper_bound"] is False  # type: ignore[index]
+    refused = runner.invoke(app, ["image-job", "gpt-image-2", "-n", "1", "--size", "4096x4096"])
+    assert refused.exit_code != 0 and "3840x2160" in refused.output
+
+
 def test_breakeven_report() -> None:
     args = [
         "breakeven",

@@ -5,8 +5,10 @@ response says served them. Expected amounts come from the installed catalog."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import openai
 import orjson
 import pytest
 
@@ -105,6 +107,95 @@ def test_dall_e_3_billed_per_image_for_every_size_and_quality(tenant: Tenant) ->
         expected.assert_billed(
             record, Usage(images=1, image_size=size, image_quality=quality), "dall-e-3", "openai"
         )
+
+
+def _bounded_image_models() -> list[str]:
+    """Images API models priced by tokens with no published tokens per size × quality: the
+    gateway holds them at kakin's bound."""
+    names = []
+    for entry in CATALOG.models("openai"):
+        if not entry.model.startswith(("gpt-image", "chatgpt-image")):
+            continue
+        period = entry.period()
+        if period.component("output") is not None and (period.images is None or not period.images.prices):
+            names.append(entry.model)
+    return names
+
+
+def _assert_held_and_billed(tenant: Tenant, raw: Any, model: str) -> tuple[Decimal, Decimal]:
+    """The bill is the catalog price of the usage the response reports, within the hold;
+    returns (reserved, charged)."""
+    answer = raw.parse()
+    assert answer.usage is not None and answer.usage.output_tokens > 0
+    record = tenant.record(raw.headers["x-kakin-request-id"])
+    expected.assert_billed(record, _image_usage(answer.usage), model, "openai")
+    reserved = Decimal(raw.headers["x-kakin-reserved-usd"])
+    assert reserved >= record.cost, (reserved, record.cost)
+    return reserved, record.cost
+
+
+def test_gpt_image_2_any_size_and_quality_held_at_a_bound_and_billed_by_reported_tokens(
+    tenant: Tenant,
+) -> None:
+    model = "gpt-image-2"
+    assert model in _bounded_image_models()
+    client = tenant.openai()
+    reserved: dict[tuple[str, str], Decimal] = {}
+    charged: dict[tuple[str, str], Decimal] = {}
+    for size in ("1024x1024", "1536x1024", "3840x2160", "auto"):
+        for quality in ("low", "medium", "high", "auto"):
+            raw = client.images.with_raw_response.generate(
+                model=model,
+                prompt="a fox reading an invoice",
+                size=size,  # type: ignore[arg-type]
+                quality=quality,  # type: ignore[arg-type]
+            )
+            answer = raw.parse()
+            if size != "auto":
+                assert answer.size == size
+            reserved[(size, quality)], charged[(size, quality)] = _assert_held_and_billed(tenant, raw, model)
+    assert charged[("3840x2160", "high")] > charged[("1024x1024", "high")] > charged[("1024x1024", "low")]
+    # "auto" is held at the largest size the model accepts
+    assert reserved[("auto", "auto")] == reserved[("3840x2160", "high")] > reserved[("1024x1024", "high")]
+    raw = client.images.with_raw_response.generate(model=model, prompt="two foxes", n=2, size="3840x2160")  # type: ignore[arg-type]
+    assert len(raw.parse().data or []) == 2
+    two_reserved, two_charged = _assert_held_and_billed(tenant, raw, model)
+    assert two_reserved > reserved[("3840x2160", "auto")] and two_charged > charged[("3840x2160", "auto")]
+    assert tenant.balance().held == 0
+
+
+@pytest.mark.parametrize("model", [m for m in _bounded_image_models() if m != "gpt-image-2"])
+def test_other_bounded_image_models_go_through(tenant: Tenant, model: str) -> None:
+    raw = tenant.openai().images.with_raw_response.generate(model=model, prompt="a fox", size="1024x1024")
+    _assert_held_and_billed(tenant, raw, model)
+
+
+@pytest.mark.parametrize(
+    ("model", "size"),
+    [
+        ("gpt-image-2", "1024"),
+        ("gpt-image-2", "1024x0"),
+        ("gpt-image-2", "big"),
+        ("gpt-image-2", "7680x4320"),  # beyond the model's largest
+        ("gpt-image-2", "3840x3840"),
+        ("chatgpt-image-latest", "3840x2160"),
+    ],
+)
+def test_image_size_malformed_or_too_large_refused_and_nothing_billed(
+    tenant: Tenant, model: str, size: str
+) -> None:
+    if model not in _bounded_image_models():
+        pytest.skip(f"the catalog does not list {model}")
+    before = (tenant.ledger.entries(tenant.org.id), tenant.balance().credit)
+    with pytest.raises(openai.BadRequestError) as refused:
+        tenant.openai().images.generate(model=model, prompt="a fox", size=size)  # type: ignore[arg-type]
+    assert refused.value.status_code == 400
+    body = refused.value.body  # OpenAI's error object
+    assert isinstance(body, dict) and {"message", "type", "code"} <= set(body), body
+    assert size in body["message"]
+    assert tenant.usage() == []
+    assert (tenant.ledger.entries(tenant.org.id), tenant.balance().credit) == before
+    assert tenant.balance().held == 0
 
 
 # ----------------------------------------------------------------- service tiers

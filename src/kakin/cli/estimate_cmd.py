@@ -382,6 +382,7 @@ def image_job_report(results: list[ImageJobEstimate]) -> Report:
             "total": r.total,
             "per_final": r.per_final,
             "image_tokens": r.image_tokens,
+            "upper_bound": r.upper_bound,
         }
         for r in results
     ]
@@ -392,6 +393,10 @@ def image_job_report(results: list[ImageJobEstimate]) -> Report:
         "total = generations × per generation × (1 + buffer); naive = finals × per-image price "
         "(no retries, no buffer): what a price list alone suggests",
         *(f"price source: {item.source}" for item in first.cost.items if item.unit == "image"),
+        "an upper bound: no output tokens per image are published for this model; a request is "
+        "billed by the tokens the provider reports"
+        if first.upper_bound
+        else "",
     ]
     return Report(
         title=f"Image job on {first.provider}/{first.model}",
@@ -407,6 +412,7 @@ def image_job_report(results: list[ImageJobEstimate]) -> Report:
             Column("total", "total", "money"),
             Column("per_final", "per final", "rate"),
             Column("image_tokens", "image tokens", "int", table=False),
+            Column("upper_bound", "upper bound", table=False),
         ],
         rows=rows,
         notes=[n for n in notes if n],

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kakin.pricing import image_dimensions
 from kakin.providers.openai_audio import wav_seconds
 from kakin.providers.openai_images import family
 from kakin.providers.simulator.reply import SSE, Reply, data_event, json_reply, named_event
@@ -356,6 +357,16 @@ _IMAGE_TOKENS = {
 }
 
 
+def _image_tokens(quality: str, size: str) -> int:
+    """The published count for a listed size; any other size (gpt-image-2) at the 1024x1024
+    figure's density, rounded down."""
+    listed = _IMAGE_TOKENS[quality].get(size)
+    if listed is not None:
+        return listed
+    width, height = image_dimensions(size)
+    return _IMAGE_TOKENS[quality]["1024x1024"] * width * height // (1024 * 1024)
+
+
 def images(call: Call) -> Reply:
     from kakin.providers.openai_images import resolve_size_quality
 
@@ -364,11 +375,11 @@ def images(call: Call) -> Reply:
     size, quality = resolve_size_quality(model, doc.get("size"), doc.get("quality"))
     kind = family(model)
     body: dict[str, Any] = {"created": int(time.time())}
-    if kind == "gpt-image":
+    if kind.startswith("gpt-image"):
         size = "1024x1024" if size == "auto" else size
         quality = "medium" if quality == "auto" else quality
         item: dict[str, Any] = {"b64_json": PNG_B64}
-        per_image = _IMAGE_TOKENS[quality][size]
+        per_image = _image_tokens(quality, size)
         body.update({"background": "opaque", "output_format": "png", "quality": quality, "size": size})
         if not call.faults.no_usage:
             output = per_image * parsed.images
