@@ -629,8 +629,8 @@ def ledger_show(
             Column("occurred_at", "when"),
             Column("kind", "kind"),
             Column("amount", "amount", "money"),
-            Column("grant_id", "grant"),
-            Column("reservation_id", "reservation"),
+            Column("grant_id", "grant", optional=True),
+            Column("reservation_id", "reservation", optional=True),
             Column("detail", "detail", wrap=True),
         ],
         rows=[
