@@ -153,3 +153,44 @@ def test_the_demo_names_its_ledger_in_a_command_that_works_when_pasted(
     assert words[-3:] == ["ledger", "show", "demo-co"]
     entries = json.loads(kakin("ledger", "show", "demo-co", "--format", "json"))["rows"]
     assert entries[0]["kind"] == "grant" and any(entry["kind"] == "charge" for entry in entries)
+
+
+@pytest.mark.slow
+def test_the_kept_gateways_try_command_reaches_it_when_pasted(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    kakin_bin = str(Path(sys.executable).parent / "kakin")
+    env = {**os.environ, "COLUMNS": "60"}  # a narrow terminal: nothing may be wrapped into the command
+    demo = subprocess.Popen(
+        [kakin_bin, "demo", "--keep-running", "--requests", "10"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        [tried] = [line for line in lines if "OPENAI_API_KEY=kk-" in line]
+        *assignments, python, flag, code = shlex.split(tried)
+        settings = dict(assignment.split("=", 1) for assignment in assignments)
+        assert settings["OPENAI_BASE_URL"].startswith("http://127.0.0.1:")
+        answered = subprocess.run(
+            [str(tmp_path / python) if not Path(python).is_absolute() else python, flag, code],
+            cwd=tmp_path,
+            env={**os.environ, **settings},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert answered.returncode == 0 and answered.stdout.strip(), answered.stderr
+    finally:
+        demo.terminate()
+        demo.wait(30)
