@@ -215,7 +215,8 @@ def _report(console: Console, fx: FxRate, ledger: Any, org_id: str, stats: dict[
             saved += record.cache_saved
     table = Table(title="Spend by model (this month)")
     for column in ("model", "requests", "input tokens", "output tokens", "USD", fx.currency):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        # Folded, never cut short with an ellipsis, when the terminal is narrow.
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     total = Decimal(0)
     for model, row in sorted(rows.items(), key=lambda item: -item[1]["cost"]):
         total += row["cost"]
