@@ -248,6 +248,7 @@ class JournalReader:
 # Record bodies ------------------------------------------------------------------------------
 
 FORMAT = 2  # the version this kakin writes
+_FORMAT_BYTE = bytes((FORMAT,))
 _PICKLE = 0x80  # the first byte of every version 1 body (pickle's protocol opcode)
 
 
@@ -255,7 +256,7 @@ def encode_charge(op: PostOp) -> bytes:
     """``op`` as a version 2 record body."""
     scope, usage = op.scope, op.usage
     items = usage.cost_items  # stored as the JSON text the ledger keeps (the gateway's already is)
-    return b"\x02" + orjson.dumps(
+    return _FORMAT_BYTE + orjson.dumps(
         {
             "org_id": scope.org_id,
             "project_id": scope.project_id,
@@ -312,7 +313,8 @@ def decode_charge(body: bytes, charge_id: int = 0) -> PostOp:
 
 
 class _Version1(pickle.Unpickler):
-    """Version 1 bodies: pickles of a PostOp. Only a charge's own types may be built from one."""
+    """Version 1 bodies: pickles of a PostOp. Only a charge's own types may be built from one.
+    Read for one release, so that a journal an upgrade finds is posted; then it goes."""
 
     _ALLOWED = frozenset(
         {
