@@ -394,7 +394,7 @@ def fit_columns(
     A cell never loses characters. Cells of ordinary columns (numbers, amounts, dates, ids)
     stay on one line, so their column is as wide as its widest cell; ``wrap`` columns share
     what is left, breaking between words. When even that is too wide, columns are left out —
-    ``optional`` ones first, then from the right; the first column always stays."""
+    empty ones first, then ``optional`` ones, then from the right; the first column always stays."""
     from rich.cells import cell_len
 
     natural, least = [], []
@@ -407,9 +407,8 @@ def fit_columns(
         else:  # its header may break between words, its cells may not
             least.append(max([*(cell_len(t) for t in texts), *(cell_len(w) for w in column.header.split())]))
     shown = list(range(len(columns)))
-    leave_out = [i for i in reversed(shown[1:]) if columns[i].optional] + [
-        i for i in reversed(shown[1:]) if not columns[i].optional
-    ]
+    empty = {i for i, texts in enumerate(values) if set(texts) <= {"", "—"}}  # "—": display(None)
+    leave_out = sorted(reversed(shown[1:]), key=lambda i: (i not in empty, not columns[i].optional))
 
     def room() -> int:
         return width - _EDGES - _BETWEEN * (len(shown) - 1)
