@@ -302,20 +302,28 @@ def test_a_journal_of_format_version_1_is_posted_once_after_an_upgrade(
         return ids
 
     new_ids = asyncio.run(new_charges())
-    applied: list[int] = []
-    writer = _writer(ledger, str(path))
-    writer.on_applied = lambda last, results: applied.extend(charge_id for charge_id, _ in results)
+    segments = {file: file.read_bytes() for file in path.glob("*.log")}
 
-    async def run() -> None:
-        await writer.start()
-        await writer.stop()
+    def start_and_stop() -> list[int]:
+        applied: list[int] = []
+        writer = _writer(ledger, str(path))
+        writer.on_applied = lambda last, results: applied.extend(charge_id for charge_id, _ in results)
 
-    asyncio.run(run())
-    assert applied == old_ids + new_ids
-    usage = ledger.usage(scope.org_id)
-    assert len(usage) == 25
-    assert ledger.balance(scope.org_id).spent == Decimal("0.30")
+        async def run() -> None:
+            await writer.start()
+            await writer.stop()
+
+        asyncio.run(run())
+        return applied
+
+    assert start_and_stop() == old_ids + new_ids
     assert not path.exists() or not list(path.glob("*.log"))
+    for file, content in segments.items():  # as if the writer died after posting, before deleting
+        path.mkdir(exist_ok=True)
+        file.write_bytes(content)
+    assert start_and_stop() == old_ids + new_ids
+    assert len(ledger.usage(scope.org_id)) == 25  # each charge once
+    assert ledger.balance(scope.org_id).spent == Decimal("0.30")
     assert ledger.reconcile(scope.org_id).ok
 
 
