@@ -28,6 +28,7 @@ def to_record(row: Any) -> ProviderObject:
         org_id=m["org_id"],
         project_id=m["project_id"],
         model=m["model"],
+        tokens=m["tokens"],
         created_at=m["created_at"],
     )
 
@@ -47,6 +48,7 @@ def record(conn: Connection, now: datetime, org_id: str, project_id: str, names:
             "org_id": org_id,
             "project_id": project_id,
             "model": name.model,
+            "tokens": name.tokens,
             "created_at": now,
         }
         for name in names

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kakin.errors import InvalidInput
+from kakin.providers.adapter import as_int, sub
 from kakin.providers.gemini import model_name
 from kakin.providers.request import ParsedRequest
 
@@ -48,6 +49,8 @@ class ObjectRef:
     kind: str
     object_id: str
     model: str = field(default="", compare=False)  # what it was made with, when known
+    # The input tokens it brings to a later request that names it (None: not known).
+    tokens: int | None = field(default=None, compare=False)
 
     def not_found(self) -> str:
         """The provider's own words for a missing object (the same whether it does not exist
@@ -143,7 +146,8 @@ def created(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
     if kind == "cache_create":
         name = doc.get("name")
         if isinstance(name, str) and name:
-            return [ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)]
+            tokens = _tokens(sub(doc, "usageMetadata"), "totalTokenCount")
+            return [ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model, tokens)]
     elif kind == "responses":
         ident = doc.get("id")
         asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
@@ -154,8 +158,20 @@ def created(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
                 for item in (output if isinstance(output, list) else [])
                 if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
             ]
-            return [ObjectRef("openai", RESPONSE, ident, model), *items]
+            # A follow-up's input starts with this response's whole input and output. Its
+            # input already holds the earlier turns; its output may count reasoning the API
+            # drops from later turns, so this may over-count, never under-count.
+            tokens = _tokens(sub(doc, "usage"), "input_tokens", "output_tokens")
+            return [ObjectRef("openai", RESPONSE, ident, model, tokens), *items]
     return []
+
+
+def _tokens(usage: dict[str, Any], *counts: str) -> int | None:
+    """The sum of the usage counts, or None when the answer reported no usage (a stream
+    broken off before its final event)."""
+    if not usage:
+        return None
+    return sum(as_int(usage.get(count)) for count in counts)
 
 
 def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:

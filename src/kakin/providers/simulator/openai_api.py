@@ -145,21 +145,31 @@ def _delta(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, A
 
 class StoredResponses:
     """Responses created with ``store`` (the default), as the Responses API keeps them: read,
-    listed by input items, deleted, and continued with ``previous_response_id``."""
+    listed by input items, deleted, and continued with ``previous_response_id``: a response
+    that continues one has the whole conversation so far as input, its own input and output
+    tokens added to those of the request."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._entries: OrderedDict[str, tuple[dict[str, Any], list[Any]]] = OrderedDict()
+        self._conversations: dict[str, int] = {}  # tokens of the conversation up to each response
 
-    def put(self, response: dict[str, Any], input_items: list[Any]) -> None:
+    def put(self, response: dict[str, Any], input_items: list[Any], conversation_tokens: int) -> None:
         self._entries[response["id"]] = (response, input_items)
+        self._conversations[response["id"]] = conversation_tokens
         if len(self._entries) > self.limit:
-            self._entries.popitem(last=False)
+            oldest, _ = self._entries.popitem(last=False)
+            del self._conversations[oldest]
 
     def get(self, response_id: str) -> tuple[dict[str, Any], list[Any]] | None:
         return self._entries.get(response_id)
 
+    def conversation_tokens(self, response_id: str | None) -> int:
+        """The tokens a response continuing this one starts with (0 for none)."""
+        return self._conversations.get(response_id, 0) if response_id else 0
+
     def delete(self, response_id: str) -> bool:
+        self._conversations.pop(response_id, None)
         return self._entries.pop(response_id, None) is not None
 
 
@@ -185,12 +195,13 @@ def responses(call: Call) -> Reply:
     items = doc.get("input")
     turns: list[Any] = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or [])
     cached = call.sim.openai_cache.cached_tokens(model, turns, doc.get("tools"), parsed.input_tokens)
+    prompt = parsed.input_tokens + call.sim.stored_responses.conversation_tokens(previous)
     usage = {
-        "input_tokens": parsed.input_tokens,
+        "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": cached},
         "output_tokens": text.tokens + reasoning,
         "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": parsed.input_tokens + text.tokens + reasoning,
+        "total_tokens": prompt + text.tokens + reasoning,
     }
     # Unique ids, as the API's: a stored response and its items are objects of their own.
     ident = "resp_" + secrets.token_hex(24)
@@ -237,7 +248,7 @@ def responses(call: Call) -> Reply:
         "usage": None if call.faults.no_usage else usage,
     }
     if store:
-        call.sim.stored_responses.put(final, turns)
+        call.sim.stored_responses.put(final, turns, prompt + text.tokens + reasoning)
     if not parsed.stream:
         return json_reply(final)
     pending = {**base, "status": "in_progress", "incomplete_details": None, "output": [], "usage": None}
