@@ -98,6 +98,35 @@ def test_a_streamed_response_records_its_size_from_the_final_event(make: MakeTen
     assert _stored_tokens(tenant, "response", final.id) == size
 
 
+def test_stored_items_named_in_the_input_are_held(make: MakeTenant) -> None:
+    """Output items sent back by id (an item_reference, a reasoning item without its
+    encrypted_content) are fetched by the API: each is held at its response's output."""
+    tenant = make()
+    client = tenant.openai()
+    first = client.responses.create(
+        model="o4-mini",
+        input="tell me everything",
+        max_output_tokens=8000,
+        extra_headers={"x-kakin-simulate": "tokens=3000"},
+    )
+    reasoning, message = (item.model_dump(exclude_none=True) for item in first.output)
+    assert message["type"] == "message" and first.usage.output_tokens > 3000
+
+    raw = client.responses.with_raw_response.create(
+        model="o4-mini",
+        input=[
+            {"type": "item_reference", "id": message["id"]},
+            {**reasoning, "summary": []},
+            {"role": "user", "content": "go on"},
+        ],
+        max_output_tokens=50,
+    )
+    usage = raw.parse().usage
+    assert usage.input_tokens > 3000  # the simulator counts the fetched items
+    assert tenant.record(raw.headers["x-kakin-request-id"]).cost <= _reserved(raw.headers)
+    assert _stored_tokens(tenant, "response_item", message["id"]) == first.usage.output_tokens
+
+
 def test_a_generation_from_a_cached_content_holds_the_cache(make: MakeTenant) -> None:
     tenant = make()
     client = tenant.genai()

@@ -22,6 +22,7 @@ module reads wire formats only; it does no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,16 +153,19 @@ def created(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
         ident = doc.get("id")
         asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
         if isinstance(ident, str) and ident and doc.get("store", asked) is not False:
+            usage = sub(doc, "usage")
+            # An output item fetched by id is at most the response's whole output.
+            item_tokens = _tokens(usage, "output_tokens")
             output = doc.get("output")
             items = [
-                ObjectRef("openai", RESPONSE_ITEM, item["id"])
+                ObjectRef("openai", RESPONSE_ITEM, item["id"], model, item_tokens)
                 for item in (output if isinstance(output, list) else [])
                 if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
             ]
             # A follow-up's input starts with this response's whole input and output. Its
             # input already holds the earlier turns; its output may count reasoning the API
             # drops from later turns, so this may over-count, never under-count.
-            tokens = _tokens(sub(doc, "usage"), "input_tokens", "output_tokens")
+            tokens = _tokens(usage, "input_tokens", "output_tokens")
             return [ObjectRef("openai", RESPONSE, ident, model, tokens), *items]
     return []
 
@@ -213,7 +217,7 @@ def owned_list(items: list[Any]) -> dict[str, Any]:
     return {"cachedContents": items} if items else {}
 
 
-def keep_owned(doc: dict[str, Any], owned: set[str]) -> list[Any]:
+def keep_owned(doc: dict[str, Any], owned: Container[str]) -> list[Any]:
     """The objects of one page of the account's list that are in ``owned``."""
     return [
         item
