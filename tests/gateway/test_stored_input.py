@@ -98,6 +98,19 @@ def test_a_streamed_response_records_its_size_from_the_final_event(make: MakeTen
     assert _stored_tokens(tenant, "response", final.id) == size
 
 
+def test_a_follow_up_counts_the_stored_conversation_toward_the_token_limit(make: MakeTenant) -> None:
+    tenant = make()
+    first = tenant.openai().responses.create(model=MODEL, input=_document(5000), max_output_tokens=50)
+    assert first.usage.input_tokens > 8000
+    _, plaintext = tenant.new_key(tpm=8000)  # another key of the project, which owns the response
+    limited = openai.OpenAI(base_url=tenant.url + "/v1", api_key=plaintext, max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        limited.responses.create(
+            model=MODEL, input="go on", previous_response_id=first.id, max_output_tokens=50
+        )
+    assert limited.responses.create(model=MODEL, input="start afresh", max_output_tokens=50).output_text
+
+
 def test_stored_items_named_in_the_input_are_held(make: MakeTenant) -> None:
     """Output items sent back by id (an item_reference, a reasoning item without its
     encrypted_content) are fetched by the API: each is held at its response's output."""

@@ -291,10 +291,8 @@ class Gateway:
             started=datetime.now(UTC),
             request_id="req_" + secrets.token_hex(12),
         )
-        # Besides the counted input: the output, and the stored tokens the provider adds to the input.
-        rest = (
-            parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
-        ) + parsed.stored_tokens
+        output = parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
+        rest = output + parsed.stored_tokens  # beyond the counted input: output, stored input
         bound_tokens = parsed.input_count.quick_bound + rest
         decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
         if not decision.allowed and parsed.input_tokens_bound + rest < bound_tokens:
@@ -307,6 +305,7 @@ class Gateway:
         return call
 
     def _context_window(self, api: str, model: str) -> int | None:
+        """The model's context window from the catalog, or None when it is not known."""
         try:
             return self.catalog.resolve(model, provider=api).context_window
         except UnknownModel:

@@ -59,9 +59,10 @@ class ObjectName:
 
 @dataclass(frozen=True, slots=True)
 class ProviderObject:
-    """A provider-side object (``kind`` "cached_content", "response") created through the
-    gateway, and the project that owns it. ``tokens``: the input tokens it brings to a request
-    that names it — a stored response's conversation, a cache's contents (None: not recorded)."""
+    """A provider-side object (``kind`` "cached_content", "response", "response_item")
+    created through the gateway, and the project that owns it. ``tokens``: the input tokens
+    it brings to a request that names it — a stored response's conversation, a cache's
+    contents, at most an item's response's output (None: not recorded)."""
 
     api: str
     kind: str

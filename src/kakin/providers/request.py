@@ -59,9 +59,10 @@ class ParsedRequest:
     audio_seconds_exact: bool = False
     cache_ttl_seconds: int | None = None
     cached_content: str | None = None
-    # Tokens of the stored object the request names, which its body does not show (set at
-    # admission, ``kakin.gateway.ownership``): the conversation a response continues and the
-    # cache a generation reads are part of its input; an update keeps its cache longer.
+    # Tokens of the stored objects the request names, which its body does not show (set at
+    # admission, ``kakin.gateway.ownership``): the conversation a response continues, the
+    # items it fetches and the cache a generation reads are part of its input; a cache
+    # update keeps its cache's tokens longer.
     stored_tokens: int = 0
     deployment: str | None = None
     doc: dict[str, Any] | None = None
