@@ -13,6 +13,10 @@ object created through it (``kakin.gateway.ownership``) and lets only that proje
   Their output items are stored too, and an input item can name one for the API to fetch:
   an ``item_reference``, or a ``reasoning`` item sent back without its ``encrypted_content``.
 
+A stored object brings input the body of a request naming it does not show (the earlier
+conversation, the cache's contents, the item), so each created object carries that size
+(``ObjectRef.tokens``), which the gateway holds with every billed request that names it.
+
 Objects kakin never creates — uploaded files, vector stores, containers and custom skills,
 Gemini file-search stores, OpenAI conversations and prompts — can only be another tenant's
 of the provider account, so a request referring to one is refused (``refusal``). This
