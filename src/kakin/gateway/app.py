@@ -139,7 +139,8 @@ class Gateway:
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self._loop: asyncio.AbstractEventLoop | None = None
         self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
-        self.objects = ObjectGuard(self.committer.call)  # provider-side objects, per project
+        # Provider-side objects, per project.
+        self.objects = ObjectGuard(self.committer.call, self._context_window)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
         # ``replays``: responses of requests sent with an Idempotency-Key, replayed to a retry.
@@ -291,16 +292,24 @@ class Gateway:
             request_id="req_" + secrets.token_hex(12),
         )
         output = parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
-        bound_tokens = parsed.input_count.quick_bound + output
+        rest = output + parsed.stored_tokens  # beyond the counted input: output, stored input
+        bound_tokens = parsed.input_count.quick_bound + rest
         decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
-        if not decision.allowed and parsed.input_tokens_bound + output < bound_tokens:
+        if not decision.allowed and parsed.input_tokens_bound + rest < bound_tokens:
             # Refused on the bound found without counting: the exact count may fit.
-            bound_tokens = parsed.input_tokens_bound + output
+            bound_tokens = parsed.input_tokens_bound + rest
             decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
         if not decision.allowed:
             raise decision.error()
         call.bound_tokens = bound_tokens
         return call
+
+    def _context_window(self, api: str, model: str) -> int | None:
+        """The model's context window from the catalog, or None when it is not known."""
+        try:
+            return self.catalog.resolve(model, provider=api).context_window
+        except UnknownModel:
+            return None
 
     def _catalog_entry(self, model: str, api: str) -> Any:
         try:
