@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from kakin.errors import InvalidInput
 from kakin.pricing import Usage, price
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+# The source label names the installed (locked) genai-prices release, whichever it is.
+GENAI_SOURCE = f"genai-prices {version('genai-prices')}"
 MILLION = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
 
 KAKIN_TOML = """
@@ -90,7 +93,7 @@ def test_dated_override_wins_from_its_date_only(config_file: Path) -> None:
     after = price(usage, "claude-sonnet-4-5", at=datetime(2026, 1, 1, tzinfo=UTC), catalog=catalog)
     assert before.total == Decimal("1.8")  # genai-prices' $3 + $15 per 1M
     assert after.total == Decimal("1.44")
-    assert {item.source for item in before.items} == {"genai-prices 0.2.3"}
+    assert {item.source for item in before.items} == {GENAI_SOURCE}
     assert {item.source for item in after.items} == {"override: kakin.toml"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from importlib.metadata import version
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,8 @@ from kakin.pricing import Usage, price
 
 CATALOG = Catalog()
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+# The source label names the installed (locked) genai-prices release, whichever it is.
+GENAI_SOURCE = f"genai-prices {version('genai-prices')}"
 
 
 def test_seed_example_override_per_1k_prices_is_exact() -> None:
@@ -32,7 +35,7 @@ def test_catalog_prices_a_plain_request_from_genai_prices() -> None:
     cost = price(Usage(input_tokens=1_000_000, output_tokens=1_000_000), "gpt-4o", at=NOW, catalog=CATALOG)
     assert cost.total == Decimal("12.5")  # $2.50 + $10 per 1M
     assert cost.provider == "openai" and cost.model == "gpt-4o"
-    assert {item.source for item in cost.items} == {"genai-prices 0.2.3"}
+    assert {item.source for item in cost.items} == {GENAI_SOURCE}
 
 
 def test_price_change_at_a_date_prices_before_and_after_differently() -> None:
@@ -201,7 +204,7 @@ def test_audio_by_duration() -> None:
     # whisper-1's duration price comes from genai-prices ($0.36/hour = $0.006/minute)
     whisper = price(Usage(audio_seconds=Decimal(90)), "whisper-1", at=NOW, catalog=CATALOG)
     assert whisper.total == Decimal("0.009")
-    assert whisper.items[0].source == "genai-prices 0.2.3"
+    assert whisper.items[0].source == GENAI_SOURCE
     # gpt-4o-transcribe has only token prices there; kakin's audio.toml adds the per-minute estimate
     transcribe = price(Usage(audio_seconds=Decimal("30.5")), "gpt-4o-transcribe", at=NOW, catalog=CATALOG)
     assert transcribe.total == Decimal("0.00305")
@@ -257,7 +260,7 @@ def test_cost_serialises_to_exact_decimal_strings() -> None:
         "amount": "0.00000045",
         "tier": None,
         "effective_from": None,
-        "source": "genai-prices 0.2.3",
+        "source": GENAI_SOURCE,
         "direction": "input",
     }
 

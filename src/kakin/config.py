@@ -88,7 +88,15 @@ class CacheSettings(_Section):
 
 
 class GatewaySettings(_Section):
-    default_max_output_tokens: int = Field(4096, gt=0, description="bound when a request sets none")
+    default_max_output_tokens: int = Field(
+        4096, gt=0, description="the output held for each answer of a request that sets no limit"
+    )
+    output_limit: Literal["enforce", "hold_only"] = Field(
+        "enforce",
+        description="enforce: a request that sets no output limit is sent upstream with the one held "
+        "(default_max_output_tokens), so no answer costs more than its hold; hold_only: it is forwarded "
+        "unchanged and its answer may pass the hold",
+    )
     allow_unpriced_models: bool = False
     hold_seconds: int = Field(900, gt=0, description="a reservation never settled is released after this")
     upstream_timeout_seconds: float = Field(600, gt=0)

@@ -128,6 +128,58 @@ def test_routing_rewrites_only_what_changes() -> None:
     assert routed["model"] == "gpt-4o-mini" and "stream_options" not in routed
 
 
+def test_open_ended_requests_hold_the_default_for_every_answer() -> None:
+    chat = parse_doc(CHAT, {"model": "gpt-4o", "messages": USER, "n": 3})
+    assert chat.output_limit(100) == 100 and chat.bound_usage(100).output_tokens == 300
+    gemini = parse_doc(
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        {
+            "contents": [{"parts": [{"text": "x"}]}],
+            "generationConfig": {"candidateCount": 2, "thinkingConfig": {"thinkingBudget": 50}},
+        },
+    )
+    assert gemini.output_limit(100) == 150 and gemini.bound_usage(100).output_tokens == 300
+
+
+GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
+TEXT = [{"parts": [{"text": "x"}]}]
+
+
+@pytest.mark.parametrize(
+    ("path", "doc", "sent"),
+    [
+        (CHAT, {"model": "o3", "messages": USER, "stream": True}, {"max_completion_tokens": 64}),
+        ("/v1/responses", {"model": "gpt-5", "input": "hi"}, {"max_output_tokens": 64}),
+        (GEMINI, {"contents": TEXT}, {"generationConfig": {"maxOutputTokens": 64}}),
+        (
+            GEMINI,
+            {"contents": TEXT, "generation_config": {"temperature": 0.5, "maxOutputTokens": None}},
+            {"generation_config": {"temperature": 0.5, "max_output_tokens": 64}},
+        ),
+    ],
+)
+def test_an_output_limit_is_sent_only_when_the_request_sets_none(path: str, doc: dict, sent: dict) -> None:
+    parsed = parse_doc(path, doc)
+    limited = orjson.loads(upstream_request(parsed, output_limit=64).body)
+    assert limited == {**orjson.loads(upstream_request(parsed).body), **sent}
+    assert parsed.doc == doc  # the client's request, its cache key included, stays as sent
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    [
+        (CHAT, {"model": "gpt-4o", "messages": USER, "max_tokens": 5000}),
+        ("/v1/responses", {"model": "gpt-5", "input": "hi", "max_output_tokens": 5000}),
+        (GEMINI, {"contents": TEXT, "generationConfig": {"maxOutputTokens": 5000}}),
+        ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5000, "messages": USER}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hi"}),
+    ],
+)
+def test_a_request_with_its_own_limit_is_forwarded_as_sent(path: str, doc: dict) -> None:
+    parsed = parse_doc(path, doc)
+    assert upstream_request(parsed, output_limit=64).body == parsed.body
+
+
 def test_every_endpoint_is_routable() -> None:
     for endpoint in ENDPOINTS:
         path = endpoint.pattern.format(model="gemini-2.5-flash", deployment="dep", name="abc")

@@ -383,6 +383,7 @@ class Gateway:
             parsed,
             model=call.route.model if call.route.routed_from else None,
             api_version=call.provider.api_version or None,
+            output_limit=self._output_limit(parsed),
         )
         response = await self._open_upstream(call, up, headers)
         try:
@@ -416,6 +417,13 @@ class Gateway:
                 call.scope, bound, usage.input_tokens + usage.output_tokens, key
             )
         return bound
+
+    def _output_limit(self, parsed: ParsedRequest) -> int | None:
+        """The output limit to send with a request that sets none: the one held for each of
+        its answers, so no answer can cost more than its hold (None: forward it unchanged)."""
+        if self.settings.gateway.output_limit != "enforce":
+            return None
+        return parsed.output_limit(self.settings.gateway.default_max_output_tokens)
 
     def _cache_wanted(self, headers: dict[str, str]) -> bool:
         asked = headers.get("x-kakin-cache", "").strip().lower()

@@ -26,13 +26,16 @@ Adapter API (all pure functions; the gateway calls them in this order)
    ``images``/``image_size``/``image_quality``, ``audio_seconds``, ``cache_ttl_seconds``,
    ``cached_content``, ``deployment`` and ``cache_key`` (identical requests share it).
    ``model_map`` maps Azure deployment names to catalog models.
-   ``parsed.bound_usage(default_max_output_tokens) -> Usage`` is the worst case to reserve.
+   ``parsed.bound_usage(default_max_output_tokens) -> Usage`` is the worst case to reserve;
+   without a cap it holds ``parsed.output_limit(default_max_output_tokens)`` per answer.
 
-4. Forward: ``upstream_request(parsed, *, model=None, api_version=None) -> UpstreamRequest``
-   (``path`` with query string, ``body`` bytes, ``headers`` to add). The client's bytes are
-   reused unless something must change: an OpenAI chat stream gets
+4. Forward: ``upstream_request(parsed, *, model=None, api_version=None, output_limit=None)
+   -> UpstreamRequest`` (``path`` with query string, ``body`` bytes, ``headers`` to add).
+   The client's bytes are reused unless something must change: an OpenAI chat stream gets
    ``stream_options.include_usage``; ``model`` swaps in a routed model (in the body, or in
-   the path for Gemini and Azure); ``?key=`` is dropped; Azure's ``api-version`` is set.
+   the path for Gemini and Azure); ``output_limit`` limits each answer of a request that
+   sets no cap (``parsed.output_limit(default)``, what the bound holds); ``?key=`` is
+   dropped; Azure's ``api-version`` is set.
 
 5. Meter a complete response: ``usage_from_body(parsed, body_bytes_or_json) -> Usage | None``.
 

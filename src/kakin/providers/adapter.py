@@ -1,6 +1,6 @@
 """The shape every provider adapter has, and the per-stream state adapters update.
 
-An adapter is four plain functions, one set per endpoint kind:
+An adapter is a few plain functions, one set per endpoint kind:
 
 - ``parse(endpoint, doc_or_body, path_params, query, model_map) -> ParsedRequest``
 - ``rewrite(parsed, model) -> dict | None``: the changed request document to send
@@ -8,7 +8,9 @@ An adapter is four plain functions, one set per endpoint kind:
   no re-serialisation on the hot path);
 - ``usage(parsed, doc) -> Usage | None``: usage of a complete (non-streamed) response;
 - ``on_event(state, event) -> bool``: read one decoded stream event, record usage and
-  produced text in ``state``, and say whether the client should receive it.
+  produced text in ``state``, and say whether the client should receive it;
+- ``limit_output(doc, tokens) -> dict`` (APIs whose requests may leave output unlimited):
+  a copy of the request document that limits each answer to ``tokens`` output tokens.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ ParseFn = Callable[[Endpoint, bytes, Mapping[str, str], Mapping[str, str], Mappi
 RewriteFn = Callable[[ParsedRequest, "str | None"], "dict[str, Any] | None"]
 UsageFn = Callable[[ParsedRequest, Any], "Usage | None"]
 EventFn = Callable[[StreamState, Any], bool]
+LimitFn = Callable[[dict[str, Any], int], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class Adapter:
     rewrite: RewriteFn
     usage: UsageFn
     on_event: EventFn | None = None
+    limit_output: LimitFn | None = None
     # "sse" for text/event-stream, "json-array" for Gemini's stream without alt=sse.
     stream_framing: str = "sse"
 

@@ -66,13 +66,19 @@ def parse(
 
 
 def upstream_request(
-    parsed: ParsedRequest, *, model: str | None = None, api_version: str | None = None
+    parsed: ParsedRequest,
+    *,
+    model: str | None = None,
+    api_version: str | None = None,
+    output_limit: int | None = None,
 ) -> UpstreamRequest:
     """The request to send upstream: the client's bytes unless something must change.
 
     ``model`` replaces the requested model (routing; for Azure it names the deployment);
-    ``api_version`` replaces Azure's ``api-version``. The caller's credential (``?key=``)
-    never travels upstream; the gateway adds the provider's own key (``auth_headers``)."""
+    ``api_version`` replaces Azure's ``api-version``; ``output_limit`` becomes the output
+    limit of each answer of a request that sets none (the limit the gateway held). The
+    caller's credential (``?key=``) never travels upstream; the gateway adds the provider's
+    own key (``auth_headers``)."""
     endpoint = parsed.endpoint
     params = dict(parsed.path_params)
     if model is not None and "model" in params:
@@ -87,7 +93,10 @@ def upstream_request(
         query["api-version"] = api_version
     if query:
         path += "?" + urlencode(query)
-    rewritten = adapter_for(endpoint).rewrite(parsed, model)
+    adapter = adapter_for(endpoint)
+    rewritten = adapter.rewrite(parsed, model)
+    if output_limit is not None and parsed.max_output_tokens is None and adapter.limit_output:
+        rewritten = adapter.limit_output(rewritten or parsed.doc or {}, output_limit)
     if rewritten is None:
         return UpstreamRequest(path, parsed.body, {})
     return UpstreamRequest(path, orjson.dumps(rewritten), {"content-type": "application/json"})

@@ -84,7 +84,8 @@ def parse(
         client_wants_stream_usage=stream,
         max_output_tokens=None if cap is None else cap * candidates,
         # Thoughts count toward maxOutputTokens; with no cap the budget adds to the default one.
-        extra_output_tokens=max(budget, 0) * candidates if cap is None else 0,
+        extra_output_tokens=max(budget, 0) if cap is None else 0,
+        choices=candidates,
         **count.request_fields(),
         cached_content=cached,
         doc=doc,
@@ -132,6 +133,17 @@ def count_request(doc: Mapping[str, Any], model: str, *, require_contents: bool 
 
 def rewrite(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
     return None  # the model is in the path; see dispatch.upstream_request
+
+
+def limit_output(doc: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """Limit each candidate with ``generationConfig.maxOutputTokens`` (thoughts count toward
+    it), in the case the request spells ``generationConfig`` in."""
+    snake_case = "generation_config" in doc and "generationConfig" not in doc
+    key, name = (
+        ("generation_config", "max_output_tokens") if snake_case else ("generationConfig", "maxOutputTokens")
+    )
+    config = {k: v for k, v in obj(doc, "generationConfig").items() if snake(k) != "max_output_tokens"}
+    return {**doc, key: {**config, name: tokens}}
 
 
 def _modality(details: Any, modality: str) -> int:
@@ -196,4 +208,4 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage, on_event=on_event)
+ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage, on_event=on_event, limit_output=limit_output)

@@ -64,6 +64,7 @@ def parse(
         stream=stream,
         client_wants_stream_usage=wants_usage,
         max_output_tokens=None if cap is None else cap * n,
+        choices=n,
         **count.request_fields(),
         deployment=deployment,
         doc=doc,
@@ -102,6 +103,12 @@ def rewrite(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
     return out
 
 
+def limit_output(doc: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """Limit each answer with ``max_completion_tokens``: it counts reasoning tokens too, and
+    every chat model accepts it (reasoning models refuse the older ``max_tokens``)."""
+    return {**doc, "max_completion_tokens": tokens}
+
+
 def usage_of(block: Mapping[str, Any]) -> Usage:
     """OpenAI chat ``usage`` → kakin Usage (prompt_tokens already include cached ones)."""
     prompt = sub(block, "prompt_tokens_details")
@@ -132,4 +139,10 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage_block(usage_of), on_event=on_event)
+ADAPTER = Adapter(
+    parse=parse,
+    rewrite=rewrite,
+    usage=usage_block(usage_of),
+    on_event=on_event,
+    limit_output=limit_output,
+)

@@ -81,6 +81,11 @@ def count_input(doc: Mapping[str, Any], model: str) -> counting.Count:
     return counting.count_messages(turns, model, tools)
 
 
+def limit_output(doc: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """Limit the answer with ``max_output_tokens`` (reasoning tokens count toward it)."""
+    return {**doc, "max_output_tokens": tokens}
+
+
 def usage_of(response: Mapping[str, Any]) -> Usage | None:
     block = sub(response, "usage")
     if not block:
@@ -119,4 +124,4 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event)
+ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event, limit_output=limit_output)

@@ -44,8 +44,11 @@ class ParsedRequest:
     client_wants_stream_usage: bool = False
     # What the request caps output at (max_tokens & co., × n choices); None when it sets none.
     max_output_tokens: int | None = None
-    # Extra output the request allows on top of max_output_tokens (Gemini thinking budget).
+    # When it sets none: extra output each answer may produce on top of the gateway's default
+    # (Gemini's thinking budget, as thoughts count toward maxOutputTokens).
     extra_output_tokens: int = 0
+    # How many answers the request asks for (OpenAI n, Gemini candidateCount).
+    choices: int = 1
     input_count: Count = NO_COUNT
     images: int = 0
     image_size: str | None = None
@@ -95,12 +98,19 @@ class ParsedRequest:
         digest.update(b"\2" + self.body)
         return digest.hexdigest()
 
+    def output_limit(self, default_max_output_tokens: int) -> int:
+        """The output limit of each answer of a request that sets none: the gateway's default,
+        plus the thinking budget the request grants. The gateway holds this much output per
+        answer and sends it upstream as the request's limit (``upstream_request``)."""
+        return default_max_output_tokens + self.extra_output_tokens
+
     def bound_usage(self, default_max_output_tokens: int, *, quick: bool = False) -> Usage:
         """The most this request can consume: what the gateway reserves before forwarding.
 
-        Output is the request's own cap, or ``default_max_output_tokens`` when it sets none;
-        input is the strict upper bound of the count — with ``quick``, the bound found
-        without counting where there is one (see ``Count.quick_bound``)."""
+        Output is the request's own cap, or ``output_limit(default_max_output_tokens)`` for
+        each answer when it sets none; input is the strict upper bound of the count — with
+        ``quick``, the bound found without counting where there is one (see
+        ``Count.quick_bound``)."""
         kind = self.endpoint.kind
         if not self.endpoint.billable:
             return Usage(requests=1)
@@ -122,9 +132,11 @@ class ParsedRequest:
             )
         if kind == "embeddings":
             return Usage(input_tokens=self.input_tokens_bound)
-        cap = self.max_output_tokens if self.max_output_tokens is not None else default_max_output_tokens
+        cap = self.max_output_tokens
+        if cap is None:
+            cap = self.output_limit(default_max_output_tokens) * self.choices
         bound = self.input_count.quick_bound if quick else self.input_tokens_bound
-        return Usage(input_tokens=bound, output_tokens=cap + self.extra_output_tokens)
+        return Usage(input_tokens=bound, output_tokens=cap)
 
 
 @dataclass(frozen=True, slots=True)

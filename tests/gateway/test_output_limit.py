@@ -1,0 +1,197 @@
+"""Requests that set no output limit: the gateway holds ``default_max_output_tokens`` for
+each answer and, with ``gateway.output_limit = "enforce"`` (the default), sends that limit
+upstream, so no answer costs more than its hold and a hard cap holds under concurrency —
+on SQLite and with several gateway processes on one PostgreSQL ledger. The simulated
+provider is asked for answers far longer than the limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from decimal import Decimal
+
+import openai
+import pytest
+from google.genai import types
+
+from kakin.gateway.server import RunningGateway
+from kakin.ledger import Ledger
+
+from .conftest import MakeTenant, Tenant, start_gateway, tenant_factory
+
+HELD = 32  # gateway.default_max_output_tokens in this module
+LONG = "tokens=400"  # the simulated answer, before any output limit: about 400 words
+CAP = Decimal("0.0004")  # a hard cap with room for about a dozen holds of gpt-4o-mini
+
+
+def limited_gateway(url: str, **env: str) -> tuple[Ledger, RunningGateway]:
+    return start_gateway(url, KAKIN_GATEWAY__DEFAULT_MAX_OUTPUT_TOKENS=str(HELD), **env)
+
+
+@pytest.fixture(scope="module")
+def make(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeTenant]:
+    """A gateway on SQLite in local accounting, enforcing output limits (the defaults)."""
+    ledger, gateway = limited_gateway(f"sqlite:///{tmp_path_factory.mktemp('limit') / 'kakin.db'}")
+    try:
+        yield tenant_factory(ledger, gateway)
+    finally:
+        gateway.stop()
+        ledger.close()
+
+
+def reserved(raw: object) -> Decimal:
+    return Decimal(raw.headers["x-kakin-reserved-usd"])  # type: ignore[attr-defined]
+
+
+def test_open_ended_chat_is_cut_at_the_held_limit_for_every_choice(make: MakeTenant) -> None:
+    tenant = make()
+    raw = tenant.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "tell me everything"}],
+        n=2,
+        extra_headers={"x-kakin-simulate": LONG},
+    )
+    completion = raw.parse()
+    assert [c.finish_reason for c in completion.choices] == ["length", "length"]
+    assert HELD < completion.usage.completion_tokens <= 2 * HELD
+    record = tenant.record(raw.headers["x-kakin-request-id"])
+    assert 0 < record.cost <= reserved(raw)
+
+
+def test_open_ended_chat_stream_is_cut_at_the_held_limit(make: MakeTenant) -> None:
+    tenant = make()
+    stream = tenant.openai().chat.completions.create(
+        model="o4-mini",  # a reasoning model: the limit is sent as max_completion_tokens
+        messages=[{"role": "user", "content": "tell me everything"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"x-kakin-simulate": LONG},
+    )
+    chunks = list(stream)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens <= HELD
+    [record] = tenant.usage()
+    assert record.output_tokens == chunks[-1].usage.completion_tokens
+
+
+def test_open_ended_response_is_cut_at_the_held_limit(make: MakeTenant) -> None:
+    tenant = make()
+    raw = tenant.openai().responses.with_raw_response.create(
+        model="gpt-5-mini", input="tell me everything", extra_headers={"x-kakin-simulate": LONG}
+    )
+    response = raw.parse()
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.usage.output_tokens <= HELD
+    assert tenant.record(raw.headers["x-kakin-request-id"]).cost <= reserved(raw)
+
+
+def test_open_ended_gemini_answer_is_cut_at_the_held_limit(make: MakeTenant) -> None:
+    tenant = make()
+    client = tenant.genai()
+    config = types.GenerateContentConfig(
+        http_options=types.HttpOptions(headers={"x-kakin-simulate": LONG}),
+    )
+    response = client.models.generate_content(
+        model="gemini-2.5-flash", contents="tell me everything", config=config
+    )
+    assert response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    meta = response.usage_metadata
+    assert (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0) <= HELD
+    headers = response.sdk_http_response.headers
+    assert tenant.record(headers["x-kakin-request-id"]).cost <= Decimal(headers["x-kakin-reserved-usd"])
+
+
+def test_a_request_that_sets_its_own_limit_gets_it(make: MakeTenant) -> None:
+    tenant = make()
+    completion = tenant.openai().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "tell me everything"}],
+        max_tokens=10 * HELD,
+        extra_headers={"x-kakin-simulate": LONG},
+    )
+    assert HELD < completion.usage.completion_tokens <= 10 * HELD
+
+
+def test_hold_only_forwards_the_request_unchanged(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The trade-off of ``output_limit = "hold_only"``: the answer is not cut, and costs more
+    than was held for it."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('hold_only') / 'kakin.db'}"
+    ledger, gateway = limited_gateway(url, KAKIN_GATEWAY__OUTPUT_LIMIT="hold_only")
+    try:
+        tenant = tenant_factory(ledger, gateway)()
+        raw = tenant.openai().chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "tell me everything"}],
+            extra_headers={"x-kakin-simulate": LONG},
+        )
+        completion = raw.parse()
+        assert completion.choices[0].finish_reason == "stop"
+        assert completion.usage.completion_tokens > HELD
+        assert tenant.record(raw.headers["x-kakin-request-id"]).cost > reserved(raw)
+    finally:
+        gateway.stop()
+        ledger.close()
+
+
+# ---------------------------------------------------------------- the hard cap under concurrency
+
+
+async def open_ended(client: openai.AsyncOpenAI, count: int) -> list[object]:
+    """``count`` chat requests at once, none setting max_tokens, each asking for a long answer."""
+
+    async def one(i: int) -> object:
+        try:
+            return await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"tell me everything, part {i}"}],
+                extra_headers={"x-kakin-simulate": f"latency=30ms;{LONG}"},
+            )
+        except openai.APIStatusError as refused:
+            return refused
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def assert_cap_held(tenant: Tenant, results: list[object]) -> None:
+    """SPEC: without max_tokens a hard cap is passed by at most one request's actual cost."""
+    served = [r for r in results if not isinstance(r, openai.APIStatusError)]
+    refused = [r for r in results if isinstance(r, openai.APIStatusError)]
+    assert served and refused, "the cap should let some requests through and stop others"
+    assert {r.status_code for r in refused} == {402}
+    records = tenant.usage()
+    assert len(records) == len(served)
+    balance = tenant.balance()
+    assert balance.spent == sum(r.cost for r in records)
+    assert balance.spent <= CAP + max(r.cost for r in records)
+    assert balance.held == 0
+    assert tenant.ledger.reconcile(tenant.org.id).ok
+
+
+async def test_120_concurrent_open_ended_requests_keep_a_hard_cap(make: MakeTenant) -> None:
+    tenant = make(credit="5")
+    tenant.ledger.set_budget(tenant.org.id, period="month", limit=CAP, hard_cap=True)
+    assert_cap_held(tenant, await open_ended(tenant.async_openai(timeout=30), 120))
+
+
+@pytest.mark.postgres
+async def test_four_gateways_on_one_postgresql_ledger_keep_a_hard_cap_on_open_ended_requests(
+    gateway_pg_url: str,
+) -> None:
+    """Four gateways over one PostgreSQL ledger (shared accounting), 30 requests each at once."""
+    running = [limited_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared") for _ in range(4)]
+    try:
+        tenant = tenant_factory(*running[0])(credit="5")
+        tenant.ledger.set_budget(tenant.org.id, period="month", limit=CAP, hard_cap=True)
+        clients = [
+            openai.AsyncOpenAI(
+                base_url=gateway.url + "/v1", api_key=tenant.plaintext, max_retries=0, timeout=30
+            )
+            for _, gateway in running
+        ]
+        batches = await asyncio.gather(*(open_ended(client, 30) for client in clients))
+        assert_cap_held(tenant, [result for batch in batches for result in batch])
+    finally:
+        for ledger, gateway in running:
+            gateway.stop()
+            ledger.close()
