@@ -332,3 +332,30 @@ def pg_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) 
     where = " AND ".join(f"t.{k} = x.{k}" for k in keys)
     source = f"json_populate_recordset(null::{table_name}, %(rows)s)"
     return f"UPDATE {table_name} AS t SET {sets} FROM {source} AS x WHERE {where}"
+
+
+# Rollups: rows added to the ones already there (kakin.ledger.rollups), one statement per table.
+
+
+@cache
+def sqlite_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, ...]) -> tuple[str, Any]:
+    """INSERT … ON CONFLICT (``keys``) DO UPDATE adding ``measures``, and its row converter."""
+    columns = (*keys, *measures)
+    adds = ", ".join(f"{m} = {m} + excluded.{m}" for m in measures)
+    sql = (
+        f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
+    )
+    return sql, _sqlite_converter(table_name, columns)
+
+
+@lru_cache(maxsize=8)
+def pg_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, ...]) -> str:
+    """The same on PostgreSQL, from one JSON document of rows with distinct keys."""
+    columns = ", ".join((*keys, *measures))
+    adds = ", ".join(f"{m} = t.{m} + excluded.{m}" for m in measures)
+    return (
+        f"INSERT INTO {table_name} AS t ({columns}) SELECT {columns} "
+        f"FROM json_populate_recordset(null::{table_name}, %(rows)s) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
+    )
