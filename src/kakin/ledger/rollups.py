@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from operator import add
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -102,38 +103,61 @@ def unit_of(component: str, unit: str | None = None, direction: str | None = Non
     return "other"
 
 
+_unit_at: dict[tuple[Any, Any, Any], int] = {}  # (component, unit, direction) → money column
+_COUNTED: Final = {  # units whose quantity comes from the cost lines (the rest from the record)
+    _UNIT_AT["cache_write"]: _CACHE_WRITE,
+    _UNIT_AT["reasoning"]: _REASONING,
+    _UNIT_AT["images"]: _IMAGES,
+}
+_AUDIO_AT: Final = _UNIT_AT["audio"]
+_OTHER_AT: Final = _UNIT_AT["other"]
+_SAVED_CACHE, _SAVED_ROUTING = MEASURES.index("cache_saved_pico"), MEASURES.index("routing_saved_pico")
+_ZEROS: Final = [0] * len(MEASURES)
+
+
 def measures(record: Mapping[str, Any]) -> list[int]:
     """The rollup measures of one usage record (a row of ``usage_records`` as a dict)."""
-    values = [0] * len(MEASURES)
+    values = _ZEROS.copy()
     values[0] = 1
-    values[1] = 1 if record["cache_hit"] else 0
-    values[2] = 1 if record["routed_from"] else 0
+    if record["cache_hit"]:
+        values[1] = 1
+    if record["routed_from"]:
+        values[2] = 1
     cost = record["cost_pico"]
     values[_COST] = cost
-    values[MEASURES.index("cache_saved_pico")] = record["cache_saved_pico"]
-    values[MEASURES.index("routing_saved_pico")] = record["routing_saved_pico"]
-    lines = _lines(record["cost_items"])
-    itemised = 0
+    values[_SAVED_CACHE] = record["cache_saved_pico"]
+    values[_SAVED_ROUTING] = record["routing_saved_pico"]
+    itemised = lines = 0
     largest = -1
-    for unit, quantity, amount in lines:
-        at = _UNIT_AT[unit]
+    items = record["cost_items"]
+    for item in _parsed(items) if items is not None else ():
+        if type(item) is not dict:
+            continue
+        described = (item.get("component"), item.get("unit"), item.get("direction"))
+        at = _unit_at.get(described)
+        if at is None:
+            if type(described[0]) is not str:
+                continue  # a note, not a priced line
+            at = _unit_at.setdefault(described, _UNIT_AT[unit_of(*described)])
+        amount = _pico(item.get("amount"))
+        if amount is None:
+            continue
+        lines += 1
         values[at] += amount
         itemised += amount
         if largest < 0 or abs(values[at]) > abs(values[largest]):
             largest = at
-        if unit == "cache_write":
-            values[_CACHE_WRITE] += int(quantity)
-        elif unit == "reasoning":
-            values[_REASONING] += int(quantity)
-        elif unit == "images":
-            values[_IMAGES] += int(quantity)
-        elif unit == "audio":
-            values[_AUDIO_MS] += int((quantity * 1000).to_integral_value())
+        counted = _COUNTED.get(at)
+        if counted is not None or at == _AUDIO_AT:
+            quantity = _quantity(item.get("quantity"))
+            if at == _AUDIO_AT:
+                values[_AUDIO_MS] += int((quantity * 1000).to_integral_value())
+            else:
+                values[counted] += int(quantity)  # type: ignore[index]
     rest = cost - itemised
     if rest:
         # Rounding between the lines and the charged total, or an amount no line explains.
-        at = largest if largest >= 0 and abs(rest) <= len(lines) else _UNIT_AT["other"]
-        values[at] += rest
+        values[largest if largest >= 0 and abs(rest) <= lines else _OTHER_AT] += rest
     cached = record["cached_tokens"]
     values[_CACHED] = cached
     values[_INPUT_TOKENS] = max(record["input_tokens"] - cached - values[_CACHE_WRITE], 0)
@@ -141,34 +165,39 @@ def measures(record: Mapping[str, Any]) -> list[int]:
     return values
 
 
-def _lines(cost_items: Any) -> list[tuple[str, Decimal, int]]:
-    """(unit, quantity, picodollars) of each priced line; anything else is not a line."""
-    if cost_items is None:
-        return []
+def _parsed(cost_items: Any) -> Any:
+    """Stored cost items as Python values: a list of lines (anything else has none)."""
     if isinstance(cost_items, str):
         try:
             cost_items = orjson.loads(str(cost_items))  # orjson takes no subclass (JsonText)
         except orjson.JSONDecodeError:
-            return []
-    if not isinstance(cost_items, list):
-        return []
-    lines = []
-    for item in cost_items:
-        if not isinstance(item, dict):
-            continue
-        component = item.get("component")
-        if not isinstance(component, str):
-            continue
-        try:
-            amount = to_pico(Decimal(str(item.get("amount", "0"))))
-            quantity = Decimal(str(item.get("quantity", "0")))
-        except (InvalidOperation, ValueError, OverflowError):
-            continue
-        if not quantity.is_finite():
-            continue
-        unit = unit_of(component, item.get("unit"), item.get("direction"))
-        lines.append((unit, quantity, amount))
-    return lines
+            return ()
+    if type(cost_items) is dict:
+        return (cost_items,)
+    return cost_items if type(cost_items) is list else ()
+
+
+def _pico(amount: Any) -> int | None:
+    """A decimal-string USD amount in picodollars, or None when it is not an amount. Amounts
+    of 12 decimals or fewer (all of kakin's) are read as text; others go through Decimal."""
+    if type(amount) is str:
+        whole, dot, fraction = amount.partition(".")
+        if len(fraction) <= 12 and whole.lstrip("-").isdigit() and (not dot or fraction.isdigit()):
+            pico = int(whole.lstrip("-")) * 10**12 + int(fraction.ljust(12, "0") or 0)
+            return -pico if whole.startswith("-") else pico
+    try:
+        number = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return None
+    return to_pico(number) if number.is_finite() else None
+
+
+def _quantity(quantity: Any) -> Decimal:
+    try:
+        number = Decimal(str(quantity))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
+    return number if number.is_finite() else Decimal(0)
 
 
 # Buckets -------------------------------------------------------------------------------
@@ -199,22 +228,19 @@ Key = tuple[str, datetime, str, str, str]
 def roll_up(
     records: Iterable[Mapping[str, Any]], timezone_of: Mapping[str, str]
 ) -> tuple[dict[Key, list[int]], dict[Key, list[int]]]:
-    """Hour and day rollups of ``records``: one row per key, records sharing one added up."""
+    """Hour and day rollups of ``records``: one entry per key, records sharing one added up.
+    (Entries are replaced, never changed in place, so the two tables may share a list.)"""
     hours: dict[Key, list[int]] = {}
     days: dict[Key, list[int]] = {}
     for record in records:
         org_id = record["org_id"]
         hour, day = buckets(timezone_of[org_id], record["occurred_at"])
         values = measures(record)
-        rest = (record["project_id"], record["key_id"] or NO_KEY, record["model"])
+        project, key, model = record["project_id"], record["key_id"] or NO_KEY, record["model"]
         for table, start in ((hours, hour), (days, day)):
-            key = (org_id, start, *rest)
-            known = table.get(key)
-            if known is None:
-                table[key] = values if table is hours else values.copy()
-            else:
-                for i, value in enumerate(values):
-                    known[i] += value
+            at = (org_id, start, project, key, model)
+            known = table.get(at)
+            table[at] = values if known is None else list(map(add, known, values))
     return hours, days
 
 

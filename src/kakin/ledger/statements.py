@@ -338,15 +338,23 @@ def pg_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) 
 
 
 @cache
-def sqlite_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, ...]) -> tuple[str, Any]:
-    """INSERT … ON CONFLICT (``keys``) DO UPDATE adding ``measures``, and its row converter."""
+def sqlite_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, ...]) -> str:
+    """INSERT … ON CONFLICT (``keys``) DO UPDATE adding ``measures``."""
     columns = (*keys, *measures)
     adds = ", ".join(f"{m} = {m} + excluded.{m}" for m in measures)
-    sql = (
+    return (
         f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
     )
-    return sql, _sqlite_converter(table_name, columns)
+
+
+def sqlite_rollup_rows(rollup: dict[Any, list[int]]) -> list[list[Any]]:
+    """Rollup entries (org, start, project, key, model) → measures as parameter lists."""
+    known = _times
+    return [
+        [org, known.get(start) or _sqlite_time(start), project, key, model, *values]
+        for (org, start, project, key, model), values in rollup.items()
+    ]
 
 
 @lru_cache(maxsize=8)

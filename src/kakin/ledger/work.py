@@ -488,13 +488,12 @@ class Work:
         timezone_of = {org_id: org["timezone"] for org_id, org in self.orgs.items()}
         hours, days = rollups.roll_up(usage, timezone_of)
         for table, rollup in ((s.rollup_hours, hours), (s.rollup_days, days)):
-            rows = rollups.rows(rollup)
             if self.postgres:
                 sql = q.pg_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
-                self.conn.exec_driver_sql(sql, q.pg_rows(rows, ()))
+                self.conn.exec_driver_sql(sql, q.pg_rows(rollups.rows(rollup), ()))
             else:
-                sql, convert = q.sqlite_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
-                self.driver.executemany(sql, map(convert, rows))
+                sql = q.sqlite_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
+                self.driver.executemany(sql, q.sqlite_rollup_rows(rollup))
 
     def _update_orgs(self, orgs: list[Row]) -> None:
         stored = self.stored_settings
