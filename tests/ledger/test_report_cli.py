@@ -257,3 +257,62 @@ def test_ledger_show_names_the_model_and_tokens_of_each_charge(seeded: str) -> N
         ("claude", 2000, 100, "tokyo-req-1"),
         ("gpt-4o", 100, 10, "tokyo-req-3"),
     ]  # the cache hit charged nothing: no entry
+
+
+def test_whatif_reprices_each_models_usage_with_the_catalog(seeded: str) -> None:
+    from kakin.catalog import Catalog
+    from kakin.pricing import Usage, price
+
+    shown = json.loads(
+        run("whatif", "tokyo", "--model", "gpt-4o-mini", "--from", "2024-03-09", "--to", "2024-03-11",
+            "--format", "json", "--database-url", seeded)
+    )  # fmt: skip
+    at = datetime(2024, 3, 10, 15, 0, tzinfo=UTC)  # the period's end, 00:00 in Tokyo
+    catalog = Catalog.default()
+
+    def cost(usage: Usage) -> Decimal:
+        return price(usage, "gpt-4o-mini", at=at, catalog=catalog).total
+
+    # gpt-4o: 3 requests, 1,100 input and 210 output tokens: 3 × the average request + the rest
+    on_gpt = 3 * cost(Usage(input_tokens=366, output_tokens=70)) + cost(Usage(input_tokens=2, requests=0))
+    on_claude = cost(Usage(input_tokens=2000, cache_read_tokens=500, output_tokens=100))
+    rows = {r["model"]: r for r in shown["rows"]}
+    assert Decimal(rows["gpt-4o"]["on_0"]) == on_gpt and rows["gpt-4o"]["cost"] == "0.00485"
+    assert Decimal(rows["claude"]["on_0"]) == on_claude
+    assert Decimal(shown["total"]["on_0"]) == on_gpt + on_claude and shown["total"]["cost"] == "0.00945"
+    assert shown["targets"] == {"on_0": "gpt-4o-mini"} and shown["timezone"] == "Asia/Tokyo"
+    unknown = runner.invoke(app, ["whatif", "tokyo", "--model", "no-such-model", "--database-url", seeded])
+    assert unknown.exit_code == 2
+
+
+def test_forecast_runs_on_the_organisations_recorded_days(seeded: str) -> None:
+    from datetime import date
+
+    from kakin.estimate import forecast_month
+    from kakin.money import decimal_str
+
+    shown = json.loads(
+        run(
+            "forecast",
+            "--org",
+            "tokyo",
+            "--as-of",
+            "2024-03-10",
+            "--format",
+            "json",
+            "--database-url",
+            seeded,
+        )
+    )
+    # The 28 days up to 3/10 in Tokyo: spend on 3/9 and 3/10, nothing on the other days.
+    daily = {
+        date(2024, 2, 13): Decimal(0),
+        date(2024, 3, 9): Decimal("0.0045"),
+        date(2024, 3, 10): Decimal("0.00495"),
+    }
+    expected = forecast_month(daily, as_of=date(2024, 3, 10))
+    figures = {row["figure"]: row["amount"] for row in shown[0]["rows"]}
+    assert figures["spent to date"] == decimal_str(expected.spent_to_date) == "0.00945"
+    assert figures["projected total"] == decimal_str(expected.projected)
+    both = runner.invoke(app, ["forecast", "x.csv", "--org", "tokyo", "--database-url", seeded])
+    assert both.exit_code == 2

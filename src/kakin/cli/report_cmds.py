@@ -1,4 +1,4 @@
-"""Spend report commands: ``kakin report`` and ``kakin usage show|list``.
+"""Spend report commands: ``kakin report``, ``kakin whatif`` and ``kakin usage show|list``.
 
 The numbers come from kakin.reports (the same queries the admin API and the pages use); this
 module only turns them into tables, JSON and CSV. Every report states the organisation's
@@ -26,7 +26,7 @@ from kakin.cli.output import (
 
 if TYPE_CHECKING:
     from kakin.ledger import Ledger
-    from kakin.reports import RequestDetail, RequestPage, SpendReport
+    from kakin.reports import RequestDetail, RequestPage, SpendReport, WhatIf
 
 usage_app = typer.Typer(help="Metered requests: one request's itemised cost, the request log.")
 
@@ -53,6 +53,7 @@ ModelOption = Annotated[str | None, typer.Option("--model", help="only this mode
 
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
+    app.command("whatif")(whatif)
     usage_app.info.no_args_is_help = True
     app.add_typer(usage_app, name="usage")
 
@@ -203,6 +204,83 @@ def _period(start: datetime, end: datetime) -> str:
 
 def _filters(result: SpendReport) -> dict[str, str | None]:
     return {"project": result.project_id, "key": result.key_id, "model": result.model}
+
+
+# whatif ------------------------------------------------------------------------------------
+
+
+def whatif(
+    org: Annotated[str | None, typer.Argument(help="organisation id or name (default: the only one)")] = None,
+    models: Annotated[
+        list[str] | None, typer.Option("--model", help="a model to reprice on (repeat for several)")
+    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    project: ProjectOption = None,
+    key: KeyOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    currency: CurrencyOption = None,
+    database_url: DbOption = None,
+) -> None:
+    """What the period's usage would have cost on other models, beside what it cost."""
+    from kakin.cli.output import load_catalog
+    from kakin.reports import Reports
+
+    if not models:
+        fail("name a model to reprice on with --model (repeat it to compare several)")
+    fx = resolve_currency(currency)
+    catalog = load_catalog()
+    with _ledger(database_url) as ledger:
+        result = Reports(ledger).whatif(
+            _org(ledger, org), models, start=start, end=end, project=project, key=key, catalog=catalog
+        )
+    emit(whatif_report(result), fmt, fx)
+
+
+def whatif_report(result: WhatIf) -> Report:
+    targets = {f"on_{n}": model for n, model in enumerate(result.targets)}
+    notes = [
+        f"days in {result.timezone}; prices in force at {result.priced_at.isoformat(timespec='seconds')}",
+        "each request priced as its model's average request of the period (which sets the context tier)",
+    ]
+    if result.unpriced:
+        notes.append(f"not repriced (kept out of the comparison): {', '.join(result.unpriced)}")
+    return Report(
+        f"What if: {result.org_name}, {_period(result.start, result.end)} ({result.timezone})",
+        [
+            Column("model", "ran on"),
+            Column("requests", "requests", "int"),
+            Column("input_tokens", "input tokens", "int"),
+            Column("output_tokens", "output tokens", "int"),
+            Column("cost", "cost", "money"),
+            *(Column(key, f"on {model}", "money") for key, model in targets.items()),
+        ],
+        rows=[
+            {
+                "model": line.model,
+                "requests": line.requests,
+                "input_tokens": line.input_tokens,
+                "output_tokens": line.output_tokens,
+                "cost": line.cost,
+                **{key: line.on[model] for key, model in targets.items()},
+            }
+            for line in result.lines
+        ],
+        total={
+            "model": "total",
+            "requests": sum(line.requests for line in result.lines),
+            "cost": result.cost,
+            **{key: result.totals[model] for key, model in targets.items()},
+        },
+        notes=notes,
+        extra={
+            "timezone": result.timezone,
+            "from": result.start.isoformat(),
+            "to": result.end.isoformat(),
+            "priced_at": result.priced_at.isoformat(),
+            "targets": targets,
+        },
+    )
 
 
 # usage -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from kakin.reports.results import (
     GROUPINGS,
     CostLine,
     Grouping,
+    Repriced,
     RequestDetail,
     RequestLine,
     RequestPage,
@@ -22,6 +23,7 @@ from kakin.reports.results import (
     SpendLine,
     SpendReport,
     UnitLine,
+    WhatIf,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "CostLine",
     "Grouping",
     "Reports",
+    "Repriced",
     "RequestDetail",
     "RequestLine",
     "RequestPage",
@@ -36,4 +39,5 @@ __all__ = [
     "SpendLine",
     "SpendReport",
     "UnitLine",
+    "WhatIf",
 ]

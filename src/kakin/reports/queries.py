@@ -27,6 +27,7 @@ from kakin.reports.results import (
     GROUPINGS,
     CostLine,
     Grouping,
+    Repriced,
     RequestDetail,
     RequestLine,
     RequestPage,
@@ -34,6 +35,7 @@ from kakin.reports.results import (
     SpendLine,
     SpendReport,
     UnitLine,
+    WhatIf,
 )
 
 MAX_PAGE = 500
@@ -172,6 +174,67 @@ class Reports:
                 r.NO_KEY: "no key"
             }
         return {}
+
+    # What if ------------------------------------------------------------------------------
+
+    def whatif(
+        self,
+        org: str,
+        models: Sequence[str],
+        *,
+        start: Range = None,
+        end: Range = None,
+        project: str | None = None,
+        key: str | None = None,
+        catalog: Any = None,
+    ) -> WhatIf:
+        """The period's usage, model by model, repriced on each of ``models`` (prices in force
+        at the period's end, or now if sooner). Each request is taken to be its model's
+        average request of the period, which picks the context tier; requests, tokens by
+        kind (uncached, cached, cache-written input; output with reasoning) are repriced."""
+        from kakin.pricing import Usage, price
+
+        targets = tuple(dict.fromkeys(m.strip() for m in models if m and m.strip()))
+        if not targets:
+            raise InvalidInput("name at least one model to reprice the usage on")
+        report = self.spend(org, by="model", start=start, end=end, project=project, key=key)
+        at = min(report.end, self.ledger.now()).astimezone(UTC)
+        for target in targets:  # an unknown model is refused even when there is nothing to reprice
+            price(Usage(requests=0), target, at=at, catalog=catalog)
+        lines = []
+        totals = dict.fromkeys(targets, Decimal(0))
+        for line in report.lines:
+            spent = line.spend
+            counts = Usage(
+                input_tokens=spent.input_tokens + spent.cached_tokens + spent.cache_write_tokens,
+                cache_read_tokens=spent.cached_tokens,
+                cache_write_tokens=spent.cache_write_tokens,
+                output_tokens=spent.output_tokens + spent.reasoning_tokens,
+                output_reasoning_tokens=spent.reasoning_tokens,
+                requests=spent.requests,
+            )
+            on = {target: _reprice(counts, target, at, catalog, price, Usage) for target in targets}
+            for target, amount in on.items():
+                totals[target] += amount
+            lines.append(
+                Repriced(
+                    line.group, spent.requests, counts.input_tokens, counts.output_tokens, spent.cost, on
+                )
+            )
+        left_out = tuple(u.unit for u in report.units if u.unit in ("images", "audio", "other") and u.cost)
+        return WhatIf(
+            org_id=report.org_id,
+            org_name=report.org_name,
+            timezone=report.timezone,
+            start=report.start,
+            end=report.end,
+            targets=targets,
+            priced_at=at,
+            lines=tuple(lines),
+            cost=report.total.cost,
+            totals=totals,
+            unpriced=left_out,
+        )
 
     # One request -------------------------------------------------------------------------
 
@@ -325,6 +388,26 @@ def _request_line(row: Any, zone: Any) -> RequestLine:
 def key_label(name: str, prefix: str) -> str:
     """A key as people recognise it: its name and public prefix, never the secret."""
     return f"{name} (kk-{prefix}-…)"
+
+
+def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, usage: Any) -> Decimal:
+    """``counts`` (summed over many requests) on ``model``: n times the average request,
+    plus what is left of each count over n, priced with it (pricing is linear in counts)."""
+    n = counts.requests
+    if n == 0:
+        return Decimal(0)
+    names = (
+        "input_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "output_reasoning_tokens",
+    )
+    average = usage(**{name: getattr(counts, name) // n for name in names}, requests=1)
+    rest = usage(**{name: getattr(counts, name) % n for name in names}, requests=0)
+    each = price(average, model, at=at, catalog=catalog).total
+    left = price(rest, model, at=at, catalog=catalog).total if any(getattr(rest, k) for k in names) else 0
+    return each * n + left
 
 
 # Building results -----------------------------------------------------------------------

@@ -167,3 +167,32 @@ class RequestPage:
     timezone: str
     lines: Sequence[RequestLine]
     next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Repriced:
+    """The usage of one recorded model, at its recorded cost and on each other model."""
+
+    model: str  # the model the requests ran on
+    requests: int
+    input_tokens: int  # all input
+    output_tokens: int  # all output
+    cost: Decimal  # what it was charged
+    on: dict[str, Decimal]  # target model → what the same usage would have cost
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    """A period's usage repriced on other models, side by side with what it cost."""
+
+    org_id: str
+    org_name: str
+    timezone: str
+    start: datetime  # local, aware
+    end: datetime
+    targets: tuple[str, ...]
+    priced_at: datetime  # the catalog's prices in force at this instant
+    lines: tuple[Repriced, ...]
+    cost: Decimal
+    totals: dict[str, Decimal]  # target model → the whole period's cost on it
+    unpriced: tuple[str, ...]  # what a token reprice leaves out (images, audio, other units)
