@@ -333,3 +333,25 @@ def test_the_migration_builds_the_rollups_of_an_existing_ledger(tmp_path: Path, 
     assert (stored(ledger, s.rollup_hours), stored(ledger, s.rollup_days)) == written
     assert totals(written[1])["input_pico"] == 30 * 5 * 10**11
     ledger.close()
+
+
+def test_reasoning_tokens_take_their_share_of_the_output_line(ledger: Ledger) -> None:
+    org = ledger.create_org("thinker", payment_label="card")
+    project = ledger.create_project(org.id, "p")
+    out = {"component": "output", "quantity": "1000", "unit": "token", "direction": "output"}
+    items = [{**out, "unit_price": "0.00001", "amount": "0.01"}]
+    usage = UsageDetail(
+        provider="sim", input_tokens=5, output_tokens=1000, reasoning_tokens=600, cost_items=items
+    )
+    ledger.post(Scope(org.id, project.id, None, "o3"), Decimal("0.01"), usage, idempotency_key="a")
+    ((_, day),) = ((k, v) for k, v in stored(ledger, s.rollup_days).items() if k[0] == org.id)
+    assert (day["output_tokens"], day["reasoning_tokens"]) == (400, 600)
+    assert (day["output_pico"], day["reasoning_pico"]) == (4 * 10**9, 6 * 10**9)  # 600 × $0.00001
+    assert ledger.usage(org.id)[0].reasoning_tokens == 600
+    too_many = UsageDetail(provider="sim", output_tokens=10, reasoning_tokens=11)
+    try:
+        ledger.post(Scope(org.id, project.id, None, "o3"), Decimal(0), too_many, idempotency_key="b")
+    except KakinError as refused:
+        assert "reasoning_tokens" in str(refused)
+    else:
+        raise AssertionError("more reasoning than output tokens was accepted")

@@ -110,6 +110,8 @@ _COUNTED: Final = {  # units whose quantity comes from the cost lines (the rest 
     _UNIT_AT["images"]: _IMAGES,
 }
 _AUDIO_AT: Final = _UNIT_AT["audio"]
+_OUTPUT_AT: Final = _UNIT_AT["output"]
+_REASONING_AT: Final = _UNIT_AT["reasoning"]
 _OTHER_AT: Final = _UNIT_AT["other"]
 _SAVED_CACHE, _SAVED_ROUTING = MEASURES.index("cache_saved_pico"), MEASURES.index("routing_saved_pico")
 _ZEROS: Final = [0] * len(MEASURES)
@@ -129,6 +131,7 @@ def measures(record: Mapping[str, Any]) -> list[int]:
     values[_SAVED_ROUTING] = record["routing_saved_pico"]
     itemised = lines = 0
     largest = -1
+    output_rate = None  # USD per output token, to tell the reasoning tokens' share
     items = record["cost_items"]
     for item in _parsed(items) if items is not None else ():
         if type(item) is not dict:
@@ -147,6 +150,8 @@ def measures(record: Mapping[str, Any]) -> list[int]:
         itemised += amount
         if largest < 0 or abs(values[at]) > abs(values[largest]):
             largest = at
+        if at == _OUTPUT_AT and described[0] == "output":
+            output_rate = item.get("unit_price")
         counted = _COUNTED.get(at)
         if counted is not None or at == _AUDIO_AT:
             quantity = _quantity(item.get("quantity"))
@@ -158,6 +163,14 @@ def measures(record: Mapping[str, Any]) -> list[int]:
     if rest:
         # Rounding between the lines and the charged total, or an amount no line explains.
         values[largest if largest >= 0 and abs(rest) <= lines else _OTHER_AT] += rest
+    reasoning = record.get("reasoning_tokens") or 0
+    if reasoning > values[_REASONING]:  # reported by the provider, billed on the output line
+        if output_rate is not None and not values[_REASONING_AT]:
+            share = _pico(str(_quantity(output_rate) * reasoning))
+            moved = min(share or 0, values[_OUTPUT_AT])
+            values[_OUTPUT_AT] -= moved
+            values[_REASONING_AT] += moved
+        values[_REASONING] = reasoning
     cached = record["cached_tokens"]
     values[_CACHED] = cached
     values[_INPUT_TOKENS] = max(record["input_tokens"] - cached - values[_CACHE_WRITE], 0)

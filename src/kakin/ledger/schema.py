@@ -245,6 +245,7 @@ usage_records = Table(
     Column("input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
     Column("cached_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False, server_default="0"),  # part of output
     Column("cost_pico", BigInteger, nullable=False),
     Column("cost_items", JSON),
     Column("occurred_at", UTCDateTime, nullable=False),  # when the request started (its hold)

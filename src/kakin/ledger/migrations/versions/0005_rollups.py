@@ -1,5 +1,5 @@
 """Spend rollups by the organisation's local hour and day, built from the usage records;
-usage records found by request id.
+usage records found by request id, and keeping their reasoning tokens.
 
 From here on the ledger adds each usage record to its rollups in the transaction that writes
 it (kakin.ledger.rollups); this revision builds the rollups of the records already there,
@@ -63,6 +63,10 @@ def upgrade() -> None:
             ),
         )
     op.create_index("ix_usage_records_request_id", "usage_records", ["request_id"])
+    with op.batch_alter_table("usage_records") as batch_op:
+        batch_op.add_column(
+            sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False, server_default="0")
+        )
     _backfill(op.get_bind())
 
 
@@ -82,6 +86,7 @@ def _backfill(conn: sa.Connection) -> None:
         u.c.input_tokens,
         u.c.output_tokens,
         u.c.cached_tokens,
+        u.c.reasoning_tokens,
         u.c.cost_pico,
         u.c.cost_items,
         u.c.occurred_at,
@@ -99,6 +104,8 @@ def _backfill(conn: sa.Connection) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("usage_records") as batch_op:
+        batch_op.drop_column("reasoning_tokens")
     op.drop_index("ix_usage_records_request_id", table_name="usage_records")
     for name in reversed(_TABLES):
         op.drop_table(name)
