@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from tests.gateway import expected
-from tests.gateway.conftest import Tenant
 from typer.testing import CliRunner
 
 from kakin.cli import app
 from kakin.pricing import price
 from kakin.reports import Reports
+
+from . import expected
+from .conftest import Tenant
 
 
 def test_a_reasoning_request_shows_its_reasoning_tokens_and_their_cost(tenant: Tenant) -> None:
