@@ -306,6 +306,14 @@ def test_money_by_unit_adds_up_to_the_charge() -> None:
         0,
     )
     assert (got["input_tokens"], got["cached_tokens"], got["cache_write_tokens"]) == (700, 200, 100)
+    # Lines that do not add up to the charge, or are not priced lines, explain nothing.
+    for odd in (items[:1], [*items, {"component": "x", "unit": ["?"], "amount": {"no": 1}}]):
+        got = named(rollups.measures({**base, "cost_pico": 450_001, "cost_items": odd}))
+        assert (got["other_pico"], got["input_pico"], got["cache_write_tokens"]) == (450_001, 0, 0)
+    huge = [{**items[1], "quantity": "1e30", "amount": "0.000000450001"}]
+    assert (
+        named(rollups.measures({**base, "cost_pico": 450_001, "cost_items": huge}))["other_pico"] == 450_001
+    )
     # No itemised cost: all of it is "other"; tokens still counted.
     got = named(rollups.measures({**base, "cost_pico": 5, "cost_items": {"note": "imported"}}))
     assert (got["other_pico"], got["cost_pico"], got["input_tokens"], got["output_tokens"]) == (5, 5, 800, 10)
