@@ -314,6 +314,9 @@ def test_money_by_unit_adds_up_to_the_charge() -> None:
     assert (
         named(rollups.measures({**base, "cost_pico": 450_001, "cost_items": huge}))["other_pico"] == 450_001
     )
+    for amount in ("1e999999999", "9" * 5000, "NaN", "-Infinity"):
+        odd = [{**items[0], "amount": amount}]
+        assert named(rollups.measures({**base, "cost_pico": 7, "cost_items": odd}))["other_pico"] == 7
     # No itemised cost: all of it is "other"; tokens still counted.
     got = named(rollups.measures({**base, "cost_pico": 5, "cost_items": {"note": "imported"}}))
     assert (got["other_pico"], got["cost_pico"], got["input_tokens"], got["output_tokens"]) == (5, 5, 800, 10)

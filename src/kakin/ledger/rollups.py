@@ -160,6 +160,7 @@ def measures(record: Mapping[str, Any]) -> list[int]:
 
 Line = tuple[int, int, int | None, int]  # money column, picodollars, quantity column, quantity
 _MAX_QUANTITY: Final = 10**13  # as kakin.pricing's largest count
+_MAX_AMOUNT: Final = Decimal(10**7)  # USD; no line of one charge comes near it
 
 
 def _priced_lines(cost_items: Any) -> list[Line]:
@@ -218,18 +219,20 @@ def _parsed(cost_items: Any) -> Any:
 
 
 def _pico(amount: Any) -> int | None:
-    """A decimal-string USD amount in picodollars, or None when it is not an amount. Amounts
-    of 12 decimals or fewer (all of kakin's) are read as text; others go through Decimal."""
+    """A USD amount (a decimal string, as cost lines hold them) in picodollars, or None when
+    it is not an amount of at most a charge's size. Amounts of 12 decimals or fewer (all of
+    kakin's) are read as text; others go through Decimal."""
     if type(amount) is str:
         whole, dot, fraction = amount.partition(".")
-        if len(fraction) <= 12 and whole.lstrip("-").isdigit() and (not dot or fraction.isdigit()):
-            pico = int(whole.lstrip("-")) * 10**12 + int(fraction.ljust(12, "0") or 0)
+        digits = whole.removeprefix("-")
+        if len(fraction) <= 12 and len(digits) <= 7 and digits.isdigit() and (not dot or fraction.isdigit()):
+            pico = int(digits) * 10**12 + int(fraction.ljust(12, "0") or 0)
             return -pico if whole.startswith("-") else pico
     try:
         number = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return None
-    return to_pico(number) if number.is_finite() else None
+    return to_pico(number) if number.is_finite() and abs(number) <= _MAX_AMOUNT else None
 
 
 def _quantity(quantity: Any) -> Decimal:
