@@ -160,7 +160,7 @@ def measures(record: Mapping[str, Any]) -> list[int]:
 
 Line = tuple[int, int, int | None, int]  # money column, picodollars, quantity column, quantity
 _MAX_QUANTITY: Final = 10**13  # as kakin.pricing's largest count
-_MAX_AMOUNT: Final = Decimal(10**7)  # USD; no line of one charge comes near it
+_MAX_AMOUNT_DIGITS: Final = 7  # a line below $10,000,000: no line of one charge comes near it
 
 
 def _priced_lines(cost_items: Any) -> list[Line]:
@@ -232,7 +232,8 @@ def _pico(amount: Any) -> int | None:
         number = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return None
-    return to_pico(number) if number.is_finite() and abs(number) <= _MAX_AMOUNT else None
+    # adjusted(): the exponent of the leading digit, read without arithmetic (none can overflow)
+    return to_pico(number) if number.is_finite() and number.adjusted() < _MAX_AMOUNT_DIGITS else None
 
 
 def _quantity(quantity: Any) -> Decimal:
