@@ -202,7 +202,7 @@ def _output_rate(cost_items: Any) -> Decimal | None:
     for item in _parsed(cost_items):
         if type(item) is dict and item.get("component") == "output" and "unit_price" in item:
             rate = _quantity(item["unit_price"])
-            return rate if rate <= 1 else None
+            return rate if 0 <= rate <= 1 else None
     return None
 
 
