@@ -366,3 +366,21 @@ def test_reasoning_tokens_take_their_share_of_the_output_line(ledger: Ledger) ->
         assert "reasoning_tokens" in str(refused)
     else:
         raise AssertionError("more reasoning than output tokens was accepted")
+
+
+def test_after_a_timezone_change_every_bucket_still_counts_once(ledger: Ledger, clock) -> None:  # type: ignore[no-untyped-def]
+    from kakin.reports import Reports
+
+    org = ledger.create_org("mover", timezone="UTC", payment_label="card")
+    scope = Scope(org.id, ledger.create_project(org.id, "p").id, None, "m")
+    usage = UsageDetail(provider="sim")
+    for n, moment in enumerate([datetime(2024, 3, 9, 1, 0), datetime(2024, 3, 9, 20, 0)]):
+        clock.set(moment.replace(tzinfo=UTC))
+        ledger.post(scope, Decimal(n + 1), usage, idempotency_key=f"utc{n}")  # one UTC day bucket
+    ledger.update_org(org.id, timezone="Asia/Tokyo")
+    clock.set(datetime(2024, 3, 9, 23, 0, tzinfo=UTC))  # 3/10 08:00 in Tokyo
+    ledger.post(scope, Decimal(4), usage, idempotency_key="tokyo")
+    report = Reports(ledger).spend(org.id, by="day", start="2024-03-09", end="2024-03-11")
+    # The UTC day bucket starts at 3/9 09:00 in Tokyo: it stays whole, in Tokyo's 3/9.
+    assert [(line.group, line.spend.cost) for line in report.lines] == [("2024-03-09", 3), ("2024-03-10", 4)]
+    assert report.total.cost == 7 == sum(line.spend.cost for line in report.lines)
