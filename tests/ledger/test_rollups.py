@@ -322,12 +322,11 @@ def test_money_by_unit_adds_up_to_the_charge() -> None:
     assert (got["other_pico"], got["cost_pico"], got["input_tokens"], got["output_tokens"]) == (5, 5, 800, 10)
 
 
-def test_the_migration_builds_the_rollups_of_an_existing_ledger(tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_migration_builds_the_rollups_of_an_existing_ledger(ledger: Ledger, clock) -> None:  # type: ignore[no-untyped-def]
     from alembic import command
 
     from kakin.ledger.db import alembic_config, migrate
 
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'old.db'}", clock=clock)
     org = ledger.create_org("old", timezone="America/Los_Angeles", payment_label="card")
     project = ledger.create_project(org.id, "p")
     items = [{"component": "input", "quantity": "9", "unit": "token", "direction": "input", "amount": "0.5"}]
@@ -343,7 +342,6 @@ def test_the_migration_builds_the_rollups_of_an_existing_ledger(tmp_path: Path, 
     migrate(ledger.engine)
     assert (stored(ledger, s.rollup_hours), stored(ledger, s.rollup_days)) == written
     assert totals(written[1])["input_pico"] == 30 * 5 * 10**11
-    ledger.close()
 
 
 def test_reasoning_tokens_take_their_share_of_the_output_line(ledger: Ledger) -> None:
