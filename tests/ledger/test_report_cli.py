@@ -167,7 +167,7 @@ def test_csv_table_and_currency(seeded: str) -> None:
         )
     )  # fmt: skip
     assert [r["group"] for r in rows] == ["2024-03-09", "2024-03-10", "total"]
-    assert "cost_jpy" in rows[0]
+    assert "cost_jpy" in rows[0] and {r["timezone"] for r in rows} == {"America/Los_Angeles"}
     table = run("report", "la", "--from", "2024-03-09", "--to", "2024-03-11", "--database-url", seeded)
     assert "America/Los_Angeles" in table and "2024-03-09" in table and "total" in table
 
