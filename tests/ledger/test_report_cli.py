@@ -314,5 +314,6 @@ def test_forecast_runs_on_the_organisations_recorded_days(seeded: str) -> None:
     figures = {row["figure"]: row["amount"] for row in shown[0]["rows"]}
     assert figures["spent to date"] == decimal_str(expected.spent_to_date) == "0.00945"
     assert figures["projected total"] == decimal_str(expected.projected)
+    assert shown[0]["timezone"] == "Asia/Tokyo"
     both = runner.invoke(app, ["forecast", "x.csv", "--org", "tokyo", "--database-url", seeded])
     assert both.exit_code == 2
