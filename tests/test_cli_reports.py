@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from kakin.catalog import Catalog
 from kakin.cli import app
 from kakin.estimate import breakeven, compare_models, forecast_month, image_job, parse_daily_csv, scenario
+from kakin.money import EXACT
 from kakin.pricing import Usage, price
 from kakin.tokens import count_text
 
@@ -215,6 +218,32 @@ def test_image_job_report() -> None:
     assert run_csv([*args, "--currency", "JPY"])[0]["total_jpy"]
 
 
+def test_image_job_report_on_a_model_without_published_tokens_is_an_upper_bound() -> None:
+    """gpt-image-2 takes any size and OpenAI publishes no output tokens per size: the report
+    prices each size by kakin's bound and says it is one."""
+    if Catalog.default().resolve("gpt-image-2", "openai").period().images is None:
+        pytest.skip("the catalog has no gpt-image-2 bound")
+    args = ["image-job", "gpt-image-2", "--finals", "2", "--size", "1024x1024", "--size", "3840x2160"]
+    data = run_json(args)
+    assert isinstance(data, dict)
+    rows = {row["size"]: row for row in data["rows"]}
+    assert all(row["upper_bound"] is True for row in rows.values())
+    assert rows["3840x2160"]["image_tokens"] > rows["1024x1024"]["image_tokens"]
+    for row in rows.values():  # the bound's tokens at the model's output rate
+        tokens = row["image_tokens"]
+        by_tokens = price(
+            Usage(output_tokens=tokens, output_image_tokens=tokens), "gpt-image-2", provider="openai"
+        )
+        assert Decimal(row["per_image"]) == by_tokens.total
+    assert any("upper bound" in note for note in data["notes"])
+    assert "upper bound" in run(args)
+    default = run_json(["image-job", "gpt-image-2", "-n", "1"])["rows"][0]  # type: ignore[index]
+    assert (default["size"], default["quality"]) == ("3840x2160", "high")  # no size: the largest
+    assert run_json(["image-job", "gpt-image-1", "-n", "1"])["rows"][0]["upper_bound"] is False  # type: ignore[index]
+    refused = runner.invoke(app, ["image-job", "gpt-image-2", "-n", "1", "--size", "4096x4096"])
+    assert refused.exit_code != 0 and "3840x2160" in refused.output
+
+
 def test_breakeven_report() -> None:
     args = [
         "breakeven",
@@ -235,11 +264,71 @@ def test_breakeven_report() -> None:
     library = breakeven(
         20, "gpt-4o", input_tokens=1000, output_tokens=500, usage_requests_per_month=900, at=parse_at(AT)
     )
-    assert data["breakeven_requests_per_month"] == library.requests_per_month
+    assert data["breakeven_requests_per_month"] == str(library.requests_per_month)
     assert data["verdict"]["winner"] == "api"
     assert Decimal(data["verdict"]["saving"]) == library.verdict.saving  # type: ignore[union-attr]
     assert "the API wins" in run(args)
     assert run_csv(args)[2]["what"] == "break-even"
+
+
+def test_breakeven_usage_in_tokens_is_exact() -> None:
+    """A usage in tokens is priced from the tokens (not from a rounded request count), and
+    counts keep one JSON type: requests as decimal strings, tokens as integers."""
+    args = ["breakeven", "gpt-4o-mini", "--plan-price", "20", "--usage-tokens", "5000000", "--at", AT]
+    data = run_json(args)
+    assert isinstance(data, dict)
+    per_request = price(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", at=parse_at(AT)).total
+    with localcontext(EXACT):
+        api_cost = per_request * 5_000_000 / 1500
+    assert Decimal(data["verdict"]["api_cost"]) == api_cost
+    assert Decimal(data["verdict"]["saving"]) == 20 - api_cost
+    usage_row = next(row for row in data["rows"] if row["what"] == "your usage")
+    assert usage_row["tokens"] == 5_000_000
+    assert Decimal(usage_row["cost"]) == api_cost
+    assert isinstance(data["breakeven_requests_per_month"], str)
+    assert all(row["requests"] is None or isinstance(row["requests"], str) for row in data["rows"])
+    assert all(row["tokens"] is None or isinstance(row["tokens"], int) for row in data["rows"])
+    break_even = next(row for row in data["rows"] if row["what"] == "break-even")
+    assert break_even["requests"] == data["breakeven_requests_per_month"]
+    assert break_even["tokens"] == data["breakeven_tokens_per_month"]
+
+
+def _date_without_batch_rate(model: str) -> str:
+    """A date at which the catalog has no batch rate of ``model``'s own."""
+    entry = Catalog.default().resolve(model)
+    for period in entry.history("batch"):
+        if not period.variant:
+            return (period.effective_from or datetime(2024, 1, 1, tzinfo=UTC)).date().isoformat()
+    pytest.skip(f"the catalog has a batch rate for {model} at every date")
+
+
+def test_price_in_a_mode_without_a_rate_says_so() -> None:
+    at = _date_without_batch_rate("gpt-4o")
+    args = ["price", "gpt-4o", "--mode", "batch", "--at", at, "--input", "1000", "--output", "10"]
+    data = run_json(args)
+    assert isinstance(data, dict)
+    assert (data["mode"], data["billed_mode"]) == ("batch", "standard")
+    assert all(row["mode"] == "standard" for row in data["rows"])
+    assert any("no batch rate" in note for note in data["notes"])
+    standard = price(Usage(input_tokens=1000, output_tokens=10), "gpt-4o", at=parse_at(at))
+    assert Decimal(data["total"]["amount"]) == standard.total
+    table = run(args)
+    assert "batch asked, standard rates" in table and "no batch rate" in table
+
+
+def test_price_in_a_mode_with_a_rate() -> None:
+    entry = Catalog.default().resolve("gpt-4o")
+    batch = [period for period in entry.history("batch") if period.variant]
+    if not batch:
+        pytest.skip("the catalog has no batch rate for gpt-4o")
+    at = batch[-1].effective_from.date().isoformat()  # type: ignore[union-attr]
+    data = run_json(["price", "gpt-4o", "--mode", "batch", "--at", at, "--input", "1000", "--output", "10"])
+    assert isinstance(data, dict)
+    assert (data["mode"], data["billed_mode"]) == ("batch", "batch")
+    assert all(row["mode"] == "batch" for row in data["rows"])
+    assert not any("no batch rate" in note for note in data["notes"])
+    expected = price(Usage(input_tokens=1000, output_tokens=10), "gpt-4o", at=parse_at(at), mode="batch")
+    assert Decimal(data["total"]["amount"]) == expected.total
 
 
 def test_breakeven_plan_priced_in_yen() -> None:

@@ -262,6 +262,8 @@ def test_cost_serialises_to_exact_decimal_strings() -> None:
         "effective_from": None,
         "source": GENAI_SOURCE,
         "direction": "input",
+        "mode": "standard",
+        "note": None,
     }
 
 

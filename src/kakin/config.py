@@ -32,7 +32,21 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="larger request bodies get 413")
-    access_log: bool = False
+    access_log: bool = Field(
+        False, description="one line per request on the kakin.access logger (method, path, status, duration)"
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="least severe message kakin (and its web server) prints"
+    )
+    format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class DatabaseSettings(_Section):
@@ -69,6 +83,22 @@ class ProviderSettings(_Section):
 
     def api_key(self) -> str:
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+    def missing_key(self) -> str:
+        """Why requests to this provider would go without a key ("" when they would not).
+        The simulator needs none."""
+        if self.kind == "simulator" or self.base_url in ("", "builtin") or self.api_key():
+            return ""
+        where = f"provider {self.name!r} ({self.kind}, {self.base_url})"
+        if not self.api_key_env:
+            return (
+                f"{where} has no api_key_env: requests are forwarded without a provider key; "
+                "name the environment variable that holds its key"
+            )
+        return (
+            f"{where}: api_key_env names {self.api_key_env}, which is not set or empty: requests are "
+            f"forwarded without a provider key until it is; set {self.api_key_env} and restart"
+        )
 
 
 class RouteRule(_Section):
@@ -127,6 +157,7 @@ class GatewaySettings(_Section):
 
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
+    logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     currency: CurrencySettings = CurrencySettings()
@@ -162,6 +193,8 @@ _SHORT_ENV = {
     "KAKIN_HOST": ("server", "host"),
     "KAKIN_PORT": ("server", "port"),
     "KAKIN_CURRENCY": ("currency", "display"),
+    "KAKIN_LOG_LEVEL": ("logging", "level"),
+    "KAKIN_LOG_FORMAT": ("logging", "format"),
 }
 
 

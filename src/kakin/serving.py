@@ -21,7 +21,6 @@ def uvicorn_config(
     port: int,
     *,
     lifespan: str = "on",
-    access_log: bool = False,
     graceful_seconds: int = 5,
 ) -> uvicorn.Config:
     return uvicorn.Config(
@@ -31,9 +30,13 @@ def uvicorn_config(
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         lifespan=lifespan,
-        access_log=access_log,
         proxy_headers=False,  # clients connect directly; headers of a fronting proxy are not trusted
-        log_level="warning",
+        # Logging is the process's (kakin.logs): uvicorn installs no handlers and sets no levels.
+        # Its access log stays off: it would print query strings, where a Gemini key may travel;
+        # kakin.gateway.access_log writes kakin's own.
+        log_config=None,
+        log_level=None,
+        access_log=False,
         timeout_graceful_shutdown=graceful_seconds,
     )
 

@@ -3,6 +3,7 @@ nothing — checked through the API on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -227,3 +228,39 @@ def test_payment_beyond_due_and_tier_budget_delete(client: TestClient) -> None:
     [ceiling] = ok(client.get(f"/orgs/{t.org['id']}/budgets"))["items"]
     assert "tier" in error_of(client.delete(f"/budgets/{ceiling['id']}"), 422)["message"]
     assert _state(client, t.org["id"]) == before
+
+
+def test_one_free_grant_per_phone_and_welcome_only_with_a_billing_account(client: TestClient) -> None:
+    """The issue's sequence: a second organisation with the same phone is refused a free trial
+    (409) and must then be refused welcome credit too (it has no billing account, and the
+    phone already had its free grant)."""
+    phone = f"+81 90-{secrets.randbelow(9000) + 1000}-{secrets.randbelow(9000) + 1000}"
+    first = tenant(client, phone=phone)
+    grant(client, first.org["id"], "5", "trial", kind="free_trial")
+    second = tenant(client, phone=phone)
+    before = _state(client, second.org["id"])
+    trial = client.post(
+        f"/orgs/{second.org['id']}/grants",
+        json={"kind": "free_trial", "amount": "5"},
+        headers={"Idempotency-Key": "trial"},
+    )
+    assert error_of(trial, 409)["type"] == "free_credit_refused"
+    welcome = client.post(
+        f"/orgs/{second.org['id']}/grants",
+        json={"kind": "welcome", "amount": "5"},
+        headers={"Idempotency-Key": "welcome"},
+    )
+    error = error_of(welcome, 409)
+    assert error["type"] == "free_credit_refused"
+    assert "already received free trial credit" in error["message"]
+    assert "one free grant per verified identity" in error["message"]
+    assert _state(client, second.org["id"]) == before
+    # A new identity without a billing account: refused, and told what opens one.
+    newcomer = tenant(client, phone=phone.replace("+81 90", "+81 80"))
+    refused = client.post(
+        f"/orgs/{newcomer.org['id']}/grants",
+        json={"kind": "welcome", "amount": "5"},
+        headers={"Idempotency-Key": "welcome"},
+    )
+    assert "only for new billing accounts" in error_of(refused, 409)["message"]
+    assert "no payment method on file, no prepayment" in refused.json()["error"]["message"]

@@ -18,7 +18,7 @@ from google.genai import types
 from kakin.pricing import Usage
 
 from . import expected
-from .conftest import MakeTenant, Tenant
+from .conftest import MakeTenant, Tenant, start_gateway, tenant_factory
 
 GEMINI = "gemini-2.5-flash"
 
@@ -142,6 +142,41 @@ def test_stored_responses_are_invisible_to_another_organisation(make_tenant: Mak
     owner.assert_nothing_held()
 
 
+def test_stored_response_items_are_invisible_to_another_organisation(make_tenant: MakeTenant) -> None:
+    owner, other = make_tenant(), make_tenant()
+    mine, theirs = owner.openai(), other.openai()
+    first = mine.responses.create(model="o4-mini", input="think it over " + uuid.uuid4().hex)
+    reasoning, message = (item.model_dump(exclude_none=True) for item in first.output)
+    assert reasoning["type"] == "reasoning" and message["type"] == "message"
+
+    # The API would fetch these by id from the shared account: only their owner may name them.
+    for item in ({"type": "item_reference", "id": message["id"]}, {**reasoning, "summary": []}):
+        with pytest.raises(openai.NotFoundError) as raised:
+            theirs.responses.create(model="o4-mini", input=[item, {"role": "user", "content": "go on"}])
+        assert raised.value.body["message"] == f"Item with id '{item['id']}' not found."
+    _assert_untouched(other)
+
+    # The owner sends its output back as input (the manual way of keeping a conversation).
+    again = mine.responses.create(
+        model="o4-mini", input=[*first.output, {"role": "user", "content": "go on"}]
+    )
+    assert again.output_text
+    owner.assert_nothing_held()
+
+
+def test_a_cache_list_shows_only_the_callers_caches_page_by_page(make_tenant: MakeTenant) -> None:
+    owner, other = make_tenant(), make_tenant()
+    mine, theirs = owner.genai(), other.genai()
+    own = {_cache(mine, uuid.uuid4().hex).name for _ in range(2)}
+    foreign = _cache(theirs, uuid.uuid4().hex).name
+    one_per_page = types.ListCachedContentsConfig(page_size=1)
+    assert {c.name for c in mine.caches.list(config=one_per_page)} == own
+    assert [c.name for c in theirs.caches.list(config=one_per_page)] == [foreign]
+    for name in [*own, foreign]:
+        (mine if name in own else theirs).caches.delete(name=name)
+    assert list(mine.caches.list(config=one_per_page)) == []
+
+
 def test_another_project_of_the_same_organisation_is_another_owner(tenant: Tenant) -> None:
     project = tenant.ledger.create_project(tenant.org.id, "other-bot")
     _, plaintext = tenant.ledger.create_key(project.id, "other")
@@ -260,6 +295,13 @@ def test_anthropic_file_and_container_references_are_refused(tenant: Tenant) -> 
             messages=[{"role": "user", "content": "run it"}],
             extra_body={"container": "container_011abc"},
         )
+    with pytest.raises(anthropic.BadRequestError, match="Skills"):
+        client.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "make slides"}],
+            extra_body={"container": {"skills": [{"type": "custom", "skill_id": "skill_01abc"}]}},
+        )
     _assert_untouched(tenant)
 
 
@@ -312,3 +354,24 @@ def test_idempotency_keys_are_per_project(make_tenant: MakeTenant) -> None:
     assert one.headers["x-kakin-request-id"] != two.headers["x-kakin-request-id"]
     assert [r.request_id for r in second.usage()] == [two.headers["x-kakin-request-id"]]
     assert len(first.usage()) == 1
+
+
+@pytest.mark.postgres
+def test_objects_are_kept_per_project_on_postgresql(gateway_pg_url: str) -> None:
+    ledger, gateway = start_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared")
+    try:
+        make = tenant_factory(ledger, gateway)
+        owner, other = make(), make()
+        mine, theirs = owner.openai(), other.openai()
+        created = mine.responses.create(model="gpt-4.1-mini", input="kept on postgresql")
+        with pytest.raises(openai.NotFoundError):
+            theirs.responses.retrieve(created.id)
+        assert mine.responses.retrieve(created.id).id == created.id
+        their_genai, owner_genai = other.genai(), owner.genai()
+        cache = _cache(owner_genai, uuid.uuid4().hex)
+        _assert_not_found(lambda: their_genai.caches.get(name=cache.name))
+        assert [c.name for c in owner_genai.caches.list()] == [cache.name]
+        _assert_untouched(other)
+    finally:
+        gateway.stop()
+        ledger.close()

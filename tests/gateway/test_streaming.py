@@ -1,17 +1,23 @@
 """Streams through the gateway: billed exactly like their non-streamed twins, the usage chunk
-shown only to clients that asked for it, abandoned and truncated streams still billed."""
+shown only to clients that asked for it, the cost carried in the final event, abandoned streams
+stopped upstream at once and billed for what was produced, truncated streams still billed."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import orjson
+import pytest
 from google.genai import types
 
 from kakin.money import to_pico
+from kakin.pricing import Usage
+from kakin.tokens import count_messages, count_text
 
 from . import expected
 from .conftest import Tenant
@@ -163,30 +169,6 @@ def wait_until(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-unty
     return condition()
 
 
-def test_client_disconnect_mid_stream_bills_what_was_produced_and_leaves_no_hold(tenant: Tenant) -> None:
-    body = {
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "a long story"}],
-        "max_tokens": 2000,
-        "stream": True,
-    }
-    headers = {**tenant.headers(), "x-kakin-simulate": "tokens=400; chunks=200; chunk-delay=20ms"}
-    with (
-        httpx.Client(timeout=10) as http,
-        http.stream("POST", tenant.url + "/v1/chat/completions", json=body, headers=headers) as response,
-    ):
-        assert response.status_code == 200
-        request_id = response.headers["x-kakin-request-id"]
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                break  # one event received; closing the connection abandons the stream
-    assert wait_until(lambda: len(tenant.usage()) == 1 and tenant.balance().held == 0)
-    record = tenant.record(request_id)
-    assert record.cost > 0 and 0 < record.output_tokens < 400
-    assert tenant.balance().spent == record.cost
-    tenant.assert_nothing_held()
-
-
 def test_stream_truncated_upstream_is_billed_from_kakins_count(tenant: Tenant) -> None:
     client = tenant.openai()
     request = {
@@ -257,3 +239,237 @@ def test_stream_stalled_upstream_ends_with_an_error_event_and_is_billed(tenant: 
     record = tenant.record(response.headers["x-kakin-request-id"])
     assert record.cost > 0 and record.input_tokens > 0  # what was consumed before the stall
     tenant.assert_nothing_held()
+
+
+# ---------------------------------------------------------------------- the cost in the stream
+
+
+def assert_receipt(tenant: Tenant, receipt: dict[str, Any]) -> Any:
+    """kakin's fields in a stream's final event state exactly what the ledger charged."""
+    record = tenant.record(receipt["request_id"])
+    assert re.fullmatch(r"\d+\.\d+", receipt["cost_usd"]), receipt  # a plain decimal string
+    assert Decimal(receipt["cost_usd"]) == record.cost > 0
+    if "credit_remaining_usd" in receipt:  # local accounting knows it without a ledger read
+        assert Decimal(receipt["credit_remaining_usd"]) == tenant.balance().available
+    return record
+
+
+def sse_events(body: bytes) -> list[bytes]:
+    return [event for event in body.split(b"\n\n") if event.strip()]
+
+
+def sse_data(event: bytes) -> Any:
+    [line] = [line for line in event.split(b"\n") if line.startswith(b"data: ")]
+    return orjson.loads(line[6:])
+
+
+def test_openai_chat_stream_carries_its_cost_in_the_usage_chunk(tenant: Tenant) -> None:
+    chunks = list(
+        tenant.openai().chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "what did this cost " + uuid.uuid4().hex}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    final = chunks[-1]
+    assert final.choices == [] and final.usage.completion_tokens > 0
+    assert all("kakin" not in (chunk.model_extra or {}) for chunk in chunks[:-1])
+    record = assert_receipt(tenant, final.model_extra["kakin"])
+    expected.assert_billed(record, expected.openai_chat(final.usage), "gpt-4o-mini", "openai")
+
+
+def test_openai_chat_stream_without_usage_carries_its_cost_in_a_comment(tenant: Tenant) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "quiet cost"}], "stream": True}
+    response = httpx.post(tenant.url + "/v1/chat/completions", json=body, headers=tenant.headers())
+    events = sse_events(response.content)
+    # No usage chunk (the client did not ask for it): an SSE comment, which SDKs skip, before [DONE].
+    assert events[-1] == b"data: [DONE]" and events[-2].startswith(b": kakin {")
+    assert all(b'"usage":{' not in event and b'"kakin":' not in event for event in events[:-2])
+    assert_receipt(tenant, orjson.loads(events[-2][len(b": kakin ") :]))
+    chunks = list(tenant.openai().chat.completions.create(**body))  # the SDK reads it as before
+    assert chunks and all(chunk.choices and chunk.usage is None for chunk in chunks)
+
+
+def test_responses_stream_carries_its_cost_in_the_completed_response(tenant: Tenant) -> None:
+    with tenant.openai().responses.stream(
+        model="gpt-5-mini", input="receipt " + uuid.uuid4().hex, max_output_tokens=300
+    ) as stream:
+        [event] = [event for event in stream if event.type == "response.completed"]
+        final = stream.get_final_response()
+    receipt = event.response.model_extra["kakin"]
+    assert final.model_extra["kakin"] == receipt  # the SDK's final response keeps it too
+    record = assert_receipt(tenant, receipt)
+    expected.assert_billed(record, expected.openai_responses(final.usage), "gpt-5-mini", "openai")
+
+
+def test_anthropic_stream_carries_its_cost_in_the_message_delta(tenant: Tenant) -> None:
+    with tenant.anthropic().messages.stream(
+        model="claude-haiku-4-5", max_tokens=60, messages=[{"role": "user", "content": "the bill please"}]
+    ) as stream:
+        deltas = [event for event in stream if event.type == "message_delta"]
+        message = stream.get_final_message()
+    [delta] = deltas
+    record = assert_receipt(tenant, delta.model_extra["kakin"])
+    expected.assert_billed(
+        record, expected.anthropic_messages(message.usage), "claude-haiku-4-5", "anthropic"
+    )
+
+
+@pytest.mark.parametrize("alt", ["sse", None])
+def test_gemini_stream_carries_its_cost_in_the_last_chunk(tenant: Tenant, alt: str | None) -> None:
+    path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent" + ("?alt=sse" if alt else "")
+    body = {"contents": [{"parts": [{"text": "the month's cost " + uuid.uuid4().hex}]}]}
+    response = httpx.post(tenant.url + path, json=body, headers={"x-goog-api-key": tenant.plaintext})
+    assert response.status_code == 200
+    if alt:
+        chunks = [sse_data(event) for event in sse_events(response.content)]
+    else:
+        chunks = orjson.loads(response.content)  # still one JSON array
+    assert all("kakin" not in chunk for chunk in chunks[:-1])
+    record = assert_receipt(tenant, chunks[-1]["kakin"])
+    usage = chunks[-1]["usageMetadata"]
+    meta = types.GenerateContentResponseUsageMetadata.model_validate(usage)
+    expected.assert_billed(record, expected.gemini(meta), "gemini-2.5-flash", "google")
+    # google-genai drops fields it does not know: the SDK reads the stamped stream as before.
+    client = tenant.genai()
+    sdk_chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="sdk"))
+    assert sdk_chunks[-1].usage_metadata.candidates_token_count > 0
+
+
+def test_a_replayed_stream_repeats_its_receipt_and_a_cache_hit_has_none(tenant: Tenant) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "once " + uuid.uuid4().hex}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    url = tenant.url + "/v1/chat/completions"
+    headers = {**tenant.headers(), "Idempotency-Key": uuid.uuid4().hex}
+    first = httpx.post(url, json=body, headers={**headers, "x-kakin-cache": "on"})
+    # The retry gets the first answer as it was: its receipt names the one charge made.
+    again = httpx.post(url, json=body, headers=headers)
+    assert again.headers["x-kakin-idempotent-replay"] == "true"
+    assert again.content == first.content and again.headers["x-kakin-cost-usd"] == "0"
+    assert_receipt(tenant, sse_data(sse_events(first.content)[-2])["kakin"])
+    # Another request answered from the cache costs nothing: no receipt in its stream.
+    hit = httpx.post(url, json=body, headers={**tenant.headers(), "x-kakin-cache": "on"})
+    assert hit.headers["x-kakin-cache"] == "hit" and hit.headers["x-kakin-cost-usd"] == "0"
+    assert b'"kakin":' not in hit.content
+    answer = [sse_data(event) for event in sse_events(first.content)[:-1]]
+    del answer[-1]["kakin"]
+    assert [sse_data(event) for event in sse_events(hit.content)[:-1]] == answer
+    assert len([r for r in tenant.usage() if not r.cache_hit]) == 1
+
+
+# ---------------------------------------------------------------------- abandoned streams
+
+
+# 400 words in 200 deltas, one every 20 ms: about 4 s for the whole answer.
+PACED = "tokens=400; chunks=200; chunk-delay=20ms"
+
+
+def produced_text(tenant: Tenant, body: dict[str, Any], events: int) -> str:
+    """The text of the first ``events`` events of the simulator's answer to ``body`` (the same
+    prompt gets the same answer), asked of the simulator directly, unpaced."""
+    response = httpx.post(
+        tenant.gateway.simulator.url + "/v1/chat/completions",
+        json=body,
+        headers={"x-kakin-simulate": PACED.replace("; chunk-delay=20ms", "")},
+    )
+    chunks = [sse_data(event) for event in sse_events(response.content)[:events]]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def test_abandoned_stream_stops_the_provider_and_bills_what_it_produced(tenant: Tenant) -> None:
+    messages = [{"role": "user", "content": "a long story " + uuid.uuid4().hex}]
+    body = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 2000, "stream": True}
+    simulator = tenant.gateway.simulator
+    stream = tenant.openai().chat.completions.create(**body, extra_headers={"x-kakin-simulate": PACED})
+    received = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received.append(chunk.choices[0].delta.content)
+            if len(received) == 3:
+                break
+    stream.close()  # the client goes away
+    request_id = stream.response.headers["x-kakin-request-id"]
+    upstream = simulator.streams[-1]
+    # The provider stopped generating at once: it wrote a few events of about 200.
+    assert wait_until(lambda: upstream.hung_up)
+    assert upstream.sent < upstream.events // 4
+    assert wait_until(lambda: tenant.balance().held == 0 and len(tenant.usage()) == 1)
+    record = tenant.record(request_id)
+    # Billed: the input and the output the provider produced (received by kakin), counted by kakin.
+    assert record.input_tokens == count_messages(messages, "gpt-4o-mini").tokens
+    low = count_text("".join(received), "gpt-4o-mini").tokens
+    high = count_text(produced_text(tenant, body, upstream.sent), "gpt-4o-mini").tokens
+    assert 0 < low <= record.output_tokens <= high < 400 // 4
+    usage = Usage(input_tokens=record.input_tokens, output_tokens=record.output_tokens)
+    expected.assert_billed(record, usage, "gpt-4o-mini", "openai")
+    assert any("hung up" in str(item) for item in record.cost_items)
+    tenant.assert_nothing_held()
+
+
+def test_abandoned_anthropic_stream_bills_the_input_the_provider_reported(tenant: Tenant) -> None:
+    simulator = tenant.gateway.simulator
+    with tenant.anthropic().messages.stream(
+        model="claude-haiku-4-5",
+        max_tokens=2000,
+        messages=[{"role": "user", "content": "a long answer " + uuid.uuid4().hex}],
+        extra_headers={"x-kakin-simulate": PACED},
+    ) as stream:
+        for _ in zip(range(3), stream.text_stream, strict=False):
+            pass
+        reported_input = stream.current_message_snapshot.usage.input_tokens
+        request_id = stream.response.headers["x-kakin-request-id"]
+    upstream = simulator.streams[-1]
+    assert wait_until(lambda: upstream.hung_up) and upstream.sent < upstream.events // 4
+    assert wait_until(lambda: tenant.balance().held == 0 and len(tenant.usage()) == 1)
+    record = tenant.record(request_id)
+    assert record.input_tokens == reported_input and 0 < record.output_tokens < 100
+    usage = Usage(input_tokens=record.input_tokens, output_tokens=record.output_tokens)
+    expected.assert_billed(record, usage, "claude-haiku-4-5", "anthropic")
+    tenant.assert_nothing_held()
+
+
+def test_client_gone_before_the_answer_began_bills_the_input_at_once(tenant: Tenant) -> None:
+    """The provider is silent (it holds the request until its client disconnects); the client
+    gives up after 0.3 s. The gateway stops waiting at once, closes the upstream connection and
+    bills the input it sent: not the gateway's upstream timeout (1.5 s) later, not nothing."""
+    messages = [{"role": "user", "content": "never answered " + uuid.uuid4().hex}]
+    body = {"model": "gpt-4o-mini", "messages": messages, "stream": True}
+    headers = {**tenant.headers(), "x-kakin-simulate": "timeout"}
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(tenant.url + "/v1/chat/completions", json=body, headers=headers, timeout=0.3)
+    assert wait_until(lambda: len(tenant.usage()) == 1)
+    assert time.monotonic() - started < 1.5
+    [record] = tenant.usage()
+    assert record.input_tokens == count_messages(messages, "gpt-4o-mini").tokens
+    assert record.output_tokens == 0
+    expected.assert_billed(record, Usage(input_tokens=record.input_tokens), "gpt-4o-mini", "openai")
+    tenant.assert_nothing_held()
+
+
+def test_the_provider_hears_of_the_hang_up_at_once_not_at_its_next_event(tenant: Tenant) -> None:
+    """A provider pausing 1 s between events (thinking, say): the client leaves after the first
+    content event, and the upstream connection is closed then, not when the next event comes."""
+    simulator = tenant.gateway.simulator
+    stream = tenant.openai().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "slow thoughts " + uuid.uuid4().hex}],
+        stream=True,
+        extra_headers={"x-kakin-simulate": "chunks=4; chunk-delay=1s"},
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    stream.close()
+    left = time.monotonic()
+    upstream = simulator.streams[-1]
+    assert wait_until(lambda: upstream.hung_up, timeout=3)
+    assert time.monotonic() - left < 0.5
+    assert wait_until(lambda: tenant.balance().held == 0 and len(tenant.usage()) == 1)
+    [record] = tenant.usage()
+    assert record.output_tokens > 0 and any("hung up" in str(item) for item in record.cost_items)

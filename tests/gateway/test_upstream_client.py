@@ -377,6 +377,38 @@ def test_releasing_an_unfinished_answer_closes_its_connection(run: Any) -> None:
     run(scenario())
 
 
+def test_aborting_a_stream_while_it_waits_closes_the_connection_and_ends_it(run: Any) -> None:
+    """The reader left: ``abort()`` from another task wakes the wait for the next chunk, ends the
+    iteration after what was already received, and closes the connection (never pooled)."""
+
+    async def scenario() -> None:
+        closed_by_client = asyncio.Event()
+
+        async def handle(
+            server: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            await server.read_request(reader)
+            writer.write(CHUNKED_HEAD + chunk(b"data: 1\n\n"))  # and then silence: still thinking
+            if await reader.read() == b"":
+                closed_by_client.set()
+
+        async with Upstream(handle) as server:
+            client = UpstreamClient(5)
+            response = await client.request("GET", server.url + "/")
+            asyncio.get_running_loop().call_later(0.1, response.abort)
+            started = time.monotonic()
+            pieces = [piece async for piece in response]
+            assert pieces == [b"data: 1\n\n"] and time.monotonic() - started < 2
+            await asyncio.wait_for(closed_by_client.wait(), 2)
+            response.release()
+            second = await client.request("GET", server.url + "/")
+            second.release()
+            await client.close()
+        assert server.connections == 2
+
+    run(scenario())
+
+
 def test_answers_without_a_body_keep_the_connection(run: Any) -> None:
     async def handle(server: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (request := await server.read_request(reader)) is not None:

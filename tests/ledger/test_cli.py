@@ -82,3 +82,24 @@ def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:
         code, out = kakin(db_url, *args)
         assert code == 2, (args, out)
         assert fragment in out and out.count("\n") == 1, (args, out)
+
+
+def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: str) -> None:
+    """The issue's sequence through the CLI: free trial refused, then welcome credit refused
+    too — the second organisation has no billing account and the phone had its free grant."""
+    assert kakin(db_url, "org", "create", "main", "--phone", "+81 90-1234-5678")[0] == 0
+    assert kakin(db_url, "credits", "grant", "main", "--kind", "free_trial", "--amount", "5")[0] == 0
+    assert kakin(db_url, "org", "create", "alias", "--phone", "+819012345678")[0] == 0
+    code, out = kakin(db_url, "credits", "grant", "alias", "--kind", "free_trial", "--amount", "5")
+    assert code == 2 and "already received free trial credit with organisation 'main'" in out
+    code, out = kakin(db_url, "credits", "grant", "alias", "--kind", "welcome", "--amount", "5")
+    assert code == 2 and "one free grant per verified identity" in out, out
+    code, out = kakin(db_url, "credits", "list", "alias", "--format", "json")
+    assert code == 0 and json.loads(out)["rows"] == []
+    # Another person, no payment method and no prepayment yet: no welcome credit either.
+    assert kakin(db_url, "org", "create", "solo", "--phone", "+81 80-1111-2222")[0] == 0
+    code, out = kakin(db_url, "credits", "grant", "solo", "--kind", "welcome", "--amount", "5")
+    assert code == 2 and "no payment method on file, no prepayment" in out, out
+    assert kakin(db_url, "org", "update", "solo", "--payment-method", "visa 4242")[0] == 0
+    code, out = kakin(db_url, "credits", "grant", "solo", "--kind", "welcome", "--amount", "5")
+    assert code == 0 and "welcome credit $5 granted" in out, out

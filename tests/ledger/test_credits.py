@@ -80,6 +80,43 @@ def test_welcome_credit_only_for_a_new_billing_account(ledger: Ledger) -> None:
     assert ledger.balance(later.id).credit == 0
 
 
+def test_one_free_grant_per_identity_whatever_its_kind(ledger: Ledger) -> None:
+    """A second organisation with the same phone is refused a free trial, and then welcome
+    credit too: it has no billing account, and the identity already had its free grant."""
+    first = ledger.create_org("first", phone="+81 90-5555-0101")
+    ledger.grant(first.id, "free_trial", "5", idempotency_key="trial")
+    second = ledger.create_org("second", phone="+819055550101")
+    with pytest.raises(FreeCreditRefused, match="already received free trial credit"):
+        ledger.grant(second.id, "free_trial", "5", idempotency_key="trial")
+    with pytest.raises(FreeCreditRefused) as refused:
+        ledger.grant(second.id, "welcome", "5", idempotency_key="welcome")
+    assert refused.value.status == 409
+    assert "already received free trial credit with organisation 'first'" in str(refused.value)
+    # A payment method does not make a second free grant for the same identity.
+    ledger.set_payment_method(second.id, "visa")
+    with pytest.raises(FreeCreditRefused, match="one free grant per verified identity"):
+        ledger.grant(second.id, "welcome", "5", idempotency_key="welcome")
+    # Nor does it for the first organisation, which already had its free trial.
+    ledger.set_payment_method(first.id, "amex")
+    with pytest.raises(FreeCreditRefused, match="with this organisation"):
+        ledger.grant(first.id, "welcome", "5", idempotency_key="welcome")
+    assert ledger.list_grants(second.id) == [] and ledger.balance(second.id).credit == 0
+    assert [g.kind for g in ledger.list_grants(first.id)] == ["free_trial"]
+
+
+def test_welcome_credit_needs_a_billing_account(ledger: Ledger) -> None:
+    fresh = ledger.create_org("fresh", phone="+81 90-5555-0202")
+    with pytest.raises(FreeCreditRefused, match="no payment method on file, no prepayment"):
+        ledger.grant(fresh.id, "welcome", "5", idempotency_key="welcome")
+    assert ledger.list_grants(fresh.id) == []
+    # A prepayment opens the billing account; then the welcome credit is granted, once.
+    ledger.grant(fresh.id, "prepaid", "10", idempotency_key="prepay")
+    welcome = ledger.grant(fresh.id, "welcome", "5", idempotency_key="welcome")
+    assert welcome.category == "free" and ledger.balance(fresh.id).credit == Decimal(15)
+    with pytest.raises(FreeCreditRefused, match="already received welcome credit with this organisation"):
+        ledger.grant(fresh.id, "free_trial", "5", idempotency_key="trial")
+
+
 def test_usage_stops_when_credit_runs_out_without_a_payment_method(ledger: Ledger, clock) -> None:
     scope = org_with_project(ledger, "hobby", phone="+81 80-1111-2222")
     ledger.grant(scope.org_id, "free_trial", "1", idempotency_key="t")

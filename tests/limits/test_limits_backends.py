@@ -106,3 +106,25 @@ async def test_async_forms_share_state_with_sync(limiter):
 def test_no_limits_means_always_allowed(limiter):
     limits = build_limits(key_id="k1")
     assert all(limiter.check_and_consume(limits, tokens=10**9).allowed for _ in range(100))
+
+
+def test_a_changed_limit_starts_fresh_not_from_the_old_limits_state(limiter):
+    """A tier promotion from 3 to 500 requests/min takes effect at once: the state the
+    3 rpm limit left (a full minute of backlog) does not hold the 500 rpm limit back."""
+
+    def tier(rpm: int):
+        return build_limits(key_id="k1", org_id="o1", tier_name="T", tier_rpm=rpm)
+
+    assert [limiter.check_and_consume(tier(3)).allowed for _ in range(4)] == [True] * 3 + [False]
+    promoted = [limiter.check_and_consume(tier(500)) for _ in range(5)]
+    assert [d.allowed for d in promoted] == [True] * 5, [d.message for d in promoted]
+    # The same limit value keeps its state: still exhausted at 3 requests/min.
+    assert not limiter.check_and_consume(tier(3)).allowed
+
+
+def test_a_limit_set_may_not_name_one_limit_twice():
+    from kakin.errors import InvalidInput
+    from kakin.limits import Limit, LimitSet
+
+    with pytest.raises(InvalidInput, match="same limit twice"):
+        LimitSet((Limit("key", "k1", "requests", 5), Limit("key", "k1", "requests", 6)))

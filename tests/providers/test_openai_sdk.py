@@ -55,8 +55,11 @@ def test_chat_sdk_usage_equals_adapter_usage(client: openai.OpenAI, simulator) -
     assert completion.choices[0].finish_reason == "stop"
     parsed = parsed_for("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": messages})
     usage = usage_from_body(parsed, raw.http_response.content)
+    assert completion.service_tier == "default"
     assert usage == Usage(
-        input_tokens=completion.usage.prompt_tokens, output_tokens=completion.usage.completion_tokens
+        input_tokens=completion.usage.prompt_tokens,
+        output_tokens=completion.usage.completion_tokens,
+        mode="standard",
     )
     # The simulator's prompt count is kakin's exact count of the same request.
     assert parsed.input_tokens_exact and completion.usage.prompt_tokens == parsed.input_tokens
@@ -225,7 +228,8 @@ def test_images_dall_e_and_gpt_image(client: openai.OpenAI) -> None:
     parsed = parsed_for("/v1/images/generations", doc)
     assert parsed.image_size == "1536x1024"  # "auto" is bounded at the dearest size
     usage = usage_from_body(parsed, image.model_dump())
-    assert (usage.images, usage.image_size, usage.image_quality) == (2, "1024x1024", "low")
+    # Billed by the reported tokens, which count both images: no per-image count on top.
+    assert (usage.images, usage.image_size, usage.image_quality) == (0, "1024x1024", "low")
     assert usage.output_tokens == usage.output_image_tokens == 2 * 272
     assert usage.input_tokens == parsed.input_tokens
 

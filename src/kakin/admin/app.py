@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from kakin.admin import errors
 from kakin.admin.auth import AdminKeyMiddleware
-from kakin.admin.context import AdminContext
+from kakin.admin.context import AdminContext, HoldsProvider
 from kakin.admin.routes import alerts as alert_routes
 from kakin.admin.routes import budgets, charges, credits, keys, orgs, usage
 from kakin.alerts.engine import AlertEngine
@@ -46,6 +46,7 @@ def create_admin_app(
     admin_key: str,
     alerts: AlertStore | AlertEngine | None = None,
     on_change: Callable[[str, str], None] | None = None,
+    holds: HoldsProvider | None = None,
 ) -> FastAPI:
     """The admin API over ``ledger``.
 
@@ -54,10 +55,14 @@ def create_admin_app(
     change); by default a store on the ledger's database.
     ``on_change(kind, id)``: called after every successful mutation — kind ``"org"``,
     ``"project"``, ``"key"``, ``"alerts"`` (id = org id) or ``"tier_rules"`` (id = name).
+    ``holds``: holds kept outside the ledger (a gateway in local accounting keeps them in
+    memory); balances and budget gauges count them in ``held``.
     """
     engine = alerts if isinstance(alerts, AlertEngine) else None
     store = alerts.store if isinstance(alerts, AlertEngine) else alerts or AlertStore(ledger.engine)
-    ctx = AdminContext(ledger=ledger, alert_store=store, alert_engine=engine, on_change=on_change)
+    ctx = AdminContext(
+        ledger=ledger, alert_store=store, alert_engine=engine, on_change=on_change, holds=holds
+    )
 
     app = FastAPI(
         title="kakin admin API",

@@ -18,7 +18,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Final
 
-from kakin.catalog.prices import ImagePrice, ImageTable
+from kakin.catalog.prices import ImagePrice, ImageTable, PixelBound, image_dimensions
 from kakin.catalog.units import CACHE_STORAGE_KEY, UNITS, UnitInfo
 from kakin.errors import InvalidInput
 from kakin.money import EXACT, MoneyError, to_decimal
@@ -28,7 +28,8 @@ _DATA_PACKAGE: Final = "kakin.catalog.data"
 
 @dataclass(frozen=True, slots=True)
 class ImageSpec:
-    """Per-image prices of one model: fixed, or derived from documented token counts."""
+    """Per-image prices of one model: fixed, derived from documented token counts, or — for
+    a model billed by image tokens that publishes no counts — kakin's bound of them."""
 
     model: str
     source: str
@@ -36,6 +37,7 @@ class ImageSpec:
     default_quality: str
     fixed: Mapping[tuple[str, str], Decimal] | None = None
     tokens: Mapping[tuple[str, str], int] | None = None
+    bound: PixelBound | None = None
 
     def table(self, output_rate: Decimal | None, factor: Decimal | None = None) -> ImageTable | None:
         """The per-image table. Fixed prices are scaled by a discount ``factor``; token-derived
@@ -49,6 +51,10 @@ class ImageSpec:
             elif self.tokens is not None and output_rate is not None:
                 for key, count in self.tokens.items():
                     prices[key] = ImagePrice(key[0], key[1], output_rate * count, count)
+        if self.bound is not None and output_rate is not None:
+            return ImageTable(
+                prices, self.default_size, self.default_quality, self.source, self.bound, output_rate
+            )
         if not prices:
             return None
         return ImageTable(prices, self.default_size, self.default_quality, self.source)
@@ -97,6 +103,17 @@ def image_table_values(raw: object, *, where: str, integers: bool) -> dict[tuple
     return values
 
 
+def _pixel_bound(raw: dict[str, Any], where: str) -> PixelBound:
+    """``{ tokens = 4160, per_size = "1024x1024", max_size = "3840x2160" }``."""
+    tokens = raw.get("tokens")
+    if type(tokens) is not int or tokens <= 0:
+        raise ValueError(f"{where}.output_tokens_bound.tokens must be a positive whole number")
+    bound = PixelBound(tokens, str(raw.get("per_size")), str(raw.get("max_size")))
+    image_dimensions(bound.per_size)
+    image_dimensions(bound.max_size)
+    return bound
+
+
 def decimal_value(value: object, where: str) -> Decimal:
     """A non-negative price written as a string or integer (floats are refused: inexact)."""
     try:
@@ -123,10 +140,17 @@ def kakin_data() -> KakinData:
     for entry in _read("images.toml"):
         key = (entry["provider"], entry["model"])
         where = f"images.toml {entry['model']}"
+        source = source_label("images.toml", entry["source"], entry["as_of"])
+        bound = _pixel_bound(entry["output_tokens_bound"], where) if "output_tokens_bound" in entry else None
+        if bound is not None:
+            source += (
+                f"; kakin's upper bound, not a published price: {bound.tokens:,} output tokens "
+                f"per {bound.per_size} image, scaled to the size"
+            )
         images[key] = ImageSpec(
             model=entry["model"],
-            source=source_label("images.toml", entry["source"], entry["as_of"]),
-            default_size=entry["default_size"],
+            source=source,
+            default_size=bound.max_size if bound is not None else entry["default_size"],
             default_quality=entry["default_quality"],
             fixed=image_table_values(entry["prices"], where=where, integers=False)
             if "prices" in entry
@@ -134,6 +158,7 @@ def kakin_data() -> KakinData:
             tokens=image_table_values(entry["output_tokens"], where=where, integers=True)
             if "output_tokens" in entry
             else None,
+            bound=bound,
         )
         if "name" in entry:
             names[key] = entry["name"]

@@ -14,6 +14,7 @@ pricing a request is a few dictionary reads and Decimal multiplications:
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -131,16 +132,56 @@ class ImagePrice:
     price: Decimal
     tokens: int | None = None
     """Output tokens the provider documents for this size × quality, when the price derives from them."""
+    upper_bound: bool = False
+    """True when ``tokens`` is kakin's bound (``PixelBound``), not a figure the provider publishes."""
+
+
+_SIZE: Final = re.compile(r"([0-9]{1,6})x([0-9]{1,6})")
+
+
+def image_dimensions(size: str) -> tuple[int, int]:
+    """Width and height in pixels of a ``"WxH"`` image size."""
+    match = _SIZE.fullmatch(size.lower())
+    if match is None or not int(match[1]) or not int(match[2]):
+        raise InvalidInput(f"size {size!r} is not WIDTHxHEIGHT in pixels, e.g. '1024x1024', or 'auto'")
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True, slots=True)
+class PixelBound:
+    """An upper bound of the output tokens of one image, for a model whose provider bills
+    output image tokens but publishes no tokens per size: ``tokens`` per ``per_size``'s
+    pixels, scaled to the pixels asked for (rounded up), for any quality. Sizes larger than
+    ``max_size`` (in either orientation) are refused."""
+
+    tokens: int
+    per_size: str
+    max_size: str
+
+    def tokens_for(self, model: str, size: str) -> int:
+        width, height = image_dimensions(size)
+        max_width, max_height = image_dimensions(self.max_size)
+        if max(width, height) > max(max_width, max_height) or width * height > max_width * max_height:
+            raise InvalidInput(
+                f"size {size!r} is larger than {model} accepts: at most {self.max_size} "
+                f"or {max_height}x{max_width} pixels"
+            )
+        per_width, per_height = image_dimensions(self.per_size)
+        return -(-self.tokens * width * height // (per_width * per_height))
 
 
 @dataclass(frozen=True, slots=True)
 class ImageTable:
-    """Per-image prices of one model, by size × quality."""
+    """Per-image prices of one model, by size × quality; or, with a ``bound``, the most one
+    image of any size up to the model's largest can cost (``bound`` × ``bound_rate``)."""
 
     prices: Mapping[tuple[str, str], ImagePrice]
     default_size: str
     default_quality: str
     source: str
+    bound: PixelBound | None = None
+    bound_rate: Decimal | None = None
+    """USD per output image token, for ``bound``."""
 
     def lookup(self, model: str, size: str | None, quality: str | None) -> ImagePrice:
         """The price for a size and quality; unknown ones are refused with the valid choices."""
@@ -151,6 +192,12 @@ class ImageTable:
         if chosen_quality == "auto":
             chosen_quality = self.default_quality
         found = self.prices.get((chosen_size, chosen_quality))
+        if found is None and self.bound is not None and self.bound_rate is not None:
+            tokens = self.bound.tokens_for(model, chosen_size)
+            with localcontext(EXACT):
+                return ImagePrice(
+                    chosen_size, chosen_quality, self.bound_rate * tokens, tokens, upper_bound=True
+                )
         if found is None:
             sizes = sorted({s for s, _ in self.prices})
             qualities = sorted({q for _, q in self.prices})
@@ -161,7 +208,10 @@ class ImageTable:
         return found
 
     def max_price(self) -> Decimal:
-        return max(image.price for image in self.prices.values())
+        prices = [image.price for image in self.prices.values()]
+        if self.bound is not None:
+            prices.append(self.lookup("", self.bound.max_size, None).price)
+        return max(prices)
 
 
 # Direction codes on plan steps.

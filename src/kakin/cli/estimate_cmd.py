@@ -382,6 +382,7 @@ def image_job_report(results: list[ImageJobEstimate]) -> Report:
             "total": r.total,
             "per_final": r.per_final,
             "image_tokens": r.image_tokens,
+            "upper_bound": r.upper_bound,
         }
         for r in results
     ]
@@ -392,6 +393,10 @@ def image_job_report(results: list[ImageJobEstimate]) -> Report:
         "total = generations × per generation × (1 + buffer); naive = finals × per-image price "
         "(no retries, no buffer): what a price list alone suggests",
         *(f"price source: {item.source}" for item in first.cost.items if item.unit == "image"),
+        "an upper bound: no output tokens per image are published for this model; a request is "
+        "billed by the tokens the provider reports"
+        if first.upper_bound
+        else "",
     ]
     return Report(
         title=f"Image job on {first.provider}/{first.model}",
@@ -407,6 +412,7 @@ def image_job_report(results: list[ImageJobEstimate]) -> Report:
             Column("total", "total", "money"),
             Column("per_final", "per final", "rate"),
             Column("image_tokens", "image tokens", "int", table=False),
+            Column("upper_bound", "upper bound", table=False),
         ],
         rows=rows,
         notes=[n for n in notes if n],
@@ -460,11 +466,11 @@ def breakeven(
 ) -> None:
     """Subscription vs API: the monthly usage where a flat plan starts to pay off."""
     from kakin.estimate import breakeven as compute
-    from kakin.estimate import request_shape
     from kakin.estimate.inputs import (
         PLAN_PRICE,
         REQUESTS_PER_DAY,
         REQUESTS_PER_MONTH,
+        TOKENS_PER_MONTH,
         Limit,
         days_per_month,
         number,
@@ -485,14 +491,13 @@ def breakeven(
     with localcontext(EXACT):
         plan_usd = price_in / plan_fx.per_usd
         usage: Decimal | None = None
+        tokens: Decimal | None = None
         if usage_month is not None:
             usage = number(usage_month, "--usage (requests per month)", REQUESTS_PER_MONTH)
         elif usage_day is not None:
             usage = number(usage_day, "--usage-per-day", REQUESTS_PER_DAY) * days_per_month(days)
         elif usage_tokens is not None:
-            shape = request_shape(input_tokens, output_tokens, cached_share)
-            tokens = number(usage_tokens, "--usage-tokens", Limit(Decimal(0), Decimal(10**16)))
-            usage = settle(tokens / shape.tokens, Decimal("0.01"))
+            tokens = number(usage_tokens, "--usage-tokens", TOKENS_PER_MONTH)
     result = compute(
         settle(plan_usd),
         model,
@@ -500,6 +505,7 @@ def breakeven(
         output_tokens=output_tokens,
         cached_share=cached_share,
         usage_requests_per_month=usage,
+        usage_tokens_per_month=tokens,
         plan_name=plan_name,
         days=days,
         provider=provider,
@@ -531,7 +537,7 @@ def breakeven_report(result: BreakEven) -> Report:
             {
                 "what": "your usage",
                 "requests": verdict.requests_per_month,
-                "tokens": int(verdict.requests_per_month * shape.tokens),
+                "tokens": int(verdict.tokens_per_month),
                 "cost": verdict.api_cost,
             }
         )
@@ -551,7 +557,8 @@ def breakeven_report(result: BreakEven) -> Report:
         "plan_name": result.plan_name,
         "plan_price": result.plan_price,
         "per_request": result.per_request,
-        "breakeven_requests_per_month": result.requests_per_month,
+        # A count as an exact decimal string, as the rows and the per-day figure give it.
+        "breakeven_requests_per_month": _count(result.requests_per_month),
         "breakeven_tokens_per_month": result.tokens_per_month,
         "breakeven_requests_per_day": result.requests_per_day,
     }
@@ -577,6 +584,10 @@ def breakeven_report(result: BreakEven) -> Report:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _count(value: int | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def _num(value: Decimal) -> str:

@@ -82,7 +82,7 @@ def models(
         title=f"Models ({len(rows)}), USD per 1M tokens",
         columns=[
             Column("provider", "provider"),
-            Column("model", "model"),
+            Column("model", "model", wrap=True),
             Column("name", "name", table=False),
             Column("kinds", "kinds", table=False),
             Column("input", "input", "money"),
@@ -182,12 +182,13 @@ def cost_report(cost: Cost, title: str | None = None) -> Report:
             "effective_from": item.effective_from,
             "source": item.source,
             "ref": f"[{sources.index(item.source) + 1}]",
+            "mode": item.mode,
         }
         for item in cost.items
     ]
     return Report(
         title=title
-        or f"{cost.provider}/{cost.model} ({cost.mode}), priced at {cost.priced_at:%Y-%m-%d %H:%M} UTC",
+        or f"{cost.provider}/{cost.model} ({_mode(cost)}), priced at {cost.priced_at:%Y-%m-%d %H:%M} UTC",
         columns=[
             Column("component", "component"),
             Column("quantity", "quantity", "decimal", table=False),
@@ -199,17 +200,33 @@ def cost_report(cost: Cost, title: str | None = None) -> Report:
             Column("effective_from", "since"),
             Column("ref", "src", export=False),
             Column("source", "source", table=False),
+            Column("mode", "mode", table=False),
         ],
         rows=rows,
         total={"component": "total", "amount": cost.total},
-        notes=[f"[{n}] {source}" for n, source in enumerate(sources, start=1)],
+        notes=[f"[{n}] {source}" for n, source in enumerate(sources, start=1)] + _mode_notes(cost),
         extra={
             "model": cost.model,
             "provider": cost.provider,
             "mode": cost.mode,
+            "billed_mode": cost.billed_mode,
             "priced_at": cost.priced_at,
         },
     )
+
+
+def _mode(cost: Cost) -> str:
+    return cost.mode if cost.billed_mode == cost.mode else f"{cost.mode} asked, {cost.billed_mode} rates"
+
+
+def _mode_notes(cost: Cost) -> list[str]:
+    """Say so when the mode asked for has no rate of its own (its standard rates were used)."""
+    if cost.billed_mode == cost.mode:
+        return []
+    return [
+        f"{cost.provider}/{cost.model} has no {cost.mode} rate in the catalog on "
+        f"{cost.priced_at:%Y-%m-%d}: the {cost.billed_mode} rates are shown"
+    ]
 
 
 def _quantity(value: Decimal) -> str:

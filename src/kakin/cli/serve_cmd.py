@@ -29,21 +29,7 @@ def serve(
     server = settings.server.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
-    settings = settings.model_copy(update={"server": server})
-    upstreams = ", ".join(f"{p.name} ({p.kind})" for p in settings.providers) or "built-in simulator"
-    typer.echo(
-        f"kakin gateway on http://{server.host}:{server.port} → {upstreams}; database {_safe(settings.database.url)}"
-    )
-    run(settings)
-
-
-def _safe(url: str) -> str:
-    """A database URL without its password, for display."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url
+    run(settings.model_copy(update={"server": server}))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,15 @@ from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Literal
 
 from kakin.catalog import Catalog
-from kakin.estimate.inputs import PLAN_PRICE, REQUESTS_PER_MONTH, days_per_month, number, settle
+from kakin.errors import InvalidInput
+from kakin.estimate.inputs import (
+    PLAN_PRICE,
+    REQUESTS_PER_MONTH,
+    TOKENS_PER_MONTH,
+    days_per_month,
+    number,
+    settle,
+)
 from kakin.estimate.shape import RequestShape, price_shape, request_shape, resolve_model
 from kakin.money import EXACT
 from kakin.pricing import Cost
@@ -30,7 +38,10 @@ Winner = Literal["api", "plan", "either"]
 @dataclass(frozen=True, slots=True)
 class Verdict:
     requests_per_month: Decimal
+    """Exact when the usage is given in requests; to 0.01 when it is given in tokens."""
+    tokens_per_month: Decimal
     api_cost: Decimal
+    """Exact (to the picodollar when the usage in tokens is not a whole number of requests)."""
     winner: Winner
     saving: Decimal
     """How much the winner saves per month against the other option."""
@@ -62,6 +73,7 @@ def breakeven(
     output_tokens: object,
     cached_share: object = 0,
     usage_requests_per_month: object | None = None,
+    usage_tokens_per_month: object | None = None,
     plan_name: str = "plan",
     days: object = "calendar",
     provider: str | None = None,
@@ -69,15 +81,19 @@ def breakeven(
     mode: str = "standard",
     catalog: Catalog | None = None,
 ) -> BreakEven:
-    """Where a ``plan_price`` (USD/month) subscription and metered ``model`` use cost the same."""
+    """Where a ``plan_price`` (USD/month) subscription and metered ``model`` use cost the same.
+
+    The usage for a verdict is given in requests or in tokens (input + output) per month."""
     plan = number(plan_price, "plan price per month (USD)", PLAN_PRICE)
     shape = request_shape(input_tokens, output_tokens, cached_share)
     month = days_per_month(days)
-    usage = (
-        None
-        if usage_requests_per_month is None
-        else number(usage_requests_per_month, "usage (requests per month)", REQUESTS_PER_MONTH)
-    )
+    if usage_requests_per_month is not None and usage_tokens_per_month is not None:
+        raise InvalidInput("give the usage in requests or in tokens per month, not both")
+    usage: Decimal | None = None
+    if usage_requests_per_month is not None:
+        usage = number(usage_requests_per_month, "usage (requests per month)", REQUESTS_PER_MONTH)
+    elif usage_tokens_per_month is not None:
+        usage_tokens = number(usage_tokens_per_month, "usage (tokens per month)", TOKENS_PER_MONTH)
     entry = resolve_model(model, provider, catalog)
     cost = price_shape(shape, entry, at=at, mode=mode)
     per_request = cost.total
@@ -88,7 +104,15 @@ def breakeven(
             per_day: Decimal | None = settle(Decimal(requests) / month, Decimal("0.01"))
         else:
             requests = tokens = per_day = None
-        verdict = None if usage is None else _verdict(usage, per_request, plan)
+        if usage is not None:
+            verdict: Verdict | None = _verdict(usage, usage * shape.tokens, per_request * usage, plan)
+        elif usage_tokens_per_month is not None:
+            # Cost from the tokens, dividing last, so that whole amounts stay whole.
+            api = settle(usage_tokens * per_request / shape.tokens)
+            by_requests = settle(usage_tokens / shape.tokens, Decimal("0.01"))
+            verdict = _verdict(by_requests, usage_tokens, api, plan)
+        else:
+            verdict = None
     return BreakEven(
         plan_name=plan_name,
         plan_price=plan,
@@ -105,7 +129,6 @@ def breakeven(
     )
 
 
-def _verdict(usage: Decimal, per_request: Decimal, plan: Decimal) -> Verdict:
-    api = usage * per_request
+def _verdict(requests: Decimal, tokens: Decimal, api: Decimal, plan: Decimal) -> Verdict:
     winner: Winner = "api" if api < plan else "plan" if api > plan else "either"
-    return Verdict(usage, api, winner, abs(plan - api))
+    return Verdict(requests, tokens, api, winner, abs(plan - api))

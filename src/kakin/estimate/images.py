@@ -10,8 +10,10 @@ the client rejects). So:
 
 The price per generation is the catalog's per-image price for the model, size and quality
 (published per-image prices, or the documented output tokens per image × the model's output
-rate), plus the prompt's input tokens when given. ``attempts_per_final`` may be fractional
-(2.5 = half the finals take a third try); ``generations`` is then an expected count.
+rate; for a model whose provider documents no tokens per image, kakin's upper bound of them,
+so the estimate is an upper bound too), plus the prompt's input tokens when given.
+``attempts_per_final`` may be fractional (2.5 = half the finals take a third try);
+``generations`` is then an expected count.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class ImageJobEstimate:
     """The itemised cost of one generation."""
     image_tokens: int | None
     """Output tokens per image when the price derives from them."""
+    upper_bound: bool
+    """The per-image price is kakin's bound of the output tokens, not a published figure."""
 
 
 def image_job(
@@ -114,6 +118,7 @@ def image_job(
             per_final=settle(total / count),
             cost=cost,
             image_tokens=chosen.tokens,
+            upper_bound=chosen.upper_bound,
         )
 
 

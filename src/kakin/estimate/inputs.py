@@ -42,6 +42,7 @@ IMAGES: Final = Limit(ONE, Decimal(10**8), whole=True)
 ATTEMPTS: Final = Limit(ONE, Decimal(100))
 PLAN_PRICE: Final = Limit(Decimal("0.01"), Decimal(10**7))
 REQUESTS_PER_MONTH: Final = Limit(ZERO, Decimal(31 * 10**9))
+TOKENS_PER_MONTH: Final = Limit(ZERO, Decimal(10**16))
 DAILY_SPEND: Final = Limit(ZERO, Decimal(10**9))
 
 CALENDAR_DAYS: Final = Decimal("30")

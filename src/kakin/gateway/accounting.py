@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from kakin.gateway.committer import Committer
 from kakin.gateway.journal import ChargeJournal
 from kakin.ledger.records import PostOp, ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
+from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 
 log = logging.getLogger("kakin.gateway")
 
@@ -55,6 +56,9 @@ class Accountant(Protocol):
     def forget(self, org_id: str | None = None) -> None: ...
     async def settled(self) -> None: ...
     def credit_left(self, org_id: str) -> Decimal | None: ...
+    def live_holds(self, org_id: str) -> LiveHolds:
+        """Holds of requests in flight that the ledger's counters do not include (any thread)."""
+        ...
 
 
 # Failed attempts a retried idempotent request may follow before it is refused as a conflict.
@@ -103,6 +107,10 @@ class SharedAccountant:
     def credit_left(self, org_id: str) -> Decimal | None:
         """Unknown without a read of the ledger, which this mode does not spend per request."""
         return None
+
+    def live_holds(self, org_id: str) -> LiveHolds:
+        """None: every hold is a ledger reservation, already in its counters."""
+        return NO_LIVE_HOLDS
 
 
 class LocalAccountant:
@@ -223,6 +231,12 @@ class LocalAccountant:
     def credit_left(self, org_id: str) -> Decimal | None:
         view = self._views.get(org_id)
         return view.available if view is not None else None
+
+    def live_holds(self, org_id: str) -> LiveHolds:
+        """The holds of this organisation's requests in flight, which live only in memory.
+        The current view has them all: a fresh view adopts the holds of the one it replaces."""
+        view = self._views.get(org_id)
+        return view.live_holds() if view is not None else NO_LIVE_HOLDS
 
     def forget(self, org_id: str | None = None) -> None:
         """Drop remembered views so the next request reloads them (after an admin change)."""

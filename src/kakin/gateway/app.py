@@ -4,7 +4,8 @@ Every request goes: authenticate the kakin key → parse and bound it → route 
 response cache → reserve the bound against credit and budgets → forward → read the usage
 the provider reported → price it → settle (durable) → answer. A request that fails upstream
 is voided (free, but it still counted toward rate limits); a stream the client abandons is
-billed for what the provider produced; the hold is released on every exit path.
+stopped upstream at once and billed for what the provider produced; the hold is released on
+every exit path. A stream's cost travels in its final event (see ``StreamMeter.stamp``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,11 +24,12 @@ import orjson
 from kakin.catalog import Catalog
 from kakin.config import ProviderSettings, Settings
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound, UnknownModel
+from kakin.gateway.access_log import note_caller
 from kakin.gateway.accounting import Ticket, make_accountant
 from kakin.gateway.cache import CachedResponse, ResponseCache, cache_key, make_caches
 from kakin.gateway.client import UpstreamClient, UpstreamError, UpstreamResponse
 from kakin.gateway.committer import ProcessCommitter, make_committer
-from kakin.gateway.http import ClientGone, Receive, Send, header_list, read_body, respond
+from kakin.gateway.http import ClientGone, HangUp, Receive, Send, header_list, read_body, respond
 from kakin.gateway.journal import ChargeJournal, journal_path
 from kakin.gateway.keys import Caller, KeyCache
 from kakin.gateway.ownership import ObjectGuard
@@ -84,6 +86,7 @@ class Call:
     ticket: Ticket | None = None  # the hold, until it is charged or released
     idempotency_key: str = ""
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    forwarded: bool = False  # the request was (being) sent upstream
 
     @property
     def scope(self) -> Scope:
@@ -135,7 +138,7 @@ class Gateway:
         )
         self._in_flight: set[str] = set()  # idempotency keys of requests being served
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.keys = KeyCache(ledger, call=self.committer.call)
+        self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
         self.objects = ObjectGuard(self.committer.call)  # provider-side objects, per project
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
@@ -228,6 +231,7 @@ class Gateway:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             call = await self._admit(match, body, headers, query)
+            note_caller(scope, call.request_id, call.caller.key.org_id, call.caller.key.project_id)
             await self._serve(call, headers, receive, send)
         except ClientGone:
             return
@@ -319,14 +323,16 @@ class Gateway:
         cost = self._price(call, usage)
         bound = cost.total if cost else Decimal(0)
         if call.entry is not None and b"cache_control" in call.parsed.body:
-            rates = self.catalog.bound_rates(call.entry, call.started, input_tokens=usage.input_tokens)
+            rates = self.catalog.bound_rates(
+                call.entry, call.started, call.parsed.mode, input_tokens=usage.input_tokens
+            )
             bound = max(bound, rates.bound(usage.input_tokens, usage.output_tokens))
         return bound
 
     def _price(self, call: Call, usage: Usage) -> Cost | None:
         if call.entry is None:
             return None
-        return price(usage, call.entry, at=call.started, catalog=self.catalog)
+        return price(usage, call.entry, at=call.started, mode=call.parsed.mode, catalog=self.catalog)
 
     # ------------------------------------------------------------------ serving
 
@@ -385,12 +391,13 @@ class Gateway:
             api_version=call.provider.api_version or None,
             output_limit=self._output_limit(parsed),
         )
+        if parsed.stream:
+            await self._stream(call, up, headers, receive, send, ckey)
+            return
         response = await self._open_upstream(call, up, headers)
         try:
             if response.status >= 400:
                 await self._pass_error(call, response, send)
-            elif parsed.stream:
-                await self._stream(call, response, receive, send, ckey)
             else:
                 await self._complete(call, response, send, ckey)
         finally:
@@ -434,6 +441,7 @@ class Gateway:
     async def _open_upstream(self, call: Call, up: Any, headers: dict[str, str]) -> UpstreamResponse:
         assert self.session is not None
         url = call.provider.base_url.rstrip("/") + up.path
+        call.forwarded = True
         try:
             return await self.session.request(
                 call.parsed.endpoint.method,
@@ -473,11 +481,12 @@ class Gateway:
                 f"{call.provider.name} broke off its answer; the request was not billed"
             ) from None
         usage = usage_from_body(call.parsed, body)
-        estimated = usage is None
+        note = ""
         if usage is None:
             # Never a silent zero: without reported usage, charge the bound that was reserved.
             usage = call.parsed.bound_usage(self.settings.gateway.default_max_output_tokens)
-        cost = await self._settle(call, usage, estimated)
+            note = _NO_USAGE
+        cost = await self._settle(call, usage, note)
         body = await self.objects.answered(call.caller.key, call.parsed, response.status, body)
         content_type = response.headers.get("content-type", "application/json")
         extra = [*call.extra_headers, ("x-kakin-cost-usd", decimal_str(cost))]
@@ -500,66 +509,132 @@ class Gateway:
     async def _stream(
         self,
         call: Call,
-        response: UpstreamResponse,
+        up: Any,
+        headers: dict[str, str],
         receive: Receive,
         send: Send,
         ckey: str,
     ) -> None:
+        """Open and relay a stream. The client hanging up stops the upstream at once: the
+        answer's head is no longer waited for, or the connection reading the answer is closed,
+        so the provider stops producing; what it produced is billed."""
+        hangup = HangUp(receive)
+        try:
+            opening = asyncio.ensure_future(self._open_upstream(call, up, headers))
+            hangup.then(opening.cancel)
+            try:
+                response = await opening
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not hangup.gone or (task is not None and task.cancelling()):
+                    raise  # the gateway itself is being stopped
+                await self._bill_hangup(call, StreamMeter(call.parsed))
+                return
+            try:
+                hangup.then(response.abort)
+                if response.status >= 400:
+                    await self._pass_error(call, response, send)
+                else:
+                    await self._relay(call, response, hangup, send, ckey)
+            finally:
+                response.release()
+        finally:
+            hangup.stop()
+
+    async def _relay(
+        self, call: Call, response: UpstreamResponse, hangup: HangUp, send: Send, ckey: str
+    ) -> None:
+        """Forward each event as it arrives; from the event carrying the final usage on, hold
+        the output until the charge is durable, then send it with the cost stamped in."""
         meter = StreamMeter(call.parsed)
         content_type = response.headers.get("content-type", "text/event-stream")
-        gone = asyncio.Event()
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
         delivered: list[bytes] = []
         held = b""  # from the event carrying the final usage on: sent once the charge is durable
         broken = False
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": header_list(content_type, call.extra_headers),
+            }
+        )
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": header_list(content_type, call.extra_headers),
-                }
-            )
-            async for chunk in response:
+            async for chunk in response:  # ends early once the client has gone (abort)
                 out = meter.feed(chunk)
+                if hangup.gone:
+                    continue  # what was received is metered, nothing is sent
                 if held or meter.state.finished or _may_end(out):
                     held += out
                 elif out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                     delivered.append(out)
-                if gone.is_set():
-                    break
         except (TimeoutError, UpstreamError):
             broken = True
-        finally:
-            watcher.cancel()
-        if not gone.is_set():
+        if hangup.gone:
+            await self._bill_hangup(call, meter)
+            return
+        if not broken:
             held += meter.finish()
         usage = meter.usage()
-        estimated = usage is None
         if usage is None:
-            usage = meter.partial_usage()  # what the provider produced before the stream stopped
-        cost = await self._settle(call, usage, estimated)
+            cost = await self._settle(call, meter.partial_usage(), _NO_USAGE)
+        else:
+            cost = await self._settle(call, usage)
         await self.objects.streamed(call.caller.key, call.parsed, meter.state)
-        if gone.is_set():
-            return
+        tail = meter.stamp(held, self._receipt(call, cost))
         if broken:
-            held += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
-        delivered.append(held)
-        await send({"type": "http.response.body", "body": held, "more_body": False})
-        if not broken and not estimated:
-            entry = CachedResponse(response.status, content_type, b"".join(delivered), cost, call.route.model)
+            tail += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        if not broken and usage is not None:
+            # A retry with the Idempotency-Key gets this very answer, kakin's fields included (the
+            # charge it names is the one and only); a cache hit is another request, free: the
+            # answer without them.
             if ckey:
-                await self.cache.put(ckey, entry)
+                body = b"".join([*delivered, held])
+                await self.cache.put(
+                    ckey, CachedResponse(response.status, content_type, body, cost, call.route.model)
+                )
             if call.idempotency_key:
-                await self.replays.put(call.idempotency_key, replace(entry, request=call.parsed.cache_key))
+                entry = CachedResponse(
+                    response.status,
+                    content_type,
+                    b"".join([*delivered, tail]),
+                    cost,
+                    call.route.model,
+                    call.parsed.cache_key,
+                )
+                await self.replays.put(call.idempotency_key, entry)
 
-    async def _settle(self, call: Call, usage: Usage, estimated: bool) -> Decimal:
+    async def _bill_hangup(self, call: Call, meter: StreamMeter) -> None:
+        """The client left mid-stream: bill the provider's final usage if it came, else what
+        was produced until the upstream was stopped (input, and the output received). A request
+        that never left the gateway is not billed."""
+        if not call.forwarded:
+            await self.limiter.aadjust_tokens(call.caller.limits, -call.bound_tokens)
+            return  # the hold is released by the caller
+        usage = meter.usage()
+        if usage is None:
+            await self._settle(call, meter.partial_usage(), _HUNG_UP)
+        else:
+            await self._settle(call, usage)
+        # A response stored upstream before the hang-up is still its project's own.
+        await self.objects.streamed(call.caller.key, call.parsed, meter.state)
+
+    def _receipt(self, call: Call, cost: Decimal) -> dict[str, str]:
+        """kakin's fields in a stream's final event: what the headers say for a complete answer."""
+        receipt = {"request_id": call.request_id, "cost_usd": decimal_str(cost)}
+        credit = self.accounts.credit_left(call.caller.key.org_id)
+        if credit is not None:
+            receipt["credit_remaining_usd"] = decimal_str(credit)
+        return receipt
+
+    async def _settle(self, call: Call, usage: Usage, note: str = "") -> Decimal:
+        """Charge ``usage`` (durable on return); ``note`` says why it is not the provider's report."""
         cost = self._price(call, usage)
         total = cost.total if cost else Decimal(0)
         items = [item.to_dict() for item in cost.items] if cost else []
-        if estimated:
-            items.append({"note": "the provider reported no usage; charged kakin's own count"})
+        if note:
+            items.append({"note": note})
         routing_saved = Decimal(0)
         if call.route.baseline and call.route.baseline != call.route.model:
             try:
@@ -630,21 +705,36 @@ class Gateway:
     async def _forward_unbilled(self, call: Call, headers: dict[str, str], send: Send) -> None:
         """Operations the provider does not charge for (models, countTokens, reading, listing
         or deleting stored objects)."""
-        up = upstream_request(call.parsed, api_version=call.provider.api_version or None)
-        response = await self._open_upstream(call, up, headers)
-        try:
-            body = await response.read()
-        finally:
-            response.release()
-        body = await self.objects.answered(call.caller.key, call.parsed, response.status, body)
+        content_type = "application/json"
+
+        async def fetch(parsed: ParsedRequest) -> tuple[int, bytes]:
+            nonlocal content_type
+            up = upstream_request(parsed, api_version=call.provider.api_version or None)
+            response = await self._open_upstream(call, up, headers)
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+            content_type = response.headers.get("content-type", content_type)
+            return response.status, body
+
+        status, body = await fetch(call.parsed)
+        body = await self.objects.answered(call.caller.key, call.parsed, status, body, fetch)
         await respond(
             send,
-            response.status,
+            status,
             body,
-            response.headers.get("content-type", "application/json"),
+            content_type,
             [("x-kakin-request-id", call.request_id), ("x-kakin-cost-usd", "0")],
         )
 
+
+# Why a charge is not the usage the provider reported (a note among the cost items).
+_NO_USAGE = "the provider reported no usage; charged kakin's own count"
+_HUNG_UP = (
+    "the client hung up before the provider reported usage; the provider was stopped and "
+    "kakin charged its own count of the input and of the output produced until then"
+)
 
 # Markers of a stream's last events in each provider's format (OpenAI chat and Responses,
 # Anthropic, Gemini). From the piece carrying one, output waits until the charge is durable.
@@ -660,11 +750,3 @@ _ENDINGS = (
 
 def _may_end(piece: bytes) -> bool:
     return any(marker in piece for marker in _ENDINGS)
-
-
-async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            return

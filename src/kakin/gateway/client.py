@@ -14,6 +14,9 @@ in bench/bench_upstream_client.py it costs about a third of aiohttp's client CPU
     finally:
         response.release()
 
+``response.abort()`` (from any task) closes the connection at once and ends the iteration, so
+the upstream stops producing an answer nobody will read.
+
 Errors: ``UpstreamError`` when the upstream cannot be reached or breaks the exchange (refused,
 TLS failure, closed mid-answer, not HTTP); ``TimeoutError`` when it sends nothing for
 ``timeout_seconds`` while the caller waits for the answer's head or its next chunk.
@@ -399,6 +402,19 @@ class UpstreamResponse:
         if self._complete and self._error is None:
             return self._take() if self._chunks else b""
         return b"".join([chunk async for chunk in self])
+
+    def abort(self) -> None:
+        """Stop receiving (whoever wanted the answer is gone): the connection is closed at once,
+        which tells the upstream to stop producing. Chunks already received are still handed
+        out; iteration then ends as if the answer were complete."""
+        if not self.status:
+            self._fail(UpstreamError("the answer was abandoned before it began"))
+            return
+        connection = self._detach()
+        if connection is not None:
+            connection.close()
+            self._complete = True
+        self._wake()
 
     def release(self) -> None:
         """Done with this answer: a connection whose answer was not received completely is

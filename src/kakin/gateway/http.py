@@ -7,6 +7,7 @@ microsecond spent here is added to every call a client makes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -23,6 +24,34 @@ class PayloadTooLarge(KakinError):
 
 class ClientGone(Exception):
     """The client disconnected before the request body arrived."""
+
+
+class HangUp:
+    """Watches for the client disconnecting while a stream is served: ``gone`` turns true the
+    moment it does, and the action given to ``then`` runs at once (to stop the upstream)."""
+
+    __slots__ = ("_action", "_task", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._action: Callable[[], object] | None = None
+        self._task = asyncio.ensure_future(self._watch(receive))
+
+    def then(self, action: Callable[[], object]) -> None:
+        """Run ``action`` when the client goes (at once if it has gone already)."""
+        self._action = action
+        if self.gone:
+            action()
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        if self._action is not None:
+            self._action()
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,8 @@ from kakin.ledger.errors import KeyExpired
 from kakin.ledger.keys import KEY_PREFIX
 from kakin.limits import LimitSet
 from kakin.limits.subjects import limits_for_key
+
+log = logging.getLogger("kakin.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +34,25 @@ class Caller:
 
 class KeyCache:
     """``call(method, *args)`` runs a ledger method; the gateway passes its ledger writer's,
-    so verifying a key (a ledger transaction) never holds this process's GIL."""
+    so verifying a key (a ledger transaction) never holds this process's GIL.
 
-    def __init__(self, ledger: Any, *, ttl: float = 2.0, call: Any = None) -> None:
+    A key verified again may find its organisation in another tier (promoted by its spending
+    or by time, or from another process): then the organisation's other keys are dropped, so
+    they too are held to the new tier's limits on their next request, and
+    ``on_tier_change(org_id)`` is told (the gateway reloads the organisation's account view,
+    which enforces the tier's monthly ceiling)."""
+
+    def __init__(
+        self,
+        ledger: Any,
+        *,
+        ttl: float = 2.0,
+        call: Any = None,
+        on_tier_change: Callable[[str], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.ttl = ttl
+        self._on_tier_change = on_tier_change
         self._call = call or (lambda method, *args: asyncio.to_thread(getattr(ledger, method), *args))
         self._callers: dict[bytes, tuple[float, Caller]] = {}
         self._verifying: dict[bytes, asyncio.Future] = {}
@@ -66,14 +84,33 @@ class KeyCache:
         if self._verifying.get(digest) is not done:
             return  # forgotten while it was being verified: the next request verifies again
         del self._verifying[digest]
-        if not done.cancelled() and done.exception() is None:
-            self._callers[digest] = (time.monotonic() + self.ttl, done.result())
+        if done.cancelled() or done.exception() is not None:
+            return
+        caller: Caller = done.result()
+        previous = self._callers.get(digest)
+        if previous is not None and previous[1].tier != caller.tier:
+            org_id = caller.key.org_id
+            log.debug("org %s is now in tier %s (was %s)", org_id, caller.tier, previous[1].tier)
+            for other, (_, remembered) in list(self._callers.items()):
+                if remembered.key.org_id == org_id:
+                    del self._callers[other]
+            if self._on_tier_change is not None:
+                self._on_tier_change(org_id)
+        self._callers[digest] = (time.monotonic() + self.ttl, caller)
 
     async def _verify(self, plaintext: str) -> Caller:
         key = await self._call("verify_key", plaintext)
         status = await self._call("tier_of", key.org_id)
         tier = status.tier
         limits = limits_for_key(key, tier)
+        log.debug(
+            "key %s verified: org %s, project %s, tier %s, limits %s",
+            key.id,
+            key.org_id,
+            key.project_id,
+            tier.name if tier else "none",
+            ", ".join(f"{limit.scope} {limit.describe()}" for limit in limits.limits) or "none",
+        )
         return Caller(key=key, limits=limits, tier=tier.name if tier else None)
 
     def forget(self, kind: str = "", ident: str = "") -> None:

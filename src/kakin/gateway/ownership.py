@@ -9,25 +9,28 @@ references to objects kakin never creates (uploaded files, vector stores …). W
 creating, naming or referring is read from the wire formats by ``kakin.providers.objects``.
 
 Only requests that involve stored objects touch the ledger here; a plain chat request costs
-one regular-expression search of its body. Ledger calls go through the ledger writer (the
+a byte search of its body and a few dictionary lookups. Ledger calls go through the ledger writer (the
 ``call`` given), like key verification, so no ledger transaction runs on the event loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from kakin.errors import InvalidInput, NotFound
-from kakin.ledger.records import KeyRecord
+from kakin.ledger.records import KeyRecord, ObjectName
 from kakin.providers import objects
 from kakin.providers.adapter import StreamState
 from kakin.providers.objects import ObjectRef
 from kakin.providers.request import ParsedRequest
 
 LedgerCall = Callable[..., Awaitable[Any]]
+# Sends a request upstream as it is and returns (status, body): a list's next page.
+Fetch = Callable[[ParsedRequest], Awaitable[tuple[int, bytes]]]
 
 
 class ObjectGuard:
@@ -39,10 +42,19 @@ class ObjectGuard:
     async def admit(self, key: KeyRecord, parsed: ParsedRequest) -> None:
         """Before anything is held or forwarded: refuse a reference to an object kakin never
         creates (400), or to a stored object the caller's project does not own (404). A
-        request priced at its object's model gets that model (``parsed.model``)."""
+        request priced at its object's model gets that model (``parsed.model``); a list asks
+        for the account's whole list (``parsed.query``), to be filtered in ``answered``."""
         reason = objects.refusal(parsed)
         if reason is not None:
             raise InvalidInput(reason)
+        items = objects.named_items(parsed)
+        if items:
+            owned = await self._owned(key, items)
+            for item in items:
+                if item.object_id not in owned:
+                    raise NotFound(item.not_found())
+        if parsed.endpoint.kind == "cache_list":
+            parsed.query = objects.whole_list_query(parsed)
         ref = objects.named(parsed)
         if ref is None:
             return
@@ -52,9 +64,12 @@ class ObjectGuard:
         if objects.takes_stored_model(parsed):
             parsed.model = found.model
 
-    async def answered(self, key: KeyRecord, parsed: ParsedRequest, status: int, body: bytes) -> bytes:
-        """After a complete answer: record the object it created, forget the one it deleted,
-        keep only the project's own objects in a list. Returns the body to send."""
+    async def answered(
+        self, key: KeyRecord, parsed: ParsedRequest, status: int, body: bytes, fetch: Fetch | None = None
+    ) -> bytes:
+        """After a complete answer: record the objects it created, forget the one it deleted,
+        keep only the project's own objects in a list (``fetch`` asks the provider for a
+        further page). Returns the body to send."""
         if status >= 300 or not objects.answer_matters(parsed):
             return body
         gone = objects.deleted(parsed)
@@ -66,26 +81,43 @@ class ObjectGuard:
         except orjson.JSONDecodeError:
             doc = None
         if parsed.endpoint.kind == "cache_list":
-            if not isinstance(doc, dict):
-                return b"{}"  # an answer that cannot be filtered is not passed on
-            refs = objects.listed(parsed, doc)
-            return orjson.dumps(objects.keep_listed(doc, await self._owned(key, refs)))
+            assert fetch is not None, "a list is gathered from every page"
+            return orjson.dumps(await self._own_list(key, parsed, doc, fetch))
         await self._record(key, objects.created(parsed, doc))
         return body
+
+    async def _own_list(
+        self, key: KeyRecord, parsed: ParsedRequest, doc: Any, fetch: Fetch
+    ) -> dict[str, Any]:
+        """The project's objects from every page of the account's list, in one page. (Pages
+        filtered one by one could be empty while more follow, which SDK pagers take for the
+        end.) A page the provider fails to give ends the list."""
+        items: list[Any] = []
+        while isinstance(doc, dict):
+            items += objects.keep_owned(doc, await self._owned(key, objects.listed(parsed, doc)))
+            token = objects.next_page(doc)
+            if token is None:
+                break
+            status, body = await fetch(replace(parsed, query={**parsed.query, "pageToken": token}))
+            try:
+                doc = orjson.loads(body) if status < 300 else None
+            except orjson.JSONDecodeError:
+                doc = None
+        return objects.owned_list(items)
 
     async def streamed(self, key: KeyRecord, parsed: ParsedRequest, state: StreamState) -> None:
         """After a stream: record the stored response it created (its id came in the stream)."""
         await self._record(key, objects.created(parsed, state.extra.get("response")))
 
     async def _owned(self, key: KeyRecord, refs: list[ObjectRef]) -> set[str]:
+        """Which of ``refs`` (all of one API and kind) the caller's project owns."""
         if not refs:
             return set()
         first = refs[0]
         ids = [ref.object_id for ref in refs]
         return await self._call("owned_objects", key.project_id, first.api, first.kind, ids)
 
-    async def _record(self, key: KeyRecord, ref: ObjectRef | None) -> None:
-        if ref is not None:
-            await self._call(
-                "record_object", ref.api, ref.kind, ref.object_id, key.org_id, key.project_id, ref.model
-            )
+    async def _record(self, key: KeyRecord, refs: list[ObjectRef]) -> None:
+        if refs:
+            names = [ObjectName(ref.api, ref.kind, ref.object_id, ref.model) for ref in refs]
+            await self._call("record_objects", key.org_id, key.project_id, names)

@@ -16,7 +16,9 @@ from typing import Any
 import uvicorn
 
 from kakin.config import ProviderSettings, Settings
+from kakin.gateway.access_log import AccessLog
 from kakin.gateway.app import Gateway
+from kakin.logs import configure_logging
 from kakin.serving import start_in_thread as serve_in_thread
 from kakin.serving import uvicorn_config
 
@@ -82,7 +84,9 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    admin = create_admin_app(ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed)
+    admin = create_admin_app(
+        ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed, holds=gateway.accounts
+    )
 
     async def reads_see_every_charge(scope: Any, receive: Any, send: Any) -> None:
         # Charges journaled by this gateway reach the ledger a moment after their responses;
@@ -94,9 +98,53 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     return Starlette(routes=[Mount("/admin", app=reads_see_every_charge)])
 
 
+def with_access_log(gateway: Gateway, settings: Settings) -> Any:
+    """The ASGI app to serve: the gateway, behind the access log when it is on."""
+    return AccessLog(gateway) if settings.server.access_log else gateway
+
+
+def without_password(url: str) -> str:
+    """A database URL without its password, for display."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def report_providers(providers: tuple[ProviderSettings, ...]) -> None:
+    """Say at start which upstreams will be called without a key (warning), and how each is
+    configured (debug) — whether its key is set, never the key."""
+    for provider in providers:
+        problem = provider.missing_key()
+        if problem:
+            fields = {"provider": provider.name, "api_key_env": provider.api_key_env}
+            log.warning("%s", problem, extra={"fields": fields})
+        log.debug(
+            "provider %s: %s at %s serves %s; key from %s (%s)",
+            provider.name,
+            provider.kind,
+            provider.base_url,
+            ", ".join(provider.serves),
+            provider.api_key_env or "no variable",
+            "set" if provider.api_key() else "not set",
+        )
+
+
 def serve(settings: Settings) -> None:
     """Serve until interrupted (Ctrl-C): in-flight requests finish and are settled first."""
+    configured = settings.providers  # as written: "builtin" is replaced by the simulator's URL
     settings, simulator = with_builtin_simulator(settings)
+    configure_logging(settings.logging)  # after the simulator's start, whose lines say nothing useful
+    upstreams = ", ".join(f"{p.name} ({p.kind})" for p in configured) or "built-in simulator"
+    log.info(
+        "kakin gateway on http://%s:%s → %s; database %s",
+        settings.server.host,
+        settings.server.port,
+        upstreams,
+        without_password(settings.database.url),
+    )
+    report_providers(configured)
     gateway = build_gateway(settings)
     server = settings.server
     # This process is the gateway. What is loaded now (catalog, encodings, settings) lives as
@@ -105,7 +153,7 @@ def serve(settings: Settings) -> None:
     gc.freeze()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
-        uvicorn.Server(uvicorn_config(gateway, server.host, server.port, access_log=server.access_log)).run()
+        uvicorn.Server(uvicorn_config(with_access_log(gateway, settings), server.host, server.port)).run()
     finally:
         gateway.ledger.close()
         if simulator is not None:
@@ -121,6 +169,11 @@ class RunningGateway:
     _thread: threading.Thread
     _simulator: Any = None
     _owns_ledger: bool = field(default=True)
+
+    @property
+    def simulator(self) -> Any:
+        """The built-in simulated provider this gateway started (a RunningSimulator), or None."""
+        return self._simulator
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -141,7 +194,8 @@ def start_in_thread(settings: Settings, ledger: Any = None, host: str = "127.0.0
     """Start on a free port in a background thread; returns once it accepts connections."""
     settings, simulator = with_builtin_simulator(settings)
     gateway = build_gateway(settings, ledger)
-    server, thread, port = serve_in_thread(lambda h, p: uvicorn_config(gateway, h, p), host, "gateway")
+    app = with_access_log(gateway, settings)
+    server, thread, port = serve_in_thread(lambda h, p: uvicorn_config(app, h, p), host, "gateway")
     return RunningGateway(
         f"http://{host}:{port}", gateway, settings, server, thread, simulator, ledger is None
     )

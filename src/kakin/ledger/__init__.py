@@ -80,8 +80,8 @@ Budgets and tiers::
 
 Provider-side objects (see kakin.ledger.objects)::
 
-    ledger.record_object(api, kind, object_id, org_id, project_id, model="") -> ProviderObject
-        the project created the provider's object (idempotent; the first owner stays)
+    ledger.record_objects(org_id, project_id, names: Sequence[ObjectName]) -> int
+        the project created these provider objects (idempotent; the first owner stays)
     ledger.find_object(api, kind, object_id) -> ProviderObject | None
     ledger.owned_objects(project_id, api, kind, object_ids) -> set[str]   those it owns
     ledger.forget_object(api, kind, object_id) -> bool                    it was deleted
@@ -116,6 +116,7 @@ from kakin.ledger.records import (
     Entry,
     Grant,
     KeyRecord,
+    ObjectName,
     Op,
     OpResult,
     Org,
@@ -153,6 +154,7 @@ __all__ = [
     "KeyRevoked",
     "KeySuspended",
     "Ledger",
+    "ObjectName",
     "Op",
     "OpResult",
     "Org",

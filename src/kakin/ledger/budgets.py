@@ -35,14 +35,18 @@ DEFAULT_THRESHOLDS = (50, 80, 100)
 
 
 def matches(budget: Row, project_id: str, key_id: str | None, model: str) -> bool:
-    scope = budget["scope"]
+    return scope_matches(budget["scope"], budget["scope_ref"], project_id, key_id, model)
+
+
+def scope_matches(scope: str, scope_ref: str, project_id: str, key_id: str | None, model: str) -> bool:
+    """Whether a budget of ``scope`` / ``scope_ref`` counts a request of this project, key and model."""
     if scope == "org":
         return True
     if scope == "project":
-        return budget["scope_ref"] == project_id
+        return scope_ref == project_id
     if scope == "key":
-        return budget["scope_ref"] == key_id
-    return budget["scope_ref"] == model
+        return scope_ref == key_id
+    return scope_ref == model
 
 
 def applicable(work: Work, org: Row, project_id: str, key_id: str | None, model: str) -> list[Row]:

@@ -23,6 +23,8 @@ from kakin.ledger.work import Row, Work, min_time
 from kakin.money import from_pico
 
 CATEGORY = {"free_trial": "free", "welcome": "free", "prepaid": "paid", "promotional": "promotional"}
+FREE_KINDS = tuple(kind for kind, category in CATEGORY.items() if category == "free")
+ANY_FREE = "free"  # the identity claim every free grant also makes
 RANK = {"free": 0, "promotional": 0, "paid": 1}
 DEFAULT_PRIORITY = 10
 FREE_TRIAL_DAYS = 90  # "3 months", as the providers count it
@@ -209,6 +211,9 @@ def create(
     work.add_grant(grant)
     if identity is not None:
         _claim(work, identity, kind, org["id"], grant["id"])
+        # One row for any free kind too: two organisations claiming different free kinds for
+        # the same identity at once collide on it instead of both succeeding.
+        _claim(work, identity, ANY_FREE, org["id"], grant["id"])
     if kind == "prepaid":
         mark_billing(work, org)
     org["next_grant_event"] = min_time(org["next_grant_event"], start)
@@ -218,6 +223,9 @@ def create(
 
 
 def _check_free_entitlement(work: Work, org: Row, kind: str) -> str:
+    """The verified identity a free grant is claimed for, or the refusal saying why not:
+    one free grant — free trial or welcome — per identity, ever; welcome credit only for an
+    organisation that has a billing account, the identity's first."""
     what = "free trial credit" if kind == "free_trial" else "welcome credit"
     phone = org["phone"]
     if phone is None:
@@ -229,25 +237,35 @@ def _check_free_entitlement(work: Work, org: Row, kind: str) -> str:
         row.kind: row
         for row in work.conn.execute(select(s.identity_claims).where(s.identity_claims.c.identity == phone))
     }
-    earlier = claims.get(kind)
+    earlier = min(
+        (claims[k] for k in FREE_KINDS if k in claims), key=lambda row: row.claimed_at, default=None
+    )
     if earlier is not None:
+        had = "free trial credit" if earlier.kind == "free_trial" else "welcome credit"
         who = (
             "this organisation"
             if earlier.org_id == org["id"]
             else f"organisation {_org_name(work, earlier.org_id)!r}"
         )
         raise FreeCreditRefused(
-            f"no {what} for {org['name']!r}: phone {phone} already received {what} with {who} on "
+            f"no {what} for {org['name']!r}: phone {phone} already received {had} with {who} on "
             f"{earlier.claimed_at:%Y-%m-%d} (one free grant per verified identity); "
             "add a payment method or buy prepaid credit to continue"
         )
-    billing = claims.get("billing")
-    if kind == "welcome" and billing is not None and billing.org_id != org["id"]:
-        raise FreeCreditRefused(
-            f"no welcome credit for {org['name']!r}: welcome credit is only for new billing accounts, and "
-            f"phone {phone} has had one since {billing.claimed_at:%Y-%m-%d} "
-            f"(organisation {_org_name(work, billing.org_id)!r})"
-        )
+    if kind == "welcome":
+        if org["billing_since"] is None:
+            raise FreeCreditRefused(
+                f"no welcome credit for {org['name']!r}: welcome credit is only for new billing accounts, "
+                "and this organisation has none (no payment method on file, no prepayment); add a payment "
+                f"method (kakin org update {org['name']} --payment-method LABEL) or buy prepaid credit first"
+            )
+        billing = claims.get("billing")
+        if billing is not None and billing.org_id != org["id"]:
+            raise FreeCreditRefused(
+                f"no welcome credit for {org['name']!r}: welcome credit is only for new billing accounts, "
+                f"and phone {phone} has had one since {billing.claimed_at:%Y-%m-%d} "
+                f"(organisation {_org_name(work, billing.org_id)!r})"
+            )
     return phone
 
 

@@ -31,6 +31,7 @@ from kakin.ledger.records import (
     Entry,
     Grant,
     KeyRecord,
+    ObjectName,
     OpResult,
     Org,
     PostOp,
@@ -559,15 +560,12 @@ class Ledger:
 
     # Provider-side objects ---------------------------------------------------------------
 
-    def record_object(
-        self, api: str, kind: str, object_id: str, org_id: str, project_id: str, model: str = ""
-    ) -> ProviderObject:
-        """Record that ``project_id`` created the provider's object ``object_id`` with ``model``
-        (idempotent: an object already recorded keeps its first owner, which is returned)."""
-        clean = v.text(object_id, "object id", max_length=300)
-        return self.write(
-            lambda w: objects.record(w.conn, w.now, api, kind, clean, org_id, project_id, model)
-        )
+    def record_objects(self, org_id: str, project_id: str, names: Sequence[ObjectName]) -> int:
+        """Record that ``project_id`` created these provider objects (idempotent: an object
+        already recorded keeps its first owner). Returns how many were new."""
+        for name in names:
+            v.text(name.object_id, "object id", max_length=300)
+        return self.write(lambda w: objects.record(w.conn, w.now, org_id, project_id, names))
 
     def find_object(self, api: str, kind: str, object_id: str) -> ProviderObject | None:
         """The record of a provider's object created through the gateway, or None."""

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from kakin.ledger import schema as s
-from kakin.ledger.records import ProviderObject
+from kakin.ledger.records import ObjectName, ProviderObject
 
 _T = s.provider_objects
 
@@ -36,31 +36,25 @@ def _where(api: str, kind: str) -> Any:
     return (_T.c.api == api) & (_T.c.kind == kind)
 
 
-def record(
-    conn: Connection,
-    now: datetime,
-    api: str,
-    kind: str,
-    object_id: str,
-    org_id: str,
-    project_id: str,
-    model: str,
-) -> ProviderObject:
-    """Record the object as the project's; an object already recorded keeps its first owner."""
-    found = find(conn, api, kind, object_id)
-    if found is not None:
-        return found
-    row = {
-        "api": api,
-        "kind": kind,
-        "object_id": object_id,
-        "org_id": org_id,
-        "project_id": project_id,
-        "model": model,
-        "created_at": now,
-    }
-    conn.execute(insert(_T).values(**row))
-    return to_record(row)
+def record(conn: Connection, now: datetime, org_id: str, project_id: str, names: Sequence[ObjectName]) -> int:
+    """Record the objects as the project's; one already recorded keeps its first owner.
+    Returns how many were new."""
+    rows = [
+        {
+            "api": name.api,
+            "kind": name.kind,
+            "object_id": name.object_id,
+            "org_id": org_id,
+            "project_id": project_id,
+            "model": name.model,
+            "created_at": now,
+        }
+        for name in names
+        if find(conn, name.api, name.kind, name.object_id) is None
+    ]
+    if rows:
+        conn.execute(insert(_T), rows)
+    return len(rows)
 
 
 def find(conn: Connection, api: str, kind: str, object_id: str) -> ProviderObject | None:

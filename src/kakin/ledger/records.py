@@ -45,6 +45,17 @@ class Project:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectName:
+    """A provider-side object by name: the API it lives in, its kind, the provider's id, and
+    the model it was made with ("" when none)."""
+
+    api: str
+    kind: str
+    object_id: str
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderObject:
     """A provider-side object (``kind`` "cached_content", "response") created through the
     gateway, and the project that owns it."""

@@ -292,8 +292,9 @@ budget_periods = Table(
     PrimaryKeyConstraint("budget_id", "period_start"),
 )
 
-# One row per (verified identity, kind of claim): a free grant kind, or "billing" for the
-# first billing account the identity ever had. The primary key makes claims race-free.
+# One row per (verified identity, kind of claim): a free grant kind, "free" for its first free
+# grant of any kind, or "billing" for the first billing account the identity ever had. The
+# primary key makes claims race-free.
 identity_claims = Table(
     "identity_claims",
     metadata,

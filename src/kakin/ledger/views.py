@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.ledger import budgets, charges
 from kakin.ledger import validate as v
-from kakin.ledger.records import Scope, Settlement
+from kakin.ledger.records import Balance, BudgetStatus, Scope, Settlement
 from kakin.ledger.work import Row, Work, min_time
 from kakin.money import from_pico, to_pico
 
@@ -43,6 +43,48 @@ class Hold:
     amount_pico: int
     tokens: int
     id: int = field(default_factory=lambda: next(_handles))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveHolds:
+    """Holds an account view keeps in memory, which the ledger's counters never see: what a
+    reader of balances and budget gauges adds to them to be exact while requests are in flight."""
+
+    holds: tuple[Hold, ...] = ()
+
+    def on_balance(self, balance: Balance) -> Balance:
+        """``balance`` with these holds added to ``held`` (and taken from ``available``)."""
+        if not self.holds:
+            return balance
+        held = balance.held + from_pico(sum(hold.amount_pico for hold in self.holds))
+        return replace(balance, held=held, available=max(balance.credit - held, Decimal(0)))
+
+    def on_budget(self, status: BudgetStatus) -> BudgetStatus:
+        """``status`` with the holds its budget counts added to ``held`` (and taken from
+        ``remaining``), in the budget's unit."""
+        budget = status.budget
+        counted = [
+            hold
+            for hold in self.holds
+            if budgets.scope_matches(
+                budget.scope,
+                budget.scope_ref,
+                hold.scope.project_id,
+                hold.scope.key_id,
+                hold.scope.model.strip(),
+            )
+        ]
+        if not counted:
+            return status
+        if budget.unit == "usd":
+            extra = from_pico(sum(hold.amount_pico for hold in counted))
+        else:
+            extra = Decimal(sum(hold.tokens for hold in counted))
+        held = status.held + extra
+        return replace(status, held=held, remaining=max(status.limit - status.spent - held, Decimal(0)))
+
+
+NO_LIVE_HOLDS = LiveHolds()
 
 
 class AccountView:
@@ -96,6 +138,11 @@ class AccountView:
     @property
     def open_holds(self) -> int:
         return len(self._holds)
+
+    def live_holds(self) -> LiveHolds:
+        """The holds open now. Safe to call from another thread: copying a dict's values is
+        one step under CPython's GIL, so it never sees the dict change halfway."""
+        return LiveHolds(tuple(self._holds.values()))
 
     @property
     def available(self) -> Decimal:

@@ -3,7 +3,7 @@
 One check is one round trip: a Lua script (EVALSHA) reads every limit's TAT, decides, and
 writes them all or none, atomically, because Redis runs a script without interleaving. The
 script reads the clock with ``TIME`` so gateways on machines with skewed clocks still agree.
-Each TAT is stored under ``<prefix>rl:<scope>:<id>:<r|t>`` with a TTL that ends when its
+Each TAT is stored under ``<prefix>rl:<scope>:<id>:<r|t>:<limit>`` with a TTL that ends when its
 bucket would be full again, so idle subjects cost no memory.
 
 All keys of one check are touched by one script, so on Redis Cluster they would have to

@@ -46,7 +46,11 @@ class Limit:
             raise InvalidInput(f"limit kind must be 'requests' or 'tokens', got {self.kind!r}")
         if not self.label:
             object.__setattr__(self, "label", f"{self.scope} {self.subject}")
-        object.__setattr__(self, "storage_key", f"{self.scope}:{self.subject}:{self.kind[0]}")
+        # The value is part of the key: a changed limit (a tier promotion, a key's new rpm)
+        # starts from a bucket of its own, never from the state the old value left behind.
+        object.__setattr__(
+            self, "storage_key", f"{self.scope}:{self.subject}:{self.kind[0]}:{self.per_minute}"
+        )
         object.__setattr__(self, "interval", WINDOW_SECONDS / self.per_minute)
 
     def describe(self) -> str:
@@ -60,9 +64,9 @@ class LimitSet:
     limits: tuple[Limit, ...] = ()
 
     def __post_init__(self) -> None:
-        keys = [limit.storage_key for limit in self.limits]
-        if len(keys) != len(set(keys)):
-            raise InvalidInput(f"a limit set names the same limit twice: {', '.join(sorted(keys))}")
+        names = [f"{limit.scope}:{limit.subject}:{limit.kind}" for limit in self.limits]
+        if len(names) != len(set(names)):
+            raise InvalidInput(f"a limit set names the same limit twice: {', '.join(sorted(names))}")
 
     def __bool__(self) -> bool:
         return bool(self.limits)

@@ -8,8 +8,9 @@ The rules (decomposition of inclusive counts, context tiers, dated prices, modes
 described in docs/pricing.md.
 """
 
+from kakin.catalog.prices import image_dimensions
 from kakin.pricing.cost import Cost, CostItem, CostItems
 from kakin.pricing.engine import cost_of, price
 from kakin.pricing.usage import Usage
 
-__all__ = ["Cost", "CostItem", "CostItems", "Usage", "cost_of", "price"]
+__all__ = ["Cost", "CostItem", "CostItems", "Usage", "cost_of", "image_dimensions", "price"]

@@ -38,6 +38,10 @@ class CostItem:
     """Where the price comes from, e.g. "genai-prices 0.2.3" or "override: kakin.toml"."""
     direction: str | None = None
     """input, output, or None for charges that are neither (searches, storage, requests)."""
+    mode: str = "standard"
+    """The mode whose rate priced this line (standard, batch, flex, priority, fast)."""
+    note: str | None = None
+    """Why the line is not billed as asked, e.g. no rate for the served mode on that date."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +54,8 @@ class CostItem:
             "effective_from": self.effective_from.isoformat() if self.effective_from else None,
             "source": self.source,
             "direction": self.direction,
+            "mode": self.mode,
+            "note": self.note,
         }
 
 
@@ -116,6 +122,10 @@ class Cost:
     items: Sequence[CostItem]
     priced_at: datetime
     mode: str = "standard"
+    """The mode the request was served in (or asked for)."""
+    billed_mode: str = "standard"
+    """The mode whose rates apply: ``mode``, or standard when the model has no rate for
+    ``mode`` on that date."""
 
     @property
     def other(self) -> Decimal:
@@ -125,7 +135,7 @@ class Cost:
     def explain(self) -> str:
         """A human-readable breakdown, one line per item, ending with the total."""
         lines = [
-            f"{self.provider}/{self.model} ({self.mode}) priced at {self.priced_at.isoformat(timespec='seconds')}"
+            f"{self.provider}/{self.model} ({self.mode_label}) priced at {self.priced_at.isoformat(timespec='seconds')}"
         ]
         for item in self.items:
             tier = f", {item.tier}" if item.tier else ""
@@ -143,12 +153,20 @@ class Cost:
         )
         return "\n".join(lines)
 
+    @property
+    def mode_label(self) -> str:
+        """The mode, and when its rates were missing, that the standard ones apply."""
+        if self.billed_mode == self.mode:
+            return self.mode
+        return f"{self.mode}; the catalog has no {self.mode} rate on this date: {self.billed_mode} rates"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: amounts as exact decimal strings."""
         return {
             "model": self.model,
             "provider": self.provider,
             "mode": self.mode,
+            "billed_mode": self.billed_mode,
             "priced_at": self.priced_at.isoformat(),
             "total": decimal_str(self.total),
             "input": decimal_str(self.input),
@@ -172,6 +190,7 @@ def line_position(line: tuple[Any, ...]) -> int:
 def cost_items(lines: list[tuple[Any, ...]], period: PricePeriod) -> tuple[CostItem, ...]:
     """The ``CostItem`` of each priced line, in display order (sorts ``lines`` in place)."""
     effective = period.effective_from.date() if period.effective_from is not None else None
+    mode, note = _billed_mode(period)
     lines.sort(key=line_position)
     items = []
     for _, priced, count, unit_price, amount, tier in lines:
@@ -188,6 +207,8 @@ def cost_items(lines: list[tuple[Any, ...]], period: PricePeriod) -> tuple[CostI
                     effective,
                     priced.source,
                     unit.direction,
+                    mode,
+                    note,
                 )
             )
         else:
@@ -196,10 +217,27 @@ def cost_items(lines: list[tuple[Any, ...]], period: PricePeriod) -> tuple[CostI
             name = f"image {priced.size} {priced.quality}"
             items.append(
                 _new_item(
-                    name, Decimal(count), "image", unit_price, amount, None, effective, source, "output"
+                    name,
+                    Decimal(count),
+                    "image",
+                    unit_price,
+                    amount,
+                    None,
+                    effective,
+                    source,
+                    "output",
+                    mode,
+                    note,
                 )
             )
     return tuple(items)
+
+
+def _billed_mode(period: PricePeriod) -> tuple[str, str | None]:
+    """The mode whose rates priced a period's lines, and a note when it is not the one asked."""
+    if period.variant or period.mode == "standard":
+        return period.mode, None
+    return "standard", f"the catalog has no {period.mode} rate on this date: standard rate"
 
 
 def _image_source(image: ImagePrice, source: str) -> str:

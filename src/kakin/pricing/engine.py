@@ -45,7 +45,11 @@ def price(
     catalog: Catalog | None = None,
 ) -> Cost:
     """The itemised cost of ``usage`` on ``model`` at the rates in force at ``at`` (default
-    now; naive datetimes are UTC). ``mode`` is standard, batch, flex, priority or fast.
+    now; naive datetimes are UTC). ``mode`` is standard, batch, flex, priority or fast: the
+    mode asked for. A usage that says which mode the provider served (``usage.mode``) is
+    billed in that one: a request is billed at the tier it was served, else the one asked.
+    Where the model has no rate for the mode on that date, the standard rates apply and
+    ``Cost.billed_mode`` (and each line's ``mode`` and ``note``) says so.
 
     Raises ``UnknownModel`` for a model the catalog does not have and ``InvalidInput`` for
     usage the model cannot bill (e.g. images of a size it has no price for)."""
@@ -61,6 +65,8 @@ def price(
     else:
         priced_at = at
     when = priced_at.timestamp()
+    if usage.mode is not None:
+        mode = usage.mode
     # Inline of entry.period_at() for the common case (one period per date segment).
     schedule = entry.schedules.get(mode)
     period = schedule.segments[_bisect(schedule.bounds, when)] if schedule is not None else None
@@ -116,6 +122,7 @@ def cost_of(usage: Usage, entry: ModelEntry, period: PricePeriod, priced_at: dat
         CostItems(lines, period),
         priced_at,
         period.mode,
+        period.mode if period.variant else "standard",
     )
 
 

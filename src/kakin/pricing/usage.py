@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from operator import attrgetter, gt
 from typing import Any, Final
 
+from kakin.catalog import MODES
 from kakin.errors import InvalidInput
 
 # Far beyond any real request or month (the largest context windows are ~10⁷ tokens),
@@ -70,6 +71,9 @@ class Usage:
     """Characters of input text billed per character (text-to-speech)."""
     storage_searches: int = 0
     """File-search tool calls."""
+    mode: str | None = None
+    """The mode the provider says it served the request in (standard, batch, flex, priority,
+    fast), which ``price`` bills at; None when it did not say."""
 
     def __post_init__(self) -> None:
         # One C-level pass over all counts for the common, valid case; field by field only
@@ -94,6 +98,8 @@ class Usage:
                     raise InvalidInput(
                         f"usage.{name} must be a string such as '1024x1024' or 'hd', got {value!r}"
                     )
+        if self.mode is not None and self.mode not in MODES:
+            raise InvalidInput(f"usage.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if any(map(gt, _get_parts(self), _get_wholes(self))) or (
             self.cache_read_tokens + self.cache_write_tokens + self.cache_write_1h_tokens > self.input_tokens
         ):
@@ -129,6 +135,11 @@ class Usage:
             values[name] = getattr(self, name) + getattr(other, name)
         for name in _DECIMAL_FIELDS:
             values[name] = getattr(self, name) + getattr(other, name)
+        if self.mode != other.mode and self.mode is not None and other.mode is not None:
+            raise InvalidInput(
+                f"cannot add usages served in {self.mode} and {other.mode} modes; price them apart"
+            )
+        values["mode"] = self.mode or other.mode
         values["image_size"] = self.image_size or other.image_size
         values["image_quality"] = self.image_quality or other.image_quality
         return Usage(**values)

@@ -40,10 +40,11 @@ Adapter API (all pure functions; the gateway calls them in this order)
 5. Meter a complete response: ``usage_from_body(parsed, body_bytes_or_json) -> Usage | None``.
 
 6. Meter a stream: ``meter = StreamMeter(parsed)``; for each upstream chunk forward
-   ``meter.feed(chunk)`` (bytes for the client; removes the usage chunk the client did not
+   ``meter.feed(chunk)`` (the events it completed; removes the usage chunk the client did not
    ask for); at the end forward ``meter.finish()``; then ``meter.usage()`` is the final
    ``Usage`` or None when the stream ended without it, and ``meter.partial_usage()`` /
    ``meter.output_tokens()`` / ``meter.output_text()`` tell what was delivered so far.
+   ``meter.stamp(tail, fields)`` adds kakin's fields (the cost) to the final usage event.
 
 7. Refuse: ``error_response(api, status, message, code=None, param=None) -> bytes`` in the
    provider's error JSON; ``error_for(api, kakin_error) -> (status, bytes)``;

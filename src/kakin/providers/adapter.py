@@ -11,6 +11,8 @@ An adapter is a few plain functions, one set per endpoint kind:
   produced text in ``state``, and say whether the client should receive it;
 - ``limit_output(doc, tokens) -> dict`` (APIs whose requests may leave output unlimited):
   a copy of the request document that limits each answer to ``tokens`` output tokens.
+
+``stamp_key`` names where the cost goes in the event that carries a stream's final usage.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Adapter:
     limit_output: LimitFn | None = None
     # "sse" for text/event-stream, "json-array" for Gemini's stream without alt=sse.
     stream_framing: str = "sse"
+    # Which object of a stream's final event takes kakin's fields: the event itself, or
+    # the object under this key (the Responses API's ``response``).
+    stamp_key: str | None = None
 
 
 def swap_model(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:
@@ -78,6 +83,25 @@ def usage_block(read: Callable[[dict[str, Any]], Usage]) -> UsageFn:
         return read(block) if block else None
 
     return usage
+
+
+# Providers' service tier names → kakin's pricing modes. OpenAI answers "default" for its
+# standard tier and "scale" for Scale Tier, whose reserved units are paid for up front, so
+# its tokens bill at standard rates. "auto" (OpenAI's "use the project's default") says
+# nothing about the tier that served, so it maps to nothing.
+_TIER_MODES = {
+    "default": "standard",
+    "standard": "standard",
+    "scale": "standard",
+    "flex": "flex",
+    "priority": "priority",
+    "batch": "batch",
+}
+
+
+def tier_mode(tier: object) -> str | None:
+    """The pricing mode of a provider's ``service_tier`` value; None when it names none."""
+    return _TIER_MODES.get(tier) if isinstance(tier, str) else None
 
 
 def as_int(value: object) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, StreamState, as_int, sub, swap_model, usage_block
+from kakin.providers.adapter import Adapter, StreamState, as_int, sub, swap_model, tier_mode, usage_block
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import (
     ParsedRequest,
@@ -102,6 +102,7 @@ def usage_of(block: Mapping[str, Any]) -> Usage:
         cache_write_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
         web_searches=as_int(sub(block, "server_tool_use").get("web_search_requests")),
+        mode=tier_mode(block.get("service_tier")),
     )
 
 

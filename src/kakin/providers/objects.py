@@ -10,11 +10,13 @@ object created through it (``kakin.gateway.ownership``) and lets only that proje
   countTokens; listed by ``GET cachedContents``.
 - OpenAI stored responses: created by ``POST /v1/responses`` unless ``store`` is false;
   named by ``previous_response_id`` and by ``/v1/responses/{id}`` (get, delete, input items).
+  Their output items are stored too, and an input item can name one for the API to fetch:
+  an ``item_reference``, or a ``reasoning`` item sent back without its ``encrypted_content``.
 
-Objects kakin never creates — uploaded files, vector stores, containers, Gemini file-search
-stores, OpenAI conversations and prompts — can only be another tenant's of the provider
-account, so a request referring to one is refused (``refusal``). This module reads wire
-formats only; it does no I/O.
+Objects kakin never creates — uploaded files, vector stores, containers and custom skills,
+Gemini file-search stores, OpenAI conversations and prompts — can only be another tenant's
+of the provider account, so a request referring to one is refused (``refusal``). This
+module reads wire formats only; it does no I/O.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kakin.providers.request import ParsedRequest
 
 CACHED_CONTENT = "cached_content"
 RESPONSE = "response"
+RESPONSE_ITEM = "response_item"
 
 _CACHE_PREFIX = "cachedContents/"
 _CACHE_NAMING = frozenset({"cache_get", "cache_delete", "cache_update"})
@@ -51,6 +54,8 @@ class ObjectRef:
         or another project owns it, so nothing is learnt about other projects)."""
         if self.kind == CACHED_CONTENT:
             return f"CachedContent not found (or permission denied): {self.object_id}"
+        if self.kind == RESPONSE_ITEM:
+            return f"Item with id '{self.object_id}' not found."
         return f"Response with id '{self.object_id}' not found."
 
 
@@ -91,6 +96,24 @@ def named(parsed: ParsedRequest) -> ObjectRef | None:
     return None
 
 
+def named_items(parsed: ParsedRequest) -> list[ObjectRef]:
+    """Stored response items the request's input names for the API to fetch by id, which
+    the caller's project must own (items sent whole are only their content)."""
+    items = (parsed.doc or {}).get("input") if parsed.endpoint.kind == "responses" else None
+    if not isinstance(items, list):
+        return []
+    refs = []
+    for item in items:
+        kind = item.get("type") if isinstance(item, dict) else None
+        fetched = kind == "item_reference" or (kind == "reasoning" and not item.get("encrypted_content"))
+        if fetched:
+            ident = item.get("id")
+            if not isinstance(ident, str) or not ident:
+                raise InvalidInput(f"an input item of type {kind} needs the id of a stored item")
+            refs.append(ObjectRef("openai", RESPONSE_ITEM, ident))
+    return refs
+
+
 def takes_stored_model(parsed: ParsedRequest) -> bool:
     """A Gemini cache update names no model, yet its storage is priced at the rates of the
     model the cache was made for: the one recorded with the cache."""
@@ -108,24 +131,31 @@ def answer_matters(parsed: ParsedRequest) -> bool:
     return parsed.endpoint.kind in _ANSWER_KINDS
 
 
-def created(parsed: ParsedRequest, doc: Any) -> ObjectRef | None:
-    """The object a successful answer created: a Gemini cache, or a stored response (``doc``
-    is the response object: the whole answer, or the ``response`` of a stream event)."""
+def created(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
+    """The objects a successful answer created: a Gemini cache, or a stored response and its
+    output items (``doc`` is the response object: the whole answer, or the ``response`` of
+    a stream event)."""
     if not isinstance(doc, dict):
-        return None
+        return []
     kind = parsed.endpoint.kind
     model = doc.get("model")
     model = model_name(model) if isinstance(model, str) and model else parsed.model
     if kind == "cache_create":
         name = doc.get("name")
         if isinstance(name, str) and name:
-            return ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)
+            return [ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)]
     elif kind == "responses":
         ident = doc.get("id")
         asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
         if isinstance(ident, str) and ident and doc.get("store", asked) is not False:
-            return ObjectRef("openai", RESPONSE, ident, model)
-    return None
+            output = doc.get("output")
+            items = [
+                ObjectRef("openai", RESPONSE_ITEM, item["id"])
+                for item in (output if isinstance(output, list) else [])
+                if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+            ]
+            return [ObjectRef("openai", RESPONSE, ident, model), *items]
+    return []
 
 
 def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
@@ -142,25 +172,58 @@ def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
     ]
 
 
-def keep_listed(doc: dict[str, Any], owned: set[str]) -> dict[str, Any]:
-    """The list answer with only the owned objects; ``nextPageToken`` is kept, so clients
-    still page through the rest (a page may then hold fewer items than asked, or none)."""
-    items = [
+# A project's list is gathered from every page of the account's, in pages this large (the
+# API's maximum); the page size must stay the same while following page tokens.
+_LIST_PAGE_SIZE = "1000"
+
+
+def whole_list_query(parsed: ParsedRequest) -> dict[str, str]:
+    """The query that asks for the first page of the account's list, as large as it goes
+    (the client's own pageSize and pageToken do not apply: it gets its list in one page)."""
+    return {
+        **{k: v for k, v in parsed.query.items() if k not in ("pageSize", "pageToken")},
+        "pageSize": _LIST_PAGE_SIZE,
+    }
+
+
+def next_page(doc: dict[str, Any]) -> str | None:
+    """The token of the page after this one, or None on the last page."""
+    token = doc.get("nextPageToken")
+    return token if isinstance(token, str) and token else None
+
+
+def owned_list(items: list[Any]) -> dict[str, Any]:
+    """A list answer of these objects, in one page (an empty list as Gemini answers it)."""
+    return {"cachedContents": items} if items else {}
+
+
+def keep_owned(doc: dict[str, Any], owned: set[str]) -> list[Any]:
+    """The objects of one page of the account's list that are in ``owned``."""
+    return [
         item
         for item in doc.get("cachedContents") or []
         if isinstance(item, dict) and cached_content(str(item.get("name", ""))).object_id in owned
     ]
-    kept = {**doc, "cachedContents": items}
-    if not items:
-        del kept["cachedContents"]  # as Gemini answers an empty page
-    return kept
 
 
 # ---------------------------------------------------------------- refusals
 
-# Cheap first test on the raw body (no walk of the document for a request that cannot refer
-# to an object); a match in plain text only costs the walk, which then finds nothing.
-_MARKERS = re.compile(rb"file_id|vector_store_ids|\"container\"|file_?[uU]ri|file_?[sS]earch_?[sS]tore")
+# Fields, anywhere in a body, that refer to a file or a store of files kept at the provider
+# (whether they do depends on the value). Every one of them contains "file": a body without
+# it is not walked (vector_store_ids come only with the file_search tool). A byte search
+# costs far less than a walk of a long conversation's documents.
+_FILE_MARKER = b"file"
+_REFERENCE_KEYS = frozenset(
+    {
+        "file_id",
+        "file_ids",
+        "vector_store_ids",
+        "fileUri",
+        "file_uri",
+        "fileSearchStoreNames",
+        "file_search_store_names",
+    }
+)
 # Gemini names uploaded files "files/abc" or by their URL ".../v1beta/files/abc".
 _GEMINI_FILE = re.compile(r"^(?:https://generativelanguage\.googleapis\.com/[^/]+/)?files/")
 
@@ -183,24 +246,59 @@ def _reference(api: str, key: str, value: Any, where: str) -> str | None:
             return _unserved("an uploaded file", "Files", where) + "; send the content inline instead"
         if key in ("fileSearchStoreNames", "file_search_store_names") and value:
             return _unserved("a file search store", "File search stores", where)
-    elif key == "container" and (isinstance(value, str) or (isinstance(value, dict) and value.get("id"))):
-        return _unserved("an existing container", "Containers", where)
     return None
 
 
-def _walk(api: str, value: Any, where: str) -> str | None:
+def _container(endpoint_kind: str, doc: dict[str, Any]) -> str | None:
+    """Why the request names an existing container (Anthropic's ``container``, a Responses
+    code interpreter's ``container``) or a custom skill to load in one, or None: a new
+    container with the provider's own skills is fine."""
+    places: list[tuple[str, Any]] = []
+    if endpoint_kind in ("messages", "count_tokens"):
+        places.append(("container", doc.get("container")))
+    elif endpoint_kind == "responses" and isinstance(doc.get("tools"), list):
+        places += [
+            (f"tools[{index}].container", tool.get("container"))
+            for index, tool in enumerate(doc["tools"])
+            if isinstance(tool, dict)
+        ]
+    for where, value in places:
+        if isinstance(value, str) or (isinstance(value, dict) and value.get("id")):
+            return _unserved("an existing container", "Containers", where)
+        skills = value.get("skills") if isinstance(value, dict) else None
+        for index, skill in enumerate(skills if isinstance(skills, list) else []):
+            if isinstance(skill, dict) and skill.get("type") == "custom":
+                return _unserved("a custom skill", "Skills", f"{where}.skills[{index}]")
+    return None
+
+
+def _find(api: str, value: Any) -> tuple[list[str], str, Any] | None:
+    """The first reference in ``value``: (its path, innermost part first; its field; the
+    field's value), or None. Visits containers only: text is never scanned."""
     if isinstance(value, dict):
+        if not _REFERENCE_KEYS.isdisjoint(value):
+            for key in value.keys() & _REFERENCE_KEYS:
+                if _reference(api, key, value[key], key):
+                    return [f".{key}"], key, value[key]
         for key, item in value.items():
-            at = f"{where}.{key}" if where else str(key)
-            reason = _reference(api, key, item, at) or _walk(api, item, at)
-            if reason:
-                return reason
+            if isinstance(item, dict | list) and (found := _find(api, item)):
+                found[0].append(f".{key}")
+                return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            reason = _walk(api, item, f"{where}[{index}]")
-            if reason:
-                return reason
+            if isinstance(item, dict | list) and (found := _find(api, item)):
+                found[0].append(f"[{index}]")
+                return found
     return None
+
+
+def _refers(api: str, doc: dict[str, Any]) -> str | None:
+    """Why ``doc`` refers to a file or a store of files kakin never created, or None."""
+    found = _find(api, doc)
+    if found is None:
+        return None
+    parts, key, value = found
+    return _reference(api, key, value, "".join(reversed(parts)).lstrip("."))
 
 
 def refusal(parsed: ParsedRequest) -> str | None:
@@ -228,6 +326,7 @@ def refusal(parsed: ParsedRequest) -> str | None:
         prompt = doc.get("prompt")
         if isinstance(prompt, dict) and prompt.get("id") is not None:
             return _unserved("a stored prompt", "Prompts", "prompt.id") + "; send the instructions instead"
-    if _MARKERS.search(parsed.body) is None:
-        return None
-    return _walk(endpoint.api, doc, "")
+    reason = _container(endpoint.kind, doc)
+    if reason is not None or _FILE_MARKER not in parsed.body:
+        return reason
+    return _refers(endpoint.api, doc)

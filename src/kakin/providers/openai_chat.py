@@ -14,7 +14,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, StreamState, as_int, sub, usage_block
+from kakin.providers.adapter import Adapter, StreamState, as_int, sub, tier_mode
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import (
     MAX_CHOICES,
@@ -24,6 +24,7 @@ from kakin.providers.request import (
     optional_bool,
     optional_int,
     optional_object,
+    optional_str,
     require_list,
     require_str,
 )
@@ -66,6 +67,7 @@ def parse(
         max_output_tokens=None if cap is None else cap * n,
         choices=n,
         **count.request_fields(),
+        mode=tier_mode(optional_str(doc, "service_tier")) or "standard",
         deployment=deployment,
         doc=doc,
         path_params=path_params,
@@ -109,8 +111,9 @@ def limit_output(doc: dict[str, Any], tokens: int) -> dict[str, Any]:
     return {**doc, "max_completion_tokens": tokens}
 
 
-def usage_of(block: Mapping[str, Any]) -> Usage:
-    """OpenAI chat ``usage`` → kakin Usage (prompt_tokens already include cached ones)."""
+def usage_of(block: Mapping[str, Any], service_tier: object = None) -> Usage:
+    """OpenAI chat ``usage`` → kakin Usage (prompt_tokens already include cached ones), in
+    the mode of the ``service_tier`` the response reports."""
     prompt = sub(block, "prompt_tokens_details")
     completion = sub(block, "completion_tokens_details")
     return Usage(
@@ -120,7 +123,13 @@ def usage_of(block: Mapping[str, Any]) -> Usage:
         input_audio_tokens=as_int(prompt.get("audio_tokens")),
         output_audio_tokens=as_int(completion.get("audio_tokens")),
         output_reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+        mode=tier_mode(service_tier),
     )
+
+
+def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
+    block = sub(doc, "usage")
+    return usage_of(block, doc.get("service_tier")) if block else None
 
 
 def on_event(state: StreamState, event: Any) -> bool:
@@ -132,7 +141,7 @@ def on_event(state: StreamState, event: Any) -> bool:
             state.add_text(sub(choice, "delta").get("content"))
     block = event.get("usage")
     if isinstance(block, dict):
-        state.usage = usage_of(block)
+        state.usage = usage_of(block, event.get("service_tier"))
         state.finished = True
         if not state.parsed.client_wants_stream_usage and not choices:
             return False
@@ -142,7 +151,7 @@ def on_event(state: StreamState, event: Any) -> bool:
 ADAPTER = Adapter(
     parse=parse,
     rewrite=rewrite,
-    usage=usage_block(usage_of),
+    usage=usage,
     on_event=on_event,
     limit_output=limit_output,
 )

@@ -1,10 +1,11 @@
 """OpenAI (and Azure) ``POST /v1/images/generations``.
 
 DALL·E models are priced per image by size and quality; ``gpt-image-*`` models by tokens
-(text and image input, image output) and report them in ``usage``. kakin records both the
-image count with its size and quality and any reported tokens; the catalog decides which
-unit a model is priced in. ``"auto"`` size or quality is bounded at the dearest option
+(text and image input, image output) and report them in ``usage``. A response with token
+usage is billed by its tokens; one without is billed per image by size and quality. ``"auto"`` size or quality is bounded at the dearest option
 before the request, and replaced by what the response says was produced after it.
+gpt-image-2 and later take any ``WxH`` size: the catalog bounds them by pixels up to the
+model's largest size, and holds ``"auto"`` at that size.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kakin.errors import InvalidInput
-from kakin.pricing import Usage
+from kakin.pricing import Usage, image_dimensions
 from kakin.providers import counting
 from kakin.providers.adapter import Adapter, as_int, sub, swap_model
 from kakin.providers.endpoints import Endpoint
@@ -45,6 +46,8 @@ _FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str, str, str]] = {
         "auto",
         "1536x1024",
     ),
+    # any "WxH" (no sizes listed); "auto" is kept: the catalog knows the model's largest size
+    "gpt-image-2": ((), ("low", "medium", "high"), "auto", "auto", "auto"),
 }
 
 
@@ -53,6 +56,8 @@ def family(model: str) -> str:
         return "dall-e-3"
     if model.startswith("dall-e-2"):
         return "dall-e-2"
+    if model.startswith("gpt-image-2"):
+        return "gpt-image-2"
     return "gpt-image"
 
 
@@ -95,9 +100,11 @@ def resolve_size_quality(model: str, size: str | None, quality: str | None) -> t
     quality = quality or default_quality
     if quality == "hd" and family(model) != "dall-e-3":
         raise InvalidInput(f"quality 'hd' is only offered by dall-e-3, not {model!r}")
-    if quality in ("standard", "hd") and family(model) == "gpt-image":
+    if quality in ("standard", "hd") and family(model).startswith("gpt-image"):
         quality = "auto" if quality == "standard" else quality
-    if size != "auto" and size not in sizes:
+    if size != "auto" and not sizes:
+        image_dimensions(size)  # any well-formed size; the catalog refuses one beyond the model's largest
+    elif size != "auto" and size not in sizes:
         raise InvalidInput(f"size {size!r} is not offered by {model!r}; choose one of {', '.join(sizes)}")
     if quality != "auto" and quality not in qualities:
         raise InvalidInput(
@@ -120,6 +127,10 @@ def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
     size = doc.get("size") if isinstance(doc.get("size"), str) else parsed.image_size
     quality = doc.get("quality") if isinstance(doc.get("quality"), str) else parsed.image_quality
     block = sub(doc, "usage")
+    if not block:  # DALL·E (or an answer without usage): billed per image of its size and quality
+        return Usage(images=len(doc["data"]), image_size=size, image_quality=quality)
+    # GPT Image: billed by the tokens reported (the image output tokens already count every
+    # image produced), so the images are not counted a second time.
     details = sub(block, "input_tokens_details")
     output_details = sub(block, "output_tokens_details")
     output = as_int(block.get("output_tokens"))
@@ -129,7 +140,6 @@ def usage(parsed: ParsedRequest, doc: Any) -> Usage | None:
         input_image_tokens=as_int(details.get("image_tokens")),
         output_tokens=output,
         output_image_tokens=image_out,
-        images=len(doc["data"]),
         image_size=size,
         image_quality=quality,
     )

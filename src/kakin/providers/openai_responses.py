@@ -15,7 +15,7 @@ from typing import Any
 from kakin.errors import InvalidInput
 from kakin.pricing import Usage
 from kakin.providers import counting
-from kakin.providers.adapter import Adapter, StreamState, as_int, sub, swap_model
+from kakin.providers.adapter import Adapter, StreamState, as_int, sub, swap_model, tier_mode
 from kakin.providers.endpoints import Endpoint
 from kakin.providers.request import (
     ParsedRequest,
@@ -49,6 +49,7 @@ def parse(
         client_wants_stream_usage=stream,
         max_output_tokens=cap,
         **count.request_fields(),
+        mode=tier_mode(optional_str(doc, "service_tier")) or "standard",
         doc=doc,
         path_params=path_params,
         query=query,
@@ -102,6 +103,7 @@ def usage_of(response: Mapping[str, Any]) -> Usage | None:
         cache_read_tokens=as_int(sub(block, "input_tokens_details").get("cached_tokens")),
         output_reasoning_tokens=as_int(sub(block, "output_tokens_details").get("reasoning_tokens")),
         web_searches=searches,
+        mode=tier_mode(response.get("service_tier")),
     )
 
 
@@ -124,4 +126,11 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage, on_event=on_event, limit_output=limit_output)
+ADAPTER = Adapter(
+    parse=parse,
+    rewrite=swap_model,
+    usage=usage,
+    on_event=on_event,
+    limit_output=limit_output,
+    stamp_key="response",
+)

@@ -50,6 +50,8 @@ class ParsedRequest:
     # How many answers the request asks for (OpenAI n, Gemini candidateCount).
     choices: int = 1
     input_count: Count = NO_COUNT
+    # The pricing mode the request asks for (its service_tier); the response's tier wins.
+    mode: str = "standard"
     images: int = 0
     image_size: str | None = None
     image_quality: str | None = None

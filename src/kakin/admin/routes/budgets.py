@@ -58,7 +58,8 @@ def router(ctx: AdminContext) -> APIRouter:
         responses=declare(404, 409),
     )
     def budget_statuses(org: OrgRef) -> Items[BudgetStatusOut]:
-        return Items[BudgetStatusOut](items=[BudgetStatusOut.of(s) for s in ledger.budget_statuses(org)])
+        statuses = ledger.budget_statuses(org)
+        return Items[BudgetStatusOut](items=[BudgetStatusOut.of(ctx.budget_status(s)) for s in statuses])
 
     @api.get(
         "/budgets/{budget_id}/status",
@@ -68,7 +69,7 @@ def router(ctx: AdminContext) -> APIRouter:
         responses=declare(404, 409),
     )
     def budget_status(budget_id: BudgetId) -> BudgetStatusOut:
-        return BudgetStatusOut.of(ledger.budget_status(budget_id))
+        return BudgetStatusOut.of(ctx.budget_status(ledger.budget_status(budget_id)))
 
     @api.delete(
         "/budgets/{budget_id}",

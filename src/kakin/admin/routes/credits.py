@@ -35,8 +35,8 @@ def router(ctx: AdminContext) -> APIRouter:
         response_model=GrantOut,
         summary="Grant credit",
         description="Credit an organisation: free_trial (default expiry 90 days), welcome (new billing "
-        "accounts only), prepaid (refundable) or promotional. Free grants need a verified phone number and "
-        "are given once per number (409 otherwise). Needs an idempotency key (header or body); the same key "
+        "accounts only: a payment method on file or a prepayment), prepaid (refundable) or promotional. Free "
+        "grants need a verified phone number, which gets one free grant of either kind (409 otherwise). Needs an idempotency key (header or body); the same key "
         f"with other parameters is refused with 409. {_REPEAT}",
         responses={200: {"model": GrantOut, "description": "idempotent repeat"}, **declare(404, 409)},
     )
@@ -119,7 +119,7 @@ def router(ctx: AdminContext) -> APIRouter:
         responses=declare(404, 409),
     )
     def balance(org: OrgRef) -> BalanceOut:
-        return BalanceOut.of(ledger.balance(org))
+        return BalanceOut.of(ctx.balance(ledger.balance(org)))
 
     @api.get(
         "/orgs/{org}/entries",

@@ -18,8 +18,8 @@ MAX_EXPIRES_IN = 100 * 366 * 86400  # a century: longer is a typo, not a plan
 
 class GrantCreate(Strict):
     kind: GrantKind = Field(
-        description="free_trial and welcome need the organisation's phone number (one per identity); "
-        "prepaid is refundable money paid"
+        description="free_trial and welcome need the organisation's phone number (one free grant of either "
+        "kind per identity); welcome also needs a billing account; prepaid is refundable money paid"
     )
     amount: Amount = Field(description="USD, decimal string, greater than zero")
     expires_at: Moment | None = Field(None, description="when unused credit expires")

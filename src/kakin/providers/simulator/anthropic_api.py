@@ -46,7 +46,11 @@ def messages(call: Call) -> Reply:
             "ephemeral_1h_input_tokens": cached.write_1h,
         },
     }
-    usage = {**input_side, "output_tokens": used + text.tokens, "service_tier": "standard"}
+    # The tier that served: priority when the organisation has capacity and the request
+    # does not refuse it ("auto", the default, takes it).
+    served_priority = call.faults.priority_capacity and doc.get("service_tier") != "standard_only"
+    tier = "priority" if served_priority else "standard"
+    usage = {**input_side, "output_tokens": used + text.tokens, "service_tier": tier}
     message: dict[str, Any] = {
         "id": "msg_" + seed.hex()[:24],
         "type": "message",
@@ -63,7 +67,7 @@ def messages(call: Call) -> Reply:
         return json_reply(message)
     start = {**message, "content": [], "stop_reason": None}
     if not no_usage:
-        start["usage"] = {**input_side, "output_tokens": 1, "service_tier": "standard"}
+        start["usage"] = {**input_side, "output_tokens": 1, "service_tier": tier}
     events = [named_event("message_start", {"type": "message_start", "message": start})]
     for index, (kind, deltas) in enumerate(pieces):
         empty = (

@@ -5,6 +5,9 @@ It routes with the same endpoint table and parses with the same adapters as the 
 ``openai_api``, ``anthropic_api`` or ``gemini_api``. No framework sits in between: the
 simulator is the baseline of the gateway benchmark, so its per-request work is one body
 read, one (memoised) parse and one ``orjson.dumps``.
+
+A paced stream (``chunk-delay``) stops the moment its client disconnects, as a provider stops
+generating; ``Simulator.streams`` records how much of each stream was written.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +50,18 @@ class Call:
     sim: Simulator
 
 
+@dataclass(slots=True)
+class StreamRecord:
+    """One streamed answer: how many of its events were written before it ended."""
+
+    events: int  # in the whole answer
+    sent: int = 0
+    hung_up: bool = False  # the client disconnected before the last event
+
+
 class Simulator:
     """State shared by all requests: configuration, prompt caches, stored responses,
-    memoised parses."""
+    memoised parses, and a record of the latest streams."""
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -62,6 +74,7 @@ class Simulator:
         self._parsed: OrderedDict[tuple[str, str, bytes], ParsedRequest] = OrderedDict()
         self._random = random.Random(config.seed)
         self._fault_specs: dict[bytes, Faults] = {}
+        self.streams: deque[StreamRecord] = deque(maxlen=1024)
 
     def parse(
         self, endpoint: Endpoint, path: str, query: str, body: bytes, params: dict[str, str]
@@ -103,7 +116,11 @@ def _api_of(path: str) -> str:
 
 def create_app(config: SimulatorConfig | None = None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The simulator as an ASGI app (serve it with uvicorn, or use ``kakin simulate``)."""
-    sim = Simulator(config or SimulatorConfig())
+    return asgi_app(Simulator(config or SimulatorConfig()))
+
+
+def asgi_app(sim: Simulator) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app answering with ``sim``'s state."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -164,7 +181,7 @@ def create_app(config: SimulatorConfig | None = None) -> Callable[[Scope, Receiv
             status, payload = error_for(api, exc)
             await _send(send, status, payload)
             return
-        await _respond(send, reply, faults)
+        await _respond(send, receive, reply, faults, sim)
 
     return app
 
@@ -222,13 +239,8 @@ async def _read_body(receive: Receive) -> bytes:
 
 async def _hold(receive: Receive, seconds: float) -> None:
     """Wait ``seconds`` or until the client hangs up, whichever comes first."""
-
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(disconnected(), seconds)
+        await asyncio.wait_for(_until_disconnect(receive, asyncio.Event()), seconds)
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
@@ -246,22 +258,42 @@ async def _send_error(send: Send, api: str, status: int, message: str) -> None:
     await _send(send, status, error_response(api, status, message))
 
 
-async def _respond(send: Send, reply: Reply, faults: Faults) -> None:
+async def _respond(send: Send, receive: Receive, reply: Reply, faults: Faults, sim: Simulator) -> None:
     if reply.events is None:
         await _send(send, reply.status, reply.body, reply.content_type)
         return
     events = reply.events if faults.truncate is None else reply.events[: faults.truncate]
+    record = StreamRecord(events=len(events))
+    sim.streams.append(record)
     headers = [(b"content-type", reply.content_type), (b"cache-control", b"no-cache"), *reply.headers]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     delay = faults.chunk_delay_s
     if not delay:
         # One write for the whole stream: what a fast upstream looks like to the gateway.
         await send({"type": "http.response.body", "body": b"".join(events)})
+        record.sent = len(events)
         return
-    for event in events:
-        await send({"type": "http.response.body", "body": event, "more_body": True})
-        await asyncio.sleep(delay)
+    gone = asyncio.Event()
+    watcher = asyncio.ensure_future(_until_disconnect(receive, gone))
+    try:
+        for event in events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            record.sent += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await gone.wait()
+            if gone.is_set():  # nobody reads on: stop generating
+                record.hung_up = record.sent < len(events)
+                return
+    finally:
+        watcher.cancel()
     await send({"type": "http.response.body", "body": b""})
 
 
-__all__ = ["NO_FAULTS", "Call", "Simulator", "create_app"]
+async def _until_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+
+
+__all__ = ["NO_FAULTS", "Call", "Simulator", "StreamRecord", "asgi_app", "create_app"]

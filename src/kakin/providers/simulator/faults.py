@@ -15,6 +15,8 @@ The grammar is a ``;``-separated list of ``name`` or ``name=value`` items::
     chunks=20           split the generated text into 20 stream events
     chunk-delay=5ms     pause between stream events
     tokens=40           generate about 40 words of text (before max-token limits)
+    priority-capacity   the organisation has Anthropic Priority Tier capacity: messages
+                        not sent with service_tier "standard_only" are served at priority
 
 Unknown names or malformed values are refused with a 400 naming the item.
 """
@@ -43,6 +45,7 @@ class Faults:
     chunks: int | None = None
     chunk_delay_s: float = 0.0
     words: int | None = None
+    priority_capacity: bool = False
     # The fields a specification named, so that "error-rate=0" can override a default.
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -109,9 +112,12 @@ def parse_faults(spec: str) -> Faults:
             values["chunk_delay_s"] = _duration(name, value)
         elif name == "tokens" and has_value:
             values["words"] = _count(name, value, 0, 1_000_000)
+        elif name == "priority-capacity" and not has_value:
+            values["priority_capacity"] = True
         else:
             raise InvalidInput(
                 f"{HEADER}: unknown or incomplete item {item!r}; items are latency=, status=, error-rate=, "
-                "error-status=, timeout[=], truncate=, no-usage, chunks=, chunk-delay=, tokens="
+                "error-status=, timeout[=], truncate=, no-usage, chunks=, chunk-delay=, tokens=, "
+                "priority-capacity"
             )
     return Faults(**values, given=frozenset(values))  # type: ignore[arg-type]

@@ -123,7 +123,29 @@ def cache_get(call: Call) -> Reply:
 
 
 def cache_list(call: Call) -> Reply:
-    return json_reply({"cachedContents": [e.resource() for e in call.sim.gemini_caches.all()]})
+    """One page: ``pageSize`` entries (default 100, at most 1000) from the offset
+    ``pageToken`` names."""
+    query = call.parsed.query
+    size, token = query.get("pageSize") or "100", query.get("pageToken") or "0"
+    if not (size.isdigit() and token.isdigit() and int(size) > 0):
+        return json_reply(
+            {
+                "error": {
+                    "code": 400,
+                    "message": "invalid pageSize or pageToken",
+                    "status": "INVALID_ARGUMENT",
+                }
+            },
+            400,
+        )
+    entries = call.sim.gemini_caches.all()
+    start, end = int(token), int(token) + min(int(size), 1000)  # as the API coerces it
+    body: dict[str, Any] = {}
+    if entries[start:end]:
+        body["cachedContents"] = [e.resource() for e in entries[start:end]]
+    if end < len(entries):
+        body["nextPageToken"] = str(end)
+    return json_reply(body)
 
 
 def cache_update(call: Call) -> Reply:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kakin.pricing import image_dimensions
 from kakin.providers.openai_audio import wav_seconds
 from kakin.providers.openai_images import family
 from kakin.providers.simulator.reply import SSE, Reply, data_event, json_reply, named_event
@@ -87,7 +88,13 @@ def chat(call: Call) -> Reply:
         },
     }
     ident, created = _ident("chatcmpl-", seed), int(time.time())
-    common = {"id": ident, "created": created, "model": model, "system_fingerprint": "fp_kakin_sim"}
+    common = {
+        "id": ident,
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_kakin_sim",
+        "service_tier": served_tier(doc),
+    }
     if not parsed.stream:
         choices = [
             {
@@ -102,7 +109,6 @@ def chat(call: Call) -> Reply:
             "object": "chat.completion",
             **common,
             "choices": choices,
-            "service_tier": "default",
         }
         if not call.faults.no_usage:
             body["usage"] = usage
@@ -122,6 +128,13 @@ def chat(call: Call) -> Reply:
         events.append(data_event({**chunk, "choices": [], "usage": usage}))
     events.append(b"data: [DONE]\n\n")
     return Reply(events=events, content_type=SSE)
+
+
+def served_tier(doc: dict[str, Any]) -> str:
+    """The tier that serves a request: the flex, priority or scale tier it asks for, else
+    the default one (OpenAI answers "auto" with the tier it chose)."""
+    asked = doc.get("service_tier")
+    return asked if asked in ("flex", "priority", "scale") else "default"
 
 
 def _delta(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
@@ -180,8 +193,9 @@ def responses(call: Call) -> Reply:
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": parsed.input_tokens + text.tokens + reasoning,
     }
-    ident = "resp_" + secrets.token_hex(24)  # unique, as the API's: a stored response is one object
-    message_id = _ident("msg_", seed)
+    # Unique ids, as the API's: a stored response and its items are objects of their own.
+    ident = "resp_" + secrets.token_hex(24)
+    message_id = "msg_" + ident[5:]
     store = doc.get("store") is not False
     part = {"type": "output_text", "text": text.text, "annotations": [], "logprobs": []}
     message = {
@@ -193,7 +207,7 @@ def responses(call: Call) -> Reply:
     }
     output: list[dict[str, Any]] = []
     if reasoning:
-        output.append({"type": "reasoning", "id": _ident("rs_", seed), "summary": []})
+        output.append({"type": "reasoning", "id": "rs_" + ident[5:], "summary": []})
     output.append(message)
     base = {
         "id": ident,
@@ -214,6 +228,7 @@ def responses(call: Call) -> Reply:
         "truncation": "disabled",
         "metadata": {},
         "error": None,
+        "service_tier": served_tier(doc),
     }
     final = {
         **base,
@@ -342,6 +357,16 @@ _IMAGE_TOKENS = {
 }
 
 
+def _image_tokens(quality: str, size: str) -> int:
+    """The published count for a listed size; any other size (gpt-image-2) at the 1024x1024
+    figure's density, rounded down."""
+    listed = _IMAGE_TOKENS[quality].get(size)
+    if listed is not None:
+        return listed
+    width, height = image_dimensions(size)
+    return _IMAGE_TOKENS[quality]["1024x1024"] * width * height // (1024 * 1024)
+
+
 def images(call: Call) -> Reply:
     from kakin.providers.openai_images import resolve_size_quality
 
@@ -350,11 +375,11 @@ def images(call: Call) -> Reply:
     size, quality = resolve_size_quality(model, doc.get("size"), doc.get("quality"))
     kind = family(model)
     body: dict[str, Any] = {"created": int(time.time())}
-    if kind == "gpt-image":
+    if kind.startswith("gpt-image"):
         size = "1024x1024" if size == "auto" else size
         quality = "medium" if quality == "auto" else quality
         item: dict[str, Any] = {"b64_json": PNG_B64}
-        per_image = _IMAGE_TOKENS[quality][size]
+        per_image = _image_tokens(quality, size)
         body.update({"background": "opaque", "output_format": "png", "quality": quality, "size": size})
         if not call.faults.no_usage:
             output = per_image * parsed.images

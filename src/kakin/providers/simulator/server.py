@@ -8,27 +8,33 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from kakin.providers.simulator.app import create_app
+from kakin.providers.simulator.app import Simulator, StreamRecord, asgi_app
 from kakin.providers.simulator.config import SimulatorConfig
 from kakin.serving import start_in_thread as serve_in_thread
 from kakin.serving import uvicorn_config
 
 
-def _uvicorn_config(config: SimulatorConfig, host: str, port: int) -> uvicorn.Config:
-    return uvicorn_config(create_app(config), host, port, lifespan="off", graceful_seconds=1)
+def _uvicorn_config(sim: Simulator, host: str, port: int) -> uvicorn.Config:
+    return uvicorn_config(asgi_app(sim), host, port, lifespan="off", graceful_seconds=1)
 
 
 def serve(config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8788) -> None:
     """Serve until interrupted."""
-    uvicorn.Server(_uvicorn_config(config or SimulatorConfig(), host, port)).run()
+    uvicorn.Server(_uvicorn_config(Simulator(config or SimulatorConfig()), host, port)).run()
 
 
 @dataclass
 class RunningSimulator:
     url: str
     port: int
+    simulator: Simulator
     _server: uvicorn.Server
     _thread: threading.Thread
+
+    @property
+    def streams(self) -> list[StreamRecord]:
+        """The latest streamed answers, oldest first (how much of each was written)."""
+        return list(self.simulator.streams)
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -43,8 +49,8 @@ class RunningSimulator:
 
 def start_in_thread(config: SimulatorConfig | None = None, host: str = "127.0.0.1") -> RunningSimulator:
     """Start on a free port in a background thread; returns once it accepts connections."""
-    config = config or SimulatorConfig()
+    sim = Simulator(config or SimulatorConfig())
     server, thread, port = serve_in_thread(
-        lambda h, p: _uvicorn_config(config, h, p), host, "simulator", timeout=10
+        lambda h, p: _uvicorn_config(sim, h, p), host, "simulator", timeout=10
     )
-    return RunningSimulator(f"http://{host}:{port}", port, server, thread)
+    return RunningSimulator(f"http://{host}:{port}", port, sim, server, thread)
