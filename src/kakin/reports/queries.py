@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 
 from kakin.errors import InvalidInput, NotFound
 from kakin.ledger import Ledger, Org
@@ -336,7 +336,8 @@ class Reports:
             conditions.append(u.c.model == model)
         if after is not None:
             at, last_id = _cursor(after)
-            conditions.append(or_(u.c.occurred_at < at, and_(u.c.occurred_at == at, u.c.id < last_id)))
+            # A range on the (organisation, time) index, then the tie on the same instant.
+            conditions += [u.c.occurred_at <= at, or_(u.c.occurred_at < at, u.c.id < last_id)]
         query = select(*_LOG_COLUMNS).where(*conditions).order_by(u.c.occurred_at.desc(), u.c.id.desc())
         rows = self.ledger.read(lambda c: c.execute(query.limit(limit + 1)).all())
         lines = [_request_line(row, zone) for row in rows[:limit]]
