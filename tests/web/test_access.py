@@ -12,7 +12,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from tests.web.conftest import ADMIN_KEY, OTHER_ORG_COST, TOTAL, WEB_TOTAL, Site
+
+from .conftest import ADMIN_KEY, OTHER_ORG_COST, TOTAL, WEB_TOTAL, Site
 
 PAGES = [
     "/",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -303,16 +303,19 @@ class Dashboard:
         if others:
             columns.append(Column("other", i18n.STRINGS[ctx.lang]["other"], kind))
         columns.append(Column("total", i18n.STRINGS[ctx.lang]["total"], kind))
+        spent_in = {line.group: line.spend for line in total.lines}
+        buckets = _buckets(total, by)
         rows = []
-        for line in total.lines:
-            row: dict[str, Any] = {"bucket": line.group}
+        for group, _ in buckets:
+            row: dict[str, Any] = {"bucket": group}
             shown: Any = 0
             for name in drawn:
-                spent = per_model[name].get(line.group)
+                spent = per_model[name].get(group)
                 value = _measure(spent, measure) if spent is not None else _zero(measure)
                 row[f"model:{name}"] = value
                 shown += value
-            row["total"] = _measure(line.spend, measure)
+            whole = spent_in.get(group)
+            row["total"] = _measure(whole, measure) if whole is not None else _zero(measure)
             if others:
                 row["other"] = row["total"] - shown
             rows.append(row)
@@ -322,7 +325,7 @@ class Dashboard:
             return exported
         series = [c for c in columns[1:-1]]
         chart = {
-            "x": [int(line.start.timestamp()) for line in total.lines if line.start is not None],
+            "x": [int(start.timestamp()) for _, start in buckets],
             "series": [
                 {"label": c.label, "values": [_plot(row[c.key], kind, ctx.fx) for row in rows]}
                 for c in series
@@ -592,6 +595,25 @@ class Dashboard:
 
 
 # Helpers --------------------------------------------------------------------------------
+
+
+def _buckets(report: SpendReport, by: str) -> list[tuple[str, datetime]]:
+    """Every local day or hour of the report's range, spent in or not (as the report names
+    them), so a chart and its table show the quiet days too."""
+    zone = ZoneInfo(report.timezone)
+    found: list[tuple[str, datetime]] = []
+    if by == "day":
+        day = report.start.date()
+        while (start := datetime.combine(day, time(0), zone)) < report.end:
+            found.append((day.isoformat(), start))
+            day += timedelta(days=1)
+    else:
+        at = report.start.astimezone(UTC)
+        while at < report.end:
+            local = at.astimezone(zone)
+            found.append((local.isoformat(timespec="minutes"), local))
+            at += timedelta(hours=1)
+    return found
 
 
 def _measure(spend: Any, measure: str) -> Any:

@@ -36,13 +36,15 @@ function drawStacked(element, data) {
     });
     values.push(stacked[i]);
   }
+  var format = uPlot.fmtDate(data.by === "day" ? "{M}/{D}" : "{HH}:{mm}");
+  var label = function (ts) { return format(uPlot.tzDate(new Date(ts * 1e3), data.timezone)); };
   var width = function () { return Math.max(280, element.clientWidth || 600); };
   var plot = new uPlot({
     width: width(),
     height: 280,
     tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), data.timezone); },
-    scales: { x: { time: true } },
-    axes: [{}, { label: data.unit, size: 70 }],
+    scales: { x: { time: true, distr: 2 } },  // one slot per day or hour, quiet ones included
+    axes: [{ values: function (u, splits) { return splits.map(label); } }, { label: data.unit, size: 70 }],
     legend: { live: true },
     series: series,
   }, values, element);
