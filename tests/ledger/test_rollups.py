@@ -306,17 +306,27 @@ def test_money_by_unit_adds_up_to_the_charge() -> None:
         0,
     )
     assert (got["input_tokens"], got["cached_tokens"], got["cache_write_tokens"]) == (700, 200, 100)
+    # Lines that do not add up to the charge, or are not priced lines, explain nothing.
+    for odd in (items[:1], [*items, {"component": "x", "unit": ["?"], "amount": {"no": 1}}]):
+        got = named(rollups.measures({**base, "cost_pico": 450_001, "cost_items": odd}))
+        assert (got["other_pico"], got["input_pico"], got["cache_write_tokens"]) == (450_001, 0, 0)
+    huge = [{**items[1], "quantity": "1e30", "amount": "0.000000450001"}]
+    assert (
+        named(rollups.measures({**base, "cost_pico": 450_001, "cost_items": huge}))["other_pico"] == 450_001
+    )
+    for amount in ("1e999999999", "9" * 5000, "NaN", "-Infinity"):
+        odd = [{**items[0], "amount": amount}]
+        assert named(rollups.measures({**base, "cost_pico": 7, "cost_items": odd}))["other_pico"] == 7
     # No itemised cost: all of it is "other"; tokens still counted.
     got = named(rollups.measures({**base, "cost_pico": 5, "cost_items": {"note": "imported"}}))
     assert (got["other_pico"], got["cost_pico"], got["input_tokens"], got["output_tokens"]) == (5, 5, 800, 10)
 
 
-def test_the_migration_builds_the_rollups_of_an_existing_ledger(tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_migration_builds_the_rollups_of_an_existing_ledger(ledger: Ledger, clock) -> None:  # type: ignore[no-untyped-def]
     from alembic import command
 
     from kakin.ledger.db import alembic_config, migrate
 
-    ledger = Ledger.open(f"sqlite:///{tmp_path / 'old.db'}", clock=clock)
     org = ledger.create_org("old", timezone="America/Los_Angeles", payment_label="card")
     project = ledger.create_project(org.id, "p")
     items = [{"component": "input", "quantity": "9", "unit": "token", "direction": "input", "amount": "0.5"}]
@@ -332,7 +342,6 @@ def test_the_migration_builds_the_rollups_of_an_existing_ledger(tmp_path: Path, 
     migrate(ledger.engine)
     assert (stored(ledger, s.rollup_hours), stored(ledger, s.rollup_days)) == written
     assert totals(written[1])["input_pico"] == 30 * 5 * 10**11
-    ledger.close()
 
 
 def test_reasoning_tokens_take_their_share_of_the_output_line(ledger: Ledger) -> None:
@@ -355,3 +364,21 @@ def test_reasoning_tokens_take_their_share_of_the_output_line(ledger: Ledger) ->
         assert "reasoning_tokens" in str(refused)
     else:
         raise AssertionError("more reasoning than output tokens was accepted")
+
+
+def test_after_a_timezone_change_every_bucket_still_counts_once(ledger: Ledger, clock) -> None:  # type: ignore[no-untyped-def]
+    from kakin.reports import Reports
+
+    org = ledger.create_org("mover", timezone="UTC", payment_label="card")
+    scope = Scope(org.id, ledger.create_project(org.id, "p").id, None, "m")
+    usage = UsageDetail(provider="sim")
+    for n, moment in enumerate([datetime(2024, 3, 9, 1, 0), datetime(2024, 3, 9, 20, 0)]):
+        clock.set(moment.replace(tzinfo=UTC))
+        ledger.post(scope, Decimal(n + 1), usage, idempotency_key=f"utc{n}")  # one UTC day bucket
+    ledger.update_org(org.id, timezone="Asia/Tokyo")
+    clock.set(datetime(2024, 3, 9, 23, 0, tzinfo=UTC))  # 3/10 08:00 in Tokyo
+    ledger.post(scope, Decimal(4), usage, idempotency_key="tokyo")
+    report = Reports(ledger).spend(org.id, by="day", start="2024-03-09", end="2024-03-11")
+    # The UTC day bucket starts at 3/9 09:00 in Tokyo: it stays whole, in Tokyo's 3/9.
+    assert [(line.group, line.spend.cost) for line in report.lines] == [("2024-03-09", 3), ("2024-03-10", 4)]
+    assert report.total.cost == 7 == sum(line.spend.cost for line in report.lines)

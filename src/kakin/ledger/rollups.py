@@ -15,8 +15,9 @@ before), so a report over local days adds whole buckets and never splits one.
 Units come from the record's itemised cost (``cost_items``: component, quantity, amount), the
 token counts from the record itself: uncached input is what is left of the input tokens once
 the cached and cache-written ones are taken out. Money by unit always adds up to the
-record's cost exactly: a sub-picodollar rounding difference between the lines and the charged
-total goes to the largest line, and an amount no line explains goes to ``other``.
+record's cost exactly: a rounding difference between the lines and the charged total (at most
+a picodollar a line) goes to the largest line; a cost its lines do not explain (no itemised
+cost, or lines that do not add up to it) is ``other``.
 """
 
 from __future__ import annotations
@@ -129,45 +130,24 @@ def measures(record: Mapping[str, Any]) -> list[int]:
     values[_COST] = cost
     values[_SAVED_CACHE] = record["cache_saved_pico"]
     values[_SAVED_ROUTING] = record["routing_saved_pico"]
-    itemised = lines = 0
-    largest = -1
-    output_rate = None  # USD per output token, to tell the reasoning tokens' share
-    items = record["cost_items"]
-    for item in _parsed(items) if items is not None else ():
-        if type(item) is not dict:
-            continue
-        described = (item.get("component"), item.get("unit"), item.get("direction"))
-        at = _unit_at.get(described)
-        if at is None:
-            if type(described[0]) is not str:
-                continue  # a note, not a priced line
-            at = _unit_at.setdefault(described, _UNIT_AT[unit_of(*described)])
-        amount = _pico(item.get("amount"))
-        if amount is None:
-            continue
-        lines += 1
-        values[at] += amount
-        itemised += amount
-        if largest < 0 or abs(values[at]) > abs(values[largest]):
-            largest = at
-        if at == _OUTPUT_AT and described[0] == "output":
-            output_rate = item.get("unit_price")
-        counted = _COUNTED.get(at)
-        if counted is not None or at == _AUDIO_AT:
-            quantity = _quantity(item.get("quantity"))
-            if at == _AUDIO_AT:
-                values[_AUDIO_MS] += int((quantity * 1000).to_integral_value())
-            else:
-                values[counted] += int(quantity)  # type: ignore[index]
-    rest = cost - itemised
-    if rest:
-        # Rounding between the lines and the charged total, or an amount no line explains.
-        values[largest if largest >= 0 and abs(rest) <= lines else _OTHER_AT] += rest
+    lines = _priced_lines(record["cost_items"])
+    if lines and abs(cost - sum(line[1] for line in lines)) > len(lines):
+        lines = []  # lines that do not add up to the cost do not explain it
+    if lines:
+        largest = max(lines, key=lambda line: abs(line[1]))[0]
+        for at, amount, counted, quantity in lines:
+            values[at] += amount
+            if counted is not None:
+                values[counted] += quantity
+        # What rounding left between the lines and the charged total goes to the largest line.
+        values[largest] += cost - sum(line[1] for line in lines)
+    else:
+        values[_OTHER_AT] = cost
     reasoning = record.get("reasoning_tokens") or 0
     if reasoning > values[_REASONING]:  # reported by the provider, billed on the output line
-        if output_rate is not None and not values[_REASONING_AT]:
-            share = _pico(str(_quantity(output_rate) * reasoning))
-            moved = min(share or 0, values[_OUTPUT_AT])
+        rate = _output_rate(record["cost_items"]) if lines and not values[_REASONING_AT] else None
+        if rate is not None:
+            moved = min(_pico(str(rate * reasoning)) or 0, values[_OUTPUT_AT])
             values[_OUTPUT_AT] -= moved
             values[_REASONING_AT] += moved
         values[_REASONING] = reasoning
@@ -176,6 +156,54 @@ def measures(record: Mapping[str, Any]) -> list[int]:
     values[_INPUT_TOKENS] = max(record["input_tokens"] - cached - values[_CACHE_WRITE], 0)
     values[_OUTPUT] = max(record["output_tokens"] - values[_REASONING], 0)
     return values
+
+
+Line = tuple[int, int, int | None, int]  # money column, picodollars, quantity column, quantity
+_MAX_QUANTITY: Final = 10**13  # as kakin.pricing's largest count
+_MAX_AMOUNT_DIGITS: Final = 7  # a line below $10,000,000: no line of one charge comes near it
+
+
+def _priced_lines(cost_items: Any) -> list[Line]:
+    """The priced lines of a record's itemised cost; none when one of them is not a priced
+    line (an amount that is not a number, an absurd quantity): the cost is then ``other``."""
+    lines: list[Line] = []
+    for item in _parsed(cost_items) if cost_items is not None else ():
+        if type(item) is not dict or type(item.get("component")) is not str:
+            continue  # a note, not a priced line
+        unit, direction = item.get("unit"), item.get("direction")
+        described = (
+            item["component"],
+            unit if type(unit) is str else None,
+            direction if type(direction) is str else None,
+        )
+        at = _unit_at.get(described)
+        if at is None:
+            at = _UNIT_AT[unit_of(*described)]
+            if len(_unit_at) < 4096:
+                _unit_at[described] = at
+        amount = _pico(item.get("amount"))
+        if amount is None:
+            return []
+        counted, quantity = _COUNTED.get(at), 0
+        if counted is not None or at == _AUDIO_AT:
+            number = _quantity(item.get("quantity"))
+            if not 0 <= number <= _MAX_QUANTITY:
+                return []
+            if at == _AUDIO_AT:
+                counted, quantity = _AUDIO_MS, int((number * 1000).to_integral_value())
+            else:
+                quantity = int(number)
+        lines.append((at, amount, counted, quantity))
+    return lines
+
+
+def _output_rate(cost_items: Any) -> Decimal | None:
+    """USD per output token, from the record's ``output`` line (reasoning tokens' share)."""
+    for item in _parsed(cost_items):
+        if type(item) is dict and item.get("component") == "output" and "unit_price" in item:
+            rate = _quantity(item["unit_price"])
+            return rate if 0 <= rate <= 1 else None
+    return None
 
 
 def _parsed(cost_items: Any) -> Any:
@@ -191,18 +219,21 @@ def _parsed(cost_items: Any) -> Any:
 
 
 def _pico(amount: Any) -> int | None:
-    """A decimal-string USD amount in picodollars, or None when it is not an amount. Amounts
-    of 12 decimals or fewer (all of kakin's) are read as text; others go through Decimal."""
+    """A USD amount (a decimal string, as cost lines hold them) in picodollars, or None when
+    it is not an amount of at most a charge's size. Amounts of 12 decimals or fewer (all of
+    kakin's) are read as text; others go through Decimal."""
     if type(amount) is str:
         whole, dot, fraction = amount.partition(".")
-        if len(fraction) <= 12 and whole.lstrip("-").isdigit() and (not dot or fraction.isdigit()):
-            pico = int(whole.lstrip("-")) * 10**12 + int(fraction.ljust(12, "0") or 0)
+        digits = whole.removeprefix("-")
+        if len(fraction) <= 12 and len(digits) <= 7 and digits.isdigit() and (not dot or fraction.isdigit()):
+            pico = int(digits) * 10**12 + int(fraction.ljust(12, "0") or 0)
             return -pico if whole.startswith("-") else pico
     try:
         number = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return None
-    return to_pico(number) if number.is_finite() else None
+    # adjusted(): the exponent of the leading digit, read without arithmetic (none can overflow)
+    return to_pico(number) if number.is_finite() and number.adjusted() < _MAX_AMOUNT_DIGITS else None
 
 
 def _quantity(quantity: Any) -> Decimal:

@@ -17,6 +17,7 @@ from functools import cache, lru_cache
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -355,6 +356,16 @@ def sqlite_rollup_rows(rollup: dict[Any, list[int]]) -> list[list[Any]]:
         [org, known.get(start) or _sqlite_time(start), project, key, model, *values]
         for (org, start, project, key, model), values in rollup.items()
     ]
+
+
+def pg_rollup_rows(rollup: dict[Any, list[int]], names: tuple[str, ...]) -> dict[str, str]:
+    """Rollup entries as the one JSON document :func:`pg_upsert` reads (``names``: the key's
+    columns, then the measures'). orjson writes the aware datetimes itself."""
+    return {
+        "rows": orjson.dumps(
+            [dict(zip(names, (*key, *values), strict=True)) for key, values in rollup.items()]
+        ).decode()
+    }
 
 
 @lru_cache(maxsize=8)

@@ -490,7 +490,8 @@ class Work:
         for table, rollup in ((s.rollup_hours, hours), (s.rollup_days, days)):
             if self.postgres:
                 sql = q.pg_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
-                self.conn.exec_driver_sql(sql, q.pg_rows(rollups.rows(rollup), ()))
+                names = (*rollups.DIMENSIONS, *rollups.MEASURES)
+                self.conn.exec_driver_sql(sql, q.pg_rollup_rows(rollup, names))
             else:
                 sql = q.sqlite_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
                 self.driver.executemany(sql, q.sqlite_rollup_rows(rollup))

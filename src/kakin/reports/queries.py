@@ -12,6 +12,7 @@ import base64
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -105,17 +106,17 @@ class Reports:
         else:
             query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
         found = self.ledger.read(lambda c: c.execute(query).all())
-        if group is None:
-            vectors = [(None, [int(v) for v in found[0]])]
-        else:
-            vectors = [(row[0], [int(v) for v in row[1:]]) for row in found]
-        total = [sum(column) for column in zip(*(v for _, v in vectors), strict=True)] or [0] * len(
-            r.MEASURES
-        )
+        total = [0] * len(r.MEASURES)
+        groups: dict[Any, list[int]] = {}  # buckets by their local day or hour, or by name
+        for row in found:
+            vector = [int(v) for v in (row if group is None else row[1:])]
+            total = list(map(add, total, vector))
+            if group is not None:
+                at = _local(row[0], zone, by)
+                known = groups.get(at)
+                groups[at] = vector if known is None else list(map(add, known, vector))
         labels = self._labels(record, by)
-        lines = tuple(
-            _line(by, value, vector, zone, labels) for value, vector in vectors if group is not None
-        )
+        lines = tuple(_line(by, value, vector, labels) for value, vector in groups.items())
         if by in ("model", "project", "key"):
             lines = tuple(sorted(lines, key=lambda line: (-line.spend.cost, line.group)))
         return SpendReport(
@@ -448,12 +449,20 @@ def units_of(vector: Sequence[int]) -> tuple[UnitLine, ...]:
     return tuple(lines)
 
 
-def _line(by: Grouping, value: Any, vector: list[int], zone: ZoneInfo, labels: dict[str, str]) -> SpendLine:
+def _local(value: Any, zone: ZoneInfo, by: Grouping) -> Any:
+    """A bucket's start as the local day or hour it begins (a day bucket written before the
+    organisation changed its timezone counts in the local day its start falls in)."""
+    if by == "day":
+        local = value.astimezone(zone)
+        return datetime.combine(local.date(), time(0), zone)
+    return value.astimezone(zone) if by == "hour" else value
+
+
+def _line(by: Grouping, value: Any, vector: list[int], labels: dict[str, str]) -> SpendLine:
     spend = spend_of(vector)
     if by in ("day", "hour"):
-        local = value.astimezone(zone)
-        group = local.date().isoformat() if by == "day" else local.isoformat(timespec="minutes")
-        return SpendLine(group, group, spend, local)
+        group = value.date().isoformat() if by == "day" else value.isoformat(timespec="minutes")
+        return SpendLine(group, group, spend, value)
     return SpendLine(value, labels.get(value, value), spend)
 
 
