@@ -174,7 +174,9 @@ def alerts_for(gateway: RunningGateway, tokyo_id: str, web_project_id: str) -> N
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     path: Path = tmp_path_factory.mktemp("web") / "kakin.db"
     url = f"sqlite:///{path}"
-    settings = load_settings(env={"KAKIN_DATABASE_URL": url, "KAKIN_ADMIN_KEY": ADMIN_KEY})
+    settings = load_settings(
+        env={"KAKIN_DATABASE_URL": url, "KAKIN_ADMIN_KEY": ADMIN_KEY, "KAKIN_SERVER__ACCESS_LOG": "true"}
+    )
     clock = Clock(NOW)
     ledger = Ledger.open(url, clock=clock, hold_seconds=settings.gateway.hold_seconds)
     seeded = seed(ledger, clock)

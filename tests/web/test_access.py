@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from contextlib import closing
 from decimal import Decimal
@@ -55,6 +56,28 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_never_holds_the_key(
             page = client.get("/")
             assert page.status_code == 200 and key not in page.text
             assert key not in str(page.url)
+
+
+def test_keys_never_reach_the_log(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        for key in (ADMIN_KEY, site.web_key, site.web_key + "x"):
+            with httpx.Client(base_url=site.ui) as client:
+                client.post("/signin", data={"key": key})
+                client.get("/requests")
+    assert "/ui/signin" in caplog.text  # the access log is on and was captured
+    for key in (ADMIN_KEY, site.web_key):
+        assert key not in caplog.text and key.split("-")[-1] not in caplog.text
+
+
+def test_the_language_follows_the_browser_until_chosen(site: Site) -> None:
+    with httpx.Client(base_url=site.ui, headers={"accept-language": "ja-JP,ja;q=0.9,en;q=0.5"}) as client:
+        assert "サインイン" in client.get("/signin").text
+        client.get("/prefs", params={"lang": "en", "next": "/ui/signin"})
+        assert "Sign in" in client.get("/signin").text
+        # The toggle only ever sends the reader back inside the dashboard.
+        assert (
+            client.get("/prefs", params={"next": "https://elsewhere.example/"}).headers["location"] == "/ui/"
+        )
 
 
 @pytest.mark.parametrize("key", ["", "wrong", "kk-aaaaaaaaaaaa-nottherightsecret", ADMIN_KEY + "x"])

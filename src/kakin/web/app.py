@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -115,7 +116,7 @@ class Dashboard:
             orgs = self.ledger.list_orgs()
             wanted = request.query_params.get("org")
             if not orgs:
-                raise NotFound("no organisation yet: create one with `kakin orgs create`")
+                raise NotFound("no organisation yet: create one with `kakin org create`")
             org = self.ledger.get_org(wanted) if wanted else orgs[0]
         else:
             assert viewer.org_id is not None
@@ -193,8 +194,6 @@ class Dashboard:
     async def signin_submit(self, request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         key = (form.get("key") or [""])[0]
-        from starlette.concurrency import run_in_threadpool
-
         viewer = await run_in_threadpool(self.signin.check_key, key)
         if viewer is None:
             return self._signin_page(request, refused=True)
