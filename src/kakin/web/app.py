@@ -419,15 +419,16 @@ class Dashboard:
         projects = {p.id: p.name for p in self.ledger.list_projects(ctx.org.id)}
         keys = {k.id: f"{k.name} (kk-{k.prefix}-…)" for k in self.ledger.list_keys(ctx.org.id, ctx.project)}
         columns = [
+            # What a narrow screen shows without scrolling comes first.
             Column("started_at", words["when"]),
             Column("request", words["request"]),
-            Column("project", words["project"]),
-            Column("key", words["key_col"]),
             Column("model", words["model"]),
+            Column("cost", words["cost"], "money"),
             Column("input_tokens", words["input_tokens"], "int"),
             Column("cached_tokens", words["cached_tokens"], "int"),
             Column("output_tokens", words["output_tokens"], "int"),
-            Column("cost", words["cost"], "money"),
+            Column("project", words["project"]),
+            Column("key", words["key_col"]),
             Column("cache_hit", words["cache_hit"]),
             Column("routed_from", words["routed_from"]),
         ]
