@@ -8,6 +8,7 @@ tokyo reader may ever see. The clock stands at 2026-03-15 12:00 in Tokyo.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -170,10 +171,9 @@ def alerts_for(gateway: RunningGateway, tokyo_id: str, web_project_id: str) -> N
         )
 
 
-@pytest.fixture(scope="package")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path: Path = tmp_path_factory.mktemp("web") / "kakin.db"
-    url = f"sqlite:///{path}"
+@contextmanager
+def running_site(url: str) -> Iterator[Site]:
+    """The gateway and its dashboard over a freshly seeded ledger at ``url``."""
     settings = load_settings(
         env={"KAKIN_DATABASE_URL": url, "KAKIN_ADMIN_KEY": ADMIN_KEY, "KAKIN_SERVER__ACCESS_LOG": "true"}
     )
@@ -197,3 +197,22 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     finally:
         gateway.stop()
         ledger.close()
+
+
+@pytest.fixture(scope="package")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The seeded site on SQLite (the browser tests)."""
+    path: Path = tmp_path_factory.mktemp("web") / "kakin.db"
+    with running_site(f"sqlite:///{path}") as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The seeded site on SQLite and on PostgreSQL (a schema of its own)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'kakin.db'}"
+    else:
+        url = request.getfixturevalue("migrated_pg_schema")("web")
+    with running_site(url) as running:
+        yield running

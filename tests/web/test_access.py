@@ -16,6 +16,13 @@ import pytest
 
 from .conftest import ADMIN_KEY, OTHER_ORG_COST, TOTAL, WEB_TOTAL, Site
 
+
+@pytest.fixture()
+def site(any_site: Site) -> Site:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_site
+
+
 PAGES = [
     "/",
     "/spend",

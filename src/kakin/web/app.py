@@ -453,12 +453,18 @@ class Dashboard:
         exported = self._export(ctx, table)
         if exported is not None:
             return exported
-        more = (
-            _link(ctx, "/requests", **{**dict(q), "after": page.next, "partial": "1"}) if page.next else None
-        )
+        following = {k: v for k, v in q.items() if k != "partial"} | {"after": page.next}
+        more = _link(ctx, "/requests", **following) if page.next else None  # the next page, whole
+        rows_only = _link(ctx, "/requests", **following, partial="1") if page.next else None
         template = "request_rows.html" if q.get("partial") else "requests.html"
         return self.render(
-            ctx, template, active="requests", table=table, more=more, **self._filter_choices(ctx)
+            ctx,
+            template,
+            active="requests",
+            table=table,
+            more=more,
+            more_rows=rows_only,
+            **self._filter_choices(ctx),
         )
 
     def request_detail(self, ctx: Context) -> Response:
