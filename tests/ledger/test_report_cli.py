@@ -167,7 +167,7 @@ def test_csv_table_and_currency(seeded: str) -> None:
         )
     )  # fmt: skip
     assert [r["group"] for r in rows] == ["2024-03-09", "2024-03-10", "total"]
-    assert "cost_jpy" in rows[0]
+    assert "cost_jpy" in rows[0] and {r["timezone"] for r in rows} == {"America/Los_Angeles"}
     table = run("report", "la", "--from", "2024-03-09", "--to", "2024-03-11", "--database-url", seeded)
     assert "America/Los_Angeles" in table and "2024-03-09" in table and "total" in table
 
@@ -314,5 +314,6 @@ def test_forecast_runs_on_the_organisations_recorded_days(seeded: str) -> None:
     figures = {row["figure"]: row["amount"] for row in shown[0]["rows"]}
     assert figures["spent to date"] == decimal_str(expected.spent_to_date) == "0.00945"
     assert figures["projected total"] == decimal_str(expected.projected)
+    assert shown[0]["timezone"] == "Asia/Tokyo"
     both = runner.invoke(app, ["forecast", "x.csv", "--org", "tokyo", "--database-url", seeded])
     assert both.exit_code == 2

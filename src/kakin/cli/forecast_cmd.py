@@ -45,7 +45,10 @@ def forecast(
     ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Forecast as of this date (default: the last date in the file)."),
+        typer.Option(
+            "--as-of",
+            help="Forecast as of this date (default: the last date in the file; with --org, today in its timezone).",
+        ),
     ] = None,
     window: Annotated[
         int, typer.Option("--window", help="Days of history to learn the pattern from (7–366).")
@@ -63,17 +66,21 @@ def forecast(
     )
     day = parse_date(as_of, "--as-of")
     if org is not None:
-        daily, day = _recorded_spend(org, day, window, database_url)
+        daily, day, zone = _recorded_spend(org, day, window, database_url)
     else:
         assert csv_file is not None
         daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
     result = forecast_month(daily, as_of=day, window_days=window)
-    emit(forecast_reports(result), fmt, fx)
+    reports = forecast_reports(result)
+    if org is not None:
+        reports[0].notes.append(f"recorded spend of {org} per day in {zone}")
+        reports[0].extra["timezone"] = zone
+    emit(reports, fmt, fx)
 
 
 def _recorded_spend(
     org: str, as_of: date | None, window: int, database_url: str | None
-) -> tuple[dict[date, Decimal], date]:
+) -> tuple[dict[date, Decimal], date, str]:
     """The organisation's spend per local day over the window ending ``as_of`` (default:
     today in its timezone), from the rollups; days without spend count as zero."""
     from kakin.cli.ledger_cmds import _ledger
@@ -88,7 +95,7 @@ def _recorded_spend(
         report = Reports(ledger).spend(record.id, by="day", start=first, end=end + timedelta(days=1))
     daily = report.daily()
     daily.setdefault(first, Decimal(0))  # the window starts here, spent or not
-    return daily, end
+    return daily, end, record.timezone
 
 
 def forecast_reports(result: MonthForecast) -> list[Report]:

@@ -100,6 +100,8 @@ def report(
     emit(spend_report(result), fmt, fx)
 
 
+# Every export states the zone its days and hours are in (CSV has no title to say it).
+_ZONE = Column("timezone", "zone", table=False)
 _SPEND_COLUMNS = [
     Column("requests", "requests", "int"),
     Column("input_tokens", "input tokens", "int"),
@@ -165,6 +167,7 @@ def spend_report(result: SpendReport) -> Report:
                 Column("measure", "counted in"),
                 Column("cost", "cost", "money"),
                 Column("share", "share", "percent"),
+                _ZONE,
             ],
             rows=[
                 {
@@ -173,10 +176,11 @@ def spend_report(result: SpendReport) -> Report:
                     "measure": u.measure or "—",
                     "cost": u.cost,
                     "share": (u.cost / total_cost) if total_cost else None,
+                    "timezone": result.timezone,
                 }
                 for u in result.units
             ],
-            total={"unit": "total", "cost": total_cost},
+            total={"unit": "total", "cost": total_cost, "timezone": result.timezone},
             notes=notes,
             extra=extra,
         )
@@ -186,12 +190,13 @@ def spend_report(result: SpendReport) -> Report:
         columns.append(Column("name", "name"))
     rows = []
     for line in result.lines:
-        row = {"group": line.group, "name": line.label, **_spend_row(line.spend)}
+        row = {"group": line.group, "name": line.label, **_spend_row(line.spend), "timezone": result.timezone}
         if result.by in ("project", "key"):
             row["group"] = line.group or "—"
         rows.append(row)
-    total = {"group": "total", **_spend_row(result.total)}
-    return Report(title, [*columns, *_SPEND_COLUMNS], rows=rows, total=total, notes=notes, extra=extra)
+    total = {"group": "total", **_spend_row(result.total), "timezone": result.timezone}
+    columns = [*columns, *_SPEND_COLUMNS, _ZONE]
+    return Report(title, columns, rows=rows, total=total, notes=notes, extra=extra)
 
 
 def _period(start: datetime, end: datetime) -> str:
@@ -254,6 +259,7 @@ def whatif_report(result: WhatIf) -> Report:
             Column("output_tokens", "output tokens", "int"),
             Column("cost", "cost", "money"),
             *(Column(key, f"on {model}", "money") for key, model in targets.items()),
+            _ZONE,
         ],
         rows=[
             {
@@ -263,6 +269,7 @@ def whatif_report(result: WhatIf) -> Report:
                 "output_tokens": line.output_tokens,
                 "cost": line.cost,
                 **{key: line.on[model] for key, model in targets.items()},
+                "timezone": result.timezone,
             }
             for line in result.lines
         ],
@@ -271,6 +278,7 @@ def whatif_report(result: WhatIf) -> Report:
             "requests": sum(line.requests for line in result.lines),
             "cost": result.cost,
             **{key: result.totals[model] for key, model in targets.items()},
+            "timezone": result.timezone,
         },
         notes=notes,
         extra={
@@ -439,6 +447,7 @@ def request_log(page: RequestPage) -> Report:
             Column("project_id", "project", table=False),
             Column("key_id", "key", table=False),
             Column("reservation_id", "reservation", table=False),
+            _ZONE,
         ],
         rows=[
             {
@@ -453,6 +462,7 @@ def request_log(page: RequestPage) -> Report:
                 "project_id": line.project_id,
                 "key_id": line.key_id,
                 "reservation_id": line.reservation_id,
+                "timezone": page.timezone,
             }
             for line in page.lines
         ],
