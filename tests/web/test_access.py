@@ -95,6 +95,12 @@ def test_a_wrong_key_is_refused(site: Site, key: str) -> None:
         assert client.get("/").headers["location"] == "/ui/signin"
 
 
+def test_an_oversized_sign_in_is_refused_unread(site: Site) -> None:
+    with httpx.Client(base_url=site.ui) as client:
+        answer = client.post("/signin", data={"key": ADMIN_KEY, "padding": "x" * 10_000})
+        assert answer.status_code == 413 and "kakin_session" not in answer.headers.get("set-cookie", "")
+
+
 def test_a_forged_cookie_is_refused(site: Site) -> None:
     with httpx.Client(base_url=site.ui, cookies={"kakin_session": "YWRtaW58OTk5OTk5OTk5OQ.AAAA"}) as client:
         assert client.get("/").headers["location"] == "/ui/signin"

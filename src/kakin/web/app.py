@@ -10,6 +10,7 @@ query, so no page, table or export can show another project's or organisation's 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -45,6 +46,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
 }
+SIGNIN_BODY_LIMIT = 4096
 SPENDING = ("project", "key", "model", "unit")
 MEASURES = ("cost", "tokens", "requests")
 CHART_MODELS = 6  # models drawn one by one; the rest are stacked as "other"
@@ -174,7 +176,7 @@ class Dashboard:
         fmt = ctx.request.query_params.get("format")
         if fmt is None:
             return None
-        stem = f"kakin-{ctx.org.name}-{table.title or 'table'}".replace(" ", "-")
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"kakin-{ctx.org.name}-{table.title or 'table'}")
         if fmt == "csv":
             body: bytes | str = to_csv(table, ctx.fx)
             media = "text/csv; charset=utf-8"
@@ -192,8 +194,12 @@ class Dashboard:
         return self._signin_page(request, refused=False)
 
     async def signin_submit(self, request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        key = (form.get("key") or [""])[0]
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > SIGNIN_BODY_LIMIT:  # a key is short; nothing longer is read
+                return self._signin_page(request, refused=True, status=413)
+        key = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0]
         viewer = await run_in_threadpool(self.signin.check_key, key)
         if viewer is None:
             return self._signin_page(request, refused=True)
@@ -214,12 +220,12 @@ class Dashboard:
         response.delete_cookie(COOKIE, path=_base(request) or "/", httponly=True, samesite="strict")
         return response
 
-    def _signin_page(self, request: Request, *, refused: bool) -> Response:
+    def _signin_page(self, request: Request, *, refused: bool, status: int | None = None) -> Response:
         lang = i18n.choose(request.cookies.get("kakin_lang"), request.headers.get("accept-language"))
         html = self.templates.get_template("signin.html").render(
             base=_base(request), t=i18n.STRINGS[lang], refused=refused, lang=lang, languages=i18n.LANGUAGES
         )
-        return _html(html, 401 if refused else 200)
+        return _html(html, status or (401 if refused else 200))
 
     def prefs(self, request: Request) -> Response:
         """Currency and language toggles: remembered in cookies, then back to the page."""
