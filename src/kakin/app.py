@@ -23,7 +23,11 @@ def assemble(gateway: Gateway, settings: Settings) -> ASGIApp:
     """The gateway, with the dashboard beside it."""
     alerts = gateway.alerts.store if gateway.alerts is not None else None
     web = create_web_app(
-        gateway.ledger, admin_key=settings.admin_key, alerts=alerts, rates=settings.currency.rates
+        gateway.ledger,
+        admin_key=settings.admin_key,
+        alerts=alerts,
+        rates=settings.currency.rates,
+        holds=gateway.accounts,
     )
 
     async def pages_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:

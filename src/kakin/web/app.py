@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kakin.errors import InvalidInput, KakinError, NotFound
 from kakin.ledger import Ledger, Org
+from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 from kakin.money import FxRate, MoneyError, fx_rate
 from kakin.reports import Reports, SpendReport
 from kakin.reports.forecast import month_forecast
@@ -50,6 +51,13 @@ SIGNIN_BODY_LIMIT = 4096
 SPENDING = ("project", "key", "model", "unit")
 MEASURES = ("cost", "tokens", "requests")
 CHART_MODELS = 6  # models drawn one by one; the rest are stacked as "other"
+
+
+class HoldsProvider(Protocol):
+    def live_holds(self, org_id: str) -> LiveHolds:
+        """Holds of requests in flight that the ledger does not count (a gateway in local
+        accounting keeps them in memory)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +89,12 @@ class Dashboard:
         admin_key: str,
         alerts: Any = None,
         rates: dict[str, Decimal] | None = None,
+        holds: HoldsProvider | None = None,
     ) -> None:
         self.ledger = ledger
         self.reports = Reports(ledger)
         self.alerts = alerts
+        self.holds = holds
         self.rates = rates or {}
         self.signin = SignIn(ledger, admin_key)
         self.templates = Environment(
@@ -253,8 +263,13 @@ class Dashboard:
             ctx.org.id, by="unit", start=today, end=today + timedelta(days=1), project=ctx.project
         )
         forecast = month_forecast(self.reports, ctx.org.id, project=ctx.project)
-        budgets = [b for b in self.ledger.budget_statuses(ctx.org.id) if self._sees_budget(ctx, b.budget)]
-        balance = self.ledger.balance(ctx.org.id) if ctx.viewer.admin else None
+        live = self.holds.live_holds(ctx.org.id) if self.holds is not None else NO_LIVE_HOLDS
+        budgets = [
+            live.on_budget(b)
+            for b in self.ledger.budget_statuses(ctx.org.id)
+            if self._sees_budget(ctx, b.budget)
+        ]
+        balance = live.on_balance(self.ledger.balance(ctx.org.id)) if ctx.viewer.admin else None
         return self.render(
             ctx,
             "overview.html",
@@ -732,10 +747,13 @@ def create_web_app(
     admin_key: str,
     alerts: Any = None,
     rates: dict[str, Decimal] | None = None,
+    holds: HoldsProvider | None = None,
 ) -> ASGIApp:
     """The dashboard over ``ledger``. ``alerts``: the alert store (fired alerts and their
-    deliveries); ``rates``: configured display rates (kakin.toml's ``[currency.rates]``)."""
-    board = Dashboard(ledger, admin_key=admin_key, alerts=alerts, rates=rates)
+    deliveries); ``rates``: configured display rates (kakin.toml's ``[currency.rates]``);
+    ``holds``: holds a gateway keeps outside the ledger, counted in the gauges and the
+    available credit as the admin API counts them."""
+    board = Dashboard(ledger, admin_key=admin_key, alerts=alerts, rates=rates, holds=holds)
     routes = [
         Route("/", board.page(board.overview)),
         Route("/signin", board.signin_form, methods=["GET"]),
