@@ -45,6 +45,8 @@ def signed_in(site: Site, key: str) -> httpx.Client:
 def test_root_leads_to_the_dashboard_and_signed_out_readers_to_the_form(site: Site) -> None:
     with httpx.Client(base_url=site.url) as client:
         assert client.get("/").headers["location"] == "/ui/"
+        assert client.get("/ui").headers["location"].endswith("/ui/")
+        assert client.get("/healthz").json() == {"status": "ok"}  # the gateway still answers beside it
         for page in PAGES:
             answer = client.get(f"/ui{page}")
             assert answer.status_code == 303 and answer.headers["location"] == "/ui/signin", page
