@@ -245,6 +245,7 @@ def test_currency_and_language_switch(admin: Visit) -> None:
 def test_alerts_savings_and_whatif(admin: Visit, site: Site) -> None:
     page = admin.go("/alerts?org=tokyo")
     assert "tokyo at 80%" in page.inner_text('[data-testid="fired"]')
+    assert "project web" in page.inner_text('[data-testid="fired"]')  # named, not by id
     assert "ops hook" in page.inner_text('[data-testid="deliveries"]')
     assert "delivered" in page.inner_text('[data-testid="deliveries"]')
     admin.shot("alerts")

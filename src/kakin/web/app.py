@@ -505,7 +505,11 @@ class Dashboard:
             fired = [(i, a) for i, a in self.alerts.fired(ctx.org.id, limit=100) if visible(a)]
             ids = {i for i, _ in fired}
             deliveries = [d for d in self.alerts.deliveries(ctx.org.id, limit=100) if d.alert_id in ids]
-        return self.render(ctx, "alerts.html", active="alerts", fired=fired, deliveries=deliveries)
+        names = {p.id: p.name for p in self.ledger.list_projects(ctx.org.id)}
+        names |= {k.id: f"{k.name} (kk-{k.prefix}-…)" for k in self.ledger.list_keys(ctx.org.id, ctx.project)}
+        return self.render(
+            ctx, "alerts.html", active="alerts", fired=fired, deliveries=deliveries, names=names
+        )
 
     def _visible_alert(self, ctx: Context) -> Callable[[Any], bool]:
         if ctx.viewer.admin:
