@@ -35,6 +35,7 @@ from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 from kakin.money import FxRate, MoneyError, fx_rate
 from kakin.reports import Reports, SpendReport
 from kakin.reports.forecast import month_forecast
+from kakin.reports.queries import key_label
 from kakin.web import i18n
 from kakin.web.session import COOKIE, LIFETIME_SECONDS, SignIn, Viewer
 from kakin.web.tables import Column, Table, cell, to_csv, to_json
@@ -438,7 +439,7 @@ class Dashboard:
         )
         words = i18n.STRINGS[ctx.lang]
         projects = {p.id: p.name for p in self.ledger.list_projects(ctx.org.id)}
-        keys = {k.id: f"{k.name} (kk-{k.prefix}-…)" for k in self.ledger.list_keys(ctx.org.id, ctx.project)}
+        keys = {key_id: self._key_label(key_id) for key_id in {line.key_id for line in page.lines} if key_id}
         columns = [
             # What a narrow screen shows without scrolling comes first.
             Column("started_at", words["when"]),
@@ -621,8 +622,14 @@ class Dashboard:
         projects = self.ledger.list_projects(ctx.org.id) if ctx.viewer.admin else []
         chosen = ctx.project or ctx.request.query_params.get("project") or None
         project_id = self.ledger.get_project(chosen, ctx.org.id).id if chosen else None
-        keys = self.ledger.list_keys(ctx.org.id, project_id)
+        # A project's keys to choose from; across a whole organisation (hundreds of keys) the
+        # key is typed by its prefix instead.
+        keys = self.ledger.list_keys(ctx.org.id, project_id) if project_id else None
         return {"projects": projects, "keys": keys}
+
+    def _key_label(self, key_id: str) -> str:
+        key = self.ledger.get_key(key_id)
+        return key_label(key.name, key.prefix)
 
 
 # Helpers --------------------------------------------------------------------------------
