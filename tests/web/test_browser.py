@@ -230,6 +230,7 @@ def test_currency_and_language_switch(admin: Visit) -> None:
     page.wait_for_load_state("networkidle")
     assert page.inner_text("h1") == "概要"
     assert "今月の利用額" in page.inner_text('[data-testid="mtd"]')
+    assert "前払い" in page.inner_text('[data-testid="grants"]')  # the grant's kind, in Japanese too
     admin.shot("overview-ja-jpy")
     admin.go("/breakdown?org=tokyo&by=model")
     with page.expect_download() as download:

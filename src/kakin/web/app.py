@@ -157,6 +157,7 @@ class Dashboard:
             here=ctx.request.url.path + (f"?{ctx.request.url.query}" if ctx.request.url.query else ""),
             params=params,
             cell=lambda value, kind: cell(value, kind, ctx.fx),
+            v=lambda text: i18n.value(ctx.lang, text),
             link=lambda path, **extra: _link(ctx, path, **extra),
             vary=lambda path, changes: _link(ctx, path, **{**params, **changes}),
             export=lambda fmt: _link(

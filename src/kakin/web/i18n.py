@@ -232,6 +232,40 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
 }
 
 
+# Values the ledger, alerts and forecast name in English (scopes, periods, grant kinds,
+# severities, delivery states, forecast patterns), as a Japanese reader sees them.
+VALUES: Final[dict[str, dict[str, str]]] = {
+    "en": {},
+    "ja": {
+        "org": "組織",
+        "project": "プロジェクト",
+        "key": "キー",
+        "model": "モデル",
+        "day": "日",
+        "month": "月",
+        "total": "全期間",
+        "prepaid": "前払い",
+        "promotional": "プロモーション",
+        "free_trial": "無料トライアル",
+        "welcome": "ウェルカム",
+        "info": "情報",
+        "warning": "警告",
+        "critical": "重大",
+        "pending": "送信待ち",
+        "delivered": "配信済み",
+        "failed": "失敗",
+        "per-weekday": "曜日別",
+        "weekday/weekend": "平日・週末別",
+        "flat": "平均",
+    },
+}
+
+
+def value(lang: str, text: str) -> str:
+    """A named value in the reader's language (unchanged when there is no word for it)."""
+    return VALUES.get(lang, {}).get(text, text)
+
+
 def choose(cookie: str | None, accept_language: str | None) -> str:
     """The chosen language: the toggle's cookie, else the browser's first known language."""
     if cookie in LANGUAGES:
