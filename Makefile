@@ -25,13 +25,15 @@ test: $(STAMP) browser
 
 # The dashboard's browser tests drive Debian's Chromium (never a downloaded one) and need a
 # Japanese font. Installed with apt when missing and run as root; otherwise they skip and say why.
+JP_FONT := /usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf
+
 browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -f $(JP_FONT) ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipaexfont-gothic \
 				|| echo "apt-get could not install chromium: the dashboard's browser tests will skip"; \
 		else \
-			echo "/usr/bin/chromium is missing and cannot be installed here (root and apt-get needed): the dashboard's browser tests will skip"; \
+			echo "chromium or the Japanese font is missing and cannot be installed here (root and apt-get needed): the dashboard's browser tests will skip"; \
 		fi; \
 	fi
 
