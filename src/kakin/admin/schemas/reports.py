@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +31,7 @@ ZONE_EXAMPLE = "Asia/Tokyo"
 LOCAL_EXAMPLE = "2025-05-01T00:00:00+09:00"
 
 
-def _zone() -> str:
+def _zone() -> Any:
     return Field(description="the IANA timezone the days, hours and times are in", examples=[ZONE_EXAMPLE])
 
 
@@ -76,7 +76,7 @@ class SpendOut(BaseModel):
     routing_saved: str = usd_field("saved by routing", "0.01")
 
     @classmethod
-    def fields_of(cls, spend: Spend, rate: FxRate | None) -> dict[str, object]:
+    def fields_of(cls, spend: Spend, rate: FxRate | None) -> dict[str, Any]:
         return {
             "requests": spend.requests,
             "input_tokens": spend.input_tokens + spend.cached_tokens + spend.cache_write_tokens,
@@ -170,12 +170,12 @@ class SpendReportOut(BaseModel):
                     group=line.group,
                     label=line.label,
                     start=line.start,
-                    **SpendOut.fields_of(line.spend, rate),  # type: ignore[arg-type]
+                    **SpendOut.fields_of(line.spend, rate),
                 )
                 for line in report.lines
             ],
             units=[UnitOut.of(unit, rate) for unit in report.units],
-            total=SpendOut(**SpendOut.fields_of(report.total, rate)),  # type: ignore[arg-type]
+            total=SpendOut(**SpendOut.fields_of(report.total, rate)),
             currency=None if rate is None else CurrencyOut.of(rate),
         )
 
