@@ -28,14 +28,14 @@ OPENAPI_PATH = "/openapi.json"
 DESCRIPTION = """\
 Manage kakin: organisations, projects and virtual keys; credit grants, refunds and payments;
 balances and the ledger's entries; two-phase charges for custom integrations; budgets, usage
-tiers, usage records, reconciliation; spend reports by the organisation's own days and hours,
-model, project, key and unit, the request log, one request's itemised cost, what-if and the
-month-end forecast; alert channels, rules and deliveries.
+tiers, usage records, reconciliation; spend reports, the request log, one request's itemised cost,
+what-if repricing and the month-end forecast; alert channels, rules and deliveries.
 
 **Authentication**: every call sends `Authorization: Bearer <KAKIN_ADMIN_KEY>`.
 
 **Money** is exact: amounts are USD as decimal strings (`"12.50"`), never JSON numbers.
-**Times** are ISO 8601; responses are in UTC.
+**Times** are ISO 8601; responses are in UTC, except reports: their days, hours and times are the
+organisation's own, with its offset, and each report names its `timezone`.
 
 **Errors** share one shape, `{"error": {"type": "...", "message": "..."}}`; a refused call
 changes nothing.

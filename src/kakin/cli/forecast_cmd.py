@@ -6,10 +6,8 @@ projection, its range and the weekday pattern it used.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
@@ -66,11 +64,11 @@ def forecast(
     )
     day = parse_date(as_of, "--as-of")
     if org is not None:
-        daily, day, zone = _recorded_spend(org, day, window, database_url)
+        result, zone = _recorded_forecast(org, day, window, database_url)
     else:
         assert csv_file is not None
         daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
-    result = forecast_month(daily, as_of=day, window_days=window)
+        result = forecast_month(daily, as_of=day, window_days=window)
     reports = forecast_reports(result)
     if org is not None:
         reports[0].notes.append(f"recorded spend of {org} per day in {zone}")
@@ -78,24 +76,18 @@ def forecast(
     emit(reports, fmt, fx)
 
 
-def _recorded_spend(
+def _recorded_forecast(
     org: str, as_of: date | None, window: int, database_url: str | None
-) -> tuple[dict[date, Decimal], date, str]:
-    """The organisation's spend per local day over the window ending ``as_of`` (default:
-    today in its timezone), from the rollups; days without spend count as zero."""
+) -> tuple[MonthForecast, str]:
+    """The forecast on the organisation's recorded spend per local day (the one the admin API
+    and the pages give), and the timezone of those days."""
     from kakin.cli.ledger_cmds import _ledger
     from kakin.reports import Reports
+    from kakin.reports.forecast import month_forecast
 
     with _ledger(database_url) as ledger:
         record = ledger.get_org(org)
-        zone = ZoneInfo(record.timezone)
-        end = as_of or ledger.now().astimezone(zone).date()
-        first = min(end.replace(day=1), end - timedelta(days=window - 1))
-        first = min(max(first, record.created_at.astimezone(zone).date()), end)  # no days before it existed
-        report = Reports(ledger).spend(record.id, by="day", start=first, end=end + timedelta(days=1))
-    daily = report.daily()
-    daily.setdefault(first, Decimal(0))  # the window starts here, spent or not
-    return daily, end, record.timezone
+        return month_forecast(Reports(ledger), record.id, as_of=as_of, window=window), record.timezone
 
 
 def forecast_reports(result: MonthForecast) -> list[Report]:
