@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 
@@ -88,6 +89,20 @@ def test_a_models_table_at_80_columns_keeps_every_context_window_whole() -> None
         for row in rows:
             if row["context"] is not None:
                 assert f"{row['context']:,}" in numbers(shown[width]), (width, row)
+
+
+def test_a_models_table_shows_each_price_per_million_exactly() -> None:
+    args = ["models", "--search", "mini"]
+    rows = json.loads(kakin(*args, "--format", "json"))["rows"]
+    providers = {row["provider"] for row in rows}
+    lines = [line.split() for line in kakin(*args).splitlines()]
+    shown = [words[2:5] for words in lines if words and words[0] in providers]
+    assert len(shown) == len(rows)
+    for row, cells in zip(rows, shown, strict=True):  # $0.075 is not $0.08, nor $0.275 $0.28
+        for price, cell in zip((row["input"], row["cache_read"], row["output"]), cells, strict=True):
+            assert (
+                cell == "—" if price is None else Decimal(cell.lstrip("$").replace(",", "")) == Decimal(price)
+            ), (row, cells)
 
 
 def test_credit_and_budget_tables_never_cut_a_number(ledger_url: str) -> None:

@@ -85,9 +85,9 @@ def models(
             Column("model", "model", wrap=True),
             Column("name", "name", table=False),
             Column("kinds", "kinds", table=False),
-            Column("input", "input", "money"),
-            Column("cache_read", "cached", "money"),
-            Column("output", "output", "money"),
+            Column("input", "input", "rate"),  # a price: $0.075 must not read $0.08
+            Column("cache_read", "cached", "rate"),
+            Column("output", "output", "rate"),
             Column("context", "context", "int"),
             Column("source", "source", table=False),
         ],
