@@ -120,6 +120,26 @@ def test_credit_and_budget_tables_never_cut_a_number(ledger_url: str) -> None:
     assert_nothing_cut(["keys", "list", "acme", *db])
 
 
+def test_json_reports_say_null_where_tables_show_a_dash(ledger_url: str) -> None:
+    db = ["--database-url", ledger_url]
+    kakin("project", "create", "acme", "web", *db)
+    kakin("keys", "create", "web", "server", "--org", "acme", *db)
+    reports = {
+        "ledger": ["ledger", "show", "acme"],
+        "keys": ["keys", "list", "acme"],
+        "orgs": ["org", "list"],
+        "budgets": ["budget", "list", "acme"],
+    }
+    rows = {name: json.loads(kakin(*args, *db, "--format", "json"))["rows"] for name, args in reports.items()}
+    for name, args in reports.items():
+        assert "—" not in json.dumps(rows[name], ensure_ascii=False), name  # a program reads null, not a dash
+        assert "—" in kakin(*args, *db), name  # the table still marks the empty cell
+    [grant, *_] = rows["ledger"]
+    assert grant["kind"] == "grant" and grant["reservation_id"] is None
+    assert rows["keys"][0]["limits"] is None and rows["orgs"][0]["tier"] is None
+    assert {budget["fired"] for budget in rows["budgets"]} == {None}
+
+
 def test_every_help_shows_the_currency_options_sections() -> None:
     commands = [["--help"]]
     for command in app.registered_commands:

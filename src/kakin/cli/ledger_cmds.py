@@ -193,7 +193,7 @@ def org_list(fmt: FormatOption = OutputFormat.table, database_url: DbOption = No
                 "currency": o.currency,
                 "timezone": o.timezone,
                 "payment_method": o.payment_label if o.payment_method else "none",
-                "tier": f"{o.tier} ({o.tier_rules})" if o.tier else "—",
+                "tier": f"{o.tier} ({o.tier_rules})" if o.tier else None,
             }
             for o in orgs
         ],
@@ -350,7 +350,7 @@ def _keys_report(records: list[Any], now: Any) -> Report:
                     )
                     if part
                 )
-                or "—",
+                or None,
             }
             for k in records
         ],
@@ -579,7 +579,7 @@ def _budget_report(statuses: list[Any]) -> Report:
                 "tokens": None if usd else f"{int(st.spent):,} + {int(st.held):,} held of {int(st.limit):,}",
                 "percent": st.percent / 100,
                 "cap": "hard" if st.budget.hard_cap else "soft",
-                "fired": ", ".join(f"{t}%" for t in st.fired) or "—",
+                "fired": ", ".join(f"{t}%" for t in st.fired) or None,
                 "period_end": _time(st.period_end),
             }
         )
@@ -639,9 +639,9 @@ def ledger_show(
                 "occurred_at": _time(e.occurred_at),
                 "kind": e.kind,
                 "amount": e.amount,
-                "grant_id": e.grant_id or "—",
-                "reservation_id": e.reservation_id or "—",
-                "detail": ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items()) or "—",
+                "grant_id": e.grant_id,
+                "reservation_id": e.reservation_id,
+                "detail": ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items()) or None,
             }
             for e in entries
         ],
