@@ -161,6 +161,19 @@ def test_invalid_configuration_is_a_user_error(tmp_path: Path, monkeypatch: pyte
     assert "configuration" in message or "JPY" in message
 
 
+def test_a_provider_serving_an_unknown_api_family_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "kakin.toml"
+    config.write_text(
+        '[[providers]]\nname = "sim"\nkind = "simulator"\nbase_url = "builtin"\nserves = ["gemini"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("KAKIN_CONFIG", str(config))
+    message = user_error(["org", "list"])  # refused on load, not a route that never matches
+    assert "serves" in message and "'openai', 'anthropic', 'google' or 'azure'" in message
+
+
 def test_help_is_not_an_error() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
