@@ -103,3 +103,22 @@ def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: s
     assert kakin(db_url, "org", "update", "solo", "--payment-method", "visa 4242")[0] == 0
     code, out = kakin(db_url, "credits", "grant", "solo", "--kind", "welcome", "--amount", "5")
     assert code == 0 and "welcome credit $5 granted" in out, out
+
+
+def test_a_project_budget_takes_the_project_by_name(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme")[0] == 0
+    assert kakin(db_url, "org", "create", "other")[0] == 0
+    code, out = kakin(db_url, "project", "create", "acme", "support-bot")
+    project_id = out.split()[1]
+    code, out = kakin(
+        db_url, "budget", "set", "acme", "--limit", "5", "--scope", "project", "--ref", "support-bot"
+    )
+    assert code == 0 and project_id in out, out
+    code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
+    [budget] = json.loads(out)["rows"]
+    assert budget["name"] == f"project {project_id} month spend" and budget["limit"] == "5"
+    # another organisation's project by that name is not found there
+    code, out = kakin(
+        db_url, "budget", "set", "other", "--limit", "5", "--scope", "project", "--ref", "support-bot"
+    )
+    assert code == 2 and "no project 'support-bot'" in out, out

@@ -516,7 +516,9 @@ def budget_set(
     limit: Annotated[str | None, typer.Option(help="USD limit per period")] = None,
     limit_tokens: Annotated[int | None, typer.Option(help="token limit per period")] = None,
     scope: Annotated[str, typer.Option(help="org, project, key or model")] = "org",
-    ref: Annotated[str | None, typer.Option(help="the project id, key id or model name")] = None,
+    ref: Annotated[
+        str | None, typer.Option(help="the project (id or name), the key id or the model name")
+    ] = None,
     period: Annotated[str, typer.Option(help="day, month or total")] = "month",
     thresholds: Annotated[str, typer.Option(help="soft thresholds in percent")] = "50,80,100",
     hard_cap: Annotated[
@@ -533,6 +535,8 @@ def budget_set(
             f"--thresholds must be whole percents separated by commas, got {thresholds!r}"
         ) from None
     with _ledger(database_url) as ledger:
+        if scope == "project" and ref:  # a project by name, as every other command takes it
+            ref = ledger.get_project(ref, org).id
         budget = ledger.set_budget(
             org,
             scope=scope,
