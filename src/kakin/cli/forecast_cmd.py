@@ -17,12 +17,14 @@ from kakin.cli.output import (
     FormatOption,
     OutputFormat,
     Report,
+    display,
     emit,
     resolve_currency,
 )
 
 if TYPE_CHECKING:
     from kakin.estimate import MonthForecast
+    from kakin.money import FxRate
 
 
 def register(app: typer.Typer) -> None:
@@ -47,10 +49,10 @@ def forecast(
     fx = resolve_currency(currency)
     daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
     result = forecast_month(daily, as_of=parse_date(as_of, "--as-of"), window_days=window)
-    emit(forecast_reports(result), fmt, fx)
+    emit(forecast_reports(result, fx), fmt, fx)
 
 
-def forecast_reports(result: MonthForecast) -> list[Report]:
+def forecast_reports(result: MonthForecast, fx: FxRate) -> list[Report]:
     from kakin.estimate.forecast import WEEKDAY_NAMES
 
     month = f"{result.month:%Y-%m}"
@@ -79,7 +81,7 @@ def forecast_reports(result: MonthForecast) -> list[Report]:
             {"figure": "burn rate, last 7 days", "amount": result.burn_rate_7d, "detail": "mean per day"},
         ],
         notes=[
-            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = ${result.daily_stdev:.4f} day-to-day deviation "
+            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = {display(result.daily_stdev, 'rate', fx)} day-to-day deviation "
             f"around the pattern, m = {result.days_remaining} remaining days, n = {result.observed_days} observed days",
         ],
         extra={
