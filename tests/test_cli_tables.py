@@ -105,6 +105,11 @@ def test_a_models_table_shows_each_price_per_million_exactly() -> None:
             ), (row, cells)
 
 
+def test_a_models_table_in_another_currency_says_which() -> None:
+    title = kakin("models", "--search", "gpt-4o-mini", "--currency", "JPY").splitlines()[0]
+    assert "JPY per 1M tokens" in title and "USD" not in title
+
+
 def test_credit_and_budget_tables_never_cut_a_number(ledger_url: str) -> None:
     db = ["--database-url", ledger_url]
     credits = assert_nothing_cut(["credits", "list", "acme", *db])

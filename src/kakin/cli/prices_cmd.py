@@ -79,7 +79,7 @@ def models(
     if not rows:
         raise InvalidInput("no model matches those filters; try without --kind/--search")
     report = Report(
-        title=f"Models ({len(rows)}), USD per 1M tokens",
+        title=f"Models ({len(rows)}), {fx.currency} per 1M tokens",
         columns=[
             Column("provider", "provider"),
             Column("model", "model", wrap=True),
