@@ -76,12 +76,24 @@ def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:
         (("keys", "revoke", "key_missing"), "no key"),
         (("keys", "create", "prj_missing", "k"), "no project"),
         (("budget", "set", "acme", "--limit", "5", "--thresholds", "fifty"), "thresholds"),
+        # finer than a picodollar: refused, not silently rounded
+        (
+            ("credits", "grant", "acme", "--kind", "prepaid", "--amount", "1.123456789012345"),
+            "12 decimal places",
+        ),
+        (("budget", "set", "acme", "--limit", "0.0000000000001"), "12 decimal places"),
         (("keys", "rotate", "key_missing", "--grace", "forever"), "--grace"),
         (("org", "show", "nobody"), "no organisation"),
     ]:
         code, out = kakin(db_url, *args)
         assert code == 2, (args, out)
         assert fragment in out and out.count("\n") == 1, (args, out)
+    code, out = kakin(db_url, "credits", "list", "acme", "--format", "json")
+    assert json.loads(out)["rows"] == []  # the refused grants changed nothing
+    code, out = kakin(
+        db_url, "credits", "grant", "acme", "--kind", "prepaid", "--amount", "1.100000000000000"
+    )
+    assert code == 0 and "$1.1 granted" in out, out  # trailing zeros are not finer
 
 
 def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: str) -> None:
