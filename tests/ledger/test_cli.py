@@ -94,6 +94,7 @@ def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:
         db_url, "credits", "grant", "acme", "--kind", "prepaid", "--amount", "1.100000000000000"
     )
     assert code == 0 and "$1.1 granted" in out, out  # trailing zeros are not finer
+    assert "never expires" in out and "—" not in out  # prepaid credit without an expiry
 
 
 def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: str) -> None:

@@ -434,9 +434,9 @@ def credits_grant(
             note=note,
         )
     state = "already granted (same idempotency key)" if grant.repeated else "granted"
+    expiry = f"expires {_when(grant.expires_at)}" if grant.expires_at else "never expires"
     typer.echo(
-        f"{grant.kind} credit ${grant.amount.normalize():f} {state}: {grant.id}, expires {_when(grant.expires_at)} "
-        f"(idempotency key {key})"
+        f"{grant.kind} credit ${grant.amount.normalize():f} {state}: {grant.id}, {expiry} (idempotency key {key})"
     )
 
 
