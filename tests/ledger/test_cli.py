@@ -50,7 +50,7 @@ def test_org_project_key_credit_budget_and_ledger_commands(db_url: str) -> None:
     grants = json.loads(out)["rows"]
     assert [g["kind"] for g in grants] == ["free_trial", "prepaid"]  # consumption order
     code, out = ok("budget", "set", "acme", "--limit", "20", "--hard-cap", "--thresholds", "50,90")
-    assert code == 0 and "hard cap" in out
+    assert code == 0 and "hard cap" in out and "limit $20 per month" in out, out
     code, out = ok("budget", "list", "acme", "--format", "json")
     assert json.loads(out)["rows"][0]["limit"] == "20"
     code, out = ok("tier", "show", "acme", "--format", "json")

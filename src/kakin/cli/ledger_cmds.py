@@ -549,8 +549,10 @@ def budget_set(
             name=name,
         )
         status = ledger.budget_status(budget.id)
+    limit = f"${budget.limit.normalize():f}" if budget.unit == "usd" else f"{int(budget.limit):,} tokens"
+    per = "in total" if budget.period == "total" else f"per {budget.period}"
     typer.echo(
-        f"budget {budget.id} ({budget.name}): {status.percent}% used this period "
+        f"budget {budget.id} ({budget.name}): limit {limit} {per}, {status.percent}% used this period "
         f"({'hard cap' if budget.hard_cap else 'soft'}; thresholds {', '.join(map(str, budget.thresholds))}%)"
     )
 
