@@ -62,7 +62,8 @@ def test_org_project_key_credit_budget_and_ledger_commands(db_url: str) -> None:
     assert code == 0 and shown["reconciled"] is True
     assert [row["kind"] for row in shown["rows"]] == ["tier", "grant", "grant", "tier", "refund"]
     code, out = ok("org", "show", "acme", "--format", "json")
-    assert code == 0 and json.loads(out)[0]["rows"][0]["amount"] == "5"
+    credit = json.loads(out)[0]["rows"][0]
+    assert code == 0 and credit["amount"] == "5" and credit["detail"] == "1 grant with credit left"
 
 
 def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:

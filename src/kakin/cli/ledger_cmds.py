@@ -221,7 +221,7 @@ def org_show(
             {
                 "item": "credit",
                 "amount": balance.credit,
-                "detail": f"{len(balance.grants)} grants with credit left",
+                "detail": f"{len(balance.grants)} grant{'' if len(balance.grants) == 1 else 's'} with credit left",
             },
             {"item": "held", "amount": balance.held, "detail": "by requests in flight"},
             {"item": "available", "amount": balance.available, "detail": "credit − held"},
