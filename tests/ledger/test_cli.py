@@ -136,3 +136,14 @@ def test_a_project_budget_takes_the_project_by_name(db_url: str) -> None:
         db_url, "budget", "set", "other", "--limit", "5", "--scope", "project", "--ref", "support-bot"
     )
     assert code == 2 and "no project 'support-bot'" in out, out
+
+
+def test_tier_rules_can_be_removed_from_the_command_line(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme", "--tier-rules", "openai")[0] == 0
+    code, out = kakin(db_url, "tier", "set", "acme", "none")
+    assert code == 0 and "removed" in out, out
+    code, out = kakin(db_url, "org", "list", "--format", "json")
+    assert json.loads(out)["rows"][0]["tier"] is None
+    code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
+    assert json.loads(out)["rows"] == []  # the tier's monthly ceiling went with it
+    assert kakin(db_url, "tier", "set", "acme", "openai")[1].startswith("tier rules openai: now Free")

@@ -704,13 +704,19 @@ def tier_show(org: OrgArg, fmt: FormatOption = OutputFormat.table, database_url:
 @tier_app.command("set")
 def tier_set(
     org: OrgArg,
-    rules: Annotated[str, typer.Argument(help="openai, gemini, or a registered rule set")],
+    rules: Annotated[
+        str, typer.Argument(help="openai, gemini, a registered rule set, or none to remove tiers")
+    ],
     database_url: DbOption = None,
 ) -> None:
     """Apply a tier rule set to an organisation (it starts at the tier it qualifies for)."""
+    remove = rules.strip().lower() == "none"
     with _ledger(database_url) as ledger:
-        status = ledger.set_tier_rules(org, rules)
-    typer.echo(f"tier rules {status.rules}: now {status.tier.name if status.tier else '—'}")
+        status = ledger.set_tier_rules(org, None if remove else rules)
+    if remove:
+        typer.echo("tier rules removed: no tier rate limits or monthly ceiling")
+    else:
+        typer.echo(f"tier rules {status.rules}: now {status.tier.name if status.tier else '—'}")
 
 
 @tier_app.command("register")
@@ -722,6 +728,8 @@ def tier_register(
     """Register a tier rule set of your own."""
     from kakin.cli.inputs import read_text_file
 
+    if name.strip().lower() == "none":
+        raise InvalidInput("'none' removes tiers in `kakin tier set`; give the rule set another name")
     text = read_text_file(file, "tier rules file")
     with _ledger(database_url) as ledger:
         rules = ledger.register_tier_rules(name, text)
