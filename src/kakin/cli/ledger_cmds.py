@@ -322,6 +322,8 @@ def keys_list(
 
 
 def _keys_report(records: list[Any], now: Any) -> Report:
+    from kakin.ledger.keys import shown_key
+
     return Report(
         "Keys",
         [
@@ -337,7 +339,7 @@ def _keys_report(records: list[Any], now: Any) -> Report:
             {
                 "id": k.id,
                 "name": k.name,
-                "prefix": f"kk-{k.prefix}-…",
+                "prefix": shown_key(k.prefix),
                 "project_id": k.project_id,
                 "status": k.status(now) + (f" ({k.suspend_reason})" if k.suspend_reason else ""),
                 "expires_at": _time(k.expires_at),
