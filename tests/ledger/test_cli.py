@@ -147,3 +147,16 @@ def test_tier_rules_can_be_removed_from_the_command_line(db_url: str) -> None:
     code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
     assert json.loads(out)["rows"] == []  # the tier's monthly ceiling went with it
     assert kakin(db_url, "tier", "set", "acme", "openai")[1].startswith("tier rules openai: now Free")
+
+
+def test_keys_take_a_project_by_name_within_its_organisation(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme")[0] == 0
+    assert kakin(db_url, "project", "create", "acme", "web")[0] == 0
+    assert kakin(db_url, "project", "create", "acme", "batch")[0] == 0
+    assert kakin(db_url, "keys", "create", "web", "server", "--org", "acme")[0] == 0
+    assert kakin(db_url, "keys", "create", "batch", "nightly", "--org", "acme")[0] == 0
+    code, out = kakin(db_url, "keys", "list", "acme", "--project", "web", "--format", "json")
+    assert code == 0 and [k["name"] for k in json.loads(out)["rows"]] == ["server"], out  # not an empty list
+    for args in (("keys", "create", "web", "other"), ("keys", "list", "--project", "web")):
+        code, out = kakin(db_url, *args)  # a name without its organisation: say so, not "no project"
+        assert code == 2 and "name its organisation too (--org)" in out, (args, out)

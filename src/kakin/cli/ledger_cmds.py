@@ -286,7 +286,7 @@ def keys_create(
     """Create a key. The key is printed once and never stored in clear."""
     span = parse_duration(expires_in, "--expires-in")
     with _ledger(database_url) as ledger:
-        project_id = ledger.get_project(project, org).id
+        project_id = _project_id(ledger, project, org)
         expires_at = None if span is None else ledger.now() + span
         record, plaintext = ledger.create_key(
             project_id, name, expires_at=expires_at, models=model, rpm=rpm, tpm=tpm
@@ -308,7 +308,9 @@ def keys_create(
 def keys_list(
     org: Annotated[str | None, typer.Argument(help="only this organisation's keys (id or name)")] = None,
     org_option: Annotated[str | None, typer.Option("--org", help="the same as the ORG argument")] = None,
-    project: Annotated[str | None, typer.Option(help="only this project's keys (id)")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="only this project's keys (id, or name with ORG)")
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
     database_url: DbOption = None,
 ) -> None:
@@ -316,9 +318,19 @@ def keys_list(
     if org and org_option and org != org_option:
         raise InvalidInput(f"two organisations given: {org!r} and --org {org_option!r}; give one")
     with _ledger(database_url) as ledger:
-        records = ledger.list_keys(org=org or org_option, project_id=project)
+        project_id = None if project is None else _project_id(ledger, project, org or org_option)
+        records = ledger.list_keys(org=org or org_option, project_id=project_id)
         now = ledger.now()
     _show(_keys_report(records, now), fmt, "USD")
+
+
+def _project_id(ledger: Ledger, project: str, org: str | None) -> str:
+    """A project's id, from its id or from its name within ``org`` (names are unique only there)."""
+    if org is None and not project.startswith("prj_"):
+        raise InvalidInput(
+            f"project {project!r} is given by name: name its organisation too (--org), or give its id (prj_…)"
+        )
+    return ledger.get_project(project, org).id
 
 
 def _keys_report(records: list[Any], now: Any) -> Report:
