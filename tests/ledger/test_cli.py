@@ -110,6 +110,13 @@ def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: s
     assert code == 2 and "one free grant per verified identity" in out, out
     code, out = kakin(db_url, "credits", "list", "alias", "--format", "json")
     assert code == 0 and json.loads(out)["rows"] == []
+    # With a payment method on file the refusal does not ask for one.
+    assert (
+        kakin(db_url, "org", "create", "paying", "--phone", "+819012345678", "--payment-method", "visa")[0]
+        == 0
+    )
+    code, out = kakin(db_url, "credits", "grant", "paying", "--kind", "welcome", "--amount", "5")
+    assert code == 2 and "billed to its payment method" in out and "add a payment method" not in out, out
     # Another person, no payment method and no prepayment yet: no welcome credit either.
     assert kakin(db_url, "org", "create", "solo", "--phone", "+81 80-1111-2222")[0] == 0
     code, out = kakin(db_url, "credits", "grant", "solo", "--kind", "welcome", "--amount", "5")
