@@ -19,12 +19,14 @@ from kakin.cli.output import (
     FormatOption,
     OutputFormat,
     Report,
+    display,
     emit,
     resolve_currency,
 )
 
 if TYPE_CHECKING:
     from kakin.estimate import MonthForecast
+    from kakin.money import FxRate
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +71,7 @@ def forecast(
         assert csv_file is not None
         daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
         result = forecast_month(daily, as_of=day, window_days=window)
-    reports = forecast_reports(result)
+    reports = forecast_reports(result, fx)
     if org is not None:
         reports[0].notes.append(f"recorded spend of {org} per day in {zone}")
         reports[0].extra["timezone"] = zone
@@ -90,7 +92,7 @@ def _recorded_forecast(
         return month_forecast(Reports(ledger), record.id, as_of=as_of, window=window), record.timezone
 
 
-def forecast_reports(result: MonthForecast) -> list[Report]:
+def forecast_reports(result: MonthForecast, fx: FxRate) -> list[Report]:
     from kakin.estimate.forecast import WEEKDAY_NAMES
 
     month = f"{result.month:%Y-%m}"
@@ -119,7 +121,7 @@ def forecast_reports(result: MonthForecast) -> list[Report]:
             {"figure": "burn rate, last 7 days", "amount": result.burn_rate_7d, "detail": "mean per day"},
         ],
         notes=[
-            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = ${result.daily_stdev:.4f} day-to-day deviation "
+            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = {display(result.daily_stdev, 'rate', fx)} day-to-day deviation "
             f"around the pattern, m = {result.days_remaining} remaining days, n = {result.observed_days} observed days",
         ],
         extra={

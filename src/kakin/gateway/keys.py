@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kakin.ledger.errors import KeyExpired
-from kakin.ledger.keys import KEY_PREFIX
+from kakin.ledger.keys import shown_key
 from kakin.limits import LimitSet
 from kakin.limits.subjects import limits_for_key
 
@@ -66,7 +66,7 @@ class KeyCache:
         if expires is not None and expires <= datetime.now(UTC):
             self._callers.pop(digest, None)
             raise KeyExpired(
-                f"API key {KEY_PREFIX}{caller.key.prefix}-… expired at {expires.isoformat()}; create a new one"
+                f"API key {shown_key(caller.key.prefix)} expired at {expires.isoformat()}; create a new one"
             )
         return caller
 
