@@ -695,7 +695,13 @@ def _requests_of(ledger: Ledger, reservation_ids: list[Any]) -> dict[str, Any]:
 def _charge_columns(request: Any) -> dict[str, Any]:
     """Model and tokens of the request a charge entry paid for (blank for other entries)."""
     if request is None:
-        return {"model": None, "tokens": None, "input_tokens": None, "output_tokens": None, "request_id": None}
+        return {
+            "model": None,
+            "tokens": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "request_id": None,
+        }
     return {
         "model": request.model,
         "tokens": f"{request.input_tokens:,}/{request.output_tokens:,}",
