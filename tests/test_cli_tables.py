@@ -119,6 +119,7 @@ def test_credit_and_budget_tables_never_cut_a_number(ledger_url: str) -> None:
     budgets = assert_nothing_cut(["budget", "list", "acme", *db])
     for width in WIDTHS:
         assert "$999,999.00" in numbers(budgets[width])
+        assert "hard" in budgets[width]  # a hard cap never reads like a soft one
         assert "not shown at this width" in budgets[80]  # what did not fit is named, not cut
     assert "120,000,000" in numbers(budgets[120])
     assert_nothing_cut(["ledger", "show", "acme", *db])
