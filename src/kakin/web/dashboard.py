@@ -62,6 +62,12 @@ class Context:
     def words(self) -> dict[str, str]:
         return i18n.STRINGS[self.lang]
 
+    @property
+    def period(self) -> tuple[str | None, str | None]:
+        """The dates the address asks for (``from``, ``to``); an empty field is no bound."""
+        q = self.request.query_params
+        return q.get("from") or None, q.get("to") or None
+
 
 class Dashboard:
     """The sources every page reads and the plumbing that turns a page's answer into HTML or

@@ -20,9 +20,8 @@ def breakdown_page(board: Dashboard, ctx: Context) -> Response:
     by = q.get("by", "model")
     if by not in GROUPINGS:
         raise InvalidInput(f"breakdowns are by {', '.join(GROUPINGS)}, not {by!r}")
-    report = board.reports.spend(
-        ctx.org.id, by=by, start=q.get("from") or None, end=q.get("to") or None, **board.filters(ctx)
-    )
+    start, end = ctx.period
+    report = board.reports.spend(ctx.org.id, by=by, start=start, end=end, **board.filters(ctx))
     words = ctx.words
     if by == "unit":
         columns = [

@@ -13,10 +13,11 @@ PAGE_SIZE = 50
 
 def requests_page(board: Dashboard, ctx: Context) -> Response:
     q = ctx.request.query_params
+    start, end = ctx.period
     page = board.reports.requests(
         ctx.org.id,
-        start=q.get("from") or None,
-        end=q.get("to") or None,
+        start=start,
+        end=end,
         limit=_limit(q.get("limit")),
         after=q.get("after") or None,
         **board.filters(ctx),

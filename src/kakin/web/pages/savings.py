@@ -9,10 +9,8 @@ from kakin.web.tables import Column, report_table
 
 
 def savings_page(board: Dashboard, ctx: Context) -> Response:
-    q = ctx.request.query_params
-    report = board.reports.spend(
-        ctx.org.id, by="model", start=q.get("from") or None, end=q.get("to") or None, **board.filters(ctx)
-    )
+    start, end = ctx.period
+    report = board.reports.spend(ctx.org.id, by="model", start=start, end=end, **board.filters(ctx))
     words = ctx.words
     columns = [
         Column("model", words["model"]),

@@ -28,7 +28,7 @@ def spend_page(board: Dashboard, ctx: Context) -> Response:
     measure = q.get("measure", "cost")
     if measure not in MEASURES:
         raise InvalidInput(f"the chart shows {', '.join(MEASURES)}, not {measure!r}")
-    start, end = q.get("from") or None, q.get("to") or None
+    start, end = ctx.period
     if by == "hour" and start is None and end is None:
         today = board.ledger.now().astimezone(ctx.zone).date()
         start, end = today.isoformat(), (today + timedelta(days=1)).isoformat()

@@ -14,11 +14,12 @@ def whatif_page(board: Dashboard, ctx: Context) -> Response:
     result = None
     table = None
     if wanted:
+        start, end = ctx.period
         result = board.reports.whatif(
             ctx.org.id,
             wanted,
-            start=q.get("from") or None,
-            end=q.get("to") or None,
+            start=start,
+            end=end,
             project=ctx.scope.project,
             key=q.get("key") or None,
         )
