@@ -3,7 +3,7 @@
 
 Every number a page shows comes from :mod:`kakin.reports` and from the ledger's balance,
 grant and budget queries; a page chooses what to ask for the viewer and renders it. What the
-viewer may see is the context's :class:`~kakin.web.scope.Scope`.
+viewer may see is the context's :class:`~kakin.web.scope.ViewerScope`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from kakin.reports.queries import key_label
 from kakin.web import i18n
 from kakin.web.preferences import CURRENCIES, currency, language
 from kakin.web.responses import SECURITY_HEADERS, base_path, html, redirect
-from kakin.web.scope import Scope
+from kakin.web.scope import ViewerScope
 from kakin.web.session import COOKIE, SignIn, Viewer
 from kakin.web.tables import Table, cell, to_csv, to_json
 
@@ -48,7 +48,7 @@ class Context:
 
     request: Request
     viewer: Viewer
-    scope: Scope
+    scope: ViewerScope
     org: Org
     orgs: list[Org]
     fx: FxRate
@@ -119,7 +119,7 @@ class Dashboard:
             assert viewer.org_id is not None
             org = self.ledger.get_org(viewer.org_id)
             orgs = [org]
-        scope = Scope(self.ledger, org.id, viewer.project_id)
+        scope = ViewerScope(self.ledger, org.id, viewer.project_id)
         fx = fx_rate(currency(request), self.rates)
         return Context(request, viewer, scope, org, orgs, fx, language(request))
 

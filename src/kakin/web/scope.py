@@ -8,7 +8,7 @@ from functools import cached_property
 from kakin.ledger import KeyRecord, Ledger
 
 
-class Scope:
+class ViewerScope:
     def __init__(self, ledger: Ledger, org_id: str, project: str | None) -> None:
         self._ledger = ledger
         self._org_id = org_id
