@@ -14,7 +14,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from .conftest import ADMIN_KEY, OTHER_ORG_COST, TOTAL, WEB_TOTAL, Site
+from kakin.alerts import Alert
+from kakin.alerts.store import AlertStore
+
+from .conftest import ADMIN_KEY, NOW, OTHER_ORG_COST, TOTAL, WEB_TOTAL, Site
 
 
 @pytest.fixture()
@@ -179,6 +182,37 @@ def test_a_project_key_sees_its_project_only(site: Site) -> None:
         overview = client.get("/").text
         assert "web monthly" in overview and "batch monthly" not in overview and ">monthly<" not in overview
         assert "starter" not in overview  # the organisation's credit
+
+
+def test_a_project_key_sees_the_budgets_and_alerts_of_its_own_keys_only(site: Site) -> None:
+    """A budget or an alert about a key belongs to the key's project: the web project's key
+    sees the server key's, never the batch project's worker key's; the admin sees both."""
+    worker = next(k for k in site.ledger.list_keys(site.tokyo_id) if k.name == "worker")
+    store = AlertStore(site.ledger.engine)
+    for key_id, name in ((site.web_key_id, "server cap"), (worker.id, "worker cap")):
+        site.ledger.set_budget(site.tokyo_id, scope="key", scope_ref=key_id, limit="2", name=name)
+        store.record_fired(
+            Alert(
+                kind="budget_threshold",
+                org_id=site.tokyo_id,
+                scope="key",
+                scope_ref=key_id,
+                dedupe_key=f"test:{name}",
+                title=f"{name} at 80%",
+                message=f"{name} at 80% of its monthly budget",
+                occurred_at=NOW,
+            )
+        )
+    with closing(signed_in(site, site.web_key)) as client:
+        overview = client.get("/").text
+        assert "server cap" in overview and "worker cap" not in overview
+        alerts = client.get("/alerts").text
+        assert "server cap at 80%" in alerts and "web at 80%" in alerts
+        assert "worker cap at 80%" not in alerts and "tokyo at 80%" not in alerts
+    with closing(signed_in(site, ADMIN_KEY)) as client:
+        overview = client.get("/", params={"org": "tokyo"}).text
+        assert "server cap" in overview and "worker cap" in overview
+        assert "worker cap at 80%" in client.get("/alerts", params={"org": "tokyo"}).text
 
 
 def test_a_revoked_key_is_refused_and_its_session_ends(site: Site) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from kakin.money import FxRate, decimal_str, format_amount
+from kakin.reports import SpendReport
 
 Kind = Literal["text", "int", "money", "decimal", "percent"]
 
@@ -47,6 +48,12 @@ class Table:
         present.sort(key=lambda p: p[0][key], reverse=descending)
         self.rows = [p[0] for p in present + blank]
         self.links = [p[1] for p in present + blank]
+
+
+def report_table(report: SpendReport, title: str, columns: list[Column], rows: list[dict[str, Any]]) -> Table:
+    """A table of a spend report's rows, over the report's period and in its timezone."""
+    period = (report.start.isoformat(), report.end.isoformat())
+    return Table(columns, rows, report.timezone, title, period)
 
 
 def cell(value: Any, kind: Kind, fx: FxRate) -> str:
