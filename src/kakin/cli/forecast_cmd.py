@@ -7,6 +7,7 @@ projection, its range and the weekday pattern it used.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,7 +36,12 @@ def register(app: typer.Typer) -> None:
 
 def forecast(
     csv_file: Annotated[
-        str | None, typer.Argument(help="CSV of daily spend: date,spend (USD), header optional.")
+        str | None,
+        typer.Argument(
+            metavar="CSV_FILE|ORG",
+            help="CSV of daily spend (date,spend in USD, header optional), or an organisation: "
+            "its recorded spend per local day.",
+        ),
     ] = None,
     org: Annotated[
         str | None,
@@ -61,6 +67,8 @@ def forecast(
     from kakin.estimate import forecast_month, parse_daily_csv
 
     fx = resolve_currency(currency)
+    if csv_file is not None and org is None and not Path(csv_file).exists():
+        csv_file, org = None, csv_file  # `kakin forecast acme`: not a file, so an organisation
     require_exactly_one(
         [("CSV_FILE", csv_file), ("--org", org)], "forecast from a CSV file or an organisation"
     )
