@@ -398,17 +398,30 @@ def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, us
     n = counts.requests
     if n == 0:
         return Decimal(0)
-    names = (
-        "input_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "output_tokens",
-        "output_reasoning_tokens",
+    # Divided part by part (the counts of a Usage include one another: the rest of the input
+    # tokens over n can be smaller than the rest of the cached ones).
+    parts = (
+        counts.input_tokens - counts.cache_read_tokens - counts.cache_write_tokens,
+        counts.cache_read_tokens,
+        counts.cache_write_tokens,
+        counts.output_tokens - counts.output_reasoning_tokens,
+        counts.output_reasoning_tokens,
     )
-    average = usage(**{name: getattr(counts, name) // n for name in names}, requests=1)
-    rest = usage(**{name: getattr(counts, name) % n for name in names}, requests=0)
-    each = price(average, model, at=at, catalog=catalog).total
-    left = price(rest, model, at=at, catalog=catalog).total if any(getattr(rest, k) for k in names) else 0
+
+    def usage_of(split: list[int], requests: int) -> Any:
+        uncached, cached, written, output, reasoning = split
+        return usage(
+            input_tokens=uncached + cached + written,
+            cache_read_tokens=cached,
+            cache_write_tokens=written,
+            output_tokens=output + reasoning,
+            output_reasoning_tokens=reasoning,
+            requests=requests,
+        )
+
+    rest = [part % n for part in parts]
+    each = price(usage_of([part // n for part in parts], 1), model, at=at, catalog=catalog).total
+    left = price(usage_of(rest, 0), model, at=at, catalog=catalog).total if any(rest) else 0
     return each * n + left
 
 
