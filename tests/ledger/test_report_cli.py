@@ -319,9 +319,7 @@ def test_forecast_runs_on_the_organisations_recorded_days(seeded: str) -> None:
     assert both.exit_code == 2
 
 
-def test_whatif_reprices_requests_whose_cached_tokens_do_not_divide_evenly(
-    ledger: Ledger, clock, db_url: str  # type: ignore[no-untyped-def]
-) -> None:
+def test_whatif_reprices_cached_tokens_that_do_not_divide_evenly(ledger: Ledger, clock, db_url: str) -> None:  # type: ignore[no-untyped-def]
     """Two requests of 10 input tokens, 9 of them cached in the first: the input tokens
     (20) divide by 2 evenly, the cached ones (9) do not. The rest is repriced part by part."""
     from kakin.catalog import Catalog
@@ -332,7 +330,9 @@ def test_whatif_reprices_requests_whose_cached_tokens_do_not_divide_evenly(
     clock.set(datetime(2024, 3, 9, 3, 0, tzinfo=UTC))
     for n, cached in enumerate((9, 0)):
         usage = UsageDetail(provider="sim", input_tokens=10, output_tokens=3, cached_tokens=cached)
-        ledger.post(Scope(org.id, project.id, None, "gpt-4o"), Decimal("0.001"), usage, idempotency_key=f"c{n}")
+        ledger.post(
+            Scope(org.id, project.id, None, "gpt-4o"), Decimal("0.001"), usage, idempotency_key=f"c{n}"
+        )
     shown = json.loads(
         run("whatif", "odd", "--model", "gpt-4o-mini", "--from", "2024-03-09", "--to", "2024-03-10",
             "--format", "json", "--database-url", db_url)
