@@ -103,6 +103,22 @@ class Reports:
             conditions.append(table.c.model == model)
         if group is None:
             query = select(*sums).where(*conditions)
+        elif by == "project":
+            # The project follows the start in the table's key: summing by (start, project)
+            # first reads the range in key order with no sort (SQLite sorts every row to group
+            # by a column out of that order), leaving one row per project and bucket to group.
+            buckets = (
+                select(table.c.start, group, *(func.sum(table.c[m]).label(m) for m in r.MEASURES))
+                .where(*conditions)
+                .group_by(table.c.start, group)
+                .subquery()
+            )
+            projects = buckets.c.project_id
+            query = (
+                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in r.MEASURES))
+                .group_by(projects)
+                .order_by(projects)
+            )
         else:
             query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
         found = self.ledger.read(lambda c: c.execute(query).all())
