@@ -410,9 +410,10 @@ def _pg_text(value: Any) -> str:
         return "f"
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, list | dict):
-        return orjson.dumps(value).decode()
-    return str(value)
+    text = orjson.dumps(value).decode() if isinstance(value, list | dict) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:  # COPY's text format escapes
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
 class PostgresLoader(Loader):
@@ -1009,7 +1010,7 @@ def main() -> None:
             print(
                 f"  generated in {timings['total']:,.1f} s ({timings['load']:,.1f} s rows and rollups, {timings['index']:,.1f} s indexes): {rate:,.0f} records/s"
             )
-        ledger = Ledger.open(url, clock=clock(NOW), migrate=False)
+        ledger = Ledger.open(url, clock=clock(NOW))  # a database kept from an older head is migrated
         try:
             print(f"  {sizes(ledger)}")
             if timings is not None and not args.no_verify:
