@@ -322,3 +322,34 @@ def test_forecast_runs_on_the_organisations_recorded_days(seeded: str) -> None:
         run("forecast", "tokyo", "--as-of", "2024-03-10", "--format", "json", "--database-url", seeded)
     )
     assert positional == shown
+
+
+def test_whatif_reprices_cached_tokens_that_do_not_divide_evenly(ledger: Ledger, clock, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Two requests of 10 input tokens, 9 of them cached in the first: the input tokens
+    (20) divide by 2 evenly, the cached ones (9) do not. The rest is repriced part by part."""
+    from kakin.catalog import Catalog
+    from kakin.pricing import Usage, price
+
+    org = ledger.create_org("odd", timezone="Asia/Tokyo", payment_label="card")
+    project = ledger.create_project(org.id, "web")
+    clock.set(datetime(2024, 3, 9, 3, 0, tzinfo=UTC))
+    for n, cached in enumerate((9, 0)):
+        usage = UsageDetail(provider="sim", input_tokens=10, output_tokens=3, cached_tokens=cached)
+        ledger.post(
+            Scope(org.id, project.id, None, "gpt-4o"), Decimal("0.001"), usage, idempotency_key=f"c{n}"
+        )
+    shown = json.loads(
+        run("whatif", "odd", "--model", "gpt-4o-mini", "--from", "2024-03-09", "--to", "2024-03-10",
+            "--format", "json", "--database-url", db_url)
+    )  # fmt: skip
+    at = datetime(2024, 3, 9, 15, 0, tzinfo=UTC)  # the period's end, 00:00 in Tokyo
+
+    def cost(usage: Usage) -> Decimal:
+        return price(usage, "gpt-4o-mini", at=at, catalog=Catalog.default()).total
+
+    # Each: 5 uncached + 4 cached input tokens, 3 output; left over: 1 uncached and 1 cached.
+    expected = 2 * cost(Usage(input_tokens=9, cache_read_tokens=4, output_tokens=3)) + cost(
+        Usage(input_tokens=2, cache_read_tokens=1, requests=0)
+    )
+    assert Decimal(shown["rows"][0]["on_0"]) == expected
+    assert Decimal(shown["total"]["on_0"]) == expected

@@ -103,6 +103,23 @@ class Reports:
             conditions.append(table.c.model == model)
         if group is None:
             query = select(*sums).where(*conditions)
+        elif by == "project" and self.ledger.backend == "sqlite":
+            # SQLite groups by sorting: by a column out of the key's order it sorts every row.
+            # The project follows the start in the key, so summing by (start, project) first
+            # reads the range in key order with no sort and leaves one row per project and
+            # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
+            buckets = (
+                select(table.c.start, group, *(func.sum(table.c[m]).label(m) for m in r.MEASURES))
+                .where(*conditions)
+                .group_by(table.c.start, group)
+                .subquery()
+            )
+            projects = buckets.c.project_id
+            query = (
+                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in r.MEASURES))
+                .group_by(projects)
+                .order_by(projects)
+            )
         else:
             query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
         found = self.ledger.read(lambda c: c.execute(query).all())
@@ -402,35 +419,31 @@ def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, us
     n = counts.requests
     if n == 0:
         return Decimal(0)
-    names = (
-        "input_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "output_tokens",
-        "output_reasoning_tokens",
+    # Divided part by part (the counts of a Usage include one another: the rest of the input
+    # tokens over n can be smaller than the rest of the cached ones).
+    parts = (
+        counts.input_tokens - counts.cache_read_tokens - counts.cache_write_tokens,
+        counts.cache_read_tokens,
+        counts.cache_write_tokens,
+        counts.output_tokens - counts.output_reasoning_tokens,
+        counts.output_reasoning_tokens,
     )
-    per = {name: getattr(counts, name) // n for name in names}
-    left_over = {name: getattr(counts, name) % n for name in names}
-    # The parts' remainders (cached and cache-written input, reasoning) can add up to more than
-    # their whole's remainder (3 requests, 210 output of which 50 reasoning: 0 and 2 left): the
-    # whole then moves enough of each request's share to what is left to hold its parts.
-    for whole, parts in _PARTS:
-        excess = sum(left_over[part] for part in parts) - left_over[whole]
-        if excess > 0:
-            moved = -(-excess // n)
-            per[whole] -= moved
-            left_over[whole] += moved * n
-    average = usage(**per, requests=1)
-    rest = usage(**left_over, requests=0)
-    each = price(average, model, at=at, catalog=catalog).total
-    left = price(rest, model, at=at, catalog=catalog).total if any(left_over.values()) else 0
+
+    def usage_of(split: list[int], requests: int) -> Any:
+        uncached, cached, written, output, reasoning = split
+        return usage(
+            input_tokens=uncached + cached + written,
+            cache_read_tokens=cached,
+            cache_write_tokens=written,
+            output_tokens=output + reasoning,
+            output_reasoning_tokens=reasoning,
+            requests=requests,
+        )
+
+    rest = [part % n for part in parts]
+    each = price(usage_of([part // n for part in parts], 1), model, at=at, catalog=catalog).total
+    left = price(usage_of(rest, 0), model, at=at, catalog=catalog).total if any(rest) else 0
     return each * n + left
-
-
-_PARTS = (
-    ("input_tokens", ("cache_read_tokens", "cache_write_tokens")),
-    ("output_tokens", ("output_reasoning_tokens",)),
-)
 
 
 # Building results -----------------------------------------------------------------------

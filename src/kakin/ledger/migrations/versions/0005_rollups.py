@@ -61,6 +61,7 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint(
                 "org_id", "start", "project_id", "key_id", "model", name=op.f(f"pk_{name}")
             ),
+            sqlite_with_rowid=False,  # rows stored in key order: see kakin.ledger.schema
         )
     op.create_index("ix_usage_records_request_id", "usage_records", ["request_id"])
     with op.batch_alter_table("usage_records") as batch_op:
