@@ -16,7 +16,7 @@ from kakin.providers.request import ParsedRequest
 
 
 def _guard(ledger: Ledger) -> ObjectGuard:
-    return ObjectGuard(lambda method, *args: asyncio.to_thread(getattr(ledger, method), *args))
+    return ObjectGuard(lambda fn, *args: asyncio.to_thread(fn, ledger, *args))
 
 
 async def test_a_list_gathers_the_projects_caches_from_every_page(tmp_path: Path) -> None:
