@@ -269,6 +269,8 @@ def test_breakeven_report() -> None:
     assert Decimal(data["verdict"]["saving"]) == library.verdict.saving  # type: ignore[union-attr]
     assert "the API wins" in run(args)
     assert run_csv(args)[2]["what"] == "break-even"
+    # Every note is a whole sentence (one used to stop at "…, subscription is").
+    assert any(note.endswith("the subscription costs as much or less") for note in data["notes"])
 
 
 def test_breakeven_usage_in_tokens_is_exact() -> None:

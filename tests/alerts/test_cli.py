@@ -112,3 +112,20 @@ def test_rules_and_bad_input(cli):
     missing = cli("test", "ach_nope")
     assert missing.exit_code == 2 and "no alert channel 'ach_nope'" in missing.output
     assert len(orjson.loads(cli("list", "org_1", "--json").output)["rules"]) == 2
+
+
+def test_an_organisation_is_found_by_its_name_too(tmp_path) -> None:
+    from kakin.cli import app
+
+    url = f"sqlite:///{tmp_path / 'named.db'}"
+    assert runner.invoke(app, ["org", "create", "acme", "--database-url", url]).exit_code == 0
+    added = runner.invoke(
+        app, ["alerts", "add-webhook", "acme", "https://example.test/k", "--database-url", url]
+    )
+    assert added.exit_code == 0, added.output
+    listed = orjson.loads(
+        runner.invoke(app, ["alerts", "list", "acme", "--json", "--database-url", url]).output
+    )
+    assert [c["target"] for c in listed["channels"]] == ["https://example.test/k"]
+    unknown = runner.invoke(app, ["alerts", "list", "acne", "--database-url", url])
+    assert unknown.exit_code == 2 and "no organisation with id or name 'acne'" in unknown.output

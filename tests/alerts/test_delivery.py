@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import random
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -145,3 +146,19 @@ def test_backoff_grows_and_is_capped():
         delays = [policy.delay(attempt, rng) for _ in range(200)]
         assert all(full / 2 <= d <= full for d in delays)
         assert max(delays) - min(delays) > full / 4  # jitter really spreads them
+
+
+def test_a_long_alert_title_is_the_subject_on_its_first_line(dispatcher, delivery_log):
+    title = "org org_01a244f4de80bde5772b243dae credit is running low ($0.50 left)"
+    inbox, controller = start_smtp()
+    try:
+        channel = Channel(
+            "ch_m", "org_1", "email", "on-call", "ops@example.test", settings={"port": controller.port}
+        )
+        dispatcher.submit("dlv_s", channel, "alr_5", replace(ALERT, title=title))
+        assert dispatcher.idle(10)
+    finally:
+        controller.stop()
+    content = inbox.messages[0][2]
+    assert f"Subject: [kakin] {title}\r\n".encode() in content  # not "Subject:\r\n [kakin] …"
+    assert email.message_from_bytes(content)["Subject"] == f"[kakin] {title}"

@@ -39,6 +39,10 @@ def _writer(ledger: Ledger, path: str) -> ProcessCommitter:
     return ProcessCommitter(str(ledger.engine.url), hold_seconds=900, max_batch=16, journal=path)
 
 
+def _charge(n: int) -> PostOp:
+    return PostOp(Scope("org", "prj", None, "m"), Decimal("0.01"), USAGE, "x" * 100, n)
+
+
 def test_the_journal_sits_next_to_an_sqlite_ledger(ledger: Ledger, tmp_path: Path) -> None:
     assert journal_path(ledger) == str((tmp_path / "ledger.db").resolve()) + ".charges"
 
@@ -51,7 +55,7 @@ def test_segments_rotate_ids_grow_and_torn_records_are_ignored(tmp_path: Path, m
 
     async def write(first: int, count: int) -> list[int]:
         journal = ChargeJournal(str(path))
-        ids = [await journal.append({"n": first + i, "pad": "x" * 100}) for i in range(count)]
+        ids = [await journal.append(_charge(first + i)) for i in range(count)]
         journal.close()
         return ids
 
@@ -65,10 +69,10 @@ def test_segments_rotate_ids_grow_and_torn_records_are_ignored(tmp_path: Path, m
     assert ids == sorted(ids) and len(set(ids)) == 8
 
     reader = JournalReader(str(path))
-    assert [op["n"] for _, op in reader.after(ids[2], 100)] == [0, 1, 2]  # not past upto
+    assert [op.tokens for _, op in reader.after(ids[2], 100)] == [0, 1, 2]  # not past upto
     reader.applied = ids[2]
     rest = reader.after(None, 100)
-    assert [op["n"] for _, op in rest] == [3, 4, 5, 6, 7]  # the torn record is skipped
+    assert [op.tokens for _, op in rest] == [3, 4, 5, 6, 7]  # the torn record is skipped
 
     segments = sorted(path.glob("*.log"))
     reader.release()  # posted through ids[2]: only the segments before its segment go
@@ -232,3 +236,110 @@ def test_a_second_gateway_cannot_take_the_same_journal(tmp_path: Path) -> None:
     first.close()
     ChargeJournal(str(tmp_path / "kakin.db.charges")).close()  # free again once the first stops
     assert not (tmp_path / "kakin.db.charges").exists()
+
+
+def test_a_record_keeps_every_field_of_its_charge() -> None:
+    from kakin.gateway.journal import decode_charge, encode_charge
+
+    op = PostOp(
+        Scope("org_1", "prj_1", "key_1", "gpt-4o-mini"),
+        Decimal("0.000123456789"),
+        UsageDetail(
+            provider="openai",
+            input_tokens=1234,
+            output_tokens=56,
+            cached_tokens=7,
+            cost_items='[{"amount": "0.0001"}]',
+            request_id="req_1",
+            cache_hit=True,
+            cache_saved=Decimal("0.5"),
+            routed_from="gpt-4o",
+            routing_saved=Decimal("0.000002"),
+        ),
+        "idem-1",
+        2000,
+    )
+    body = encode_charge(op)
+    assert body[0] == 2 and b"kakin.ledger" not in body  # a versioned JSON record, not a pickle
+    assert decode_charge(body) == op
+    structured = PostOp(
+        op.scope, op.amount, UsageDetail("openai", cost_items=[{"amount": Decimal("1.5")}]), "k"
+    )
+    assert decode_charge(encode_charge(structured)).usage.cost_items == '[{"amount": "1.5"}]'
+
+
+def _write_version_1_segment(directory: Path, segment: int, ops: list[PostOp]) -> list[int]:
+    """The journal writer of format version 1 (pickled charges), frozen here as it was."""
+    import pickle
+    import struct
+    import zlib
+
+    header = struct.Struct(">IIQ")
+    records, ids = [], []
+    for sequence, op in enumerate(ops, 1):
+        charge_id = (segment << 32) | sequence
+        body = pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL)
+        records.append(header.pack(len(body), zlib.crc32(body), charge_id) + body)
+        ids.append(charge_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{segment:012d}.log").write_bytes(b"".join(records))
+    return ids
+
+
+def test_a_journal_of_format_version_1_is_posted_once_after_an_upgrade(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    scope = _org(ledger)
+    path = tmp_path / "ledger.db.charges"
+    old_ids = _write_version_1_segment(
+        path, 1, [PostOp(scope, Decimal("0.01"), USAGE, f"old-{i}", 15) for i in range(20)]
+    )
+
+    async def new_charges() -> list[int]:  # the upgraded gateway starts, journaling in version 2
+        journal = ChargeJournal(str(path))
+        ids = [await journal.append(PostOp(scope, Decimal("0.02"), USAGE, f"new-{i}", 15)) for i in range(5)]
+        journal.close()
+        return ids
+
+    new_ids = asyncio.run(new_charges())
+    segments = {file: file.read_bytes() for file in path.glob("*.log")}
+
+    def start_and_stop() -> list[int]:
+        applied: list[int] = []
+        writer = _writer(ledger, str(path))
+        writer.on_applied = lambda last, results: applied.extend(charge_id for charge_id, _ in results)
+
+        async def run() -> None:
+            await writer.start()
+            await writer.stop()
+
+        asyncio.run(run())
+        return applied
+
+    assert start_and_stop() == old_ids + new_ids
+    assert not path.exists() or not list(path.glob("*.log"))
+    for file, content in segments.items():  # as if the writer died after posting, before deleting
+        path.mkdir(exist_ok=True)
+        file.write_bytes(content)
+    assert start_and_stop() == old_ids + new_ids
+    assert len(ledger.usage(scope.org_id)) == 25  # each charge once
+    assert ledger.balance(scope.org_id).spent == Decimal("0.30")
+    assert ledger.reconcile(scope.org_id).ok
+
+
+def test_a_journal_record_never_builds_anything_but_a_charge(tmp_path: Path) -> None:
+    import pickle
+    import struct
+    import zlib
+
+    class Trap:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (Path.touch, (str(tmp_path / "pwned"),))  # type: ignore[return-value]
+
+    body = pickle.dumps(Trap(), protocol=pickle.HIGHEST_PROTOCOL)
+    path = tmp_path / "j.charges"
+    path.mkdir()
+    (path / "000000000001.log").write_bytes(struct.pack(">IIQ", len(body), zlib.crc32(body), 1 << 32) + body)
+    with pytest.raises(pickle.UnpicklingError, match="may not hold pathlib"):
+        JournalReader(str(path)).after(None, 10)
+    assert not (tmp_path / "pwned").exists()

@@ -6,6 +6,7 @@ delivery log belong to :mod:`kakin.alerts.delivery`.
 
 from __future__ import annotations
 
+import email.policy
 import os
 import smtplib
 import time
@@ -88,6 +89,11 @@ class WebhookSender:
         self._client.close()
 
 
+# Headers unfolded up to the 998 characters a line may hold: folding a long subject at 78 can
+# put the line break right after "Subject:", and some mail readers then show it empty.
+_ONE_LINE_HEADERS = email.policy.default.clone(max_line_length=998)
+
+
 class EmailSender:
     """Sends a plain-text e-mail over SMTP. Channel settings: ``host`` (127.0.0.1),
     ``port`` (25), ``sender`` (kakin@localhost), ``starttls`` (false), ``username`` and
@@ -98,7 +104,7 @@ class EmailSender:
 
     def send(self, channel: Channel, delivery_id: str, attempt: int, alert_id: str, alert: Alert) -> Outcome:
         settings = channel.settings
-        message = EmailMessage()
+        message = EmailMessage(policy=_ONE_LINE_HEADERS)
         message["From"] = settings.get("sender", "kakin@localhost")
         message["To"] = channel.target
         message["Subject"] = f"[kakin] {alert.title}"

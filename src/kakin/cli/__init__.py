@@ -24,6 +24,7 @@ one line on stderr and exit code 2, both under ``main()`` and under ``CliRunner`
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -50,6 +51,24 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kakin.cli.simulate_cmd",  # simulate
     "kakin.cli.serve_cmd",  # serve
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"kakin {version('kakin')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show kakin's version and exit."),
+    ] = False,
+) -> None:
+    """Pay-as-you-go cost control for AI APIs: prices, token counts, estimates and budgets."""
 
 
 def main() -> None:

@@ -50,6 +50,15 @@ def _store(database_url: str | None) -> AlertStore:
     return AlertStore(engine)
 
 
+def _org_store(database_url: str | None, org: str) -> tuple[AlertStore, str]:
+    """The store, and the organisation's id given its id or its name (as every command takes it)."""
+    from kakin.ledger.queries import org_row
+
+    store = _store(database_url)
+    with store.engine.connect() as conn:
+        return store, org_row(conn, org)["id"]
+
+
 def _fail(error: KakinError) -> typer.Exit:
     typer.echo(f"error: {error}", err=True)
     return typer.Exit(2)
@@ -57,7 +66,7 @@ def _fail(error: KakinError) -> typer.Exit:
 
 @group.command("add-webhook")
 def add_webhook(
-    org: Annotated[str, typer.Argument(help="organisation id")],
+    org: Annotated[str, typer.Argument(help="organisation id or name")],
     url: Annotated[str, typer.Argument(help="http(s) URL that receives POSTed JSON")],
     name: Annotated[str, typer.Option(help="channel name, unique in the org")] = "webhook",
     kind: KindOption = None,
@@ -65,7 +74,8 @@ def add_webhook(
 ) -> None:
     """Add a signed webhook. Prints the signing secret: store it in the receiver."""
     try:
-        channel = _store(database_url).add_channel(org, "webhook", name, url, kinds=kind or ())
+        store, org_id = _org_store(database_url, org)
+        channel = store.add_channel(org_id, "webhook", name, url, kinds=kind or ())
     except KakinError as error:
         raise _fail(error) from None
     typer.echo(f"channel {channel.id} ({channel.name}) → {channel.target}")
@@ -75,7 +85,7 @@ def add_webhook(
 
 @group.command("add-email")
 def add_email(
-    org: Annotated[str, typer.Argument(help="organisation id")],
+    org: Annotated[str, typer.Argument(help="organisation id or name")],
     to: Annotated[str, typer.Argument(help="comma-separated recipient addresses")],
     name: Annotated[str, typer.Option(help="channel name, unique in the org")] = "email",
     smtp_host: Annotated[str, typer.Option(help="SMTP server")] = "127.0.0.1",
@@ -99,9 +109,8 @@ def add_email(
         "password_env": password_env,
     }
     try:
-        channel = _store(database_url).add_channel(
-            org, "email", name, to, settings=settings, kinds=kind or ()
-        )
+        store, org_id = _org_store(database_url, org)
+        channel = store.add_channel(org_id, "email", name, to, settings=settings, kinds=kind or ())
     except KakinError as error:
         raise _fail(error) from None
     typer.echo(f"channel {channel.id} ({channel.name}) → {channel.target} via {smtp_host}:{smtp_port}")
@@ -109,7 +118,7 @@ def add_email(
 
 @group.command("add-rule")
 def add_rule(
-    org: Annotated[str, typer.Argument(help="organisation id")],
+    org: Annotated[str, typer.Argument(help="organisation id or name")],
     kind: Annotated[str, typer.Argument(help="runaway | credit_low | credit_expiring")],
     scope: Annotated[str, typer.Option(help="key | project | org (credit rules: org)")] = "key",
     ref: Annotated[str, typer.Option(help="one key/project id; empty = each of them")] = "",
@@ -128,8 +137,9 @@ def add_rule(
         params = _params(param or [])
         if kind != "runaway" and scope == "key":
             scope = "org"
-        rule = _store(database_url).add_rule(
-            org, kind, scope=scope, scope_ref=ref, params=params, auto_suspend=auto_suspend
+        store, org_id = _org_store(database_url, org)
+        rule = store.add_rule(
+            org_id, kind, scope=scope, scope_ref=ref, params=params, auto_suspend=auto_suspend
         )
     except KakinError as error:
         raise _fail(error) from None
@@ -138,15 +148,15 @@ def add_rule(
 
 @group.command("list")
 def list_(
-    org: Annotated[str, typer.Argument(help="organisation id")],
+    org: Annotated[str, typer.Argument(help="organisation id or name")],
     database_url: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Channels and rules of an organisation."""
     import orjson
 
-    store = _store(database_url)
-    channels, rules = store.channels(org), store.rules(org)
+    store, org_id = _org_store(database_url, org)
+    channels, rules = store.channels(org_id), store.rules(org_id)
     if as_json:
         out = {
             "channels": [
@@ -223,7 +233,7 @@ def test(
 
 @group.command("deliveries")
 def deliveries(
-    org: Annotated[str, typer.Argument(help="organisation id")],
+    org: Annotated[str, typer.Argument(help="organisation id or name")],
     status: Annotated[str | None, typer.Option(help="pending | retrying | delivered | failed")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     database_url: DbOption = None,
@@ -234,7 +244,8 @@ def deliveries(
 
     from kakin.alerts.model import jsonable
 
-    rows = _store(database_url).deliveries(org, status=status, limit=limit)
+    store, org_id = _org_store(database_url, org)
+    rows = store.deliveries(org_id, status=status, limit=limit)
     if as_json:
         typer.echo(orjson.dumps([jsonable(_row(d)) for d in rows], option=orjson.OPT_INDENT_2).decode())
         return

@@ -551,7 +551,7 @@ def breakeven_report(result: BreakEven) -> Report:
         notes.append(
             f"the API is cheaper below {result.requests_per_month:,} requests/month "
             f"(≈ {_num(result.requests_per_day or Decimal(0))}/day over {_num(result.days_per_month)} days); "
-            f"at or above that, {result.plan_name} is"
+            f"at or above that, the {result.plan_name} costs as much or less"
         )
     extra: dict[str, Any] = {
         "plan_name": result.plan_name,

@@ -280,6 +280,7 @@ def keys_create(
     model: Annotated[list[str] | None, typer.Option(help="allowed model (repeatable); default all")] = None,
     rpm: Annotated[int | None, typer.Option(help="requests per minute for this key")] = None,
     tpm: Annotated[int | None, typer.Option(help="tokens per minute for this key")] = None,
+    fmt: FormatOption = OutputFormat.table,
     database_url: DbOption = None,
 ) -> None:
     """Create a key. The key is printed once and never stored in clear."""
@@ -290,6 +291,14 @@ def keys_create(
         record, plaintext = ledger.create_key(
             project_id, name, expires_at=expires_at, models=model, rpm=rpm, tpm=tpm
         )
+        now = ledger.now()
+    if fmt is not OutputFormat.table:
+        report = _keys_report([record], now)
+        report.columns.append(Column("key", "key"))
+        report.rows[0]["key"] = plaintext
+        report.notes.append("store the key now: kakin keeps only a hash and cannot show it again")
+        _show(report, fmt, "USD")
+        return
     typer.echo(f"key {record.id} ({record.name}) for project {record.project_id}")
     typer.echo(plaintext)
     typer.echo("store it now: kakin keeps only a hash and cannot show it again")
@@ -297,22 +306,29 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    org: Annotated[str | None, typer.Option(help="only this organisation's keys")] = None,
+    org: Annotated[str | None, typer.Argument(help="only this organisation's keys (id or name)")] = None,
+    org_option: Annotated[str | None, typer.Option("--org", help="the same as the ORG argument")] = None,
     project: Annotated[str | None, typer.Option(help="only this project's keys (id)")] = None,
     fmt: FormatOption = OutputFormat.table,
     database_url: DbOption = None,
 ) -> None:
     """List keys (prefixes only) with their status."""
+    if org and org_option and org != org_option:
+        raise InvalidInput(f"two organisations given: {org!r} and --org {org_option!r}; give one")
     with _ledger(database_url) as ledger:
-        records = ledger.list_keys(org=org, project_id=project)
+        records = ledger.list_keys(org=org or org_option, project_id=project)
         now = ledger.now()
-    report = Report(
+    _show(_keys_report(records, now), fmt, "USD")
+
+
+def _keys_report(records: list[Any], now: Any) -> Report:
+    return Report(
         "Keys",
         [
             Column("id", "id"),
             Column("name", "name"),
             Column("prefix", "key"),
-            Column("project_id", "project"),
+            Column("project_id", "project", optional=True),
             Column("status", "status"),
             Column("expires_at", "expires"),
             Column("limits", "limits", wrap=True),
@@ -339,7 +355,6 @@ def keys_list(
             for k in records
         ],
     )
-    _show(report, fmt, "USD")
 
 
 @keys_app.command("rotate")
@@ -441,12 +456,12 @@ def credits_list(
         [
             Column("id", "id"),
             Column("kind", "kind"),
-            Column("category", "category"),
-            Column("priority", "priority", "int"),
+            Column("category", "category", optional=True),
+            Column("priority", "priority", "int", optional=True),
             Column("amount", "amount", "money"),
             Column("remaining", "left", "money"),
-            Column("refunded", "refunded", "money"),
-            Column("effective_at", "from"),
+            Column("refunded", "refunded", "money", optional=True),
+            Column("effective_at", "from", optional=True),
             Column("expires_at", "expires"),
             Column("state", "state"),
         ],
@@ -572,14 +587,14 @@ def _budget_report(statuses: list[Any]) -> Report:
         "Budgets",
         [
             Column("id", "id"),
-            Column("name", "name"),
+            Column("name", "name", wrap=True),
             Column("period", "period"),
             Column("limit", "limit", "money"),
             Column("spent", "spent", "money"),
-            Column("held", "held", "money"),
-            Column("tokens", "tokens"),
+            Column("held", "held", "money", optional=True),
+            Column("tokens", "tokens", wrap=True),
             Column("percent", "used", "percent"),
-            Column("cap", "cap"),
+            Column("cap", "cap", optional=True),
             Column("fired", "thresholds reached"),
             Column("period_end", "resets"),
         ],
@@ -614,8 +629,8 @@ def ledger_show(
             Column("occurred_at", "when"),
             Column("kind", "kind"),
             Column("amount", "amount", "money"),
-            Column("grant_id", "grant"),
-            Column("reservation_id", "reservation"),
+            Column("grant_id", "grant", optional=True),
+            Column("reservation_id", "reservation", optional=True),
             Column("detail", "detail", wrap=True),
         ],
         rows=[

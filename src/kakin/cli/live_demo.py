@@ -5,15 +5,17 @@ sets up an organisation the way a new customer would (free-trial credit, a month
 a project and a key), sends a few hundred requests through the official ``openai`` SDK —
 some streamed, some answered from the response cache, and a batch job that runs into its
 project's hard cap — and prints what was spent, by model, in USD and a local currency.
-Nothing is left running unless ``--keep-running`` is given.
+Nothing is left running unless ``--keep-running`` is given; the demo's ledger stays in
+``kakin-data/demo/kakin.db`` for the CLI to look into (the next demo starts a new one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
-import tempfile
+import sys
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
@@ -27,6 +29,7 @@ from rich.table import Table
 
 from kakin.money import FxRate, format_amount
 
+DEMO_DIR = "kakin-data/demo"  # relative to the directory the demo runs in
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o")
 QUESTIONS = (
     "請求書の再発行をお願いできますか?",
@@ -128,7 +131,7 @@ def run_live_demo(console: Console, fx: FxRate, *, requests: int = 300, keep_run
     from kakin.gateway.server import start_in_thread
     from kakin.ledger import Ledger
 
-    workdir = Path("kakin-data/demo") if keep_running else Path(tempfile.mkdtemp(prefix="kakin-demo-"))
+    workdir = Path(DEMO_DIR).resolve()  # kept afterwards, for the CLI to look at; the next demo starts afresh
     workdir.mkdir(parents=True, exist_ok=True)
     database = workdir / "kakin.db"
     for stale in workdir.glob("kakin.db*"):
@@ -165,19 +168,36 @@ def run_live_demo(console: Console, fx: FxRate, *, requests: int = 300, keep_run
         stats = asyncio.run(_traffic(running.url, key, batch_key, requests, console))
         running.gateway.settled()  # the last charges reach the ledger a moment after their answers
         _report(console, fx, ledger, org.id, stats)
+        # Commands are printed on one line each, never wrapped, so that they can be pasted.
+        ledger_url = f"sqlite:///{database}"
+        console.print(f"\nThe demo's ledger is {database}; look into it with:")
+        _command(console, f"KAKIN_DATABASE_URL={ledger_url} {_installed('kakin')} ledger show demo-co")
         if keep_running:
-            console.print(
-                f"\nThe gateway keeps running on [bold]{running.url}[/] (database {database}).\n"
-                f"Try: OPENAI_BASE_URL={running.url}/v1 OPENAI_API_KEY={key} python -c "
+            console.print(f"\nThe gateway keeps running on [bold]{running.url}[/]. Try:")
+            _command(
+                console,
+                f"OPENAI_BASE_URL={running.url}/v1 OPENAI_API_KEY={key} {_installed('python')} -c "
                 "\"import openai; print(openai.OpenAI().chat.completions.create(model='gpt-4o-mini', "
-                "messages=[{'role':'user','content':'hi'}]).choices[0].message.content)\"\n"
-                "Press Ctrl-C to stop."
+                "messages=[{'role':'user','content':'hi'}]).choices[0].message.content)\"",
             )
+            console.print("Press Ctrl-C to stop.")
             with contextlib.suppress(KeyboardInterrupt):
                 running._thread.join()
     finally:
         running.stop()
         ledger.close()
+
+
+def _command(console: Console, line: str) -> None:
+    console.print("  " + line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _installed(program: str) -> str:
+    """``program`` from the environment kakin runs in (``.venv/bin/kakin`` after ``make demo``)."""
+    path = Path(sys.executable).parent / program
+    if not path.exists():
+        return program
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def _report(console: Console, fx: FxRate, ledger: Any, org_id: str, stats: dict[str, Any]) -> None:
@@ -195,7 +215,8 @@ def _report(console: Console, fx: FxRate, ledger: Any, org_id: str, stats: dict[
             saved += record.cache_saved
     table = Table(title="Spend by model (this month)")
     for column in ("model", "requests", "input tokens", "output tokens", "USD", fx.currency):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        # Folded, never cut short with an ellipsis, when the terminal is narrow.
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     total = Decimal(0)
     for model, row in sorted(rows.items(), key=lambda item: -item[1]["cost"]):
         total += row["cost"]

@@ -115,8 +115,9 @@ CurrencyOption = Annotated[
     str | None,
     typer.Option(
         "--currency",
-        help="Display currency (ISO code, e.g. USD, JPY). Rate from kakin.toml [currency.rates], "
-        "KAKIN_FX_<CODE>, or the labelled default. Default: [currency] display, else USD.",
+        # "\\[" keeps the brackets: help text is Rich markup, where [currency] would be a style tag.
+        help="Display currency (ISO code, e.g. USD, JPY). Rate from kakin.toml \\[currency.rates], "
+        "KAKIN_FX_<CODE>, or the labelled default. Default: \\[currency] display, else USD.",
     ),
 ]
 
@@ -169,13 +170,16 @@ class Column:
     ``rate`` values are small per-unit prices (converted, shown with 4 significant digits);
     ``factor`` values are ratios shown as "2.5×". ``table=False`` keeps a column out of
     the table (JSON and CSV still carry it); ``wrap=True`` lets long text break over lines
-    (other cells never break, so a narrow terminal shortens them instead)."""
+    (other cells never break: a terminal too narrow for them leaves columns out, see
+    :func:`fit_columns`)."""
 
     key: str
     header: str
     kind: Kind = "text"
     table: bool = True
     wrap: bool = False
+    optional: bool = False
+    """True: among the first columns left out of a table too wide for the terminal."""
     export: bool = True
     """False: a reading aid for the table only, not part of the JSON/CSV data."""
 
@@ -331,6 +335,15 @@ def print_table(report: Report, fx: FxRate, console: Any) -> None:
     from rich.table import Table
 
     has_total = report.total is not None
+    columns = [c for c in report.columns if c.table]
+    cells = [[display(row.get(c.key), c.kind, fx) for c in columns] for row in report.rows]
+    footers = [
+        display(report.total.get(c.key), c.kind, fx) if has_total and c.key in report.total else ""  # type: ignore[union-attr]
+        for c in columns
+    ]
+    shown, widths = fit_columns(
+        columns, [[line[i] for line in cells] + [footers[i]] for i in range(len(columns))], console.width
+    )
     table = Table(
         title=report.title,
         title_justify="left",
@@ -339,29 +352,74 @@ def print_table(report: Report, fx: FxRate, console: Any) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    columns = [c for c in report.columns if c.table]
-    cells = [[display(row.get(c.key), c.kind, fx) for c in columns] for row in report.rows]
-    for index, column in enumerate(columns):
-        footer = (
-            display(report.total.get(column.key), column.kind, fx)
-            if has_total and column.key in report.total
-            else ""
-        )  # type: ignore[union-attr]
-        # Cells that must not break keep their full width; wrapping columns absorb a narrow terminal.
-        widest = max([len(footer), *(len(line[index]) for line in cells)]) if not column.wrap else None
+    for index in shown:
+        column = columns[index]
+        # Widths are decided above, so Rich never shortens a cell: headers and wrapping
+        # columns break between words (folding a longer word), every other cell fits whole.
         table.add_column(
             column.header,
             justify="left" if column.kind == "text" else "right",
-            footer=footer,
-            no_wrap=not column.wrap,
-            min_width=widest,
+            footer=footers[index],
+            width=widths[index],
+            overflow="fold",
         )
+    cells = [[line[i] for i in shown] for line in cells]
     for row, line in zip(report.rows, cells, strict=True):
         style = report.row_style(row) if report.row_style else None
         table.add_row(*line, style=style)
     console.print(table)
     notes = list(report.notes)
+    hidden = [c.header for i, c in enumerate(columns) if i not in shown]
+    if hidden:
+        notes.append(
+            f"not shown at this width: {', '.join(hidden)} (a wider terminal or --format json shows them)"
+        )
     if fx.currency != USD and any(c.kind in ("money", "rate") for c in report.columns):
         notes.append(f"amounts in {fx.currency} at {fx.describe()}")
     for note in notes:
         console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+# A table's borders and padding: one space at each edge, three between columns.
+_EDGES, _BETWEEN = 2, 3
+# A wrapping column is never narrowed below its longest word, up to this many characters.
+_LONGEST_WORD = 24
+
+
+def fit_columns(
+    columns: Sequence[Column], values: Sequence[Sequence[str]], width: int
+) -> tuple[list[int], list[int]]:
+    """Which columns a table ``width`` wide shows, and how wide each one is.
+
+    A cell never loses characters. Cells of ordinary columns (numbers, amounts, dates, ids)
+    stay on one line, so their column is as wide as its widest cell; ``wrap`` columns share
+    what is left, breaking between words. When even that is too wide, columns are left out —
+    empty ones first, then ``optional`` ones, then from the right; the first column always stays."""
+    from rich.cells import cell_len
+
+    natural, least = [], []
+    for column, texts in zip(columns, values, strict=True):
+        widest = max([cell_len(column.header), *(cell_len(t) for t in texts)])
+        word = max(cell_len(w) for t in [column.header, *texts] for w in (t.split() or [""]))
+        natural.append(widest)
+        if column.wrap:
+            least.append(min(widest, max(10, min(word, _LONGEST_WORD))))
+        else:  # its header may break between words, its cells may not
+            least.append(max([*(cell_len(t) for t in texts), *(cell_len(w) for w in column.header.split())]))
+    shown = list(range(len(columns)))
+    empty = {i for i, texts in enumerate(values) if set(texts) <= {"", "—"}}  # "—": display(None)
+    leave_out = sorted(reversed(shown[1:]), key=lambda i: (i not in empty, not columns[i].optional))
+
+    def room() -> int:
+        return width - _EDGES - _BETWEEN * (len(shown) - 1)
+
+    while sum(least[i] for i in shown) > room() and leave_out:
+        shown.remove(leave_out.pop(0))
+    widths = list(least)
+    spare = room() - sum(least[i] for i in shown)
+    growing = sorted((i for i in shown if natural[i] > least[i]), key=lambda i: natural[i] - least[i])
+    for n, index in enumerate(growing):  # the spare width, shared; what one column cannot use goes on
+        extra = min(natural[index] - least[index], max(spare, 0) // (len(growing) - n))
+        widths[index] += extra
+        spare -= extra
+    return shown, widths

@@ -82,7 +82,7 @@ def models(
         title=f"Models ({len(rows)}), USD per 1M tokens",
         columns=[
             Column("provider", "provider"),
-            Column("model", "model"),
+            Column("model", "model", wrap=True),
             Column("name", "name", table=False),
             Column("kinds", "kinds", table=False),
             Column("input", "input", "money"),

@@ -78,11 +78,12 @@ class Admission:
             request_id="req_" + secrets.token_hex(12),
         )
         output = parsed.max_output_tokens or self.settings.gateway.default_max_output_tokens
-        bound_tokens = parsed.input_count.quick_bound + output
+        rest = output + parsed.stored_tokens  # beyond the counted input: output, stored input
+        bound_tokens = parsed.input_count.quick_bound + rest
         decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
-        if not decision.allowed and parsed.input_tokens_bound + output < bound_tokens:
+        if not decision.allowed and parsed.input_tokens_bound + rest < bound_tokens:
             # Refused on the bound found without counting: the exact count may fit.
-            bound_tokens = parsed.input_tokens_bound + output
+            bound_tokens = parsed.input_tokens_bound + rest
             decision = await self.limiter.acheck_and_consume(caller.limits, requests=1, tokens=bound_tokens)
         if not decision.allowed:
             raise decision.error()

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from kakin.catalog import Catalog
 from kakin.config import Settings
-from kakin.errors import KakinError, NotFound
+from kakin.errors import KakinError, NotFound, UnknownModel
 from kakin.gateway.access_log import note_caller
 from kakin.gateway.accounting import make_accountant
 from kakin.gateway.admission import Admission
@@ -81,7 +81,8 @@ class Gateway:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
-        self.objects = ObjectGuard(self.committer.call)  # provider-side objects, per project
+        # Provider-side objects, per project.
+        self.objects = ObjectGuard(self.committer.call, self._context_window)
         self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
         self.router = Router(settings.gateway, self.catalog)
         self.admission = Admission(settings, self.catalog, self.keys, self.objects, self.router, self.limiter)
@@ -90,6 +91,13 @@ class Gateway:
         self.billing = Billing(settings, self.catalog, self.accounts, self.limiter, alerts)
         self.relay = Relay(settings, self.billing, self.objects, self.answers)
         self.admin_app = admin_app
+
+    def _context_window(self, api: str, model: str) -> int | None:
+        """The model's context window from the catalog, or None when it is not known."""
+        try:
+            return self.catalog.resolve(model, provider=api).context_window
+        except UnknownModel:
+            return None
 
     @property
     def alerts(self) -> Any:

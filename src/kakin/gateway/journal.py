@@ -2,7 +2,7 @@
 
 A response's charge must be durable before its last byte reaches the client. Writing it to
 the ledger takes the ledger's full bookkeeping (grants, budgets, usage record), which is too
-slow to wait for on every request. So the gateway appends the charge — the pickled
+slow to wait for on every request. So the gateway appends the charge — its
 :class:`~kakin.ledger.records.PostOp` — to this journal: every charge made in one turn of the
 event loop goes out in one ``write`` to an append-only file (durable in the OS once it
 returns, like a committed SQLite WAL write), then the responses go out. The ledger writer
@@ -15,6 +15,12 @@ CRC-32 of the body, charge id) and the body; a torn record at the end of a segme
 lost mid-write) fails its CRC and is ignored. Charge ids grow across segments and restarts:
 the segment number in the high 32 bits, the record's sequence in the low 32.
 
+A body is a format version byte and the charge in that format. Version 2 is a JSON object
+written and read field by field (amounts as decimal strings), so what a journal holds never
+depends on how the classes in memory are laid out. Version 1, the first, was a pickle,
+recognisable by its first byte 0x80; it is still read, by an unpickler that builds nothing
+but a charge's own types, so a journal left by an older kakin is posted after an upgrade.
+
 After a crash, the writer posts whatever the segments hold when kakin starts again.
 Posting a charge twice is harmless: a PostOp carries the request's idempotency key, and a
 repeat changes nothing.
@@ -24,15 +30,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import pickle
 import struct
 import zlib
 from collections import deque
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from kakin.errors import KakinError
+from kakin.ledger.records import PostOp, Scope, UsageDetail
+from kakin.ledger.validate import json_text
 
 SEGMENT_BYTES = 16 << 20
 _HEADER = struct.Struct(">IIQ")  # body length, CRC-32 of the body, charge id
@@ -70,7 +82,7 @@ class ChargeJournal:
         self._segment = (existing[-1] if existing else 0) + 1
         self._fd = -1
         self._open_segment()
-        self._queued: list[tuple[object, asyncio.Future]] = []
+        self._queued: list[tuple[PostOp, asyncio.Future]] = []
         self.last_id = 0
         self.on_commit: Any = None  # called after each write (to wake the ledger writer)
 
@@ -82,7 +94,7 @@ class ChargeJournal:
         self._sequence = 0
         self._written = 0
 
-    def append(self, op: object) -> asyncio.Future:
+    def append(self, op: PostOp) -> asyncio.Future:
         """Queue ``op``; the future resolves to its charge id once it is durable. Everything
         queued in one turn of the event loop is written together."""
         future = asyncio.get_running_loop().create_future()
@@ -103,7 +115,7 @@ class ChargeJournal:
         for op, _ in queued:
             self._sequence += 1
             charge_id = (self._segment << 32) | self._sequence
-            body = pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL)
+            body = encode_charge(op)
             records.append(_HEADER.pack(len(body), zlib.crc32(body), charge_id) + body)
             ids.append(charge_id)
         data = b"".join(records)
@@ -172,13 +184,13 @@ class JournalReader:
         self._segment = 0
         self._offset = 0
         self._tail = b""  # the start of a record not completely written yet
-        self._ready: deque[tuple[int, Any]] = deque()
+        self._ready: deque[tuple[int, PostOp]] = deque()
 
-    def after(self, upto: int | None, limit: int) -> list[tuple[int, Any]]:
+    def after(self, upto: int | None, limit: int) -> list[tuple[int, PostOp]]:
         """Up to ``limit`` charges after ``applied`` (and not after ``upto``)."""
         if len(self._ready) < limit:
             self._read()
-        out: list[tuple[int, Any]] = []
+        out: list[tuple[int, PostOp]] = []
         while self._ready and len(out) < limit:
             charge_id, op = self._ready[0]
             if upto is not None and charge_id > upto:
@@ -228,6 +240,99 @@ class JournalReader:
             body = buffer[at + _HEADER.size : end]
             if zlib.crc32(body) != crc:
                 break  # torn: nothing valid follows in this segment
-            self._ready.append((charge_id, pickle.loads(body)))
+            self._ready.append((charge_id, decode_charge(body, charge_id)))
             at = end
         self._tail = buffer[at:]
+
+
+# Record bodies ------------------------------------------------------------------------------
+
+FORMAT = 2  # the version this kakin writes
+_FORMAT_BYTE = bytes((FORMAT,))
+_PICKLE = 0x80  # the first byte of every version 1 body (pickle's protocol opcode)
+
+
+def encode_charge(op: PostOp) -> bytes:
+    """``op`` as a version 2 record body."""
+    scope, usage = op.scope, op.usage
+    items = usage.cost_items  # stored as the JSON text the ledger keeps (the gateway's already is)
+    return _FORMAT_BYTE + orjson.dumps(
+        {
+            "org_id": scope.org_id,
+            "project_id": scope.project_id,
+            "key_id": scope.key_id,
+            "model": scope.model,
+            "amount": str(op.amount),
+            "idempotency_key": op.idempotency_key,
+            "tokens": op.tokens,
+            "provider": usage.provider,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "cost_items": items
+            if items is None or isinstance(items, str)
+            else json_text(items, "cost_items"),
+            "request_id": usage.request_id,
+            "cache_hit": usage.cache_hit,
+            "cache_saved": str(usage.cache_saved),
+            "routed_from": usage.routed_from,
+            "routing_saved": str(usage.routing_saved),
+        }
+    )
+
+
+def decode_charge(body: bytes, charge_id: int = 0) -> PostOp:
+    """The charge a record body holds, in whichever format version wrote it."""
+    version = body[0] if body else None
+    if version == FORMAT:
+        r = orjson.loads(body[1:])
+        return PostOp(
+            scope=Scope(r["org_id"], r["project_id"], r["key_id"], r["model"]),
+            amount=Decimal(r["amount"]),
+            usage=UsageDetail(
+                provider=r["provider"],
+                input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"],
+                cached_tokens=r["cached_tokens"],
+                cost_items=r["cost_items"],
+                request_id=r["request_id"],
+                cache_hit=r["cache_hit"],
+                cache_saved=Decimal(r["cache_saved"]),
+                routed_from=r["routed_from"],
+                routing_saved=Decimal(r["routing_saved"]),
+            ),
+            idempotency_key=r["idempotency_key"],
+            tokens=r["tokens"],
+        )
+    if version == _PICKLE:
+        return _read_version_1(body)
+    raise KakinError(
+        f"charge journal record {charge_id} is in format version {version}, which this kakin cannot "
+        f"read (it writes version {FORMAT}); run the kakin that wrote it until its journal is posted"
+    )
+
+
+class _Version1(pickle.Unpickler):
+    """Version 1 bodies: pickles of a PostOp. Only a charge's own types may be built from one.
+    Read for one release, so that a journal an upgrade finds is posted; then it goes."""
+
+    _ALLOWED = frozenset(
+        {
+            ("kakin.ledger.records", "PostOp"),
+            ("kakin.ledger.records", "Scope"),
+            ("kakin.ledger.records", "UsageDetail"),
+            ("decimal", "Decimal"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"a charge journal record may not hold {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_version_1(body: bytes) -> PostOp:
+    op = _Version1(io.BytesIO(body)).load()
+    if not isinstance(op, PostOp):
+        raise pickle.UnpicklingError(f"a charge journal record holds a {type(op).__name__}, not a PostOp")
+    return op

@@ -83,7 +83,8 @@ Provider-side objects (see kakin.ledger.objects)::
     ledger.record_objects(org_id, project_id, names: Sequence[ObjectName]) -> int
         the project created these provider objects (idempotent; the first owner stays)
     ledger.find_object(api, kind, object_id) -> ProviderObject | None
-    ledger.owned_objects(project_id, api, kind, object_ids) -> set[str]   those it owns
+    ledger.owned_objects(project_id, api, kind, object_ids) -> dict[str, ProviderObject]
+        those it owns, by id
     ledger.forget_object(api, kind, object_id) -> bool                    it was deleted
 
 Reading and proving::

@@ -571,8 +571,10 @@ class Ledger:
         """The record of a provider's object created through the gateway, or None."""
         return self.read(lambda c: objects.find(c, api, kind, object_id))
 
-    def owned_objects(self, project_id: str, api: str, kind: str, object_ids: Sequence[str]) -> set[str]:
-        """The ids among ``object_ids`` that ``project_id`` created."""
+    def owned_objects(
+        self, project_id: str, api: str, kind: str, object_ids: Sequence[str]
+    ) -> dict[str, ProviderObject]:
+        """The records of the objects among ``object_ids`` that ``project_id`` created, by id."""
         return self.read(lambda c: objects.owned(c, project_id, api, kind, object_ids))
 
     def forget_object(self, api: str, kind: str, object_id: str) -> bool:

@@ -28,6 +28,7 @@ def to_record(row: Any) -> ProviderObject:
         org_id=m["org_id"],
         project_id=m["project_id"],
         model=m["model"],
+        tokens=m["tokens"],
         created_at=m["created_at"],
     )
 
@@ -47,6 +48,7 @@ def record(conn: Connection, now: datetime, org_id: str, project_id: str, names:
             "org_id": org_id,
             "project_id": project_id,
             "model": name.model,
+            "tokens": name.tokens,
             "created_at": now,
         }
         for name in names
@@ -62,16 +64,18 @@ def find(conn: Connection, api: str, kind: str, object_id: str) -> ProviderObjec
     return None if found is None else to_record(found)
 
 
-def owned(conn: Connection, project_id: str, api: str, kind: str, object_ids: Sequence[str]) -> set[str]:
-    """Which of ``object_ids`` the project owns."""
+def owned(
+    conn: Connection, project_id: str, api: str, kind: str, object_ids: Sequence[str]
+) -> dict[str, ProviderObject]:
+    """The records of those of ``object_ids`` the project owns, by id."""
     if not object_ids:
-        return set()
+        return {}
     rows = conn.execute(
-        select(_T.c.object_id).where(
+        select(_T).where(
             _where(api, kind) & _T.c.object_id.in_(list(object_ids)) & (_T.c.project_id == project_id)
         )
     )
-    return {row[0] for row in rows}
+    return {row.object_id: to_record(row) for row in rows}
 
 
 def forget(conn: Connection, api: str, kind: str, object_id: str) -> bool:

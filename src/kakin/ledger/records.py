@@ -46,19 +46,23 @@ class Project:
 
 @dataclass(frozen=True, slots=True)
 class ObjectName:
-    """A provider-side object by name: the API it lives in, its kind, the provider's id, and
-    the model it was made with ("" when none)."""
+    """A provider-side object by name: the API it lives in, its kind, the provider's id, the
+    model it was made with ("" when none), and the input tokens it brings to a request that
+    names it (None when not known)."""
 
     api: str
     kind: str
     object_id: str
     model: str = ""
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderObject:
-    """A provider-side object (``kind`` "cached_content", "response") created through the
-    gateway, and the project that owns it."""
+    """A provider-side object (``kind`` "cached_content", "response", "response_item")
+    created through the gateway, and the project that owns it. ``tokens``: the input tokens
+    it brings to a request that names it — a stored response's conversation, a cache's
+    contents, at most an item's response's output (None: not recorded)."""
 
     api: str
     kind: str
@@ -66,6 +70,7 @@ class ProviderObject:
     org_id: str
     project_id: str
     model: str
+    tokens: int | None
     created_at: datetime
 
 

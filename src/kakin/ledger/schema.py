@@ -323,6 +323,8 @@ provider_objects = Table(
     Column("project_id", String(ID), nullable=False),
     # The model it was made with: a cache's storage is priced at its model's rates.
     Column("model", String(200), nullable=False),
+    # The input tokens it brings to a request that names it (NULL: not known).
+    Column("tokens", BigInteger, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("api", "kind", "object_id"),
 )

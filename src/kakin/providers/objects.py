@@ -13,6 +13,10 @@ object created through it (``kakin.gateway.ownership``) and lets only that proje
   Their output items are stored too, and an input item can name one for the API to fetch:
   an ``item_reference``, or a ``reasoning`` item sent back without its ``encrypted_content``.
 
+A stored object brings input the body of a request naming it does not show (the earlier
+conversation, the cache's contents, the item), so each created object carries that size
+(``ObjectRef.tokens``), which the gateway holds with every billed request that names it.
+
 Objects kakin never creates — uploaded files, vector stores, containers and custom skills,
 Gemini file-search stores, OpenAI conversations and prompts — can only be another tenant's
 of the provider account, so a request referring to one is refused (``refusal``). This
@@ -22,10 +26,12 @@ module reads wire formats only; it does no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
 from kakin.errors import InvalidInput
+from kakin.providers.adapter import as_int, sub
 from kakin.providers.gemini import model_name
 from kakin.providers.request import ParsedRequest
 
@@ -48,6 +54,8 @@ class ObjectRef:
     kind: str
     object_id: str
     model: str = field(default="", compare=False)  # what it was made with, when known
+    # The input tokens it brings to a later request that names it (None: not known).
+    tokens: int | None = field(default=None, compare=False)
 
     def not_found(self) -> str:
         """The provider's own words for a missing object (the same whether it does not exist
@@ -143,19 +151,35 @@ def created(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
     if kind == "cache_create":
         name = doc.get("name")
         if isinstance(name, str) and name:
-            return [ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model)]
+            tokens = _tokens(sub(doc, "usageMetadata"), "totalTokenCount")
+            return [ObjectRef("google", CACHED_CONTENT, cached_content(name).object_id, model, tokens)]
     elif kind == "responses":
         ident = doc.get("id")
         asked = (parsed.doc or {}).get("store", True)  # the API stores responses by default
         if isinstance(ident, str) and ident and doc.get("store", asked) is not False:
+            usage = sub(doc, "usage")
+            # An output item fetched by id is at most the response's whole output.
+            item_tokens = _tokens(usage, "output_tokens")
             output = doc.get("output")
             items = [
-                ObjectRef("openai", RESPONSE_ITEM, item["id"])
+                ObjectRef("openai", RESPONSE_ITEM, item["id"], model, item_tokens)
                 for item in (output if isinstance(output, list) else [])
                 if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
             ]
-            return [ObjectRef("openai", RESPONSE, ident, model), *items]
+            # A follow-up's input starts with this response's whole input and output. Its
+            # input already holds the earlier turns; its output may count reasoning the API
+            # drops from later turns, so this may over-count, never under-count.
+            tokens = _tokens(usage, "input_tokens", "output_tokens")
+            return [ObjectRef("openai", RESPONSE, ident, model, tokens), *items]
     return []
+
+
+def _tokens(usage: dict[str, Any], *counts: str) -> int | None:
+    """The sum of the usage counts, or None when the answer reported no usage (a stream
+    broken off before its final event)."""
+    if not usage:
+        return None
+    return sum(as_int(usage.get(count)) for count in counts)
 
 
 def listed(parsed: ParsedRequest, doc: Any) -> list[ObjectRef]:
@@ -197,7 +221,7 @@ def owned_list(items: list[Any]) -> dict[str, Any]:
     return {"cachedContents": items} if items else {}
 
 
-def keep_owned(doc: dict[str, Any], owned: set[str]) -> list[Any]:
+def keep_owned(doc: dict[str, Any], owned: Container[str]) -> list[Any]:
     """The objects of one page of the account's list that are in ``owned``."""
     return [
         item

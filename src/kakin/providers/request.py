@@ -59,6 +59,11 @@ class ParsedRequest:
     audio_seconds_exact: bool = False
     cache_ttl_seconds: int | None = None
     cached_content: str | None = None
+    # Tokens of the stored objects the request names, which its body does not show (set at
+    # admission, ``kakin.gateway.ownership``): the conversation a response continues, the
+    # items it fetches and the cache a generation reads are part of its input; a cache
+    # update keeps its cache's tokens longer.
+    stored_tokens: int = 0
     deployment: str | None = None
     doc: dict[str, Any] | None = None
     path_params: Mapping[str, str] = field(default_factory=dict)
@@ -112,7 +117,9 @@ class ParsedRequest:
         Output is the request's own cap, or ``output_limit(default_max_output_tokens)`` for
         each answer when it sets none; input is the strict upper bound of the count — with
         ``quick``, the bound found without counting where there is one (see
-        ``Count.quick_bound``)."""
+        ``Count.quick_bound``) — plus the ``stored_tokens`` the provider adds to it. Every
+        input token is bounded at the full input rate, though stored tokens may be billed
+        at a cached rate."""
         kind = self.endpoint.kind
         if not self.endpoint.billable:
             return Usage(requests=1)
@@ -128,9 +135,10 @@ class ParsedRequest:
         if kind in ("cache_create", "cache_update"):
             ttl = Decimal(self.cache_ttl_seconds or 0)
             hours = ttl / Decimal(3600)
+            kept = self.input_tokens_bound + self.stored_tokens  # an update keeps its cache's
             return Usage(
                 input_tokens=self.input_tokens_bound,
-                cache_storage_token_hours=Decimal(self.input_tokens_bound) * hours,
+                cache_storage_token_hours=Decimal(kept) * hours,
             )
         if kind == "embeddings":
             return Usage(input_tokens=self.input_tokens_bound)
@@ -138,7 +146,7 @@ class ParsedRequest:
         if cap is None:
             cap = self.output_limit(default_max_output_tokens) * self.choices
         bound = self.input_count.quick_bound if quick else self.input_tokens_bound
-        return Usage(input_tokens=bound, output_tokens=cap)
+        return Usage(input_tokens=bound + self.stored_tokens, output_tokens=cap)
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,22 +146,57 @@ def _delta(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, A
 
 class StoredResponses:
     """Responses created with ``store`` (the default), as the Responses API keeps them: read,
-    listed by input items, deleted, and continued with ``previous_response_id``."""
+    listed by input items, deleted, and continued with ``previous_response_id``: a response
+    that continues one has the whole conversation so far as input, its own input and output
+    tokens added to those of the request. An output item named by id in a later input
+    (``item_reference``, a ``reasoning`` item without ``encrypted_content``) adds its tokens."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._entries: OrderedDict[str, tuple[dict[str, Any], list[Any]]] = OrderedDict()
+        self._conversations: dict[str, int] = {}  # tokens of the conversation up to each response
+        self._items: dict[str, int] = {}  # tokens of each output item
 
-    def put(self, response: dict[str, Any], input_items: list[Any]) -> None:
+    def put(
+        self,
+        response: dict[str, Any],
+        input_items: list[Any],
+        conversation_tokens: int,
+        item_tokens: dict[str, int],
+    ) -> None:
         self._entries[response["id"]] = (response, input_items)
+        self._conversations[response["id"]] = conversation_tokens
+        self._items.update(item_tokens)
         if len(self._entries) > self.limit:
-            self._entries.popitem(last=False)
+            self.delete(next(iter(self._entries)))
+
+    def fetched_tokens(self, items: list[Any]) -> int:
+        """The tokens of the stored output items an input names by id (0 for unknown ids)."""
+        return sum(
+            self._items.get(item.get("id"), 0)
+            for item in items
+            if isinstance(item, dict)
+            and (
+                item.get("type") == "item_reference"
+                or (item.get("type") == "reasoning" and not item.get("encrypted_content"))
+            )
+        )
 
     def get(self, response_id: str) -> tuple[dict[str, Any], list[Any]] | None:
         return self._entries.get(response_id)
 
+    def conversation_tokens(self, response_id: str | None) -> int:
+        """The tokens a response continuing this one starts with (0 for none)."""
+        return self._conversations.get(response_id, 0) if response_id else 0
+
     def delete(self, response_id: str) -> bool:
-        return self._entries.pop(response_id, None) is not None
+        entry = self._entries.pop(response_id, None)
+        if entry is None:
+            return False
+        del self._conversations[response_id]
+        for item in entry[0]["output"]:
+            self._items.pop(item["id"], None)
+        return True
 
 
 def _response_not_found(response_id: str, param: str | None = None) -> Reply:
@@ -186,12 +221,14 @@ def responses(call: Call) -> Reply:
     items = doc.get("input")
     turns: list[Any] = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or [])
     cached = call.sim.openai_cache.cached_tokens(model, turns, doc.get("tools"), parsed.input_tokens)
+    stored = call.sim.stored_responses
+    prompt = parsed.input_tokens + stored.conversation_tokens(previous) + stored.fetched_tokens(turns)
     usage = {
-        "input_tokens": parsed.input_tokens,
+        "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": cached},
         "output_tokens": text.tokens + reasoning,
         "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": parsed.input_tokens + text.tokens + reasoning,
+        "total_tokens": prompt + text.tokens + reasoning,
     }
     # Unique ids, as the API's: a stored response and its items are objects of their own.
     ident = "resp_" + secrets.token_hex(24)
@@ -238,7 +275,8 @@ def responses(call: Call) -> Reply:
         "usage": None if call.faults.no_usage else usage,
     }
     if store:
-        call.sim.stored_responses.put(final, turns)
+        item_tokens = {message_id: text.tokens, **({output[0]["id"]: reasoning} if reasoning else {})}
+        stored.put(final, turns, prompt + text.tokens + reasoning, item_tokens)
     if not parsed.stream:
         return json_reply(final)
     pending = {**base, "status": "in_progress", "incomplete_details": None, "output": [], "usage": None}

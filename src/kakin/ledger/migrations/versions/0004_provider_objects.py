@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("org_id", sa.String(length=40), nullable=False),
         sa.Column("project_id", sa.String(length=40), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["org_id"], ["orgs.id"], name=op.f("fk_provider_objects_org_id_orgs")),
         sa.PrimaryKeyConstraint("api", "kind", "object_id", name=op.f("pk_provider_objects")),
