@@ -53,6 +53,15 @@ class LedgerCall(Protocol):
     def __call__(self, fn: LedgerMethod[*Args, T], /, *args: *Args) -> Awaitable[T]: ...
 
 
+def in_thread(ledger: Ledger) -> LedgerCall:
+    """A :class:`LedgerCall` running each method in a worker thread, without a writer."""
+
+    async def call(fn: LedgerMethod[*Args, T], /, *args: *Args) -> T:
+        return await asyncio.to_thread(fn, ledger, *args)
+
+    return call
+
+
 class Committer(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

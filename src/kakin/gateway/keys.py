@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kakin.gateway.committer import LedgerCall
+from kakin.gateway.committer import LedgerCall, in_thread
 from kakin.ledger import Ledger
 from kakin.ledger.errors import KeyExpired
 from kakin.ledger.keys import KEY_PREFIX
@@ -55,7 +55,7 @@ class KeyCache:
         self.ledger = ledger
         self.ttl = ttl
         self._on_tier_change = on_tier_change
-        self._call: LedgerCall = call or (lambda fn, *args: asyncio.to_thread(fn, ledger, *args))
+        self._call = call or in_thread(ledger)
         self._callers: dict[bytes, tuple[float, Caller]] = {}
         self._verifying: dict[bytes, asyncio.Future] = {}
 
