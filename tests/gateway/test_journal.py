@@ -5,6 +5,7 @@ gateway's in-memory account views count every charge once, even while they reloa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Iterator
 from decimal import Decimal
@@ -255,10 +256,16 @@ def test_a_record_keeps_every_field_of_its_charge() -> None:
             cache_saved=Decimal("0.5"),
             routed_from="gpt-4o",
             routing_saved=Decimal("0.000002"),
+            reasoning_tokens=40,
         ),
         "idem-1",
         2000,
     )
+    # Every field is set to something other than its default, so a field the record format
+    # forgets cannot pass unnoticed.
+    for part in (op.scope, op.usage, op):
+        for f in dataclasses.fields(part):
+            assert getattr(part, f.name) != f.default, f"give {f.name} a non-default value here"
     body = encode_charge(op)
     assert body[0] == 2 and b"kakin.ledger" not in body  # a versioned JSON record, not a pickle
     assert decode_charge(body) == op

@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from kakin.ledger import Ledger, PostOp, UsageDetail
 
-BIG_TABLES = ("reservations", "usage_records", "entries")
+BIG_TABLES = ("reservations", "usage_records", "entries", "rollup_hours", "rollup_days")
 USAGE = UsageDetail(provider="sim", input_tokens=10, output_tokens=5)
 
 
@@ -65,5 +65,34 @@ def test_reads_of_the_big_tables_go_through_an_index(ledger: Ledger, setup, cloc
 
     statements = statements_of(ledger, reports)
     assert len(statements) >= 8
+    scans = {statement: full_scans(ledger, statement, parameters) for statement, parameters in statements}
+    assert {statement: steps for statement, steps in scans.items() if steps} == {}
+
+
+def test_reports_read_through_an_index(ledger: Ledger, setup, clock) -> None:
+    from kakin.reports import Reports
+
+    org, project, key, scope = setup
+    ledger.batch(
+        [
+            PostOp(scope, Decimal("0.01"), UsageDetail(provider="sim", request_id=f"q{n}"), f"p{n}")
+            for n in range(3)
+        ]
+    )
+    reports = Reports(ledger)
+    today = clock.now.date()
+
+    def run() -> None:
+        for by in ("day", "hour", "model", "project", "key", "unit"):
+            reports.spend(
+                org.id, by=by, start=today, end=today + timedelta(days=1), project="web", key=key.id
+            )
+        reports.request("q1")
+        page = reports.requests(org.id, limit=1)
+        reports.requests(org.id, limit=1, after=page.next, project=project.id)
+        reports.requests(org.id, limit=1, key=key.id, start=today)
+
+    statements = statements_of(ledger, run)
+    assert len(statements) >= 10
     scans = {statement: full_scans(ledger, statement, parameters) for statement, parameters in statements}
     assert {statement: steps for statement, steps in scans.items() if steps} == {}

@@ -6,11 +6,15 @@ projection, its range and the weekday pattern it used.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
-from kakin.cli.inputs import parse_date, read_text_file
+from kakin.cli.inputs import parse_date, read_text_file, require_exactly_one
+from kakin.cli.ledger_cmds import DbOption
 from kakin.cli.output import (
     Column,
     CurrencyOption,
@@ -30,24 +34,68 @@ def register(app: typer.Typer) -> None:
 
 
 def forecast(
-    csv_file: Annotated[str, typer.Argument(help="CSV of daily spend: date,spend (USD), header optional.")],
+    csv_file: Annotated[
+        str | None, typer.Argument(help="CSV of daily spend: date,spend (USD), header optional.")
+    ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org", help="Forecast this organisation's recorded daily spend (its own days) instead."
+        ),
+    ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Forecast as of this date (default: the last date in the file)."),
+        typer.Option(
+            "--as-of",
+            help="Forecast as of this date (default: the last date in the file; with --org, today in its timezone).",
+        ),
     ] = None,
     window: Annotated[
         int, typer.Option("--window", help="Days of history to learn the pattern from (7–366).")
     ] = 28,
     fmt: FormatOption = OutputFormat.table,
     currency: CurrencyOption = None,
+    database_url: DbOption = None,
 ) -> None:
     """Month-end forecast from the measured burn rate and weekday pattern, with a low–high range."""
     from kakin.estimate import forecast_month, parse_daily_csv
 
     fx = resolve_currency(currency)
-    daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
-    result = forecast_month(daily, as_of=parse_date(as_of, "--as-of"), window_days=window)
-    emit(forecast_reports(result), fmt, fx)
+    require_exactly_one(
+        [("CSV_FILE", csv_file), ("--org", org)], "forecast from a CSV file or an organisation"
+    )
+    day = parse_date(as_of, "--as-of")
+    if org is not None:
+        daily, day, zone = _recorded_spend(org, day, window, database_url)
+    else:
+        assert csv_file is not None
+        daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
+    result = forecast_month(daily, as_of=day, window_days=window)
+    reports = forecast_reports(result)
+    if org is not None:
+        reports[0].notes.append(f"recorded spend of {org} per day in {zone}")
+        reports[0].extra["timezone"] = zone
+    emit(reports, fmt, fx)
+
+
+def _recorded_spend(
+    org: str, as_of: date | None, window: int, database_url: str | None
+) -> tuple[dict[date, Decimal], date, str]:
+    """The organisation's spend per local day over the window ending ``as_of`` (default:
+    today in its timezone), from the rollups; days without spend count as zero."""
+    from kakin.cli.ledger_cmds import _ledger
+    from kakin.reports import Reports
+
+    with _ledger(database_url) as ledger:
+        record = ledger.get_org(org)
+        zone = ZoneInfo(record.timezone)
+        end = as_of or ledger.now().astimezone(zone).date()
+        first = min(end.replace(day=1), end - timedelta(days=window - 1))
+        first = min(max(first, record.created_at.astimezone(zone).date()), end)  # no days before it existed
+        report = Reports(ledger).spend(record.id, by="day", start=first, end=end + timedelta(days=1))
+    daily = report.daily()
+    daily.setdefault(first, Decimal(0))  # the window starts here, spent or not
+    return daily, end, record.timezone
 
 
 def forecast_reports(result: MonthForecast) -> list[Report]:

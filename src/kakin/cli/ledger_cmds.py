@@ -622,6 +622,7 @@ def ledger_show(
     with _ledger(database_url) as ledger:
         entries = ledger.entries(org, since=since, until=until, limit=limit)
         proof = ledger.reconcile(org) if reconcile else None
+        charged = _requests_of(ledger, [e.reservation_id for e in entries if e.kind == "charge"])
     report = Report(
         "Ledger entries",
         [
@@ -631,6 +632,11 @@ def ledger_show(
             Column("amount", "amount", "money"),
             Column("grant_id", "grant", optional=True),
             Column("reservation_id", "reservation", optional=True),
+            Column("model", "model"),
+            Column("tokens", "tokens (in/out)"),
+            Column("input_tokens", "input tokens", "int", table=False),
+            Column("output_tokens", "output tokens", "int", table=False),
+            Column("request_id", "request", table=False),
             Column("detail", "detail", wrap=True),
         ],
         rows=[
@@ -641,6 +647,7 @@ def ledger_show(
                 "amount": e.amount,
                 "grant_id": e.grant_id or "—",
                 "reservation_id": e.reservation_id or "—",
+                **_charge_columns(charged.get(e.reservation_id or "")),
                 "detail": ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items()) or "—",
             }
             for e in entries
@@ -657,6 +664,25 @@ def ledger_show(
     _show(report, fmt, currency)
     if proof is not None and not proof.ok:
         raise typer.Exit(1)
+
+
+def _requests_of(ledger: Ledger, reservation_ids: list[Any]) -> dict[str, Any]:
+    from kakin.reports import Reports
+
+    return Reports(ledger).of_charges(reservation_ids)
+
+
+def _charge_columns(request: Any) -> dict[str, Any]:
+    """Model and tokens of the request a charge entry paid for (blank for other entries)."""
+    if request is None:
+        return {"model": "—", "tokens": "—", "input_tokens": None, "output_tokens": None, "request_id": None}
+    return {
+        "model": request.model,
+        "tokens": f"{request.input_tokens:,}/{request.output_tokens:,}",
+        "input_tokens": request.input_tokens,
+        "output_tokens": request.output_tokens,
+        "request_id": request.request_id,
+    }
 
 
 # tier --------------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ class Billing:
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cached_tokens=usage.cache_read_tokens,
+            reasoning_tokens=min(usage.output_reasoning_tokens, usage.output_tokens),
             cost_items=orjson.dumps(items).decode(),  # the ledger stores a JSON text as it is
             request_id=call.request_id,
             routed_from=call.route.routed_from,

@@ -277,6 +277,7 @@ def encode_charge(op: PostOp) -> bytes:
             "cache_saved": str(usage.cache_saved),
             "routed_from": usage.routed_from,
             "routing_saved": str(usage.routing_saved),
+            "reasoning_tokens": usage.reasoning_tokens,
         }
     )
 
@@ -300,6 +301,7 @@ def decode_charge(body: bytes, charge_id: int = 0) -> PostOp:
                 cache_saved=Decimal(r["cache_saved"]),
                 routed_from=r["routed_from"],
                 routing_saved=Decimal(r["routing_saved"]),
+                reasoning_tokens=r["reasoning_tokens"],
             ),
             idempotency_key=r["idempotency_key"],
             tokens=r["tokens"],

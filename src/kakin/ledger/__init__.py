@@ -63,6 +63,7 @@ Two-phase charges (each call is one transaction; ``batch`` runs many in one)::
         between its transactions (kakin.ledger.resident), batches queued on its writer lock,
         and checkpoints its write-ahead log on a thread of its own (kakin.ledger.checkpoints).
     UsageDetail.cost_items: JSON-able values, or a str already holding a JSON document
+    UsageDetail.reasoning_tokens: the part of output_tokens the model spent reasoning
     ledger.expire_holds() -> int                   release every hold past its expiry now
     ledger.account_view(org_id, max_age=60s) -> AccountView   (kakin.ledger.views) in-memory holds
         for a process that owns the ledger: view.hold(scope, amount, tokens) -> Hold (same
@@ -91,7 +92,8 @@ Reading and proving::
 
     ledger.usage(org_id, *, since=None, until=None, project_id=None, key_id=None, model=None,
                  limit=None) -> list[UsageRecord]
-    ledger.reconcile(org_id) -> Reconciliation     every counter == SUM(its entries)
+    ledger.reconcile(org_id) -> Reconciliation     every counter == SUM(its entries), the spend
+        rollups (kakin.ledger.rollups, read by kakin.reports) == SUM(the usage records)
 
 Errors are in ``kakin.ledger.errors`` (subclasses of ``kakin.errors.KakinError``, each with an
 HTTP ``status``); record types in ``kakin.ledger.records``. Amounts are Decimal USD in, Decimal

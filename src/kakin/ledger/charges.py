@@ -262,6 +262,11 @@ def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
         raise InvalidInput(
             f"usage cached_tokens ({usage.cached_tokens}) cannot exceed input_tokens ({usage.input_tokens})"
         )
+    reasoning = v.tokens(reasoning_tokens(usage), "usage reasoning_tokens")
+    if reasoning > usage.output_tokens:
+        raise InvalidInput(
+            f"usage reasoning_tokens ({reasoning}) cannot exceed output_tokens ({usage.output_tokens})"
+        )
     if usage.request_id is not None:
         v.text(usage.request_id, "usage request_id")
     if usage.routed_from is not None:
@@ -272,6 +277,12 @@ def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
         "routing_saved_pico": v.amount_pico(usage.routing_saved, "usage routing_saved"),
     }
     return usage, extras
+
+
+def reasoning_tokens(usage: UsageDetail) -> int:
+    """A detail's reasoning tokens; 0 for one journaled before the field existed (unpickled
+    without it)."""
+    return getattr(usage, "reasoning_tokens", 0)
 
 
 def _usage_row(
@@ -288,6 +299,7 @@ def _usage_row(
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cached_tokens": usage.cached_tokens,
+        "reasoning_tokens": reasoning_tokens(usage),
         "cost_pico": actual,
         "occurred_at": reservation["created_at"],
         "settled_at": work.now,

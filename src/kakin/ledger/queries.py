@@ -133,6 +133,7 @@ def usage_record(row: Row) -> UsageRecord:
         cache_saved=from_pico(row["cache_saved_pico"]),
         routed_from=row["routed_from"],
         routing_saved=from_pico(row["routing_saved_pico"]),
+        reasoning_tokens=row["reasoning_tokens"],
     )
 
 

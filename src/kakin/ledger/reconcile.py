@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, func, select
 
+from kakin.ledger import rollups
 from kakin.ledger import schema as s
 from kakin.ledger.budgets import _scope_filter
 from kakin.ledger.periods import period_bounds
@@ -88,7 +89,37 @@ def reconcile(work: Work, org_id: str) -> Reconciliation:
     ]
     checks += _grant_checks(work, oid)
     checks += _budget_checks(work, org)
+    checks += _rollup_checks(work, oid)
     return Reconciliation(org_id=oid, checks=tuple(checks))
+
+
+def _rollup_checks(work: Work, org_id: str) -> list[Check]:
+    """Each rollup table holds every usage record once: same requests, cost and savings, and
+    money by unit adding up to the cost."""
+    u = s.usage_records
+    recorded = {
+        "requests": int(
+            work.conn.execute(select(func.count()).select_from(u).where(u.c.org_id == org_id)).scalar() or 0
+        ),
+        "cost_pico": _sum(work, u.c.cost_pico, u.c.org_id == org_id),
+        "cached_tokens": _sum(work, u.c.cached_tokens, u.c.org_id == org_id),
+        "cache_saved_pico": _sum(work, u.c.cache_saved_pico, u.c.org_id == org_id),
+        "routing_saved_pico": _sum(work, u.c.routing_saved_pico, u.c.org_id == org_id),
+    }
+    out = []
+    for table in (s.rollup_hours, s.rollup_days):
+        for measure, total in recorded.items():
+            rolled = _sum(work, table.c[measure], table.c.org_id == org_id)
+            out.append(Check(f"{table.name} {measure} = Σ usage records", rolled, total))
+        by_unit = sum((table.c[f"{unit}_pico"] for unit in rollups.UNITS[1:]), table.c.input_pico)
+        out.append(
+            Check(
+                f"{table.name} cost = Σ its units",
+                _sum(work, table.c.cost_pico, table.c.org_id == org_id),
+                _sum(work, by_unit, table.c.org_id == org_id),
+            )
+        )
+    return out
 
 
 def _paid(work: Work, org_id: str) -> int:

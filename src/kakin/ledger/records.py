@@ -180,6 +180,7 @@ class UsageDetail:
     cache_saved: Decimal = Decimal(0)
     routed_from: str | None = None
     routing_saved: Decimal = Decimal(0)
+    reasoning_tokens: int = 0  # part of output_tokens (billed as output)
 
     @property
     def tokens(self) -> int:
@@ -300,6 +301,7 @@ class UsageRecord:
     cache_saved: Decimal
     routed_from: str | None
     routing_saved: Decimal
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

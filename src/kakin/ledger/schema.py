@@ -42,6 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from kakin.ledger.rollups import MEASURES
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -243,6 +245,7 @@ usage_records = Table(
     Column("input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
     Column("cached_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False, server_default="0"),  # part of output
     Column("cost_pico", BigInteger, nullable=False),
     Column("cost_items", JSON),
     Column("occurred_at", UTCDateTime, nullable=False),  # when the request started (its hold)
@@ -254,6 +257,7 @@ usage_records = Table(
     Index("ix_usage_records_org_id_occurred_at", "org_id", "occurred_at"),
     Index("ix_usage_records_project_id_occurred_at", "project_id", "occurred_at"),
     Index("ix_usage_records_key_id_occurred_at", "key_id", "occurred_at"),
+    Index("ix_usage_records_request_id", "request_id"),  # one request's detail, by its id
 )
 
 budgets = Table(
@@ -329,6 +333,27 @@ provider_objects = Table(
     PrimaryKeyConstraint("api", "kind", "object_id"),
 )
 
+
+def _rollup(name: str) -> Table:
+    """Spend summed by the organisation's local hour or day (see kakin.ledger.rollups)."""
+    return Table(
+        name,
+        metadata,
+        Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
+        Column("start", UTCDateTime, nullable=False),  # the local hour's or day's first instant
+        Column("project_id", String(ID), nullable=False),
+        Column("key_id", String(ID), nullable=False),  # "" for requests made without a key
+        Column("model", String(200), nullable=False),
+        *(Column(measure, BigInteger, nullable=False) for measure in MEASURES),
+        # The key serves every report: an organisation's buckets in time order.
+        PrimaryKeyConstraint("org_id", "start", "project_id", "key_id", "model"),
+    )
+
+
+rollup_hours = _rollup("rollup_hours")
+rollup_days = _rollup("rollup_days")
+
+
 LEDGER_TABLES: tuple[Table, ...] = (
     orgs,
     projects,
@@ -342,4 +367,6 @@ LEDGER_TABLES: tuple[Table, ...] = (
     identity_claims,
     tier_rule_sets,
     provider_objects,
+    rollup_hours,
+    rollup_days,
 )

@@ -17,6 +17,7 @@ from functools import cache, lru_cache
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -332,3 +333,48 @@ def pg_update(table_name: str, columns: tuple[str, ...], keys: tuple[str, ...]) 
     where = " AND ".join(f"t.{k} = x.{k}" for k in keys)
     source = f"json_populate_recordset(null::{table_name}, %(rows)s)"
     return f"UPDATE {table_name} AS t SET {sets} FROM {source} AS x WHERE {where}"
+
+
+# Rollups: rows added to the ones already there (kakin.ledger.rollups), one statement per table.
+
+
+@cache
+def sqlite_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, ...]) -> str:
+    """INSERT … ON CONFLICT (``keys``) DO UPDATE adding ``measures``."""
+    columns = (*keys, *measures)
+    adds = ", ".join(f"{m} = {m} + excluded.{m}" for m in measures)
+    return (
+        f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
+    )
+
+
+def sqlite_rollup_rows(rollup: dict[Any, list[int]]) -> list[list[Any]]:
+    """Rollup entries (org, start, project, key, model) → measures as parameter lists."""
+    known = _times
+    return [
+        [org, known.get(start) or _sqlite_time(start), project, key, model, *values]
+        for (org, start, project, key, model), values in rollup.items()
+    ]
+
+
+def pg_rollup_rows(rollup: dict[Any, list[int]], names: tuple[str, ...]) -> dict[str, str]:
+    """Rollup entries as the one JSON document :func:`pg_upsert` reads (``names``: the key's
+    columns, then the measures'). orjson writes the aware datetimes itself."""
+    return {
+        "rows": orjson.dumps(
+            [dict(zip(names, (*key, *values), strict=True)) for key, values in rollup.items()]
+        ).decode()
+    }
+
+
+@lru_cache(maxsize=8)
+def pg_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, ...]) -> str:
+    """The same on PostgreSQL, from one JSON document of rows with distinct keys."""
+    columns = ", ".join((*keys, *measures))
+    adds = ", ".join(f"{m} = t.{m} + excluded.{m}" for m in measures)
+    return (
+        f"INSERT INTO {table_name} AS t ({columns}) SELECT {columns} "
+        f"FROM json_populate_recordset(null::{table_name}, %(rows)s) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
+    )

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from kakin.errors import NotFound
+from kakin.ledger import rollups
 from kakin.ledger import schema as s
 from kakin.ledger import statements as q
 from kakin.ledger.periods import period_bounds
@@ -462,7 +463,9 @@ class Work:
         self._insert(s.reservations, self.new_reservations)
         self._insert(s.grants, self.new_grants)
         self._insert(s.entries, self.entries)
-        self._insert(s.usage_records, self.usage)
+        if self.usage:
+            self._insert(s.usage_records, self.usage)
+            self._roll_up(self.usage)
         if self.new_periods:
             rows = [periods[k] for k in self.new_periods if periods.get(k) is not None]
             self._insert(s.budget_periods, rows)
@@ -479,6 +482,19 @@ class Work:
         self.new_reservation_ids, self.new_grant_ids = set(), set()
         self.new_periods, self.dirty_periods = set(), set()
         self.dirty_reservations, self.dirty_grants, self.dirty_orgs = {}, {}, set()
+
+    def _roll_up(self, usage: list[Row]) -> None:
+        """Add the usage records to their hour and day rollups, in this same transaction."""
+        timezone_of = {org_id: org["timezone"] for org_id, org in self.orgs.items()}
+        hours, days = rollups.roll_up(usage, timezone_of)
+        for table, rollup in ((s.rollup_hours, hours), (s.rollup_days, days)):
+            if self.postgres:
+                sql = q.pg_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
+                names = (*rollups.DIMENSIONS, *rollups.MEASURES)
+                self.conn.exec_driver_sql(sql, q.pg_rollup_rows(rollup, names))
+            else:
+                sql = q.sqlite_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
+                self.driver.executemany(sql, q.sqlite_rollup_rows(rollup))
 
     def _update_orgs(self, orgs: list[Row]) -> None:
         stored = self.stored_settings

@@ -1,0 +1,296 @@
+"""Spend rolled up as it is posted: what every report reads instead of the usage records.
+
+Each usage record adds its measures (requests, tokens and money by unit, savings) to two rows:
+one for the organisation's local hour and one for its local day, keyed by project, key and
+model. The rows are written by :meth:`kakin.ledger.work.Work.flush` in the transaction that
+inserts the usage records, from those very records: a charge repeated under its idempotency
+key writes no record and so touches no rollup, and a transaction that fails writes neither.
+Reports therefore always equal the sum of the usage records (``kakin ledger show
+--reconcile`` checks it).
+
+A bucket is identified by the UTC instant its local hour or day begins in the organisation's
+timezone (an hour of Asia/Kolkata starts at :30 UTC, a day of Asia/Tokyo at 15:00 UTC the day
+before), so a report over local days adds whole buckets and never splits one.
+
+Units come from the record's itemised cost (``cost_items``: component, quantity, amount), the
+token counts from the record itself: uncached input is what is left of the input tokens once
+the cached and cache-written ones are taken out. Money by unit always adds up to the
+record's cost exactly: a rounding difference between the lines and the charged total (at most
+a picodollar a line) goes to the largest line; a cost its lines do not explain (no itemised
+cost, or lines that do not add up to it) is ``other``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from operator import add
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from kakin.ledger.periods import period_bounds
+from kakin.money import to_pico
+
+UNITS: Final = (
+    "input",
+    "cached_input",
+    "cache_write",
+    "output",
+    "reasoning",
+    "images",
+    "audio",
+    "requests",
+    "other",
+)
+"""The units money is split into; ``<unit>_pico`` is a rollup column for each."""
+
+QUANTITIES: Final = (
+    "requests",
+    "cache_hits",
+    "routed_requests",
+    "input_tokens",  # uncached input
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "images",
+    "audio_ms",  # audio billed by duration, in milliseconds
+)
+MONEY: Final = ("cost_pico", *(f"{unit}_pico" for unit in UNITS), "cache_saved_pico", "routing_saved_pico")
+MEASURES: Final = QUANTITIES + MONEY
+"""Every summed column of a rollup row, in storage order."""
+DIMENSIONS: Final = ("org_id", "start", "project_id", "key_id", "model")
+"""The key of a rollup row (``key_id`` is "" for requests made without a key)."""
+
+NO_KEY: Final = ""
+
+_COST = MEASURES.index("cost_pico")
+_UNIT_AT: Final = {unit: MEASURES.index(f"{unit}_pico") for unit in UNITS}
+_INPUT_TOKENS, _CACHED, _CACHE_WRITE, _OUTPUT, _REASONING, _IMAGES, _AUDIO_MS = (
+    MEASURES.index(name)
+    for name in (
+        "input_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "images",
+        "audio_ms",
+    )
+)
+
+
+def unit_of(component: str, unit: str | None = None, direction: str | None = None) -> str:
+    """The report unit of one cost line (its ``component`` as kakin.pricing names it)."""
+    if component.startswith("cache_write"):
+        return "cache_write"
+    if component.startswith("cache_") and component.endswith("read"):
+        return "cached_input"
+    if component == "output_reasoning":
+        return "reasoning"
+    if component.startswith("image") or unit == "image":
+        return "images"
+    if component == "audio" or component.endswith("_duration") or unit == "second":
+        return "audio"
+    if component == "request":
+        return "requests"
+    if component == "cache_storage":
+        return "other"
+    if direction in ("input", "output"):
+        return direction
+    return "other"
+
+
+_unit_at: dict[tuple[Any, Any, Any], int] = {}  # (component, unit, direction) → money column
+_COUNTED: Final = {  # units whose quantity comes from the cost lines (the rest from the record)
+    _UNIT_AT["cache_write"]: _CACHE_WRITE,
+    _UNIT_AT["reasoning"]: _REASONING,
+    _UNIT_AT["images"]: _IMAGES,
+}
+_AUDIO_AT: Final = _UNIT_AT["audio"]
+_OUTPUT_AT: Final = _UNIT_AT["output"]
+_REASONING_AT: Final = _UNIT_AT["reasoning"]
+_OTHER_AT: Final = _UNIT_AT["other"]
+_SAVED_CACHE, _SAVED_ROUTING = MEASURES.index("cache_saved_pico"), MEASURES.index("routing_saved_pico")
+_ZEROS: Final = [0] * len(MEASURES)
+
+
+def measures(record: Mapping[str, Any]) -> list[int]:
+    """The rollup measures of one usage record (a row of ``usage_records`` as a dict)."""
+    values = _ZEROS.copy()
+    values[0] = 1
+    if record["cache_hit"]:
+        values[1] = 1
+    if record["routed_from"]:
+        values[2] = 1
+    cost = record["cost_pico"]
+    values[_COST] = cost
+    values[_SAVED_CACHE] = record["cache_saved_pico"]
+    values[_SAVED_ROUTING] = record["routing_saved_pico"]
+    lines = _priced_lines(record["cost_items"])
+    if lines and abs(cost - sum(line[1] for line in lines)) > len(lines):
+        lines = []  # lines that do not add up to the cost do not explain it
+    if lines:
+        largest = max(lines, key=lambda line: abs(line[1]))[0]
+        for at, amount, counted, quantity in lines:
+            values[at] += amount
+            if counted is not None:
+                values[counted] += quantity
+        # What rounding left between the lines and the charged total goes to the largest line.
+        values[largest] += cost - sum(line[1] for line in lines)
+    else:
+        values[_OTHER_AT] = cost
+    reasoning = record.get("reasoning_tokens") or 0
+    if reasoning > values[_REASONING]:  # reported by the provider, billed on the output line
+        rate = _output_rate(record["cost_items"]) if lines and not values[_REASONING_AT] else None
+        if rate is not None:
+            moved = min(_pico(str(rate * reasoning)) or 0, values[_OUTPUT_AT])
+            values[_OUTPUT_AT] -= moved
+            values[_REASONING_AT] += moved
+        values[_REASONING] = reasoning
+    cached = record["cached_tokens"]
+    values[_CACHED] = cached
+    values[_INPUT_TOKENS] = max(record["input_tokens"] - cached - values[_CACHE_WRITE], 0)
+    values[_OUTPUT] = max(record["output_tokens"] - values[_REASONING], 0)
+    return values
+
+
+Line = tuple[int, int, int | None, int]  # money column, picodollars, quantity column, quantity
+_MAX_QUANTITY: Final = 10**13  # as kakin.pricing's largest count
+_MAX_AMOUNT_DIGITS: Final = 7  # a line below $10,000,000: no line of one charge comes near it
+
+
+def _priced_lines(cost_items: Any) -> list[Line]:
+    """The priced lines of a record's itemised cost; none when one of them is not a priced
+    line (an amount that is not a number, an absurd quantity): the cost is then ``other``."""
+    lines: list[Line] = []
+    for item in _parsed(cost_items) if cost_items is not None else ():
+        if type(item) is not dict or type(item.get("component")) is not str:
+            continue  # a note, not a priced line
+        unit, direction = item.get("unit"), item.get("direction")
+        described = (
+            item["component"],
+            unit if type(unit) is str else None,
+            direction if type(direction) is str else None,
+        )
+        at = _unit_at.get(described)
+        if at is None:
+            at = _UNIT_AT[unit_of(*described)]
+            if len(_unit_at) < 4096:
+                _unit_at[described] = at
+        amount = _pico(item.get("amount"))
+        if amount is None:
+            return []
+        counted, quantity = _COUNTED.get(at), 0
+        if counted is not None or at == _AUDIO_AT:
+            number = _quantity(item.get("quantity"))
+            if not 0 <= number <= _MAX_QUANTITY:
+                return []
+            if at == _AUDIO_AT:
+                counted, quantity = _AUDIO_MS, int((number * 1000).to_integral_value())
+            else:
+                quantity = int(number)
+        lines.append((at, amount, counted, quantity))
+    return lines
+
+
+def _output_rate(cost_items: Any) -> Decimal | None:
+    """USD per output token, from the record's ``output`` line (reasoning tokens' share)."""
+    for item in _parsed(cost_items):
+        if type(item) is dict and item.get("component") == "output" and "unit_price" in item:
+            rate = _quantity(item["unit_price"])
+            return rate if 0 <= rate <= 1 else None
+    return None
+
+
+def _parsed(cost_items: Any) -> Any:
+    """Stored cost items as Python values: a list of lines (anything else has none)."""
+    if isinstance(cost_items, str):
+        try:
+            cost_items = orjson.loads(str(cost_items))  # orjson takes no subclass (JsonText)
+        except orjson.JSONDecodeError:
+            return ()
+    if type(cost_items) is dict:
+        return (cost_items,)
+    return cost_items if type(cost_items) is list else ()
+
+
+def _pico(amount: Any) -> int | None:
+    """A USD amount (a decimal string, as cost lines hold them) in picodollars, or None when
+    it is not an amount of at most a charge's size. Amounts of 12 decimals or fewer (all of
+    kakin's) are read as text; others go through Decimal."""
+    if type(amount) is str:
+        whole, dot, fraction = amount.partition(".")
+        digits = whole.removeprefix("-")
+        if len(fraction) <= 12 and len(digits) <= 7 and digits.isdigit() and (not dot or fraction.isdigit()):
+            pico = int(digits) * 10**12 + int(fraction.ljust(12, "0") or 0)
+            return -pico if whole.startswith("-") else pico
+    try:
+        number = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return None
+    # adjusted(): the exponent of the leading digit, read without arithmetic (none can overflow)
+    return to_pico(number) if number.is_finite() and number.adjusted() < _MAX_AMOUNT_DIGITS else None
+
+
+def _quantity(quantity: Any) -> Decimal:
+    try:
+        number = Decimal(str(quantity))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
+    return number if number.is_finite() else Decimal(0)
+
+
+# Buckets -------------------------------------------------------------------------------
+
+_buckets: dict[tuple[str, datetime], tuple[datetime, datetime]] = {}
+
+
+def buckets(timezone: str, at: datetime) -> tuple[datetime, datetime]:
+    """The UTC starts of the local hour and the local day in ``timezone`` that hold ``at``.
+
+    Every timezone's offset is a whole number of quarter hours, so all instants of one UTC
+    quarter hour share their local hour and day: one computation per quarter hour."""
+    quarter = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
+    known = _buckets.get((timezone, quarter))
+    if known is None:
+        local = quarter.astimezone(ZoneInfo(timezone))
+        hour = local.replace(minute=0).astimezone(UTC)
+        day = period_bounds("day", timezone, quarter)[0]
+        if len(_buckets) > 8192:
+            _buckets.clear()
+        known = _buckets[(timezone, quarter)] = (hour, day)
+    return known
+
+
+Key = tuple[str, datetime, str, str, str]
+
+
+def roll_up(
+    records: Iterable[Mapping[str, Any]], timezone_of: Mapping[str, str]
+) -> tuple[dict[Key, list[int]], dict[Key, list[int]]]:
+    """Hour and day rollups of ``records``: one entry per key, records sharing one added up.
+    (Entries are replaced, never changed in place, so the two tables may share a list.)"""
+    hours: dict[Key, list[int]] = {}
+    days: dict[Key, list[int]] = {}
+    for record in records:
+        org_id = record["org_id"]
+        hour, day = buckets(timezone_of[org_id], record["occurred_at"])
+        values = measures(record)
+        project, key, model = record["project_id"], record["key_id"] or NO_KEY, record["model"]
+        for table, start in ((hours, hour), (days, day)):
+            at = (org_id, start, project, key, model)
+            known = table.get(at)
+            table[at] = values if known is None else list(map(add, known, values))
+    return hours, days
+
+
+def rows(rollup: Mapping[Key, list[int]]) -> list[dict[str, Any]]:
+    """Rollup entries as row dicts (dimensions and measures by name), in key order."""
+    return [
+        dict(zip(DIMENSIONS, key, strict=True)) | dict(zip(MEASURES, values, strict=True))
+        for key, values in sorted(rollup.items())
+    ]

@@ -1,0 +1,533 @@
+"""The report queries every face uses (CLI, admin API, pages): pure reads.
+
+Spend reports read the rollups (:mod:`kakin.ledger.rollups`), never the usage records: the
+day table for whole local days, the hour table for hours. One request's detail and the
+request log read the usage records, through their indexes. Every range is ``[start, end)``
+in the organisation's own timezone, and every result states that zone.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from operator import add
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import func, or_, select
+
+from kakin.errors import InvalidInput, NotFound
+from kakin.ledger import Ledger, Org
+from kakin.ledger import rollups as r
+from kakin.ledger import schema as s
+from kakin.money import from_pico
+from kakin.reports.results import (
+    GROUPINGS,
+    CostLine,
+    Grouping,
+    Repriced,
+    RequestDetail,
+    RequestLine,
+    RequestPage,
+    Spend,
+    SpendLine,
+    SpendReport,
+    UnitLine,
+    WhatIf,
+)
+
+MAX_PAGE = 500
+
+# What each unit's quantity is counted in, and the rollup column that counts it.
+_QUANTITY: dict[str, tuple[str, str]] = {
+    "input": ("input_tokens", "token"),
+    "cached_input": ("cached_tokens", "token"),
+    "cache_write": ("cache_write_tokens", "token"),
+    "output": ("output_tokens", "token"),
+    "reasoning": ("reasoning_tokens", "token"),
+    "images": ("images", "image"),
+    "audio": ("audio_ms", "second"),
+    "requests": ("requests", "request"),
+}
+_AT = {name: i for i, name in enumerate(r.MEASURES)}
+Range = date | datetime | str | None
+
+
+class Reports:
+    """Report queries over one ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    # Spend -------------------------------------------------------------------------------
+
+    def spend(
+        self,
+        org: str,
+        *,
+        by: Grouping = "day",
+        start: Range = None,
+        end: Range = None,
+        project: str | None = None,
+        key: str | None = None,
+        model: str | None = None,
+    ) -> SpendReport:
+        """Spend of ``org`` over ``[start, end)`` (default: this local month so far, today
+        included), grouped ``by`` day, hour, model, project, key or unit."""
+        if by not in GROUPINGS:
+            raise InvalidInput(f"reports group by {', '.join(GROUPINGS)}; not {by!r}")
+        record = self.ledger.get_org(org)
+        zone = ZoneInfo(record.timezone)
+        begin, finish = self._window(record, start, end)
+        project_id = self.ledger.get_project(project, record.id).id if project else None
+        key_id = self._key(record, key) if key else None
+        table = self._table(record, by, begin, finish)
+        group = {
+            "day": table.c.start,
+            "hour": table.c.start,
+            "model": table.c.model,
+            "project": table.c.project_id,
+            "key": table.c.key_id,
+            "unit": None,
+        }[by]
+        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
+        conditions = [table.c.org_id == record.id, table.c.start >= begin, table.c.start < finish]
+        if project_id is not None:
+            conditions.append(table.c.project_id == project_id)
+        if key_id is not None:
+            conditions.append(table.c.key_id == key_id)
+        if model is not None:
+            conditions.append(table.c.model == model)
+        if group is None:
+            query = select(*sums).where(*conditions)
+        else:
+            query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
+        found = self.ledger.read(lambda c: c.execute(query).all())
+        total = [0] * len(r.MEASURES)
+        groups: dict[Any, list[int]] = {}  # buckets by their local day or hour, or by name
+        for row in found:
+            vector = [int(v) for v in (row if group is None else row[1:])]
+            total = list(map(add, total, vector))
+            if group is not None:
+                at = _local(row[0], zone, by)
+                known = groups.get(at)
+                groups[at] = vector if known is None else list(map(add, known, vector))
+        labels = self._labels(record, by)
+        lines = tuple(_line(by, value, vector, labels) for value, vector in groups.items())
+        if by in ("model", "project", "key"):
+            lines = tuple(sorted(lines, key=lambda line: (-line.spend.cost, line.group)))
+        return SpendReport(
+            org_id=record.id,
+            org_name=record.name,
+            timezone=record.timezone,
+            by=by,
+            start=begin.astimezone(zone),
+            end=finish.astimezone(zone),
+            project_id=project_id,
+            key_id=key_id,
+            model=model,
+            lines=lines,
+            units=units_of(total),
+            total=spend_of(total),
+        )
+
+    def _window(self, org: Org, start: Range, end: Range) -> tuple[datetime, datetime]:
+        zone = ZoneInfo(org.timezone)
+        now = self.ledger.now().astimezone(zone)
+        begin = _instant(start, zone, "start") or datetime.combine(now.date().replace(day=1), time(0), zone)
+        finish = _instant(end, zone, "end") or datetime.combine(now.date() + timedelta(days=1), time(0), zone)
+        begin, finish = begin.astimezone(UTC), finish.astimezone(UTC)
+        if finish <= begin:
+            raise InvalidInput(
+                f"the report's end ({finish.isoformat()}) must be after its start ({begin.isoformat()})"
+            )
+        return begin, finish
+
+    def _table(self, org: Org, by: Grouping, begin: datetime, finish: datetime) -> Any:
+        """The day rollups when the range is whole local days, else the hour rollups."""
+        day_aligned = all(r.buckets(org.timezone, t)[1] == t for t in (begin, finish))
+        if by != "hour" and day_aligned:
+            return s.rollup_days
+        if by != "day" and all(r.buckets(org.timezone, t)[0] == t for t in (begin, finish)):
+            return s.rollup_hours
+        zone = ZoneInfo(org.timezone)
+        whole = "days" if by == "day" else "hours"
+        raise InvalidInput(
+            f"a report by {by} covers whole {whole} of {org.timezone}; "
+            f"{begin.astimezone(zone).isoformat()} to {finish.astimezone(zone).isoformat()} "
+            f"does not start and end on whole {whole}"
+        )
+
+    def _key(self, org: Org, ref: str) -> str:
+        for key in self.ledger.list_keys(org.id):
+            if ref in (key.id, key.prefix):
+                return key.id
+        raise NotFound(f"organisation {org.name!r} has no key {ref!r} (see `kakin keys list {org.name}`)")
+
+    def _labels(self, org: Org, by: Grouping) -> dict[str, str]:
+        if by == "project":
+            return {p.id: p.name for p in self.ledger.list_projects(org.id)}
+        if by == "key":
+            return {k.id: key_label(k.name, k.prefix) for k in self.ledger.list_keys(org.id)} | {
+                r.NO_KEY: "no key"
+            }
+        return {}
+
+    # What if ------------------------------------------------------------------------------
+
+    def whatif(
+        self,
+        org: str,
+        models: Sequence[str],
+        *,
+        start: Range = None,
+        end: Range = None,
+        project: str | None = None,
+        key: str | None = None,
+        catalog: Any = None,
+    ) -> WhatIf:
+        """The period's usage, model by model, repriced on each of ``models`` (prices in force
+        at the period's end, or now if sooner). Each request is taken to be its model's
+        average request of the period, which picks the context tier; requests, tokens by
+        kind (uncached, cached, cache-written input; output with reasoning) are repriced."""
+        from kakin.pricing import Usage, price
+
+        targets = tuple(dict.fromkeys(m.strip() for m in models if m and m.strip()))
+        if not targets:
+            raise InvalidInput("name at least one model to reprice the usage on")
+        report = self.spend(org, by="model", start=start, end=end, project=project, key=key)
+        at = min(report.end, self.ledger.now()).astimezone(UTC)
+        for target in targets:  # an unknown model is refused even when there is nothing to reprice
+            price(Usage(requests=0), target, at=at, catalog=catalog)
+        lines = []
+        totals = dict.fromkeys(targets, Decimal(0))
+        for line in report.lines:
+            spent = line.spend
+            counts = Usage(
+                input_tokens=spent.input_tokens + spent.cached_tokens + spent.cache_write_tokens,
+                cache_read_tokens=spent.cached_tokens,
+                cache_write_tokens=spent.cache_write_tokens,
+                output_tokens=spent.output_tokens + spent.reasoning_tokens,
+                output_reasoning_tokens=spent.reasoning_tokens,
+                requests=spent.requests,
+            )
+            on = {target: _reprice(counts, target, at, catalog, price, Usage) for target in targets}
+            for target, amount in on.items():
+                totals[target] += amount
+            lines.append(
+                Repriced(
+                    line.group, spent.requests, counts.input_tokens, counts.output_tokens, spent.cost, on
+                )
+            )
+        left_out = tuple(u.unit for u in report.units if u.unit in ("images", "audio", "other") and u.cost)
+        return WhatIf(
+            org_id=report.org_id,
+            org_name=report.org_name,
+            timezone=report.timezone,
+            start=report.start,
+            end=report.end,
+            targets=targets,
+            priced_at=at,
+            lines=tuple(lines),
+            cost=report.total.cost,
+            totals=totals,
+            unpriced=left_out,
+        )
+
+    # One request -------------------------------------------------------------------------
+
+    def request(self, ref: str, *, org: str | None = None) -> RequestDetail:
+        """One request by its request id (``x-kakin-request-id``) or reservation id."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidInput("give a request id or a reservation id")
+        ref = ref.strip()
+        u = s.usage_records
+        query = select(u).where(or_(u.c.request_id == ref, u.c.reservation_id == ref))
+        org_record = self.ledger.get_org(org) if org is not None else None
+        if org_record is not None:
+            query = query.where(u.c.org_id == org_record.id)
+        found = self.ledger.read(lambda c: [dict(row._mapping) for row in c.execute(query.limit(2))])
+        if not found:
+            raise NotFound(f"no request with id {ref!r}" + (f" in {org_record.name!r}" if org_record else ""))
+        if len(found) > 1:
+            raise InvalidInput(
+                f"request id {ref!r} was used in more than one organisation; give the organisation"
+            )
+        row = found[0]
+        owner = org_record or self.ledger.get_org(row["org_id"])
+        zone = ZoneInfo(owner.timezone)
+        project = self.ledger.get_project(row["project_id"])
+        label = None
+        if row["key_id"] is not None:
+            key = self.ledger.get_key(row["key_id"])
+            label = key_label(key.name, key.prefix)
+        items, notes = _items(row["cost_items"])
+        held_for = row["settled_at"] - row["occurred_at"]
+        return RequestDetail(
+            request_id=row["request_id"],
+            reservation_id=row["reservation_id"],
+            org_id=row["org_id"],
+            timezone=owner.timezone,
+            project_id=project.id,
+            project_name=project.name,
+            key_id=row["key_id"],
+            key_label=label,
+            model=row["model"],
+            provider=row["provider"],
+            started_at=row["occurred_at"].astimezone(zone),
+            settled_at=row["settled_at"].astimezone(zone),
+            latency=held_for if held_for > timedelta(0) else None,
+            input_tokens=row["input_tokens"],
+            cached_tokens=row["cached_tokens"],
+            output_tokens=row["output_tokens"],
+            units=units_of(r.measures(row)),
+            cost=from_pico(row["cost_pico"]),
+            items=items,
+            notes=notes,
+            cache_hit=bool(row["cache_hit"]),
+            cache_saved=from_pico(row["cache_saved_pico"]),
+            routed_from=row["routed_from"],
+            routing_saved=from_pico(row["routing_saved_pico"]),
+        )
+
+    def of_charges(self, reservation_ids: Sequence[str]) -> dict[str, RequestLine]:
+        """The requests behind charges (journal entries name their reservation)."""
+        wanted = sorted({rid for rid in reservation_ids if rid})
+        u = s.usage_records
+        found: dict[str, RequestLine] = {}
+        for first in range(0, len(wanted), 500):
+            chunk = wanted[first : first + 500]
+            query = select(*_LOG_COLUMNS).where(u.c.reservation_id.in_(chunk))
+            for row in self.ledger.read(lambda c, q=query: c.execute(q).all()):
+                found[row.reservation_id] = _request_line(row, UTC)
+        return found
+
+    # The request log ---------------------------------------------------------------------
+
+    def requests(
+        self,
+        org: str,
+        *,
+        start: Range = None,
+        end: Range = None,
+        project: str | None = None,
+        key: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> RequestPage:
+        """Requests newest first, ``limit`` at a time; ``after`` is the previous page's ``next``."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"a page holds 1 to {MAX_PAGE} requests, not {limit!r}")
+        record = self.ledger.get_org(org)
+        zone = ZoneInfo(record.timezone)
+        u = s.usage_records
+        conditions = [u.c.org_id == record.id]
+        if start is not None or end is not None:
+            begin, finish = self._window(record, start, end)
+            conditions += [u.c.occurred_at >= begin, u.c.occurred_at < finish]
+        if project:
+            conditions.append(u.c.project_id == self.ledger.get_project(project, record.id).id)
+        if key:
+            conditions.append(u.c.key_id == self._key(record, key))
+        if model is not None:
+            conditions.append(u.c.model == model)
+        if after is not None:
+            at, last_id = _cursor(after)
+            # A range on the (organisation, time) index, then the tie on the same instant.
+            conditions += [u.c.occurred_at <= at, or_(u.c.occurred_at < at, u.c.id < last_id)]
+        query = select(*_LOG_COLUMNS).where(*conditions).order_by(u.c.occurred_at.desc(), u.c.id.desc())
+        rows = self.ledger.read(lambda c: c.execute(query.limit(limit + 1)).all())
+        lines = [_request_line(row, zone) for row in rows[:limit]]
+        more = len(rows) > limit
+        return RequestPage(
+            org_id=record.id,
+            timezone=record.timezone,
+            lines=tuple(lines),
+            next=_encode(lines[-1]) if more and lines else None,
+        )
+
+
+_u = s.usage_records
+_LOG_COLUMNS = (
+    _u.c.id,
+    _u.c.request_id,
+    _u.c.reservation_id,
+    _u.c.occurred_at,
+    _u.c.project_id,
+    _u.c.key_id,
+    _u.c.model,
+    _u.c.input_tokens,
+    _u.c.cached_tokens,
+    _u.c.output_tokens,
+    _u.c.cost_pico,
+    _u.c.cache_hit,
+    _u.c.routed_from,
+)
+
+
+def _request_line(row: Any, zone: Any) -> RequestLine:
+    return RequestLine(
+        id=row.id,
+        request_id=row.request_id,
+        reservation_id=row.reservation_id,
+        started_at=row.occurred_at.astimezone(zone),
+        project_id=row.project_id,
+        key_id=row.key_id,
+        model=row.model,
+        input_tokens=row.input_tokens,
+        cached_tokens=row.cached_tokens,
+        output_tokens=row.output_tokens,
+        cost=from_pico(row.cost_pico),
+        cache_hit=bool(row.cache_hit),
+        routed_from=row.routed_from,
+    )
+
+
+def key_label(name: str, prefix: str) -> str:
+    """A key as people recognise it: its name and public prefix, never the secret."""
+    return f"{name} (kk-{prefix}-…)"
+
+
+def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, usage: Any) -> Decimal:
+    """``counts`` (summed over many requests) on ``model``: n times the average request,
+    plus what is left of each count over n, priced with it (pricing is linear in counts)."""
+    n = counts.requests
+    if n == 0:
+        return Decimal(0)
+    names = (
+        "input_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "output_reasoning_tokens",
+    )
+    average = usage(**{name: getattr(counts, name) // n for name in names}, requests=1)
+    rest = usage(**{name: getattr(counts, name) % n for name in names}, requests=0)
+    each = price(average, model, at=at, catalog=catalog).total
+    left = price(rest, model, at=at, catalog=catalog).total if any(getattr(rest, k) for k in names) else 0
+    return each * n + left
+
+
+# Building results -----------------------------------------------------------------------
+
+
+def spend_of(vector: Sequence[int]) -> Spend:
+    """A :class:`Spend` from rollup measures (in :data:`kakin.ledger.rollups.MEASURES` order)."""
+    return Spend(
+        requests=vector[_AT["requests"]],
+        cache_hits=vector[_AT["cache_hits"]],
+        routed_requests=vector[_AT["routed_requests"]],
+        input_tokens=vector[_AT["input_tokens"]],
+        cached_tokens=vector[_AT["cached_tokens"]],
+        cache_write_tokens=vector[_AT["cache_write_tokens"]],
+        output_tokens=vector[_AT["output_tokens"]],
+        reasoning_tokens=vector[_AT["reasoning_tokens"]],
+        images=vector[_AT["images"]],
+        audio_seconds=Decimal(vector[_AT["audio_ms"]]).scaleb(-3),
+        cost=from_pico(vector[_AT["cost_pico"]]),
+        cache_saved=from_pico(vector[_AT["cache_saved_pico"]]),
+        routing_saved=from_pico(vector[_AT["routing_saved_pico"]]),
+    )
+
+
+def units_of(vector: Sequence[int]) -> tuple[UnitLine, ...]:
+    """Money and quantity by unit, for the units with either."""
+    lines = []
+    for unit in r.UNITS:
+        cost = vector[_AT[f"{unit}_pico"]]
+        counted = _QUANTITY.get(unit)
+        quantity = None
+        if counted is not None:
+            raw = vector[_AT[counted[0]]]
+            quantity = Decimal(raw).scaleb(-3) if unit == "audio" else Decimal(raw)
+        if cost or quantity:
+            lines.append(UnitLine(unit, quantity, counted[1] if counted else None, from_pico(cost)))
+    return tuple(lines)
+
+
+def _local(value: Any, zone: ZoneInfo, by: Grouping) -> Any:
+    """A bucket's start as the local day or hour it begins (a day bucket written before the
+    organisation changed its timezone counts in the local day its start falls in)."""
+    if by == "day":
+        local = value.astimezone(zone)
+        return datetime.combine(local.date(), time(0), zone)
+    return value.astimezone(zone) if by == "hour" else value
+
+
+def _line(by: Grouping, value: Any, vector: list[int], labels: dict[str, str]) -> SpendLine:
+    spend = spend_of(vector)
+    if by in ("day", "hour"):
+        group = value.date().isoformat() if by == "day" else value.isoformat(timespec="minutes")
+        return SpendLine(group, group, spend, value)
+    return SpendLine(value, labels.get(value, value), spend)
+
+
+def _instant(value: Range, zone: ZoneInfo, what: str) -> datetime | None:
+    """A range bound: a date is its local midnight; a datetime without offset is local."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(
+                f"report {what} must be a date (YYYY-MM-DD) or an ISO date-time, not {text!r}"
+            ) from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), zone)
+    raise InvalidInput(f"report {what} must be a date or a date-time, not {value!r}")
+
+
+def _items(cost_items: Any) -> tuple[tuple[CostLine, ...], tuple[str, ...]]:
+    """A usage record's stored cost lines (and any notes next to them)."""
+    if isinstance(cost_items, str):
+        cost_items = orjson.loads(cost_items)
+    if isinstance(cost_items, dict):
+        cost_items = [cost_items]
+    lines: list[CostLine] = []
+    notes: list[str] = []
+    for item in cost_items or ():
+        if not isinstance(item, dict):
+            continue
+        if "component" not in item:
+            notes += [f"{k}: {v}" for k, v in item.items()]
+            continue
+        lines.append(
+            CostLine(
+                component=str(item["component"]),
+                quantity=Decimal(str(item.get("quantity", "0"))),
+                unit=str(item.get("unit", "")),
+                unit_price=Decimal(str(item.get("unit_price", "0"))),
+                amount=Decimal(str(item.get("amount", "0"))),
+                tier=item.get("tier"),
+                effective_from=item.get("effective_from"),
+                source=str(item.get("source", "")),
+            )
+        )
+    return tuple(lines), tuple(notes)
+
+
+def _encode(line: RequestLine) -> str:
+    raw = f"{line.started_at.astimezone(UTC).isoformat()}|{line.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor(text: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        at, _, last = raw.partition("|")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError(at)
+        return moment, int(last)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(
+            f"{text!r} is not a request log cursor; pass the `next` of the previous page"
+        ) from None
