@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from kakin.catalog import Catalog
 from kakin.cli import app
 
 runner = CliRunner()
@@ -29,6 +31,26 @@ def test_unknown_model_lists_the_closest_names() -> None:
     assert "unknown model 'gpt-4oo'" in message and "gpt-4o" in message
     message = user_error(["scenario", "-m", "claude-sonet-4-5", "-r", "10", "-i", "10", "-o", "10"])
     assert "claude-sonnet-4-5" in message
+
+
+def test_the_unknown_model_hint_names_a_section_that_prices_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KAKIN_CONFIG", raising=False)
+    message = user_error(["price", "my-llm", "--input", "1000"])
+    section = message.split("add it in kakin.toml under [")[1].split("]")[0]
+    (tmp_path / "kakin.toml").write_text(f'[{section}."my-llm"]\ninput = "1"\noutput = "2"\n')
+    Catalog.default(reload=True)  # the CLI reads kakin.toml once per process
+    try:
+        result = runner.invoke(app, ["price", "my-llm", "--input", "1000", "--format", "json"])
+        assert result.exit_code == 0, result.output  # the section the hint names is the one that works
+        assert json.loads(result.stdout)["total"]["amount"] == "0.001"
+        provider_hint = user_error(["price", "gpt-4o", "--input", "1", "--provider", "nope"])
+        assert f"kakin.toml [{section}]" in provider_hint
+    finally:
+        (tmp_path / "kakin.toml").unlink()
+        Catalog.default(reload=True)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +159,19 @@ def test_invalid_configuration_is_a_user_error(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("KAKIN_CONFIG", str(config))
     message = user_error(["price", "gpt-4o", "--input", "10"])
     assert "configuration" in message or "JPY" in message
+
+
+def test_a_provider_serving_an_unknown_api_family_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "kakin.toml"
+    config.write_text(
+        '[[providers]]\nname = "sim"\nkind = "simulator"\nbase_url = "builtin"\nserves = ["gemini"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("KAKIN_CONFIG", str(config))
+    message = user_error(["org", "list"])  # refused on load, not a route that never matches
+    assert "serves" in message and "'openai', 'anthropic', 'google' or 'azure'" in message
 
 
 def test_help_is_not_an_error() -> None:

@@ -350,6 +350,8 @@ def test_forecast_report() -> None:
     assert summary["pattern"] == library.pattern
     table = run(["forecast", str(path), "--currency", "JPY"])
     assert "projected total" in table and "¥" in table
+    assert "$" not in table  # the range note's deviation is in yen too, like every amount
+    assert "s = ¥" in table
     rows = run_csv(["forecast", str(path), "--as-of", "2025-06-10"])
     assert rows[0]["figure"] == "spent to date"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 
@@ -90,6 +91,25 @@ def test_a_models_table_at_80_columns_keeps_every_context_window_whole() -> None
                 assert f"{row['context']:,}" in numbers(shown[width]), (width, row)
 
 
+def test_a_models_table_shows_each_price_per_million_exactly() -> None:
+    args = ["models", "--search", "mini"]
+    rows = json.loads(kakin(*args, "--format", "json"))["rows"]
+    providers = {row["provider"] for row in rows}
+    lines = [line.split() for line in kakin(*args).splitlines()]
+    shown = [words[2:5] for words in lines if words and words[0] in providers]
+    assert len(shown) == len(rows)
+    for row, cells in zip(rows, shown, strict=True):  # $0.075 is not $0.08, nor $0.275 $0.28
+        for price, cell in zip((row["input"], row["cache_read"], row["output"]), cells, strict=True):
+            assert (
+                cell == "—" if price is None else Decimal(cell.lstrip("$").replace(",", "")) == Decimal(price)
+            ), (row, cells)
+
+
+def test_a_models_table_in_another_currency_says_which() -> None:
+    title = kakin("models", "--search", "gpt-4o-mini", "--currency", "JPY").splitlines()[0]
+    assert "JPY per 1M tokens" in title and "USD" not in title
+
+
 def test_credit_and_budget_tables_never_cut_a_number(ledger_url: str) -> None:
     db = ["--database-url", ledger_url]
     credits = assert_nothing_cut(["credits", "list", "acme", *db])
@@ -99,10 +119,31 @@ def test_credit_and_budget_tables_never_cut_a_number(ledger_url: str) -> None:
     budgets = assert_nothing_cut(["budget", "list", "acme", *db])
     for width in WIDTHS:
         assert "$999,999.00" in numbers(budgets[width])
+        assert "hard" in budgets[width]  # a hard cap never reads like a soft one
         assert "not shown at this width" in budgets[80]  # what did not fit is named, not cut
     assert "120,000,000" in numbers(budgets[120])
     assert_nothing_cut(["ledger", "show", "acme", *db])
     assert_nothing_cut(["keys", "list", "acme", *db])
+
+
+def test_json_reports_say_null_where_tables_show_a_dash(ledger_url: str) -> None:
+    db = ["--database-url", ledger_url]
+    kakin("project", "create", "acme", "web", *db)
+    kakin("keys", "create", "web", "server", "--org", "acme", *db)
+    reports = {
+        "ledger": ["ledger", "show", "acme"],
+        "keys": ["keys", "list", "acme"],
+        "orgs": ["org", "list"],
+        "budgets": ["budget", "list", "acme"],
+    }
+    rows = {name: json.loads(kakin(*args, *db, "--format", "json"))["rows"] for name, args in reports.items()}
+    for name, args in reports.items():
+        assert "—" not in json.dumps(rows[name], ensure_ascii=False), name  # a program reads null, not a dash
+        assert "—" in kakin(*args, *db), name  # the table still marks the empty cell
+    [grant, *_] = rows["ledger"]
+    assert grant["kind"] == "grant" and grant["reservation_id"] is None
+    assert rows["keys"][0]["limits"] is None and rows["orgs"][0]["tier"] is None
+    assert {budget["fired"] for budget in rows["budgets"]} == {None}
 
 
 def test_every_help_shows_the_currency_options_sections() -> None:

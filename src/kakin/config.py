@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kakin.errors import InvalidInput
 
 ProviderKind = Literal["openai", "anthropic", "google", "azure", "simulator"]
-API_FAMILIES = ("openai", "anthropic", "google")
+ApiFamily = Literal["openai", "anthropic", "google", "azure"]
+API_FAMILIES: tuple[ApiFamily, ...] = ("openai", "anthropic", "google", "azure")
 
 
 class _Section(BaseModel):
@@ -70,15 +71,14 @@ class ProviderSettings(_Section):
     kind: ProviderKind
     base_url: str
     api_key_env: str = ""
-    serves: tuple[str, ...] = ()
+    serves: tuple[ApiFamily, ...] = ()
     api_version: str = Field("", description="Azure api-version to send upstream")
     deployments: dict[str, str] = Field(default_factory=dict, description="Azure deployment → catalog model")
 
     @model_validator(mode="after")
     def _default_serves(self) -> ProviderSettings:
         if not self.serves:
-            family = {"simulator": API_FAMILIES, "azure": ("azure",)}.get(self.kind, (self.kind,))
-            object.__setattr__(self, "serves", tuple(family))
+            object.__setattr__(self, "serves", API_FAMILIES if self.kind == "simulator" else (self.kind,))
         return self
 
     def api_key(self) -> str:

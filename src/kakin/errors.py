@@ -63,7 +63,7 @@ class UnknownModel(NotFound):
         where = f" for provider {provider!r}" if provider else ""
         hint = f"; closest known: {', '.join(self.suggestions)}" if self.suggestions else ""
         super().__init__(
-            f"unknown model {model!r}{where}{hint} (add it in kakin.toml under [models] to price it)"
+            f"unknown model {model!r}{where}{hint} (add it in kakin.toml under [catalog.models] to price it)"
         )
 
 

@@ -120,16 +120,18 @@ def round_for_invoice(amount: Decimal, currency: str = USD) -> Decimal:
 
 
 def format_amount(amount: Decimal, currency: str = USD, *, significant: int = 4) -> str:
-    """Human display: minor units for ordinary amounts, and enough significant digits for
-    sub-cent (or sub-yen) amounts so a single request's cost never shows as zero."""
+    """Human display: the currency's minor units, or up to ``significant`` significant digits
+    when those say more, so a small amount is never rounded away (¥1.4175 shows as ¥1.418, not
+    ¥1; a single request's $0.00045 as $0.00045, not $0.00). Large amounts show minor units."""
     code = currency.upper()
     symbol = _SYMBOLS.get(code, code + " ")
     sign = "-" if amount < 0 else ""
     value = abs(amount)
     places = minor_units(code)
-    if value != 0 and value < Decimal(1).scaleb(-places):
-        digits = _plain(_significant(value, significant))
-        return f"{sign}{symbol}{digits}"
+    if value != 0 and significant - value.adjusted() - 1 > places:
+        exact = _significant(value, significant)
+        shown = max(places, -exact.as_tuple().exponent)
+        return f"{sign}{symbol}{exact:,.{shown}f}"
     rounded = round_for_invoice(value, code)
     return f"{sign}{symbol}{rounded:,.{places}f}"
 

@@ -92,6 +92,9 @@ def test_unreachable_channel_reports_failure_with_exit_1(cli):
     assert "ConnectError" in tested.output and tested.output.strip().endswith("failed")
     failed = orjson.loads(cli("deliveries", "org_1", "--status", "failed", "--json").output)
     assert [d["status"] for d in failed] == ["failed"]
+    assert orjson.loads(cli("deliveries", "org_1", "--status", "failed", "--format", "json").output) == failed
+    typo = cli("deliveries", "org_1", "--status", "faild")  # not an empty log that hides the typo
+    assert typo.exit_code == 2 and "'faild' is not one of" in typo.output
 
 
 def test_rules_and_bad_input(cli):
@@ -112,6 +115,10 @@ def test_rules_and_bad_input(cli):
     missing = cli("test", "ach_nope")
     assert missing.exit_code == 2 and "no alert channel 'ach_nope'" in missing.output
     assert len(orjson.loads(cli("list", "org_1", "--json").output)["rules"]) == 2
+    # the --format every other listing takes
+    assert orjson.loads(cli("list", "org_1", "-f", "json").output) == orjson.loads(
+        cli("list", "org_1", "--json").output
+    )
 
 
 def test_an_organisation_is_found_by_its_name_too(tmp_path) -> None:

@@ -10,6 +10,7 @@ import uuid
 import wave
 from decimal import Decimal
 
+import openai
 import orjson
 from google.genai import types
 
@@ -110,6 +111,19 @@ def test_transcription_billed_per_second(tenant: Tenant) -> None:
     usage = Usage(audio_seconds=expected.seconds_billed(reported["seconds"]))
     assert usage.audio_seconds == 3
     expected.assert_billed(record, usage, "whisper-1", "openai")
+
+
+def test_azure_deployment_through_the_simulator_is_billed(tenant: Tenant) -> None:
+    # A simulator provider (here the built-in one) serves every API family, Azure's included.
+    azure = openai.AzureOpenAI(
+        azure_endpoint=tenant.url, api_key=tenant.plaintext, api_version="2024-10-21", max_retries=0
+    )
+    raw = azure.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi azure"}], max_tokens=40
+    )
+    record = tenant.record(raw.headers["x-kakin-request-id"])
+    expected.assert_billed(record, expected.openai_chat(raw.parse().usage), "gpt-4o", "azure")
+    assert Decimal(raw.headers["x-kakin-cost-usd"]) == record.cost > 0
 
 
 def test_anthropic_prompt_cache_write_then_read(tenant: Tenant) -> None:

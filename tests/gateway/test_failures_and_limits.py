@@ -81,6 +81,8 @@ def test_rate_limit_answers_429_with_retry_after(make_tenant: MakeTenant) -> Non
     assert response.status_code == 429
     assert 1 <= int(response.headers["retry-after"]) <= 60
     assert "exceeded" in limited.value.message and "retry after" in limited.value.message
+    # the key named as in every other message (and in `kakin keys list`)
+    assert f"key kk-{tenant.key.prefix}-… exceeded 2 requests/min" in limited.value.message
     assert len(tenant.usage()) == 2  # the refused request changed nothing
 
 

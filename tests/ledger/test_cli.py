@@ -50,7 +50,7 @@ def test_org_project_key_credit_budget_and_ledger_commands(db_url: str) -> None:
     grants = json.loads(out)["rows"]
     assert [g["kind"] for g in grants] == ["free_trial", "prepaid"]  # consumption order
     code, out = ok("budget", "set", "acme", "--limit", "20", "--hard-cap", "--thresholds", "50,90")
-    assert code == 0 and "hard cap" in out
+    assert code == 0 and "hard cap" in out and "limit $20 per month" in out, out
     code, out = ok("budget", "list", "acme", "--format", "json")
     assert json.loads(out)["rows"][0]["limit"] == "20"
     code, out = ok("tier", "show", "acme", "--format", "json")
@@ -62,7 +62,8 @@ def test_org_project_key_credit_budget_and_ledger_commands(db_url: str) -> None:
     assert code == 0 and shown["reconciled"] is True
     assert [row["kind"] for row in shown["rows"]] == ["tier", "grant", "grant", "tier", "refund"]
     code, out = ok("org", "show", "acme", "--format", "json")
-    assert code == 0 and json.loads(out)[0]["rows"][0]["amount"] == "5"
+    credit = json.loads(out)[0]["rows"][0]
+    assert code == 0 and credit["amount"] == "5" and credit["detail"] == "1 grant with credit left"
 
 
 def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:
@@ -76,12 +77,25 @@ def test_user_errors_are_one_line_and_exit_2(db_url: str) -> None:
         (("keys", "revoke", "key_missing"), "no key"),
         (("keys", "create", "prj_missing", "k"), "no project"),
         (("budget", "set", "acme", "--limit", "5", "--thresholds", "fifty"), "thresholds"),
+        # finer than a picodollar: refused, not silently rounded
+        (
+            ("credits", "grant", "acme", "--kind", "prepaid", "--amount", "1.123456789012345"),
+            "12 decimal places",
+        ),
+        (("budget", "set", "acme", "--limit", "0.0000000000001"), "12 decimal places"),
         (("keys", "rotate", "key_missing", "--grace", "forever"), "--grace"),
         (("org", "show", "nobody"), "no organisation"),
     ]:
         code, out = kakin(db_url, *args)
         assert code == 2, (args, out)
         assert fragment in out and out.count("\n") == 1, (args, out)
+    code, out = kakin(db_url, "credits", "list", "acme", "--format", "json")
+    assert json.loads(out)["rows"] == []  # the refused grants changed nothing
+    code, out = kakin(
+        db_url, "credits", "grant", "acme", "--kind", "prepaid", "--amount", "1.100000000000000"
+    )
+    assert code == 0 and "$1.1 granted" in out, out  # trailing zeros are not finer
+    assert "never expires" in out and "—" not in out  # prepaid credit without an expiry
 
 
 def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: str) -> None:
@@ -96,6 +110,13 @@ def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: s
     assert code == 2 and "one free grant per verified identity" in out, out
     code, out = kakin(db_url, "credits", "list", "alias", "--format", "json")
     assert code == 0 and json.loads(out)["rows"] == []
+    # With a payment method on file the refusal does not ask for one.
+    assert (
+        kakin(db_url, "org", "create", "paying", "--phone", "+819012345678", "--payment-method", "visa")[0]
+        == 0
+    )
+    code, out = kakin(db_url, "credits", "grant", "paying", "--kind", "welcome", "--amount", "5")
+    assert code == 2 and "billed to its payment method" in out and "add a payment method" not in out, out
     # Another person, no payment method and no prepayment yet: no welcome credit either.
     assert kakin(db_url, "org", "create", "solo", "--phone", "+81 80-1111-2222")[0] == 0
     code, out = kakin(db_url, "credits", "grant", "solo", "--kind", "welcome", "--amount", "5")
@@ -103,3 +124,46 @@ def test_second_org_with_the_same_phone_gets_no_free_grant_of_any_kind(db_url: s
     assert kakin(db_url, "org", "update", "solo", "--payment-method", "visa 4242")[0] == 0
     code, out = kakin(db_url, "credits", "grant", "solo", "--kind", "welcome", "--amount", "5")
     assert code == 0 and "welcome credit $5 granted" in out, out
+
+
+def test_a_project_budget_takes_the_project_by_name(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme")[0] == 0
+    assert kakin(db_url, "org", "create", "other")[0] == 0
+    code, out = kakin(db_url, "project", "create", "acme", "support-bot")
+    project_id = out.split()[1]
+    code, out = kakin(
+        db_url, "budget", "set", "acme", "--limit", "5", "--scope", "project", "--ref", "support-bot"
+    )
+    assert code == 0 and project_id in out, out
+    code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
+    [budget] = json.loads(out)["rows"]
+    assert budget["name"] == f"project {project_id} month spend" and budget["limit"] == "5"
+    # another organisation's project by that name is not found there
+    code, out = kakin(
+        db_url, "budget", "set", "other", "--limit", "5", "--scope", "project", "--ref", "support-bot"
+    )
+    assert code == 2 and "no project 'support-bot'" in out, out
+
+
+def test_tier_rules_can_be_removed_from_the_command_line(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme", "--tier-rules", "openai")[0] == 0
+    code, out = kakin(db_url, "tier", "set", "acme", "none")
+    assert code == 0 and "removed" in out, out
+    code, out = kakin(db_url, "org", "list", "--format", "json")
+    assert json.loads(out)["rows"][0]["tier"] is None
+    code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
+    assert json.loads(out)["rows"] == []  # the tier's monthly ceiling went with it
+    assert kakin(db_url, "tier", "set", "acme", "openai")[1].startswith("tier rules openai: now Free")
+
+
+def test_keys_take_a_project_by_name_within_its_organisation(db_url: str) -> None:
+    assert kakin(db_url, "org", "create", "acme")[0] == 0
+    assert kakin(db_url, "project", "create", "acme", "web")[0] == 0
+    assert kakin(db_url, "project", "create", "acme", "batch")[0] == 0
+    assert kakin(db_url, "keys", "create", "web", "server", "--org", "acme")[0] == 0
+    assert kakin(db_url, "keys", "create", "batch", "nightly", "--org", "acme")[0] == 0
+    code, out = kakin(db_url, "keys", "list", "acme", "--project", "web", "--format", "json")
+    assert code == 0 and [k["name"] for k in json.loads(out)["rows"]] == ["server"], out  # not an empty list
+    for args in (("keys", "create", "web", "other"), ("keys", "list", "--project", "web")):
+        code, out = kakin(db_url, *args)  # a name without its organisation: say so, not "no project"
+        assert code == 2 and "name its organisation too (--org)" in out, (args, out)

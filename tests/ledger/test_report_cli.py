@@ -317,3 +317,8 @@ def test_forecast_runs_on_the_organisations_recorded_days(seeded: str) -> None:
     assert shown[0]["timezone"] == "Asia/Tokyo"
     both = runner.invoke(app, ["forecast", "x.csv", "--org", "tokyo", "--database-url", seeded])
     assert both.exit_code == 2
+    # `kakin forecast ORG`, as the other reports take it: a name that is not a file is an org.
+    positional = json.loads(
+        run("forecast", "tokyo", "--as-of", "2024-03-10", "--format", "json", "--database-url", seeded)
+    )
+    assert positional == shown

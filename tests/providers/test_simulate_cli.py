@@ -64,3 +64,30 @@ def test_bad_fault_spec_is_a_one_line_error() -> None:
     )
     assert result.returncode == 2
     assert "status takes a whole number from 400 to 599" in result.stderr
+
+
+def test_port_0_prints_the_port_the_system_chose() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "simulate", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # printed once the port is bound
+        url = first.split(" on ")[1].split()[0]
+        assert not url.endswith(":0"), first
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.post(url + "/v1/chat/completions", json=body)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "kakin simulate did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

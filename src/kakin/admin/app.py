@@ -18,7 +18,7 @@ from kakin.admin import errors
 from kakin.admin.auth import AdminKeyMiddleware
 from kakin.admin.context import AdminContext, HoldsProvider
 from kakin.admin.routes import alerts as alert_routes
-from kakin.admin.routes import budgets, charges, credits, keys, orgs, usage
+from kakin.admin.routes import budgets, charges, credits, keys, orgs, reports, usage
 from kakin.alerts.engine import AlertEngine
 from kakin.alerts.store import AlertStore
 from kakin.ledger import Ledger
@@ -28,12 +28,14 @@ OPENAPI_PATH = "/openapi.json"
 DESCRIPTION = """\
 Manage kakin: organisations, projects and virtual keys; credit grants, refunds and payments;
 balances and the ledger's entries; two-phase charges for custom integrations; budgets, usage
-tiers, usage records, reconciliation; alert channels, rules and deliveries.
+tiers, usage records, reconciliation; spend reports, the request log, one request's itemised cost,
+what-if repricing and the month-end forecast; alert channels, rules and deliveries.
 
 **Authentication**: every call sends `Authorization: Bearer <KAKIN_ADMIN_KEY>`.
 
 **Money** is exact: amounts are USD as decimal strings (`"12.50"`), never JSON numbers.
-**Times** are ISO 8601; responses are in UTC.
+**Times** are ISO 8601; responses are in UTC, except reports: their days, hours and times are the
+organisation's own, with its offset, and each report names its `timezone`.
 
 **Errors** share one shape, `{"error": {"type": "...", "message": "..."}}`; a refused call
 changes nothing.
@@ -72,7 +74,7 @@ def create_admin_app(
         docs_url=None,
         redoc_url=None,
     )
-    for module in (orgs, keys, credits, charges, budgets, usage, alert_routes):
+    for module in (orgs, keys, credits, charges, budgets, usage, reports, alert_routes):
         app.include_router(module.router(ctx))
     errors.install(app)
     app.add_middleware(AdminKeyMiddleware, admin_key=admin_key, public_paths={OPENAPI_PATH})

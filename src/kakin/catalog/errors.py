@@ -19,5 +19,5 @@ class UnknownProvider(NotFound):
         suggestion = f" (did you mean {', '.join(hint)}?)" if hint else ""
         super().__init__(
             f"unknown provider {provider!r}{suggestion}; kakin prices {', '.join(names)} "
-            "(alias 'gemini' for google), or a provider you declare in kakin.toml [models]"
+            "(alias 'gemini' for google), or a provider you declare in kakin.toml [catalog.models]"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -37,6 +38,24 @@ KindOption = Annotated[
     typer.Option("--kind", help=f"only these alert kinds (repeatable): {_KINDS}"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+class AlertsFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+# The --format every other listing takes (no CSV here: channels and rules nest).
+FormatOption = Annotated[
+    AlertsFormat, typer.Option("--format", "-f", help="table (for reading) or json (as --json)")
+]
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    retrying = "retrying"
+    delivered = "delivered"
+    failed = "failed"
 
 
 def _store(database_url: str | None) -> AlertStore:
@@ -151,13 +170,14 @@ def list_(
     org: Annotated[str, typer.Argument(help="organisation id or name")],
     database_url: DbOption = None,
     as_json: JsonOption = False,
+    fmt: FormatOption = AlertsFormat.table,
 ) -> None:
     """Channels and rules of an organisation."""
     import orjson
 
     store, org_id = _org_store(database_url, org)
     channels, rules = store.channels(org_id), store.rules(org_id)
-    if as_json:
+    if as_json or fmt is AlertsFormat.json:
         out = {
             "channels": [
                 {"id": c.id, "kind": c.kind, "name": c.name, "target": c.target, "kinds": list(c.kinds)}
@@ -234,10 +254,11 @@ def test(
 @group.command("deliveries")
 def deliveries(
     org: Annotated[str, typer.Argument(help="organisation id or name")],
-    status: Annotated[str | None, typer.Option(help="pending | retrying | delivered | failed")] = None,
+    status: Annotated[DeliveryStatus | None, typer.Option(help="only deliveries in this state")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     database_url: DbOption = None,
     as_json: JsonOption = False,
+    fmt: FormatOption = AlertsFormat.table,
 ) -> None:
     """The delivery log: newest first, with attempts, last response code and error."""
     import orjson
@@ -245,8 +266,8 @@ def deliveries(
     from kakin.alerts.model import jsonable
 
     store, org_id = _org_store(database_url, org)
-    rows = store.deliveries(org_id, status=status, limit=limit)
-    if as_json:
+    rows = store.deliveries(org_id, status=status.value if status else None, limit=limit)
+    if as_json or fmt is AlertsFormat.json:
         typer.echo(orjson.dumps([jsonable(_row(d)) for d in rows], option=orjson.OPT_INDENT_2).decode())
         return
     if not rows:

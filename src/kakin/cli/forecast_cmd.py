@@ -6,10 +6,9 @@ projection, its range and the weekday pattern it used.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
@@ -21,12 +20,14 @@ from kakin.cli.output import (
     FormatOption,
     OutputFormat,
     Report,
+    display,
     emit,
     resolve_currency,
 )
 
 if TYPE_CHECKING:
     from kakin.estimate import MonthForecast
+    from kakin.money import FxRate
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +36,12 @@ def register(app: typer.Typer) -> None:
 
 def forecast(
     csv_file: Annotated[
-        str | None, typer.Argument(help="CSV of daily spend: date,spend (USD), header optional.")
+        str | None,
+        typer.Argument(
+            metavar="CSV_FILE|ORG",
+            help="CSV of daily spend (date,spend in USD, header optional), or an organisation: "
+            "its recorded spend per local day.",
+        ),
     ] = None,
     org: Annotated[
         str | None,
@@ -61,44 +67,40 @@ def forecast(
     from kakin.estimate import forecast_month, parse_daily_csv
 
     fx = resolve_currency(currency)
+    if csv_file is not None and org is None and not Path(csv_file).exists():
+        csv_file, org = None, csv_file  # `kakin forecast acme`: not a file, so an organisation
     require_exactly_one(
         [("CSV_FILE", csv_file), ("--org", org)], "forecast from a CSV file or an organisation"
     )
     day = parse_date(as_of, "--as-of")
     if org is not None:
-        daily, day, zone = _recorded_spend(org, day, window, database_url)
+        result, zone = _recorded_forecast(org, day, window, database_url)
     else:
         assert csv_file is not None
         daily = parse_daily_csv(read_text_file(csv_file, "spend CSV"), where=csv_file)
-    result = forecast_month(daily, as_of=day, window_days=window)
-    reports = forecast_reports(result)
+        result = forecast_month(daily, as_of=day, window_days=window)
+    reports = forecast_reports(result, fx)
     if org is not None:
         reports[0].notes.append(f"recorded spend of {org} per day in {zone}")
         reports[0].extra["timezone"] = zone
     emit(reports, fmt, fx)
 
 
-def _recorded_spend(
+def _recorded_forecast(
     org: str, as_of: date | None, window: int, database_url: str | None
-) -> tuple[dict[date, Decimal], date, str]:
-    """The organisation's spend per local day over the window ending ``as_of`` (default:
-    today in its timezone), from the rollups; days without spend count as zero."""
+) -> tuple[MonthForecast, str]:
+    """The forecast on the organisation's recorded spend per local day (the one the admin API
+    and the pages give), and the timezone of those days."""
     from kakin.cli.ledger_cmds import _ledger
     from kakin.reports import Reports
+    from kakin.reports.forecast import month_forecast
 
     with _ledger(database_url) as ledger:
         record = ledger.get_org(org)
-        zone = ZoneInfo(record.timezone)
-        end = as_of or ledger.now().astimezone(zone).date()
-        first = min(end.replace(day=1), end - timedelta(days=window - 1))
-        first = min(max(first, record.created_at.astimezone(zone).date()), end)  # no days before it existed
-        report = Reports(ledger).spend(record.id, by="day", start=first, end=end + timedelta(days=1))
-    daily = report.daily()
-    daily.setdefault(first, Decimal(0))  # the window starts here, spent or not
-    return daily, end, record.timezone
+        return month_forecast(Reports(ledger), record.id, as_of=as_of, window=window), record.timezone
 
 
-def forecast_reports(result: MonthForecast) -> list[Report]:
+def forecast_reports(result: MonthForecast, fx: FxRate) -> list[Report]:
     from kakin.estimate.forecast import WEEKDAY_NAMES
 
     month = f"{result.month:%Y-%m}"
@@ -127,7 +129,7 @@ def forecast_reports(result: MonthForecast) -> list[Report]:
             {"figure": "burn rate, last 7 days", "amount": result.burn_rate_7d, "detail": "mean per day"},
         ],
         notes=[
-            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = ${result.daily_stdev:.4f} day-to-day deviation "
+            f"range: projection ∓ 1.2816 × s × √(m + m²/n), s = {display(result.daily_stdev, 'rate', fx)} day-to-day deviation "
             f"around the pattern, m = {result.days_remaining} remaining days, n = {result.observed_days} observed days",
         ],
         extra={

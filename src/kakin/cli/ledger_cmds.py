@@ -193,7 +193,7 @@ def org_list(fmt: FormatOption = OutputFormat.table, database_url: DbOption = No
                 "currency": o.currency,
                 "timezone": o.timezone,
                 "payment_method": o.payment_label if o.payment_method else "none",
-                "tier": f"{o.tier} ({o.tier_rules})" if o.tier else "—",
+                "tier": f"{o.tier} ({o.tier_rules})" if o.tier else None,
             }
             for o in orgs
         ],
@@ -221,7 +221,7 @@ def org_show(
             {
                 "item": "credit",
                 "amount": balance.credit,
-                "detail": f"{len(balance.grants)} grants with credit left",
+                "detail": f"{len(balance.grants)} grant{'' if len(balance.grants) == 1 else 's'} with credit left",
             },
             {"item": "held", "amount": balance.held, "detail": "by requests in flight"},
             {"item": "available", "amount": balance.available, "detail": "credit − held"},
@@ -286,7 +286,7 @@ def keys_create(
     """Create a key. The key is printed once and never stored in clear."""
     span = parse_duration(expires_in, "--expires-in")
     with _ledger(database_url) as ledger:
-        project_id = ledger.get_project(project, org).id
+        project_id = _project_id(ledger, project, org)
         expires_at = None if span is None else ledger.now() + span
         record, plaintext = ledger.create_key(
             project_id, name, expires_at=expires_at, models=model, rpm=rpm, tpm=tpm
@@ -308,7 +308,9 @@ def keys_create(
 def keys_list(
     org: Annotated[str | None, typer.Argument(help="only this organisation's keys (id or name)")] = None,
     org_option: Annotated[str | None, typer.Option("--org", help="the same as the ORG argument")] = None,
-    project: Annotated[str | None, typer.Option(help="only this project's keys (id)")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="only this project's keys (id, or name with ORG)")
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
     database_url: DbOption = None,
 ) -> None:
@@ -316,12 +318,24 @@ def keys_list(
     if org and org_option and org != org_option:
         raise InvalidInput(f"two organisations given: {org!r} and --org {org_option!r}; give one")
     with _ledger(database_url) as ledger:
-        records = ledger.list_keys(org=org or org_option, project_id=project)
+        project_id = None if project is None else _project_id(ledger, project, org or org_option)
+        records = ledger.list_keys(org=org or org_option, project_id=project_id)
         now = ledger.now()
     _show(_keys_report(records, now), fmt, "USD")
 
 
+def _project_id(ledger: Ledger, project: str, org: str | None) -> str:
+    """A project's id, from its id or from its name within ``org`` (names are unique only there)."""
+    if org is None and not project.startswith("prj_"):
+        raise InvalidInput(
+            f"project {project!r} is given by name: name its organisation too (--org), or give its id (prj_…)"
+        )
+    return ledger.get_project(project, org).id
+
+
 def _keys_report(records: list[Any], now: Any) -> Report:
+    from kakin.ledger.keys import shown_key
+
     return Report(
         "Keys",
         [
@@ -337,7 +351,7 @@ def _keys_report(records: list[Any], now: Any) -> Report:
             {
                 "id": k.id,
                 "name": k.name,
-                "prefix": f"kk-{k.prefix}-…",
+                "prefix": shown_key(k.prefix),
                 "project_id": k.project_id,
                 "status": k.status(now) + (f" ({k.suspend_reason})" if k.suspend_reason else ""),
                 "expires_at": _time(k.expires_at),
@@ -350,7 +364,7 @@ def _keys_report(records: list[Any], now: Any) -> Report:
                     )
                     if part
                 )
-                or "—",
+                or None,
             }
             for k in records
         ],
@@ -434,9 +448,9 @@ def credits_grant(
             note=note,
         )
     state = "already granted (same idempotency key)" if grant.repeated else "granted"
+    expiry = f"expires {_when(grant.expires_at)}" if grant.expires_at else "never expires"
     typer.echo(
-        f"{grant.kind} credit ${grant.amount.normalize():f} {state}: {grant.id}, expires {_when(grant.expires_at)} "
-        f"(idempotency key {key})"
+        f"{grant.kind} credit ${grant.amount.normalize():f} {state}: {grant.id}, {expiry} (idempotency key {key})"
     )
 
 
@@ -516,7 +530,9 @@ def budget_set(
     limit: Annotated[str | None, typer.Option(help="USD limit per period")] = None,
     limit_tokens: Annotated[int | None, typer.Option(help="token limit per period")] = None,
     scope: Annotated[str, typer.Option(help="org, project, key or model")] = "org",
-    ref: Annotated[str | None, typer.Option(help="the project id, key id or model name")] = None,
+    ref: Annotated[
+        str | None, typer.Option(help="the project (id or name), the key id or the model name")
+    ] = None,
     period: Annotated[str, typer.Option(help="day, month or total")] = "month",
     thresholds: Annotated[str, typer.Option(help="soft thresholds in percent")] = "50,80,100",
     hard_cap: Annotated[
@@ -533,6 +549,8 @@ def budget_set(
             f"--thresholds must be whole percents separated by commas, got {thresholds!r}"
         ) from None
     with _ledger(database_url) as ledger:
+        if scope == "project" and ref:  # a project by name, as every other command takes it
+            ref = ledger.get_project(ref, org).id
         budget = ledger.set_budget(
             org,
             scope=scope,
@@ -545,8 +563,10 @@ def budget_set(
             name=name,
         )
         status = ledger.budget_status(budget.id)
+    limit = f"${budget.limit.normalize():f}" if budget.unit == "usd" else f"{int(budget.limit):,} tokens"
+    per = "in total" if budget.period == "total" else f"per {budget.period}"
     typer.echo(
-        f"budget {budget.id} ({budget.name}): {status.percent}% used this period "
+        f"budget {budget.id} ({budget.name}): limit {limit} {per}, {status.percent}% used this period "
         f"({'hard cap' if budget.hard_cap else 'soft'}; thresholds {', '.join(map(str, budget.thresholds))}%)"
     )
 
@@ -579,7 +599,7 @@ def _budget_report(statuses: list[Any]) -> Report:
                 "tokens": None if usd else f"{int(st.spent):,} + {int(st.held):,} held of {int(st.limit):,}",
                 "percent": st.percent / 100,
                 "cap": "hard" if st.budget.hard_cap else "soft",
-                "fired": ", ".join(f"{t}%" for t in st.fired) or "—",
+                "fired": ", ".join(f"{t}%" for t in st.fired) or None,
                 "period_end": _time(st.period_end),
             }
         )
@@ -589,13 +609,13 @@ def _budget_report(statuses: list[Any]) -> Report:
             Column("id", "id"),
             Column("name", "name", wrap=True),
             Column("period", "period"),
+            Column("cap", "cap"),  # hard or soft: before the amounts, so a narrow screen keeps it
             Column("limit", "limit", "money"),
             Column("spent", "spent", "money"),
             Column("held", "held", "money", optional=True),
             Column("tokens", "tokens", wrap=True),
             Column("percent", "used", "percent"),
-            Column("cap", "cap", optional=True),
-            Column("fired", "thresholds reached"),
+            Column("fired", "thresholds reached", optional=True),
             Column("period_end", "resets"),
         ],
         rows=rows,
@@ -645,10 +665,10 @@ def ledger_show(
                 "occurred_at": _time(e.occurred_at),
                 "kind": e.kind,
                 "amount": e.amount,
-                "grant_id": e.grant_id or "—",
-                "reservation_id": e.reservation_id or "—",
+                "grant_id": e.grant_id,
+                "reservation_id": e.reservation_id,
                 **_charge_columns(charged.get(e.reservation_id or "")),
-                "detail": ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items()) or "—",
+                "detail": ", ".join(f"{k}={v}" for k, v in (e.detail or {}).items()) or None,
             }
             for e in entries
         ],
@@ -675,7 +695,13 @@ def _requests_of(ledger: Ledger, reservation_ids: list[Any]) -> dict[str, Any]:
 def _charge_columns(request: Any) -> dict[str, Any]:
     """Model and tokens of the request a charge entry paid for (blank for other entries)."""
     if request is None:
-        return {"model": "—", "tokens": "—", "input_tokens": None, "output_tokens": None, "request_id": None}
+        return {
+            "model": None,
+            "tokens": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "request_id": None,
+        }
     return {
         "model": request.model,
         "tokens": f"{request.input_tokens:,}/{request.output_tokens:,}",
@@ -724,13 +750,19 @@ def tier_show(org: OrgArg, fmt: FormatOption = OutputFormat.table, database_url:
 @tier_app.command("set")
 def tier_set(
     org: OrgArg,
-    rules: Annotated[str, typer.Argument(help="openai, gemini, or a registered rule set")],
+    rules: Annotated[
+        str, typer.Argument(help="openai, gemini, a registered rule set, or none to remove tiers")
+    ],
     database_url: DbOption = None,
 ) -> None:
     """Apply a tier rule set to an organisation (it starts at the tier it qualifies for)."""
+    remove = rules.strip().lower() == "none"
     with _ledger(database_url) as ledger:
-        status = ledger.set_tier_rules(org, rules)
-    typer.echo(f"tier rules {status.rules}: now {status.tier.name if status.tier else '—'}")
+        status = ledger.set_tier_rules(org, None if remove else rules)
+    if remove:
+        typer.echo("tier rules removed: no tier rate limits or monthly ceiling")
+    else:
+        typer.echo(f"tier rules {status.rules}: now {status.tier.name if status.tier else '—'}")
 
 
 @tier_app.command("register")
@@ -742,6 +774,8 @@ def tier_register(
     """Register a tier rule set of your own."""
     from kakin.cli.inputs import read_text_file
 
+    if name.strip().lower() == "none":
+        raise InvalidInput("'none' removes tiers in `kakin tier set`; give the rule set another name")
     text = read_text_file(file, "tier rules file")
     with _ledger(database_url) as ledger:
         rules = ledger.register_tier_rules(name, text)

@@ -79,15 +79,15 @@ def models(
     if not rows:
         raise InvalidInput("no model matches those filters; try without --kind/--search")
     report = Report(
-        title=f"Models ({len(rows)}), USD per 1M tokens",
+        title=f"Models ({len(rows)}), {fx.currency} per 1M tokens",
         columns=[
             Column("provider", "provider"),
             Column("model", "model", wrap=True),
             Column("name", "name", table=False),
             Column("kinds", "kinds", table=False),
-            Column("input", "input", "money"),
-            Column("cache_read", "cached", "money"),
-            Column("output", "output", "money"),
+            Column("input", "input", "rate"),  # a price: $0.075 must not read $0.08
+            Column("cache_read", "cached", "rate"),
+            Column("output", "output", "rate"),
             Column("context", "context", "int"),
             Column("source", "source", table=False),
         ],

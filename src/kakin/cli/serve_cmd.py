@@ -1,4 +1,4 @@
-"""``kakin serve``: run the metering gateway.
+"""``kakin serve``: run the metering gateway and the dashboard (``/ui``).
 
 Configuration comes from kakin.toml (or ``--config``) plus environment variables; see
 docs/config.md. With no providers configured, the built-in simulated provider answers.
@@ -21,7 +21,9 @@ def serve(
         int | None, typer.Option(min=0, max=65535, help="port to listen on (server.port)")
     ] = None,
 ) -> None:
-    """Serve the OpenAI, Anthropic and Gemini APIs through kakin until interrupted."""
+    """Serve the OpenAI, Anthropic and Gemini APIs through kakin, and the dashboard at /ui,
+    until interrupted."""
+    from kakin.app import assemble
     from kakin.config import load_settings
     from kakin.gateway import serve as run
 
@@ -29,7 +31,7 @@ def serve(
     server = settings.server.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
-    run(settings.model_copy(update={"server": server}))
+    run(settings.model_copy(update={"server": server}), assemble)
 
 
 def register(app: typer.Typer) -> None:

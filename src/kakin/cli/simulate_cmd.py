@@ -30,10 +30,11 @@ def simulate(
     from kakin.providers.simulator import SimulatorConfig, serve
 
     config = SimulatorConfig.from_spec(faults, required_key=key, seed=seed)
-    typer.echo(
-        f"kakin simulated provider on http://{host}:{port} (OpenAI /v1, Anthropic /v1/messages, Gemini /v1beta)"
-    )
-    serve(config, host=host, port=port)
+
+    def listening(url: str) -> None:  # the real port, also when --port 0 let the system choose
+        typer.echo(f"kakin simulated provider on {url} (OpenAI /v1, Anthropic /v1/messages, Gemini /v1beta)")
+
+    serve(config, host=host, port=port, listening=listening)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.routing import Route, Router
 from kakin.gateway.upstream import NoUpstream
 from kakin.ledger.errors import InvalidKey, PermissionDenied
-from kakin.ledger.keys import KEY_PREFIX
+from kakin.ledger.keys import shown_key
 from kakin.limits import RateLimiter
 from kakin.providers import extract_credential, parse
 
@@ -64,7 +64,7 @@ class Admission:
         allowed = caller.key.models
         if allowed and route.model not in allowed and (route.routed_from or "") not in allowed:
             raise PermissionDenied(
-                f"API key {KEY_PREFIX}{caller.key.prefix}-… may use {', '.join(allowed)}; {parsed.model!r} is not among them"
+                f"API key {shown_key(caller.key.prefix)} may use {', '.join(allowed)}; {parsed.model!r} is not among them"
             )
         entry = self._catalog_entry(route.model, endpoint.api) if endpoint.billable else None
         call = Call(

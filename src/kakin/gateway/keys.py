@@ -20,7 +20,7 @@ from typing import Any
 from kakin.gateway.committer import LedgerCall, in_thread
 from kakin.ledger import Ledger
 from kakin.ledger.errors import KeyExpired
-from kakin.ledger.keys import KEY_PREFIX
+from kakin.ledger.keys import shown_key
 from kakin.limits import LimitSet
 from kakin.limits.subjects import limits_for_key
 
@@ -68,7 +68,7 @@ class KeyCache:
         if expires is not None and expires <= datetime.now(UTC):
             self._callers.pop(digest, None)
             raise KeyExpired(
-                f"API key {KEY_PREFIX}{caller.key.prefix}-… expired at {expires.isoformat()}; create a new one"
+                f"API key {shown_key(caller.key.prefix)} expired at {expires.isoformat()}; create a new one"
             )
         return caller
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,9 +99,15 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     return Starlette(routes=[Mount("/admin", app=reads_see_every_charge)])
 
 
-def with_access_log(gateway: Gateway, settings: Settings) -> Any:
-    """The ASGI app to serve: the gateway, behind the access log when it is on."""
-    return AccessLog(gateway) if settings.server.access_log else gateway
+Assemble = Callable[[Gateway, Settings], Any]
+"""Builds the served application around the gateway (kakin.app adds the dashboard)."""
+
+
+def with_access_log(gateway: Gateway, settings: Settings, assemble: Assemble | None = None) -> Any:
+    """The ASGI app to serve: the gateway (or what ``assemble`` builds around it), behind the
+    access log when it is on."""
+    app = assemble(gateway, settings) if assemble is not None else gateway
+    return AccessLog(app) if settings.server.access_log else app
 
 
 def without_password(url: str) -> str:
@@ -131,7 +138,7 @@ def report_providers(providers: tuple[ProviderSettings, ...]) -> None:
         )
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, assemble: Assemble | None = None) -> None:
     """Serve until interrupted (Ctrl-C): in-flight requests finish and are settled first."""
     configured = settings.providers  # as written: "builtin" is replaced by the simulator's URL
     settings, simulator = with_builtin_simulator(settings)
@@ -153,7 +160,8 @@ def serve(settings: Settings) -> None:
     gc.freeze()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
-        uvicorn.Server(uvicorn_config(with_access_log(gateway, settings), server.host, server.port)).run()
+        app = with_access_log(gateway, settings, assemble)
+        uvicorn.Server(uvicorn_config(app, server.host, server.port)).run()
     finally:
         gateway.ledger.close()
         if simulator is not None:
@@ -190,11 +198,13 @@ class RunningGateway:
         self.stop()
 
 
-def start_in_thread(settings: Settings, ledger: Any = None, host: str = "127.0.0.1") -> RunningGateway:
+def start_in_thread(
+    settings: Settings, ledger: Any = None, host: str = "127.0.0.1", assemble: Assemble | None = None
+) -> RunningGateway:
     """Start on a free port in a background thread; returns once it accepts connections."""
     settings, simulator = with_builtin_simulator(settings)
     gateway = build_gateway(settings, ledger)
-    app = with_access_log(gateway, settings)
+    app = with_access_log(gateway, settings, assemble)
     server, thread, port = serve_in_thread(lambda h, p: uvicorn_config(app, h, p), host, "gateway")
     return RunningGateway(
         f"http://{host}:{port}", gateway, settings, server, thread, simulator, ledger is None

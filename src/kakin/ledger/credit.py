@@ -247,10 +247,14 @@ def _check_free_entitlement(work: Work, org: Row, kind: str) -> str:
             if earlier.org_id == org["id"]
             else f"organisation {_org_name(work, earlier.org_id)!r}"
         )
+        then = (
+            "its usage is billed to its payment method"
+            if org["payment_method"]
+            else "add a payment method or buy prepaid credit to continue"
+        )
         raise FreeCreditRefused(
             f"no {what} for {org['name']!r}: phone {phone} already received {had} with {who} on "
-            f"{earlier.claimed_at:%Y-%m-%d} (one free grant per verified identity); "
-            "add a payment method or buy prepaid credit to continue"
+            f"{earlier.claimed_at:%Y-%m-%d} (one free grant per verified identity); {then}"
         )
     if kind == "welcome":
         if org["billing_since"] is None:

@@ -26,6 +26,13 @@ from kakin.ledger.records import KeyRecord
 from kakin.ledger.work import Row
 
 KEY_PREFIX = "kk-"
+
+
+def shown_key(prefix: str) -> str:
+    """How a key appears in messages and listings: its public prefix, never the secret."""
+    return f"{KEY_PREFIX}{prefix}-…"
+
+
 PREFIX_LENGTH = 12
 MAX_GRACE = timedelta(days=30)
 
@@ -119,9 +126,9 @@ def verify(conn: Connection, now: datetime, plaintext: object) -> Row:
     # Hash and compare even when the prefix is unknown, so timing says nothing about the secret.
     stored = row.secret_hash if row is not None else "0" * 64
     if not hmac.compare_digest(secret_hash(plaintext), stored) or row is None:
-        raise InvalidKey(f"unknown API key {KEY_PREFIX}{prefix}-…; create one with `kakin keys create`")
+        raise InvalidKey(f"unknown API key {shown_key(prefix)}; create one with `kakin keys create`")
     key = dict(row._mapping)
-    shown = f"{KEY_PREFIX}{prefix}-…"
+    shown = shown_key(prefix)
     if key["revoked_at"] is not None and key["revoked_at"] <= now:
         raise KeyRevoked(f"API key {shown} was revoked at {key['revoked_at'].isoformat()}; use a new key")
     if key["expires_at"] is not None and key["expires_at"] <= now:

@@ -277,7 +277,7 @@ class Ledger:
     ) -> Grant:
         """Credit an organisation (idempotent on ``idempotency_key``). A free_trial without an
         expiry expires after 90 days; welcome and free_trial need a verified phone number."""
-        pico = v.amount_pico(amount, "grant amount", positive=True)
+        pico = v.amount_pico(amount, "grant amount", positive=True, exact=True)
         key = v.text(idempotency_key, "idempotency key")
         expiry = None if expires_at is None else v.moment(expires_at, "grant expires_at")
         span = None if expires_in is None else v.duration(expires_in, "grant expires_in")
@@ -306,7 +306,7 @@ class Ledger:
 
         Without an ``idempotency_key`` the same call repeated is taken for a retry and refunds
         once; give distinct keys for distinct refunds of the same amount."""
-        pico = None if amount is None else v.amount_pico(amount, "refund amount", positive=True)
+        pico = None if amount is None else v.amount_pico(amount, "refund amount", positive=True, exact=True)
         key = v.text(
             idempotency_key or f"refund:{grant_id}:{'all' if pico is None else pico}", "idempotency key"
         )
@@ -320,7 +320,7 @@ class Ledger:
 
     def record_payment(self, org: str, amount: Any, *, idempotency_key: str) -> Entry:
         """Record a payment of postpaid charges (e.g. an invoice paid)."""
-        pico = v.amount_pico(amount, "payment amount", positive=True)
+        pico = v.amount_pico(amount, "payment amount", positive=True, exact=True)
         key = v.text(idempotency_key, "idempotency key")
 
         def run(work: Work) -> str:
@@ -485,7 +485,10 @@ class Ledger:
         if (limit is None) == (limit_tokens is None):
             raise InvalidInput("give exactly one of limit (USD) or limit_tokens for a budget")
         if limit is not None:
-            unit, value = "usd", v.amount_pico(limit, "budget limit", maximum=v.MAX_LIMIT, positive=True)
+            unit, value = (
+                "usd",
+                v.amount_pico(limit, "budget limit", maximum=v.MAX_LIMIT, positive=True, exact=True),
+            )
         else:
             unit, value = "tokens", v.tokens(limit_tokens, "budget limit_tokens")
         levels = budgets.validate_thresholds(thresholds)

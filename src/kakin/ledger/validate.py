@@ -28,8 +28,12 @@ MAX_HOLD = timedelta(days=7)
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
-def amount_pico(value: object, what: str, *, maximum: Decimal = MAX_AMOUNT, positive: bool = False) -> int:
-    """A USD amount → picodollars; negative, non-numeric or beyond ``maximum`` is refused."""
+def amount_pico(
+    value: object, what: str, *, maximum: Decimal = MAX_AMOUNT, positive: bool = False, exact: bool = False
+) -> int:
+    """A USD amount → picodollars; negative, non-numeric or beyond ``maximum`` is refused.
+    ``exact`` (amounts a person types: grants, payments, refunds, limits) also refuses one
+    finer than a picodollar, which would otherwise be rounded to it."""
     if type(value) is Decimal and not value and not positive:  # zero: most savings and discounts
         return 0
     if type(value) is Decimal and value.is_finite() and 0 <= value <= maximum:
@@ -44,7 +48,13 @@ def amount_pico(value: object, what: str, *, maximum: Decimal = MAX_AMOUNT, posi
         raise InvalidInput(f"{what} ${amount} is above the ${maximum:,} kakin accepts for one amount")
     if positive and amount == 0:
         raise InvalidInput(f"{what} must be greater than zero")
-    return to_pico(amount)
+    pico = to_pico(amount)
+    if exact and from_pico(pico) != amount:
+        raise InvalidInput(
+            f"{what} {decimal_str(amount)} has more than 12 decimal places; kakin keeps USD to the "
+            "picodollar (0.000000000001)"
+        )
+    return pico
 
 
 def tokens(value: object, what: str = "tokens") -> int:

@@ -4,6 +4,7 @@ when the key or the tier changes) and passes it to every check."""
 
 from __future__ import annotations
 
+from kakin.ledger.keys import shown_key
 from kakin.ledger.records import KeyRecord, Tier
 from kakin.limits.types import LimitSet, build_limits
 
@@ -18,7 +19,7 @@ def limits_for_key(
     """Key limits + project limits (when the deployment sets them) + the org tier's limits."""
     return build_limits(
         key_id=key.id,
-        key_prefix=key.prefix,
+        key_prefix=shown_key(key.prefix),  # "key kk-ab12cd34ef56-…", as in every other message
         key_rpm=key.rpm,
         key_tpm=key.tpm,
         project_id=key.project_id,

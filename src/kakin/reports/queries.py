@@ -318,8 +318,10 @@ class Reports:
         model: str | None = None,
         limit: int = 50,
         after: str | None = None,
+        request_id: str | None = None,
     ) -> RequestPage:
-        """Requests newest first, ``limit`` at a time; ``after`` is the previous page's ``next``."""
+        """Requests newest first, ``limit`` at a time; ``after`` is the previous page's ``next``;
+        ``request_id`` keeps the request with that request id or reservation id."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"a page holds 1 to {MAX_PAGE} requests, not {limit!r}")
         record = self.ledger.get_org(org)
@@ -335,6 +337,8 @@ class Reports:
             conditions.append(u.c.key_id == self._key(record, key))
         if model is not None:
             conditions.append(u.c.model == model)
+        if request_id is not None:
+            conditions.append(or_(u.c.request_id == request_id, u.c.reservation_id == request_id))
         if after is not None:
             at, last_id = _cursor(after)
             # A range on the (organisation, time) index, then the tie on the same instant.
@@ -405,11 +409,28 @@ def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, us
         "output_tokens",
         "output_reasoning_tokens",
     )
-    average = usage(**{name: getattr(counts, name) // n for name in names}, requests=1)
-    rest = usage(**{name: getattr(counts, name) % n for name in names}, requests=0)
+    per = {name: getattr(counts, name) // n for name in names}
+    left_over = {name: getattr(counts, name) % n for name in names}
+    # The parts' remainders (cached and cache-written input, reasoning) can add up to more than
+    # their whole's remainder (3 requests, 210 output of which 50 reasoning: 0 and 2 left): the
+    # whole then moves enough of each request's share to what is left to hold its parts.
+    for whole, parts in _PARTS:
+        excess = sum(left_over[part] for part in parts) - left_over[whole]
+        if excess > 0:
+            moved = -(-excess // n)
+            per[whole] -= moved
+            left_over[whole] += moved * n
+    average = usage(**per, requests=1)
+    rest = usage(**left_over, requests=0)
     each = price(average, model, at=at, catalog=catalog).total
-    left = price(rest, model, at=at, catalog=catalog).total if any(getattr(rest, k) for k in names) else 0
+    left = price(rest, model, at=at, catalog=catalog).total if any(left_over.values()) else 0
     return each * n + left
+
+
+_PARTS = (
+    ("input_tokens", ("cache_read_tokens", "cache_write_tokens")),
+    ("output_tokens", ("output_reasoning_tokens",)),
+)
 
 
 # Building results -----------------------------------------------------------------------
@@ -524,9 +545,11 @@ def _cursor(text: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         at, _, last = raw.partition("|")
         moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
+        number = int(last)
+        # A row id is a positive BIGINT; a page never starts outside the years usage can have.
+        if moment.tzinfo is None or not 0 < number < 2**63 or not 1970 <= moment.year <= 9000:
             raise ValueError(at)
-        return moment, int(last)
+        return moment, number
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput(
             f"{text!r} is not a request log cursor; pass the `next` of the previous page"

@@ -79,6 +79,7 @@ def router(ctx: AdminContext) -> APIRouter:
             input_tokens=body.input_tokens,
             output_tokens=body.output_tokens,
             cached_tokens=body.cached_tokens,
+            reasoning_tokens=body.reasoning_tokens,
             cost_items=body.cost_items,
             request_id=body.request_id,
             cache_hit=body.cache_hit,

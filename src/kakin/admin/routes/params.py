@@ -29,6 +29,50 @@ Until = Annotated[
     Moment | None, Query(description="only before this time (exclusive), ISO 8601 with timezone")
 ]
 Limit = Annotated[int, Query(ge=1, le=100_000, description="at most this many rows, oldest first")]
+
+# A report bound: a local date, or a date-time (local without an offset), in the years 1970–9000.
+_YEAR = "(19[7-9][0-9]|[2-8][0-9]{3}|9000)"
+DAY_PATTERN = rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"
+BOUND_PATTERN = (
+    rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+From = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        pattern=BOUND_PATTERN,
+        description="first local day (YYYY-MM-DD) or instant, in the organisation's timezone unless it "
+        "has an offset; default: the 1st of this local month",
+        examples=["2025-05-01"],
+    ),
+]
+To = Annotated[
+    str | None,
+    Query(
+        alias="to",
+        pattern=BOUND_PATTERN,
+        description="the local day (YYYY-MM-DD) or instant after the last one (excluded); default: "
+        "tomorrow, so today is included",
+        examples=["2025-06-01"],
+    ),
+]
+ProjectRef = Annotated[
+    str | None, Query(pattern=TEXT_PATTERN, max_length=200, description="only this project (id or name)")
+]
+KeyRef = Annotated[
+    str | None,
+    Query(pattern=TEXT_PATTERN, max_length=200, description="only this key (id or public prefix)"),
+]
+Currency = Annotated[
+    str | None,
+    Query(
+        pattern="^[A-Za-z]{3}$",
+        description="also give costs in this currency (ISO code), at the rate from KAKIN_FX_<CODE> or "
+        "kakin's labelled default; amounts stay USD",
+        examples=["JPY"],
+    ),
+]
 FilterText = Annotated[str | None, Query(pattern=TEXT_PATTERN, max_length=200, description="exact match")]
 IdempotencyHeader = Annotated[
     str | None,

@@ -91,6 +91,12 @@ class SettleCreate(Strict):
     input_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
     output_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
     cached_tokens: int = Field(0, ge=0, le=MAX_TOKENS, description="part of input_tokens read from cache")
+    reasoning_tokens: int = Field(
+        0,
+        ge=0,
+        le=MAX_TOKENS,
+        description="part of output_tokens the model spent reasoning (billed as output)",
+    )
     request_id: Ident | None = Field(None, description="the provider's request id", examples=["req_abc123"])
     cache_hit: bool = Field(False, description="served from kakin's response cache")
     cache_saved: Amount | None = Field(None, description="USD the response cache saved")

@@ -22,7 +22,10 @@ class UsageOut(BaseModel):
     provider: str = Field(examples=["openai"])
     input_tokens: int = Field(examples=[1200])
     output_tokens: int = Field(examples=[300])
-    cached_tokens: int = Field(examples=[0])
+    cached_tokens: int = Field(examples=[0], description="part of input_tokens read from cache")
+    reasoning_tokens: int = Field(
+        examples=[0], description="part of output_tokens the model spent reasoning (billed as output)"
+    )
     cost: str = usd_field("charged", "0.00036")
     cost_items: Any = Field(description="the pricing explanation recorded at settle")
     occurred_at: datetime = Field(examples=[TIME_EXAMPLE])
@@ -46,6 +49,7 @@ class UsageOut(BaseModel):
             input_tokens=record.input_tokens,
             output_tokens=record.output_tokens,
             cached_tokens=record.cached_tokens,
+            reasoning_tokens=record.reasoning_tokens,
             cost=money(record.cost),
             cost_items=record.cost_items,
             occurred_at=utc(record.occurred_at),

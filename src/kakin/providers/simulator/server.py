@@ -4,6 +4,7 @@ benchmarks, the demo), on uvicorn with uvloop and httptools when available."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import uvicorn
@@ -18,9 +19,20 @@ def _uvicorn_config(sim: Simulator, host: str, port: int) -> uvicorn.Config:
     return uvicorn_config(asgi_app(sim), host, port, lifespan="off", graceful_seconds=1)
 
 
-def serve(config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8788) -> None:
-    """Serve until interrupted."""
-    uvicorn.Server(_uvicorn_config(Simulator(config or SimulatorConfig()), host, port)).run()
+def serve(
+    config: SimulatorConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8788,
+    *,
+    listening: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until interrupted. ``listening`` gets the URL once the port is bound: with
+    port 0, the one the system chose."""
+    server_config = _uvicorn_config(Simulator(config or SimulatorConfig()), host, port)
+    sock = server_config.bind_socket()
+    if listening is not None:
+        listening(f"http://{host}:{sock.getsockname()[1]}")
+    uvicorn.Server(server_config).run(sockets=[sock])
 
 
 @dataclass
