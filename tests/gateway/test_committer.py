@@ -57,7 +57,7 @@ def test_both_writers_commit_and_refuse_alike(ledger: Ledger, writer: str) -> No
             assert refused.value.budget_id and refused.value.status == 402
             held = await committer.submit(ReserveOp(scope, Decimal("0.1"), 0, "held", 60))
             committer.enqueue(VoidOp(held.id))  # not awaited: committed before stop returns
-            view = await committer.call("account_view", scope.org_id)
+            view = await committer.call(Ledger.account_view, scope.org_id)
             assert view.org_id == scope.org_id
         finally:
             await committer.stop()
@@ -80,7 +80,7 @@ def test_a_view_from_the_writer_process_explains_refusals(ledger: Ledger) -> Non
     async def load() -> object:
         await committer.start()
         try:
-            return await committer.call("account_view", org.id)
+            return await committer.call(Ledger.account_view, org.id)
         finally:
             await committer.stop()
 

@@ -3,12 +3,12 @@ gathered from every page of the account's list, and the record keeps its first o
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from kakin.gateway.committer import in_thread
 from kakin.gateway.ownership import ObjectGuard
 from kakin.ledger import Ledger, ObjectName
 from kakin.providers import endpoint_named, parse
@@ -18,7 +18,7 @@ from kakin.providers.request import MAX_TOKENS_LIMIT, ParsedRequest
 def _guard(ledger: Ledger, windows: dict[str, int] | None = None) -> ObjectGuard:
     """A guard over ``ledger``; ``windows``: the context window of each model known."""
     return ObjectGuard(
-        lambda method, *args: asyncio.to_thread(getattr(ledger, method), *args),
+        in_thread(ledger),
         lambda api, model: (windows or {}).get(model),
     )
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from kakin.gateway.committer import Committer
 from kakin.gateway.journal import ChargeJournal
+from kakin.ledger import Ledger
 from kakin.ledger.records import PostOp, ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
 from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 
@@ -152,13 +153,13 @@ class LocalAccountant:
         # resume. With one, it includes the journal through ``applied``; charges counted while
         # it loaded and not among those are counted again on the new view.
         if self.journal is None:
-            view = await self.committer.call("account_view", org_id)
+            view = await self.committer.call(Ledger.account_view, org_id)
         else:
             self.journal.commit()  # every charge counted so far gets an id the snapshot can include
             counted = self._counted_while_loading[org_id] = []
             try:
                 view, applied = await self.committer.snapshot(  # type: ignore[attr-defined]
-                    "account_view", org_id, journal_upto=self.journal.last_id
+                    Ledger.account_view, org_id, journal_upto=self.journal.last_id
                 )
             finally:
                 del self._counted_while_loading[org_id]

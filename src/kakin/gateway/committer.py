@@ -28,21 +28,45 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
 
 from kakin.errors import KakinError
+
+if TYPE_CHECKING:
+    from kakin.ledger import Ledger
 
 log = logging.getLogger("kakin.gateway")
 
 _STOP = object()
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
+# A ``Ledger`` method, passed unbound (``Ledger.verify_key``): a type checker sees each call's
+# arguments and result, and it crosses to the writer process by its qualified name.
+LedgerMethod = Callable[["Ledger", *Args], T]
+
+
+class LedgerCall(Protocol):
+    """Runs a ledger method off the event loop: ``await call(Ledger.verify_key, plaintext)``."""
+
+    def __call__(self, fn: LedgerMethod[*Args, T], /, *args: *Args) -> Awaitable[T]: ...
+
+
+def in_thread(ledger: Ledger) -> LedgerCall:
+    """A :class:`LedgerCall` running each method in a worker thread, without a writer."""
+
+    async def call(fn: LedgerMethod[*Args, T], /, *args: *Args) -> T:
+        return await asyncio.to_thread(fn, ledger, *args)
+
+    return call
 
 
 class Committer(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def submit(self, op: object) -> Any: ...
-    async def call(self, method: str, *args: Any) -> Any: ...
+    async def call(self, fn: LedgerMethod[*Args, T], *args: *Args) -> T: ...
     def enqueue(self, op: object) -> None: ...
 
 
@@ -67,10 +91,10 @@ def run_batch(ledger: Any, ops: Sequence[object]) -> list[Any]:
     return results
 
 
-def run_call(ledger: Any, method: str, args: tuple[Any, ...]) -> Any:
-    """A read run between two batches (a consistent snapshot); errors are returned."""
+def run_call(ledger: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``fn(ledger, *args)``, run between two batches (a consistent snapshot); errors are returned."""
     try:
-        return getattr(ledger, method)(*args)
+        return fn(ledger, *args)
     except Exception as exc:
         return exc
 
@@ -116,9 +140,9 @@ class ThreadCommitter:
         self._queue.put((op, future, loop))
         return _raise_refusal(await future)
 
-    async def call(self, method: str, *args: Any) -> Any:
-        """Run ``ledger.<method>(*args)`` on the writer between two batches."""
-        return await self.submit(_Call(method, args))
+    async def call(self, fn: LedgerMethod[*Args, T], *args: *Args) -> T:
+        """Run ``fn(ledger, *args)`` on the writer between two batches."""
+        return await self.submit(_Call(fn, args))
 
     def enqueue(self, op: object) -> None:
         """Queue an operation without waiting for it (releasing a hold on the way out)."""
@@ -147,7 +171,7 @@ class ThreadCommitter:
         calls = [item for item in batch if isinstance(item[0], _Call)]
         results = run_batch(self.ledger, [op for op, _, _ in ops]) if ops else []
         resolved = list(zip(ops, results, strict=True))
-        resolved += [(item, run_call(self.ledger, item[0].method, item[0].args)) for item in calls]
+        resolved += [(item, run_call(self.ledger, item[0].fn, item[0].args)) for item in calls]
         waiting: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
         for (op, future, loop), result in resolved:
             if future is None:
@@ -160,10 +184,10 @@ class ThreadCommitter:
 
 
 class _Call:
-    __slots__ = ("args", "method")
+    __slots__ = ("args", "fn")
 
-    def __init__(self, method: str, args: tuple[Any, ...]) -> None:
-        self.method = method
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
         self.args = args
 
 
@@ -175,8 +199,9 @@ def _resolve_all(done: list[tuple[asyncio.Future, Any]]) -> None:
 # --------------------------------------------------------------------------- in a process
 
 # Frames on the pipes: a 4-byte big-endian length, then a pickle. Requests are
-# ``(number, "op" | "call" | "journal", payload)``; each answer frame is a list of
-# ``(number, result)``, where number JOURNAL_APPLIED reports journal charges applied.
+# ``(number, "op" | "call" | "journal", payload)``, a call's payload being ``(Ledger method,
+# args, journal_upto)``; each answer frame is a list of ``(number, result)``, where number
+# JOURNAL_APPLIED reports journal charges applied.
 _LENGTH = 4
 JOURNAL_APPLIED = 0
 
@@ -238,7 +263,9 @@ class ProcessCommitter:
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._process.stdin)
         await loop.connect_read_pipe(lambda: _Answers(self), self._process.stdout)
         self._writer.write(frame(self._config))
-        ready = self._send("call", ("now", (), None), wait=True)  # answered once the writer is ready
+        from kakin.ledger import Ledger
+
+        ready = self._send("call", (Ledger.now, (), None), wait=True)  # answered once the writer is ready
         self._flush()
         _raise_refusal(await ready)
 
@@ -258,13 +285,13 @@ class ProcessCommitter:
     async def submit(self, op: object) -> Any:
         return _raise_refusal(await self._send("op", op, wait=True))
 
-    async def call(self, method: str, *args: Any) -> Any:
-        return _raise_refusal(await self._send("call", (method, args, None), wait=True))
+    async def call(self, fn: LedgerMethod[*Args, T], *args: *Args) -> T:
+        return _raise_refusal(await self._send("call", (fn, args, None), wait=True))
 
-    async def snapshot(self, method: str, *args: Any, journal_upto: int) -> tuple[Any, int]:
+    async def snapshot(self, fn: LedgerMethod[*Args, T], *args: *Args, journal_upto: int) -> tuple[T, int]:
         """``call`` once the journal is applied through ``journal_upto`` at least; returns the
         result and the last journal id it includes."""
-        answer = await self._send("call", (method, args, journal_upto), wait=True)
+        answer = await self._send("call", (fn, args, journal_upto), wait=True)
         result, applied = _raise_refusal(answer)  # the writer is gone: LedgerUnavailable
         return _raise_refusal(result), applied
 

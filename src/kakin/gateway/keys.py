@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kakin.gateway.committer import LedgerCall, in_thread
+from kakin.ledger import Ledger
 from kakin.ledger.errors import KeyExpired
 from kakin.ledger.keys import shown_key
 from kakin.limits import LimitSet
@@ -33,7 +35,7 @@ class Caller:
 
 
 class KeyCache:
-    """``call(method, *args)`` runs a ledger method; the gateway passes its ledger writer's,
+    """``call(Ledger.method, *args)`` runs a ledger method; the gateway passes its ledger writer's,
     so verifying a key (a ledger transaction) never holds this process's GIL.
 
     A key verified again may find its organisation in another tier (promoted by its spending
@@ -47,13 +49,13 @@ class KeyCache:
         ledger: Any,
         *,
         ttl: float = 2.0,
-        call: Any = None,
+        call: LedgerCall | None = None,
         on_tier_change: Callable[[str], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.ttl = ttl
         self._on_tier_change = on_tier_change
-        self._call = call or (lambda method, *args: asyncio.to_thread(getattr(ledger, method), *args))
+        self._call = call or in_thread(ledger)
         self._callers: dict[bytes, tuple[float, Caller]] = {}
         self._verifying: dict[bytes, asyncio.Future] = {}
 
@@ -99,8 +101,8 @@ class KeyCache:
         self._callers[digest] = (time.monotonic() + self.ttl, caller)
 
     async def _verify(self, plaintext: str) -> Caller:
-        key = await self._call("verify_key", plaintext)
-        status = await self._call("tier_of", key.org_id)
+        key = await self._call(Ledger.verify_key, plaintext)
+        status = await self._call(Ledger.tier_of, key.org_id)
         tier = status.tier
         limits = limits_for_key(key, tier)
         log.debug(

@@ -113,13 +113,13 @@ class _Writer:
         answers = list(zip([number for number, _ in ops], results, strict=True))
         for number, kind, payload in requests:
             if kind == "call":
-                method, args, journal_upto = payload
+                fn, args, journal_upto = payload
                 if journal_upto is None:
-                    answers.append((number, run_call(self.ledger, method, args)))
+                    answers.append((number, run_call(self.ledger, fn, args)))
                 else:
                     self.apply_journal(journal_upto)
                     applied = self.journal.applied if self.journal else 0
-                    answers.append((number, (_portable(run_call(self.ledger, method, args)), applied)))
+                    answers.append((number, (_portable(run_call(self.ledger, fn, args)), applied)))
         if answers:
             self._write([(number, _portable(result)) for number, result in answers])
 

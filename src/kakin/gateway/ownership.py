@@ -22,13 +22,14 @@ from typing import Any
 import orjson
 
 from kakin.errors import InvalidInput, NotFound
+from kakin.gateway.committer import LedgerCall
+from kakin.ledger import Ledger
 from kakin.ledger.records import KeyRecord, ObjectName, ProviderObject
 from kakin.providers import objects
 from kakin.providers.adapter import StreamState
 from kakin.providers.objects import ObjectRef
 from kakin.providers.request import MAX_TOKENS_LIMIT, ParsedRequest
 
-LedgerCall = Callable[..., Awaitable[Any]]
 # A model's context window, by API and model (None when the catalog does not know it).
 ContextWindow = Callable[[str, str], int | None]
 # Sends a request upstream as it is and returns (status, body): a list's next page.
@@ -36,7 +37,7 @@ Fetch = Callable[[ParsedRequest], Awaitable[tuple[int, bytes]]]
 
 
 class ObjectGuard:
-    """``call(method, *args)`` runs a ``Ledger`` method (the gateway passes its writer's);
+    """``call(Ledger.method, *args)`` runs a ledger method (the gateway passes its writer's);
     ``context_window`` bounds an object whose size was not recorded."""
 
     def __init__(self, call: LedgerCall, context_window: ContextWindow) -> None:
@@ -65,7 +66,7 @@ class ObjectGuard:
             parsed.query = objects.whole_list_query(parsed)
         ref = objects.named(parsed)
         if ref is not None:
-            found = await self._call("find_object", ref.api, ref.kind, ref.object_id)
+            found = await self._call(Ledger.find_object, ref.api, ref.kind, ref.object_id)
             if found is None or found.project_id != key.project_id:
                 raise NotFound(ref.not_found())
             if objects.takes_stored_model(parsed):
@@ -94,7 +95,7 @@ class ObjectGuard:
             return body
         gone = objects.deleted(parsed)
         if gone is not None:
-            await self._call("forget_object", gone.api, gone.kind, gone.object_id)
+            await self._call(Ledger.forget_object, gone.api, gone.kind, gone.object_id)
             return body
         try:
             doc = orjson.loads(body)
@@ -136,9 +137,9 @@ class ObjectGuard:
             return {}
         first = refs[0]
         ids = [ref.object_id for ref in refs]
-        return await self._call("owned_objects", key.project_id, first.api, first.kind, ids)
+        return await self._call(Ledger.owned_objects, key.project_id, first.api, first.kind, ids)
 
     async def _record(self, key: KeyRecord, refs: list[ObjectRef]) -> None:
         if refs:
             names = [ObjectName(ref.api, ref.kind, ref.object_id, ref.model, ref.tokens) for ref in refs]
-            await self._call("record_objects", key.org_id, key.project_id, names)
+            await self._call(Ledger.record_objects, key.org_id, key.project_id, names)

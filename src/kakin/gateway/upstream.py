@@ -1,12 +1,25 @@
 """What travels to the providers: which client headers are forwarded, and the provider's
-credentials. The connection itself is kakin.gateway.client's."""
+credentials; the refusals when a provider cannot be reached. The connection itself is
+kakin.gateway.client's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from kakin.config import ProviderSettings
+from kakin.errors import KakinError
 from kakin.providers import auth_headers
+
+
+class NoUpstream(KakinError):
+    status = 502
+    code = "bad_gateway"
+
+
+class UpstreamTimeout(KakinError):
+    status = 504
+    code = "upstream_timeout"
+
 
 # Client headers that travel upstream (everything else, above all the caller's kakin key,
 # stays at the gateway).
