@@ -83,6 +83,7 @@ def test_unknown_model_is_404_with_suggestions(
     assert response.status_code == 404
     message = error_message(api, response)
     assert "unknown model" in message and "closest known:" in message
+    assert message.count("kakin.toml") == 1, message  # how to add its price, said once
 
 
 def test_unknown_model_suggestions_name_real_models(tenant: Tenant, http: httpx.Client) -> None:

@@ -67,7 +67,7 @@ def forecast(
     from kakin.estimate import forecast_month, parse_daily_csv
 
     fx = resolve_currency(currency)
-    if csv_file is not None and org is None and not Path(csv_file).exists():
+    if csv_file is not None and org is None and not _names_a_file(csv_file):
         csv_file, org = None, csv_file  # `kakin forecast acme`: not a file, so an organisation
     require_exactly_one(
         [("CSV_FILE", csv_file), ("--org", org)], "forecast from a CSV file or an organisation"
@@ -166,3 +166,10 @@ def forecast_reports(result: MonthForecast, fx: FxRate) -> list[Report]:
         ],
     )
     return [figures, pattern]
+
+
+def _names_a_file(argument: str) -> bool:
+    """A path that exists, or one written as a path (a folder in it, a .csv name): a missing
+    file then says so rather than looking for an organisation of that name."""
+    path = Path(argument)
+    return path.exists() or "/" in argument or path.suffix.lower() == ".csv"

@@ -100,6 +100,6 @@ class Admission:
                 if self.settings.gateway.allow_unpriced_models:
                     return None
                 raise UnpricedModel(
-                    f"{unknown.message}. kakin refuses models it cannot price; add its prices in "
-                    "kakin.toml, or set gateway.allow_unpriced_models = true to pass it through unbilled"
+                    f"kakin refuses models it cannot price: {unknown.message}, or set "
+                    "gateway.allow_unpriced_models = true to pass it through unbilled"
                 ) from None
