@@ -59,14 +59,17 @@ class StreamMeter:
                 self._event(element)
                 self._note_final(element)
             return out
-        self._buffer += chunk
-        if b"\r" in self._buffer:  # CRLF framing (Gemini), possibly split between chunks
-            self._normalise()
-        end = self._buffer.rfind(b"\n\n")
-        if end < 0:
-            return b""
-        complete = bytes(self._buffer[: end + 2])
-        del self._buffer[: end + 2]
+        if not self._buffer and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            complete = chunk  # the usual chunk: whole events, nothing carried over, no copy
+        else:
+            self._buffer += chunk
+            if b"\r" in self._buffer:  # CRLF framing (Gemini), possibly split between chunks
+                self._normalise()
+            end = self._buffer.rfind(b"\n\n")
+            if end < 0:
+                return b""
+            complete = bytes(self._buffer[: end + 2])
+            del self._buffer[: end + 2]
         kept: list[bytes] = []
         dropped = False
         for raw in complete.split(b"\n\n")[:-1]:
