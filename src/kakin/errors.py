@@ -16,6 +16,9 @@ class KakinError(Exception):
 
     status: int = 400
     code: str = "kakin_error"
+    # OpenAI's error "type" when it is more precise than the status's usual one
+    # (a 429 says whether requests or tokens ran out).
+    kind: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -83,6 +83,7 @@ def test_rate_limit_answers_429_with_retry_after(make_tenant: MakeTenant) -> Non
     assert "exceeded" in limited.value.message and "retry after" in limited.value.message
     # the key named as in every other message (and in `kakin keys list`)
     assert f"key kk-{tenant.key.prefix}-… exceeded 2 requests/min" in limited.value.message
+    assert limited.value.type == "requests"  # OpenAI's own label for a request-rate 429
     assert len(tenant.usage()) == 2  # the refused request changed nothing
 
 
@@ -116,6 +117,7 @@ def test_request_larger_than_the_token_limit_is_not_told_to_wait(make_tenant: Ma
     with pytest.raises(openai.RateLimitError) as limited:
         tenant.openai().chat.completions.create(**CHAT)  # its bound alone is over 200 tokens
     assert "lower max_tokens" in limited.value.message
+    assert limited.value.type == "tokens" and limited.value.code == "rate_limit_exceeded"
     # Waiting never helps, so no Retry-After invites the SDK to sleep and resend it.
     assert "retry-after" not in limited.value.response.headers
     assert tenant.usage() == []

@@ -33,8 +33,8 @@ from kakin.gateway.keys import KeyCache
 from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.relay import Relay
 from kakin.gateway.routing import Router
-from kakin.limits import make_limiter
-from kakin.providers import error_response, match_endpoint
+from kakin.limits import RateLimitExceeded, make_limiter
+from kakin.providers import error_for, match_endpoint
 
 
 def api_of_path(path: str) -> str:
@@ -218,11 +218,8 @@ class Gateway:
 
     async def _refuse(self, send: Send, api: str, error: KakinError) -> None:
         extra = []
-        retry = getattr(error, "retry_after_seconds", None)
-        if error.status == 429 and retry is not None:
+        if isinstance(error, RateLimitExceeded) and error.retry_after_seconds is not None:
             # None: the request alone is over a limit, so no Retry-After invites a futile resend.
-            extra.append(("retry-after", str(max(1, int(retry + 0.999)))))
-        # Providers answer malformed requests with 400 (SDKs raise BadRequestError), never 422.
-        status = 400 if error.status == 422 else error.status
-        body = error_response(api, status, error.message, code=error.code)
+            extra.append(("retry-after", str(max(1, int(error.retry_after_seconds + 0.999)))))
+        status, body = error_for(api, error)
         await respond(send, status, body, extra=extra)

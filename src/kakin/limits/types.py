@@ -127,6 +127,7 @@ class RateLimitExceeded(KakinError):
     def __init__(self, message: str, limit: Limit, retry_after_seconds: float | None) -> None:
         super().__init__(message)
         self.limit = limit
+        self.kind = limit.kind  # "requests" or "tokens", as OpenAI labels its 429s
         self.retry_after_seconds = retry_after_seconds
 
 

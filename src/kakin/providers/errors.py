@@ -74,21 +74,28 @@ CONTENT_TYPE = "application/json"
 
 
 def error_body(
-    api: str, status: int, message: str, *, code: str | None = None, param: str | None = None
+    api: str,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """The error document for ``api`` ("openai", "azure", "anthropic", "google").
 
     ``code`` is OpenAI's ``code`` field; for Anthropic and Gemini it is used only when it is
-    one of their own error types / canonical statuses, else the status decides."""
+    one of their own error types / canonical statuses, else the status decides. ``kind`` is
+    OpenAI's ``type`` when more precise than the status's usual one."""
     if api == "anthropic":
         # Only Anthropic's own error types go in "type"; a kakin code would confuse clients.
         default = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        kind = code if code in _ANTHROPIC_KINDS else default
-        return {"type": "error", "error": {"type": kind, "message": message}}
+        error_type = code if code in _ANTHROPIC_KINDS else default
+        return {"type": "error", "error": {"type": error_type, "message": message}}
     if api == "google":
         canonical = code if code in _GOOGLE_KINDS else _google_status(status)
         return {"error": {"code": status, "message": message, "status": canonical}}
-    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    kind = kind or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {
         "error": {"message": message, "type": kind, "param": param, "code": code or _OPENAI_CODES.get(status)}
     }
@@ -99,10 +106,16 @@ def _google_status(status: int) -> str:
 
 
 def error_response(
-    api: str, status: int, message: str, *, code: str | None = None, param: str | None = None
+    api: str,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    kind: str | None = None,
 ) -> bytes:
     """``error_body`` serialised: the response body to send with ``status``."""
-    return orjson.dumps(error_body(api, status, message, code=code, param=param))
+    return orjson.dumps(error_body(api, status, message, code=code, param=param, kind=kind))
 
 
 def error_for(api: str, error: KakinError) -> tuple[int, bytes]:
@@ -110,7 +123,7 @@ def error_for(api: str, error: KakinError) -> tuple[int, bytes]:
     since providers answer malformed requests with 400, and SDKs expect it."""
     status = 400 if error.status == 422 else error.status
     code = None if api in ("anthropic", "google") else error.code
-    return status, error_response(api, status, error.message, code=code)
+    return status, error_response(api, status, error.message, code=code, kind=error.kind)
 
 
 def stream_error_event(api: str, status: int, message: str) -> bytes:
