@@ -39,11 +39,13 @@ atexit.register(_kill_leftovers)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL a process group this harness started (the leader's id is the group's)."""
-    # Also when the leader is gone: a child of it (the ledger writer) may not be.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
+    """SIGKILL a process group this harness started (the leader's id is the group's).
+
+    Only while the leader is not reaped: its id cannot be another process's until then. A
+    leader that exited by itself closed the pipe of its ledger writer, which then exits too."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     _LIVE.pop(process.pid, None)
 
@@ -164,21 +166,17 @@ class Gateway:
 
     def kill(self) -> None:
         """SIGKILL the gateway and its ledger writer at once, as a machine's crash would."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        assert self.process is not None and self.process.returncode is None
         _kill_group(self.process)
 
     def stop(self, timeout: float = 20) -> None:
         """Ctrl-C (in-flight requests finish and are settled), SIGKILL if it takes too long."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            try:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(self.process.pid, signal.SIGINT)
                 self.process.wait(timeout=timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
         _kill_group(self.process)
 
 
@@ -267,9 +265,10 @@ class Cluster:
 
     def close(self) -> None:
         """Stop every gateway (Ctrl-C, then SIGKILL) and the simulator: nothing is left running."""
-        for gateway in self.gateways:
-            if gateway.alive:
-                os.killpg(gateway.process.pid, signal.SIGINT)  # type: ignore[union-attr]
+        for gateway in self.gateways:  # all at once, then wait for each
+            if gateway.process is not None and gateway.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(gateway.process.pid, signal.SIGINT)
         for gateway in self.gateways:
             gateway.stop(timeout=15)
         self.simulator.close()

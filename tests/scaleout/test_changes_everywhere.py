@@ -1,0 +1,105 @@
+"""Changes made through one process's admin API take effect on every other process at its
+very next request: a revoked or suspended key is refused there, an unsuspended key served, a
+lowered budget and an added grant honoured.
+
+Each case first sends a request through gateway B, so whatever B remembers about the key,
+the organisation and its budgets is fresh; then changes it through gateway A's admin API; then
+sends B's next request at once. A gateway that answered from what it remembered (a key or an
+account view kept for a while) would serve the revoked key, pass the lowered budget or refuse
+the new credit, and the test would fail."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import openai
+import pytest
+
+from .conftest import MakeTenant
+from .tenants import Tenant
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+A, B = 0, 1
+
+
+def ask(tenant: Tenant, gateway: int, max_tokens: int = 20) -> object:
+    """One request through ``gateway``: the raw response, or the APIStatusError refusing it."""
+    client = tenant.sync_client(gateway)
+    try:
+        return client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], max_tokens=max_tokens
+        )
+    except openai.APIStatusError as refused:
+        return refused
+    finally:
+        client.close()
+
+
+def served(result: object) -> str:
+    assert not isinstance(result, openai.APIStatusError), f"refused: {result.status_code} {result.message}"
+    return result.headers["x-kakin-request-id"]  # type: ignore[attr-defined]
+
+
+def refused(result: object, status: int) -> openai.APIStatusError:
+    assert isinstance(result, openai.APIStatusError), "served, but the change should have refused it"
+    assert result.status_code == status, result.message
+    return result
+
+
+def test_a_key_revoked_on_one_process_is_refused_on_another_at_once(tenant_of: MakeTenant) -> None:
+    tenant = tenant_of()
+    first = served(ask(tenant, B))
+    with tenant.cluster.admin(A) as admin:
+        admin.post(f"/keys/{tenant.key.id}/revoke").raise_for_status()
+    refusal = refused(ask(tenant, B), 401)
+    assert "revoked" in refusal.message
+    # Nothing was billed for the refused request.
+    assert [r.request_id for r in tenant.recorded([first])] == [first]
+    tenant.assert_reconciles()
+
+
+def test_a_key_suspended_on_one_process_is_refused_on_another_and_unsuspended_at_once(
+    tenant_of: MakeTenant,
+) -> None:
+    tenant = tenant_of()
+    first = served(ask(tenant, B))
+    with tenant.cluster.admin(A) as admin:
+        admin.post(f"/keys/{tenant.key.id}/suspend", json={"reason": "spend spike under review"})
+        refusal = refused(ask(tenant, B), 403)
+        assert "spend spike under review" in refusal.message
+        admin.post(f"/keys/{tenant.key.id}/unsuspend").raise_for_status()
+    last = served(ask(tenant, B))
+    assert sorted(r.request_id for r in tenant.recorded([first, last])) == sorted([first, last])
+    tenant.assert_reconciles()
+
+
+def test_a_budget_lowered_on_one_process_is_honoured_by_another_at_once(tenant_of: MakeTenant) -> None:
+    tenant = tenant_of()
+    budget = {"scope": "project", "scope_ref": tenant.project.id, "period": "month", "hard_cap": True}
+    with tenant.cluster.admin(A) as admin:
+        admin.post(f"/orgs/{tenant.org.id}/budgets", json={**budget, "limit": "1"}).raise_for_status()
+        first = served(ask(tenant, B))
+        # Lowered to what was spent plus less than one more request's hold (about $0.000014).
+        spent = tenant.recorded([first])[0].cost
+        lowered = str(spent + Decimal("0.000005"))
+        admin.post(f"/orgs/{tenant.org.id}/budgets", json={**budget, "limit": lowered}).raise_for_status()
+    refusal = refused(ask(tenant, B), 402)
+    assert "no room" in refusal.message
+    assert tenant.balance().spent == spent <= Decimal(lowered)
+    tenant.assert_reconciles()
+
+
+def test_a_grant_added_on_one_process_is_honoured_by_another_at_once(tenant_of: MakeTenant) -> None:
+    tenant = tenant_of(credit="0.000001")  # less than one request's hold, no payment method
+    refused(ask(tenant, B), 402)
+    with tenant.cluster.admin(A) as admin:
+        admin.post(
+            f"/orgs/{tenant.org.id}/grants",
+            json={"kind": "promotional", "amount": "1"},
+            headers={"Idempotency-Key": "top-up"},
+        ).raise_for_status()
+    request_id = served(ask(tenant, B))
+    [record] = tenant.recorded([request_id])
+    assert record.request_id == request_id and record.cost > 0
+    tenant.assert_reconciles()
