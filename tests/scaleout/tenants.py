@@ -61,6 +61,20 @@ class Tenant:
         time.sleep(0.3)
         return self.usage()
 
+    def probe(self, gateway: int, margin: Decimal) -> Any:
+        """A request through ``gateway`` whose hold is all the organisation's credit but
+        ``margin`` (gpt-4o output is $10 per million tokens; the probe's own input must cost
+        less than the margin). Raises (402) if a hold of ``margin`` or more is still counted
+        anywhere; the organisation needs no payment method, so that credit is its limit."""
+        credit = self.balance().credit
+        with self.sync_client(gateway) as client:
+            return client.chat.completions.with_raw_response.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "probe"}],
+                max_tokens=int((credit - margin) / Decimal("0.00001")),
+                extra_headers={"x-kakin-simulate": "tokens=1"},
+            )
+
     def assert_reconciles(self) -> None:
         reconciliation = self.ledger.reconcile(self.org.id)
         assert reconciliation.ok, f"the ledger does not balance: {reconciliation.mismatches}"
