@@ -36,6 +36,17 @@ def ask(tenant: Tenant, gateway: int, max_tokens: int = 20) -> object:
         client.close()
 
 
+def list_models(tenant: Tenant, gateway: int) -> object:
+    """A request that is not billed (it takes no hold): the model list, or its refusal."""
+    client = tenant.sync_client(gateway)
+    try:
+        return client.models.list()
+    except openai.APIStatusError as refused:
+        return refused
+    finally:
+        client.close()
+
+
 def fresh(tenant: Tenant, gateway: int) -> str:
     """Two requests through ``gateway``: the first may be slow (a process's first request loads
     what it needs), so the second is the one after which what it remembers is fresh."""
@@ -59,8 +70,9 @@ def test_a_key_revoked_on_one_process_is_refused_on_another_at_once(tenant_of: M
     first = fresh(tenant, B)
     with tenant.cluster.admin(A) as admin:
         admin.post(f"/keys/{tenant.key.id}/revoke").raise_for_status()
-    refusal = refused(ask(tenant, B), 401)
-    assert "revoked" in refusal.message
+    # B's next request, billed or not, is refused.
+    assert "revoked" in refused(list_models(tenant, B), 401).message
+    assert "revoked" in refused(ask(tenant, B), 401).message
     # Nothing was billed for the refused request.
     assert len(tenant.recorded([first])) == 2  # the two before the revocation
     tenant.assert_reconciles()
@@ -73,8 +85,8 @@ def test_a_key_suspended_on_one_process_is_refused_on_another_and_unsuspended_at
     first = fresh(tenant, B)
     with tenant.cluster.admin(A) as admin:
         admin.post(f"/keys/{tenant.key.id}/suspend", json={"reason": "spend spike under review"})
-        refusal = refused(ask(tenant, B), 403)
-        assert "spend spike under review" in refusal.message
+        assert "spend spike under review" in refused(list_models(tenant, B), 403).message
+        assert "spend spike under review" in refused(ask(tenant, B), 403).message
         admin.post(f"/keys/{tenant.key.id}/unsuspend").raise_for_status()
     last = served(ask(tenant, B))
     assert {first, last} <= {r.request_id for r in tenant.recorded([first, last])}
