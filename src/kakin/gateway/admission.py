@@ -52,7 +52,9 @@ class Admission:
                 "no kakin key presented: send it as 'Authorization: Bearer <key>' "
                 "(or x-api-key / x-goog-api-key / api-key), as your SDK does with api_key"
             )
-        caller = await self.keys.caller(credential.value)
+        # A request that takes no hold is the only check of its key: verified afresh, so a key
+        # revoked or suspended through another process is refused here at once.
+        caller = await self.keys.caller(credential.value, fresh=not endpoint.billable)
         provider = self.settings.provider_for(endpoint.api)
         if provider is None:
             raise NoUpstream(

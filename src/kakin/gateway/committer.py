@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
 
 from kakin.errors import KakinError
+from kakin.ledger.db import unreachable
 
 if TYPE_CHECKING:
     from kakin.ledger import Ledger
@@ -75,19 +76,30 @@ class LedgerUnavailable(KakinError):
     code = "ledger_unavailable"
 
 
+# What a client is told when the ledger database cannot be reached (its details go to the log).
+_UNREACHABLE = (
+    "kakin cannot reach its ledger database at the moment, so the request was not served "
+    "and not billed; retry in a moment"
+)
+
+
 def run_batch(ledger: Any, ops: Sequence[object]) -> list[Any]:
     """``ledger.batch(ops)``; if the database fails, retry one by one so one bad op can't
-    sink the others. Each result is the op's result or the exception it raised."""
+    sink the others. Each result is the op's result or the exception it raised. A database
+    that cannot be reached refuses every op with :class:`LedgerUnavailable` (503)."""
     try:
         return ledger.batch(ops)
     except Exception as exc:
+        if unreachable(exc):
+            log.error("ledger database unreachable; %d operations refused: %s", len(ops), exc)
+            return [LedgerUnavailable(_UNREACHABLE) for _ in ops]
         log.warning("batch of %d ledger operations failed (%s); retrying one by one", len(ops), exc)
     results: list[Any] = []
     for op in ops:
         try:
             results.append(ledger.batch([op])[0])
         except Exception as single:
-            results.append(single)
+            results.append(LedgerUnavailable(_UNREACHABLE) if unreachable(single) else single)
     return results
 
 
@@ -96,6 +108,9 @@ def run_call(ledger: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     try:
         return fn(ledger, *args)
     except Exception as exc:
+        if unreachable(exc):
+            log.error("ledger database unreachable; %s refused: %s", fn.__qualname__, exc)
+            return LedgerUnavailable(_UNREACHABLE)
         return exc
 
 

@@ -2,8 +2,11 @@
 
 Verifying a key reads the ledger (a hash lookup), so verified keys are remembered for a
 short time. Revoking, suspending or rotating a key through the admin API drops its entry at
-once (``forget``), so those take effect on the very next request; changes made by another
-process are seen within ``ttl`` seconds. Expiry is checked on every request from memory.
+once (``forget``), so those take effect on the very next request. A change made by another
+process is seen within ``ttl`` seconds from memory; but a request that takes no hold is
+verified afresh (``fresh``), and one that takes a hold in shared accounting has its key
+checked again by the ledger's reservation, so there every request sees it at once. Expiry is
+checked on every request from memory.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from kakin.gateway.committer import LedgerCall, in_thread
 from kakin.ledger import Ledger
-from kakin.ledger.errors import KeyExpired
+from kakin.ledger.errors import InvalidKey, KeyExpired, KeySuspended
 from kakin.ledger.keys import shown_key
 from kakin.limits import LimitSet
 from kakin.limits.subjects import limits_for_key
@@ -59,11 +62,22 @@ class KeyCache:
         self._callers: dict[bytes, tuple[float, Caller]] = {}
         self._verifying: dict[bytes, asyncio.Future] = {}
 
-    async def caller(self, plaintext: str) -> Caller:
+    async def caller(self, plaintext: str, *, fresh: bool = False) -> Caller:
+        """The caller presenting ``plaintext``. ``fresh``: read the ledger even if the key is
+        remembered — for a request that takes no hold, nothing else would check the key."""
         digest = hashlib.sha256(plaintext.encode()).digest()
         cached = self._callers.get(digest)
         now = time.monotonic()
-        caller = await self._verified(digest, plaintext) if cached is None or cached[0] < now else cached[1]
+        if fresh:
+            try:
+                caller = await self._verify(plaintext)
+            except (InvalidKey, KeySuspended):
+                self._callers.pop(digest, None)  # this process's other requests see it at once too
+                raise
+        elif cached is None or cached[0] < now:
+            caller = await self._verified(digest, plaintext)
+        else:
+            caller = cached[1]
         expires = caller.key.expires_at
         if expires is not None and expires <= datetime.now(UTC):
             self._callers.pop(digest, None)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from kakin.config import Settings
+from kakin.errors import KakinError
 from kakin.gateway.answers import AnswerStore
 from kakin.gateway.billing import Billing
 from kakin.gateway.call import Call
@@ -208,15 +209,21 @@ class Relay:
         if not broken:
             held += meter.finish()
         usage = meter.usage()
-        if usage is None:
-            cost = await self.billing.settle(call, meter.partial_usage(), _NO_USAGE)
-        else:
-            cost = await self.billing.settle(call, usage)
+        try:
+            if usage is None:
+                cost = await self.billing.settle(call, meter.partial_usage(), _NO_USAGE)
+            else:
+                cost = await self.billing.settle(call, usage)
+        except KakinError as error:
+            # The charge could not be recorded (the ledger is unreachable): the final events are
+            # never sent, so the client has no complete answer, and the stream ends with the error.
+            await send(_last(stream_error_event(call.api, error.status, error.message, code=error.code)))
+            return
         await self.objects.streamed(call.caller.key, call.parsed, meter.state)
         tail = meter.stamp(held, self._receipt(call, cost))
         if broken:
             tail += stream_error_event(call.api, 502, f"{call.provider.name} broke off the stream")
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        await send(_last(tail))
         if not broken and usage is not None:
             # A retry with the Idempotency-Key gets this very answer, kakin's fields included (the
             # charge it names is the one and only); a cache hit is another request, free: the
@@ -295,6 +302,10 @@ _ENDINGS = (
     b"response.failed",
     b'"finishReason"',
 )
+
+
+def _last(body: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": body, "more_body": False}
 
 
 def _may_end(piece: bytes) -> bool:

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from kakin.errors import InvalidInput
 
@@ -61,6 +61,15 @@ def make_engine(url: str | URL | None = None, *, pool_size: int = 10, max_overfl
         # fails one transaction (which the caller may retry) and the pool replaces it.
         pool_recycle=1800,
         connect_args={"application_name": "kakin"},
+    )
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached — down, restarting, the connection
+    cut — rather than that a statement is at fault. The pool replaces a connection that failed
+    so, and a later transaction succeeds once the database is back."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
     )
 
 

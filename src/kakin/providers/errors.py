@@ -126,9 +126,9 @@ def error_for(api: str, error: KakinError) -> tuple[int, bytes]:
     return status, error_response(api, status, error.message, code=code, kind=error.kind)
 
 
-def stream_error_event(api: str, status: int, message: str) -> bytes:
-    """An error to send inside an already-started SSE stream."""
-    body = orjson.dumps(error_body(api, status, message))
+def stream_error_event(api: str, status: int, message: str, *, code: str | None = None) -> bytes:
+    """An error to send inside an already-started SSE stream (``code`` as in ``error_body``)."""
+    body = orjson.dumps(error_body(api, status, message, code=code))
     if api == "anthropic":
         return b"event: error\ndata: " + body + b"\n\n"
     return b"data: " + body + b"\n\n"
