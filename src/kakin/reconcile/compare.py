@@ -261,7 +261,10 @@ def _lines(
         kakin_tokens = tokens if unit in TOKEN_UNITS else None
         provider_cost = side.cost if side else None
         provider_tokens = side.tokens if side and unit in TOKEN_UNITS else None
-        verdict = _verdict(key in ours, side is not None, kakin_cost, provider_cost, kakin_tokens, provider_tokens, tolerance)
+        if side is None:  # nothing on the bill: compared as zero
+            verdict = _verdict(True, False, kakin_cost, Decimal(0), kakin_tokens, 0, tolerance)
+        else:
+            verdict = _verdict(key in ours, True, kakin_cost, provider_cost, kakin_tokens, provider_tokens, tolerance)
         found.append(
             Line(
                 day,
@@ -296,7 +299,7 @@ def _lines(
                 None,
                 tokens,
                 verdict,
-                None if verdict == "match" else label,
+                label,
             )
         )
     return found, apart
