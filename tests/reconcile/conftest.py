@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kakin.ledger import Ledger
-from tests.reconcile.seed import Clock, seed
+
+from .seed import Clock, seed
 
 DATA = Path(__file__).parent.parent / "data" / "reconcile"
 

@@ -10,7 +10,8 @@ import pytest
 from kakin.errors import NotFound
 from kakin.ledger import Ledger
 from kakin.reconcile import BillStore, Reconciler
-from tests.reconcile.conftest import sample
+
+from .conftest import sample
 
 
 def flagged(result) -> set[tuple[str, str | None, str, str]]:  # type: ignore[no-untyped-def]
@@ -18,7 +19,11 @@ def flagged(result) -> set[tuple[str, str | None, str, str]]:  # type: ignore[no
 
 
 def explained(result) -> set[tuple[str, str | None, str, str]]:  # type: ignore[no-untyped-def]
-    return {(line.day.isoformat(), line.model, line.unit, line.explained) for line in result.lines if line.explained}
+    return {
+        (line.day.isoformat(), line.model, line.unit, line.explained)
+        for line in result.lines
+        if line.explained
+    }
 
 
 def test_openai_missing_day_price_change_lag_and_outside_traffic(ledger: Ledger, acme: str) -> None:
@@ -69,7 +74,9 @@ def test_anthropic_cache_read_undercount_and_midnight_request(ledger: Ledger, ac
 
 
 def test_google_model_kakin_never_saw_with_credits_and_rounding(ledger: Ledger, acme: str) -> None:
-    imported = BillStore(ledger).import_bill(acme, "google", sample("google_billing_export.jsonl"), "export.jsonl")
+    imported = BillStore(ledger).import_bill(
+        acme, "google", sample("google_billing_export.jsonl"), "export.jsonl"
+    )
     assert (imported.rows, imported.skipped) == (37, 7)  # Compute Engine rows left out
     result = Reconciler(ledger).compare(acme, "google")
     assert flagged(result) == {("2026-03-02", "gemini-2.5-pro", "input", "missing_in_kakin")}
@@ -82,7 +89,9 @@ def test_google_model_kakin_never_saw_with_credits_and_rounding(ledger: Ledger, 
 
 def test_a_period_narrows_the_comparison_and_no_bill_is_not_found(ledger: Ledger, acme: str) -> None:
     BillStore(ledger).import_bill(acme, "openai", sample("openai_costs.json"))
-    result = Reconciler(ledger).compare(acme, "openai", start="2026-03-05", end="2026-03-06", accounts=["proj_kakin"])
+    result = Reconciler(ledger).compare(
+        acme, "openai", start="2026-03-05", end="2026-03-06", accounts=["proj_kakin"]
+    )
     assert {line.day for line in result.lines} == {date(2026, 3, 5)}
     assert not result.flagged
     with pytest.raises(NotFound, match="no anthropic bill"):

@@ -16,7 +16,8 @@ from kakin.errors import NotFound
 from kakin.ledger import Ledger
 from kakin.reconcile import BillFormatError, BillStore, Reconciler, parse_bill
 from kakin.reconcile.schema import provider_bill_imports, provider_bill_lines
-from tests.reconcile.conftest import sample
+
+from .conftest import sample
 
 
 def stored(ledger: Ledger) -> tuple[int, int]:
@@ -34,12 +35,18 @@ def openai_page(*results: dict, start: int = 1772323200) -> bytes:  # type: igno
 
 
 def cost(value: object, item: str = "gpt-4o-2024-08-06, input") -> dict:  # type: ignore[type-arg]
-    return {"object": "organization.costs.result", "amount": {"value": value, "currency": "usd"}, "line_item": item}
+    return {
+        "object": "organization.costs.result",
+        "amount": {"value": value, "currency": "usd"},
+        "line_item": item,
+    }
 
 
 def test_amounts_are_exact_decimals() -> None:
     # 0.1 + 0.2 in floats is 0.30000000000000004; read as decimals it is 0.3.
-    bill = parse_bill("openai", openai_page(cost(0.1), cost(0.2), cost("0.00000000000000001", "gpt-4o, output")))
+    bill = parse_bill(
+        "openai", openai_page(cost(0.1), cost(0.2), cost("0.00000000000000001", "gpt-4o, output"))
+    )
     amounts = {line.unit: line.cost for line in bill.lines}
     assert amounts == {"input": Decimal("0.3"), "output": Decimal("1E-17")}
     cents = b'{"data": [{"starting_at": "2026-03-01T00:00:00Z", "ending_at": "2026-03-02T00:00:00Z", "results": [{"amount": "123.45", "currency": "USD", "cost_type": "tokens", "token_type": "output_tokens", "model": "claude-sonnet-4-20250514"}]}]}'
@@ -49,17 +56,53 @@ def test_amounts_are_exact_decimals() -> None:
 
 BAD = [
     ("openai", b'{"data": [\n {"start_time": 1772323200,\n', r"line 3, column \d+"),
-    ("openai", openai_page(cost(1), cost("abc")), r"page 1, data\[0\]\.results\[1\]\.amount\.value: 'abc' is not an amount"),
-    ("openai", openai_page({"amount": {"value": 1, "currency": "eur"}, "line_item": "x"}), r"results\[0\]\.amount\.currency: the currency is 'eur'"),
-    ("openai", openai_page({"amount": {"value": 1, "currency": "usd"}, "line_item": None}), r"grouped by line item"),
+    (
+        "openai",
+        openai_page(cost(1), cost("abc")),
+        r"page 1, data\[0\]\.results\[1\]\.amount\.value: 'abc' is not an amount",
+    ),
+    (
+        "openai",
+        openai_page({"amount": {"value": 1, "currency": "eur"}, "line_item": "x"}),
+        r"results\[0\]\.amount\.currency: the currency is 'eur'",
+    ),
+    (
+        "openai",
+        openai_page({"amount": {"value": 1, "currency": "usd"}, "line_item": None}),
+        r"grouped by line item",
+    ),
     ("openai", openai_page(cost(1), start=1772323200 + 3600), r"is not one UTC day"),
-    ("anthropic", b'{"data": [{"starting_at": "2026-03-01T00:00:00Z", "ending_at": "2026-03-02T00:00:00Z", "results": [{"amount": "1", "currency": "EUR", "cost_type": "tokens"}]}]}', r"data\[0\]\.results\[0\]\.currency"),
-    ("anthropic", b'{"data": [{"starting_at": "2026-03-01T00:00:00Z", "ending_at": "2026-03-02T00:00:00Z", "results": [{"uncached_input_tokens": -5, "output_tokens": 1, "model": "claude"}]}]}', r"uncached_input_tokens: -5 is not a token count"),
+    (
+        "anthropic",
+        b'{"data": [{"starting_at": "2026-03-01T00:00:00Z", "ending_at": "2026-03-02T00:00:00Z", "results": [{"amount": "1", "currency": "EUR", "cost_type": "tokens"}]}]}',
+        r"data\[0\]\.results\[0\]\.currency",
+    ),
+    (
+        "anthropic",
+        b'{"data": [{"starting_at": "2026-03-01T00:00:00Z", "ending_at": "2026-03-02T00:00:00Z", "results": [{"uncached_input_tokens": -5, "output_tokens": 1, "model": "claude"}]}]}',
+        r"uncached_input_tokens: -5 is not a token count",
+    ),
     ("anthropic", b'[{"data": []}, {"nodata": 1}]', r"page 2 is not an API page"),
-    ("google", b'{"service": {"description": "Gemini API"}, "cost": 1, "currency": "USD", "usage_start_time": "2026-03-01T00:00:00Z"}\n\n{"cost": NaN}\n', r"line 3: .*NaN is not an amount"),
-    ("google", b'{"service": {"description": "Gemini API"}, "sku": {"description": "Gemini 2.5 Flash Input token count"}, "cost": "1,2x", "currency": "USD", "usage_start_time": "2026-03-01T00:00:00Z"}\n', r"line 1, cost: '1,2x' is not an amount"),
-    ("google", b'{"service": {"description": "Gemini API"}, "cost": 1, "currency": "JPY", "usage_start_time": "2026-03-01T00:00:00Z"}\n', r"line 1, currency: the currency is 'JPY'"),
-    ("google", sample("google_console_costs.csv").replace(b"count,0.500000,0.50,,", b"count,0.500000,0.50,,,9"), r"line 10 has 18 cells"),
+    (
+        "google",
+        b'{"service": {"description": "Gemini API"}, "cost": 1, "currency": "USD", "usage_start_time": "2026-03-01T00:00:00Z"}\n\n{"cost": NaN}\n',
+        r"line 3: .*NaN is not an amount",
+    ),
+    (
+        "google",
+        b'{"service": {"description": "Gemini API"}, "sku": {"description": "Gemini 2.5 Flash Input token count"}, "cost": "1,2x", "currency": "USD", "usage_start_time": "2026-03-01T00:00:00Z"}\n',
+        r"line 1, cost: '1,2x' is not an amount",
+    ),
+    (
+        "google",
+        b'{"service": {"description": "Gemini API"}, "cost": 1, "currency": "JPY", "usage_start_time": "2026-03-01T00:00:00Z"}\n',
+        r"line 1, currency: the currency is 'JPY'",
+    ),
+    (
+        "google",
+        sample("google_console_costs.csv").replace(b"count,0.500000,0.50,,", b"count,0.500000,0.50,,,9"),
+        r"line 10 has 18 cells",
+    ),
     ("google", b"a,b\n1,2\n", r"not a Cloud Billing export"),
     ("openai", b"\xff\xfe", r"line 1 is not UTF-8"),
 ]
@@ -74,7 +117,9 @@ def test_a_malformed_file_names_its_fault_and_imports_nothing(
     assert stored(ledger) == (0, 0)
 
 
-def test_the_same_file_twice_changes_nothing_and_a_restated_day_replaces_its_lines(ledger: Ledger, acme: str) -> None:
+def test_the_same_file_twice_changes_nothing_and_a_restated_day_replaces_its_lines(
+    ledger: Ledger, acme: str
+) -> None:
     store = BillStore(ledger)
     first = store.import_bill(acme, "openai", sample("openai_costs.json"), "costs.json")
     assert first.new and (first.rows, first.lines) == (19, 19)

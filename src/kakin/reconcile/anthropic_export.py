@@ -101,7 +101,10 @@ def _usage(result: dict[str, Any], day: date, where: str) -> Iterator[BillLine]:
     written = sum(count(v, f"{where}.cache_creation.{k}") for k, v in creation.items() if v is not None)
     counts = (
         ("input", count(field(result, "uncached_input_tokens", where), f"{where}.uncached_input_tokens")),
-        ("cached_input", count(result.get("cache_read_input_tokens") or 0, f"{where}.cache_read_input_tokens")),
+        (
+            "cached_input",
+            count(result.get("cache_read_input_tokens") or 0, f"{where}.cache_read_input_tokens"),
+        ),
         ("cache_write", written),
         ("output", count(field(result, "output_tokens", where), f"{where}.output_tokens")),
     )

@@ -44,6 +44,22 @@ VERDICTS: Final[tuple[Verdict, ...]] = (
     "missing_in_kakin",
 )
 Explained = Literal["lag", "day_boundary", "credit", "rounding", "adjustment", "tax", "outside_kakin"]
+VERDICT_WORDS: Final = {
+    "match": "match",
+    "provider_higher": "provider higher",
+    "kakin_higher": "kakin higher",
+    "missing_at_provider": "missing at provider",
+    "missing_in_kakin": "missing in kakin",
+}
+EXPLAINED_WORDS: Final = {
+    "lag": "data lag",
+    "day_boundary": "day boundary",
+    "credit": "provider credit",
+    "rounding": "rounding row",
+    "adjustment": "adjustment",
+    "tax": "tax",
+    "outside_kakin": "outside kakin",
+}
 TOKEN_UNITS: Final = frozenset({"input", "cached_input", "cache_write", "output"})
 _UNIT_ORDER: Final = {unit: n for n, unit in enumerate(UNITS)}
 
@@ -66,7 +82,8 @@ class Tolerance:
         return abs(a - b) <= self.relative * max(a, b)
 
     def describe(self) -> str:
-        return f"${self.cost} or {self.relative * 100:g}% of the larger side; tokens {self.relative * 100:g}%"
+        share = f"{(self.relative * 100).normalize():f}%"
+        return f"${self.cost} or {share} of the larger side; tokens within {share}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +228,7 @@ def _day(value: date | str | None, what: str) -> date | None:
 class _Side:
     """The bill's lines that fall on one comparison line."""
 
-    __slots__ = ("accounts", "cost", "items", "usage_tokens", "cost_tokens")
+    __slots__ = ("accounts", "cost", "cost_tokens", "items", "usage_tokens")
 
     def __init__(self) -> None:
         self.accounts: set[str] = set()
@@ -264,7 +281,9 @@ def _lines(
         if side is None:  # nothing on the bill: compared as zero
             verdict = _verdict(True, False, kakin_cost, Decimal(0), kakin_tokens, 0, tolerance)
         else:
-            verdict = _verdict(key in ours, True, kakin_cost, provider_cost, kakin_tokens, provider_tokens, tolerance)
+            verdict = _verdict(
+                key in ours, True, kakin_cost, provider_cost, kakin_tokens, provider_tokens, tolerance
+            )
         found.append(
             Line(
                 day,
@@ -315,7 +334,9 @@ def _verdict(
     tolerance: Tolerance,
 ) -> Verdict:
     money_ok = provider_cost is None or tolerance.money(provider_cost, kakin_cost)
-    tokens_ok = provider_tokens is None or kakin_tokens is None or tolerance.tokens(provider_tokens, kakin_tokens)
+    tokens_ok = (
+        provider_tokens is None or kakin_tokens is None or tolerance.tokens(provider_tokens, kakin_tokens)
+    )
     if money_ok and tokens_ok:
         return "match"
     if not billed_it:
@@ -334,7 +355,9 @@ def _explain(lines: list[Line], tolerance: Tolerance, covered_end: date, lag_day
     day's, then what the provider has not finished counting on the last days."""
     by_key = {(line.day, line.model, line.unit): n for n, line in enumerate(lines)}
     result = list(lines)
-    for (day, model, unit), n in sorted(by_key.items(), key=lambda item: (item[0][0], str(item[0][1]), item[0][2])):
+    for (day, model, unit), n in sorted(
+        by_key.items(), key=lambda item: (item[0][0], str(item[0][1]), item[0][2])
+    ):
         line = result[n]
         if not line.flagged:
             continue
@@ -358,7 +381,13 @@ def _offsets(a: Line, b: Line, tolerance: Tolerance) -> bool:
         kakin = a.kakin_cost + b.kakin_cost
         return tolerance.money(kakin + da + db, kakin)
     ta, tb = a.token_difference, b.token_difference
-    if ta is not None and tb is not None and ta * tb < 0 and a.kakin_tokens is not None and b.kakin_tokens is not None:
+    if (
+        ta is not None
+        and tb is not None
+        and ta * tb < 0
+        and a.kakin_tokens is not None
+        and b.kakin_tokens is not None
+    ):
         kakin_tokens = a.kakin_tokens + b.kakin_tokens
         return tolerance.tokens(kakin_tokens + ta + tb, kakin_tokens)
     return False
@@ -399,7 +428,12 @@ def _units(lines: Sequence[Line]) -> tuple[UnitTotal, ...]:
 def _totals(lines: Sequence[Line]) -> dict[str, Decimal]:
     """kakin's metered cost, the bill's cost of what was compared, of traffic outside kakin,
     and of the provider's corrections (credits, rounding, adjustments, tax)."""
-    totals = {"kakin": Decimal(0), "provider": Decimal(0), "outside_kakin": Decimal(0), "corrections": Decimal(0)}
+    totals = {
+        "kakin": Decimal(0),
+        "provider": Decimal(0),
+        "outside_kakin": Decimal(0),
+        "corrections": Decimal(0),
+    }
     for line in lines:
         billed = line.provider_cost or Decimal(0)
         if line.kind != "usage":

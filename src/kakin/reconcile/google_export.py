@@ -168,7 +168,9 @@ def _console_csv(lines: list[str], header: int, name: str) -> Iterator[list[Bill
         if any(cell.strip().lower() == "total" for cell in cells[:3]):
             continue  # the table's own sum
         credits = [
-            {"name": column, "amount": row[column]} for column in credit_columns if row.get(column, "").strip()
+            {"name": column, "amount": row[column]}
+            for column in credit_columns
+            if row.get(column, "").strip()
         ]
 
         def get(key: str, row: dict[str, str] = row, credits: list[dict[str, str]] = credits) -> Any:
@@ -207,7 +209,12 @@ def _row(get: Getter, where: str) -> list[BillLine] | None:
     model, unit = line_items().classify("google", sku) if sku else (None, "other")
     tokens = None
     measure = (get("usage.unit") or "").strip().lower()
-    if kind == "usage" and unit in TOKEN_UNITS and measure in TOKEN_MEASURES and get("usage.amount") is not None:
+    if (
+        kind == "usage"
+        and unit in TOKEN_UNITS
+        and measure in TOKEN_MEASURES
+        and get("usage.amount") is not None
+    ):
         tokens = count(get("usage.amount"), f"{where}, usage.amount")
     item = sku or cost_type
     found = [BillLine(day, "costs", kind, account, item, model, unit, cost, tokens)]
@@ -220,5 +227,7 @@ def _row(get: Getter, where: str) -> list[BillLine] | None:
         amount: Decimal = decimal(credit.get("amount"), f"{where}, credits[{n}].amount")
         if amount:
             label = str(credit.get("type") or credit.get("name") or "credit")
-            found.append(BillLine(day, "costs", "credit", account, f"{item}: {label}", model, unit, amount, None))
+            found.append(
+                BillLine(day, "costs", "credit", account, f"{item}: {label}", model, unit, amount, None)
+            )
     return found

@@ -80,7 +80,9 @@ def metered(
         for bucket in split:
             u = s.usage_records
             records = conn.execute(
-                select(u).where(u.c.org_id == org_id, u.c.occurred_at >= bucket, u.c.occurred_at < bucket + _HOUR)
+                select(u).where(
+                    u.c.org_id == org_id, u.c.occurred_at >= bucket, u.c.occurred_at < bucket + _HOUR
+                )
             )
             for record in records:
                 values = dict(record._mapping)

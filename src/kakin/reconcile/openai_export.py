@@ -91,7 +91,9 @@ def _costs(result: dict[str, Any], day: date, where: str) -> list[BillLine]:
 def _usage(result: dict[str, Any], day: date, where: str) -> Iterator[BillLine]:
     name = result.get("model")
     if name is None:
-        raise BillFormatError(f"{where}: `model` is missing; export the usage grouped by model (group_by=model)")
+        raise BillFormatError(
+            f"{where}: `model` is missing; export the usage grouped by model (group_by=model)"
+        )
     name = text(name, f"{where}.model").strip()
     given = count(field(result, "input_tokens", where), f"{where}.input_tokens")
     cached = count(result.get("input_cached_tokens") or 0, f"{where}.input_cached_tokens")

@@ -62,7 +62,9 @@ class BillStore:
         if known is not None:
             return known
         parsed = parse_bill(provider, data, filename)
-        return self.ledger.write(lambda work: self._write(work.conn, work.now, org_id, digest, filename, parsed))
+        return self.ledger.write(
+            lambda work: self._write(work.conn, work.now, org_id, digest, filename, parsed)
+        )
 
     def _write(
         self, conn: Connection, now: datetime, org_id: str, digest: str, filename: str, parsed: ParsedBill
@@ -94,12 +96,16 @@ class BillStore:
         for first in range(0, len(rows), _CHUNK):
             chunk = rows[first : first + _CHUNK]
             keys = [row["row_key"] for row in chunk]
-            conn.execute(delete(lines_table).where(lines_table.c.org_id == org_id, lines_table.c.row_key.in_(keys)))
+            conn.execute(
+                delete(lines_table).where(lines_table.c.org_id == org_id, lines_table.c.row_key.in_(keys))
+            )
             conn.execute(insert(lines_table), chunk)
         return _import(record, new=True)
 
     def _by_digest(self, org_id: str, digest: str) -> BillImport | None:
-        query = select(imports_table).where(imports_table.c.org_id == org_id, imports_table.c.sha256 == digest)
+        query = select(imports_table).where(
+            imports_table.c.org_id == org_id, imports_table.c.sha256 == digest
+        )
         found = self.ledger.read(lambda c: c.execute(query).first())
         return None if found is None else _import(found._mapping, new=False)
 
@@ -115,9 +121,9 @@ class BillStore:
     def lines(self, org_id: str, provider: str, start: date, end: date) -> list[BillLine]:
         """The organisation's bill lines of ``provider`` over UTC days ``[start, end)``."""
         t = lines_table
-        query = select(t.c.day, t.c.report, t.c.kind, t.c.account, t.c.line_item, t.c.model, t.c.unit).add_columns(
-            t.c.cost_pico, t.c.tokens
-        )
+        query = select(
+            t.c.day, t.c.report, t.c.kind, t.c.account, t.c.line_item, t.c.model, t.c.unit
+        ).add_columns(t.c.cost_pico, t.c.tokens)
         query = query.where(t.c.org_id == org_id, t.c.provider == provider, t.c.day >= start, t.c.day < end)
         found = self.ledger.read(lambda c: c.execute(query).all())
         return [
