@@ -6,7 +6,7 @@ sends, through kakin:
 
 * gpt-4o to provider "openai": 1,000,000 input tokens of which 200,000 cached, 100,000
   output — $2.00 + $0.25 + $1.00; on 03-03 one more request at 23:45 UTC (100,000 in,
-  10,000 out: $0.25 + $0.10);
+  10,000 out: $0.25 + $0.10) and, in the same local hour, one at 00:10 on 03-04 (100,000 input: $0.25, on 03-04);
 * claude-sonnet-4 to provider "anthropic": 300,000 uncached, 500,000 cache-read and 100,000
   cache-written input tokens, 50,000 output — $0.90 + $0.15 + $0.375 + $0.75; on 03-05 one
   more request at 23:59 UTC of 20,000 output tokens ($0.30), which Anthropic counts on 03-06;
@@ -112,6 +112,10 @@ def seed(ledger: Ledger, clock: Clock, name: str = "acme") -> str:
         if day.day == 3:  # in a local hour (05:00–06:00 IST is 23:30–00:30 UTC) across UTC midnight
             charge(ledger, clock, scope("gpt-4o"), at + timedelta(hours=23, minutes=45), "openai",
                    uncached=100_000, output=10_000)  # fmt: skip
+            charge(ledger, clock, scope("claude-haiku"), at + timedelta(hours=23, minutes=50), "simulator",
+                   uncached=1000, output=100)  # fmt: skip
+            charge(ledger, clock, scope("gpt-4o"), at + timedelta(hours=24, minutes=10), "openai",
+                   uncached=100_000)  # fmt: skip
         if day.day == 5:
             charge(ledger, clock, scope("claude-sonnet-4"), at + timedelta(hours=23, minutes=59), "anthropic",
                    output=20_000)  # fmt: skip

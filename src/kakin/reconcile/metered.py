@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from operator import add
 from typing import Final
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from kakin.ledger import Ledger
 from kakin.ledger import rollups as r
@@ -43,7 +44,14 @@ _TOKENS: Final = {  # token units → the rollup counts of their tokens
     "cache_write": ("cache_write_tokens",),
     "output": ("output_tokens", "reasoning_tokens"),
 }
-_AT: Final = {name: i for i, name in enumerate(r.MEASURES)}
+_COLUMNS: Final = tuple(dict.fromkeys(c for unit in _MONEY for c in (*_MONEY[unit], *_TOKENS.get(unit, ()))))
+"""The rollup columns read, in this order."""
+_AT: Final = {name: i for i, name in enumerate(_COLUMNS)}
+_PLAN: Final = tuple(
+    (unit, tuple(_AT[c] for c in _MONEY[unit]), tuple(_AT[c] for c in _TOKENS.get(unit, ())))
+    for unit in _MONEY
+)
+_MEASURE_AT: Final = tuple(r.MEASURES.index(c) for c in _COLUMNS)
 _HOUR: Final = timedelta(hours=1)
 
 
@@ -60,25 +68,27 @@ def metered(
     begin = datetime.combine(start, time(0), UTC)
     finish = datetime.combine(end, time(0), UTC)
     h = s.rollup_hours
-    columns = [h.c[name] for name in r.MEASURES]
-    query = select(h.c.start, h.c.model, *columns).where(
-        h.c.org_id == org_id, h.c.start >= begin - _HOUR, h.c.start < finish
+    # Keys and projects summed by the database: one row per hour and model.
+    query = (
+        select(h.c.start, h.c.model, *(func.sum(h.c[name]) for name in _COLUMNS))
+        .where(h.c.org_id == org_id, h.c.start >= begin - _HOUR, h.c.start < finish)
+        .group_by(h.c.start, h.c.model)
     )
 
     def read(conn: Connection) -> dict[Key, Measures]:
         served = _served_by(conn, org_id, kakin_providers, begin, finish)
-        totals: dict[Key, Measures] = defaultdict(lambda: [0, 0])
-        split: list[datetime] = []
+        days: dict[tuple[date, str], list[int]] = {}
+        split: set[datetime] = set()
         for row in conn.execute(query):
             bucket, model = row[0], row[1]
-            if served(model) is False:
+            if not served(model):
                 continue
             if bucket.date() != (bucket + _HOUR - timedelta(microseconds=1)).date():
-                split.append(bucket)  # a local hour across UTC midnight
+                split.add(bucket)  # a local hour across UTC midnight: read from its records
             elif begin <= bucket:
-                _add(totals, bucket.date(), model_key(model), list(row[2:]))
-        for bucket in split:
-            u = s.usage_records
+                _add(days, (bucket.date(), model), [int(v) for v in row[2:]])
+        u = s.usage_records
+        for bucket in sorted(split):
             records = conn.execute(
                 select(u).where(
                     u.c.org_id == org_id, u.c.occurred_at >= bucket, u.c.occurred_at < bucket + _HOUR
@@ -88,20 +98,30 @@ def metered(
                 values = dict(record._mapping)
                 at = values["occurred_at"]
                 if begin <= at < finish and served(values["model"]):
-                    _add(totals, at.date(), model_key(values["model"]), r.measures(values))
-        return dict(totals)
+                    vector = r.measures(values)
+                    _add(days, (at.date(), values["model"]), [vector[i] for i in _MEASURE_AT])
+        return _by_unit(days, model_key)
 
     return ledger.read(read)
 
 
-def _add(totals: dict[Key, Measures], day: date, model: str, values: list[int]) -> None:
-    for unit, money in _MONEY.items():
-        pico = sum(values[_AT[name]] for name in money)
-        tokens = sum(values[_AT[name]] for name in _TOKENS.get(unit, ()))
-        if pico or tokens:
-            measures = totals[(day, model, unit)]
-            measures[0] += pico
-            measures[1] += tokens
+def _add(days: dict[tuple[date, str], list[int]], at: tuple[date, str], values: list[int]) -> None:
+    known = days.get(at)
+    days[at] = values if known is None else list(map(add, known, values))
+
+
+def _by_unit(days: dict[tuple[date, str], list[int]], model_key: Callable[[str], str]) -> dict[Key, Measures]:
+    totals: dict[Key, Measures] = defaultdict(lambda: [0, 0])
+    for (day, model), values in days.items():
+        key = model_key(model)
+        for unit, money, tokens in _PLAN:
+            pico = sum(values[i] for i in money)
+            count = sum(values[i] for i in tokens)
+            if pico or count:
+                measures = totals[(day, key, unit)]
+                measures[0] += pico
+                measures[1] += count
+    return dict(totals)
 
 
 def _served_by(
