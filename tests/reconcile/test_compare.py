@@ -50,6 +50,30 @@ def test_openai_missing_day_price_change_lag_and_outside_traffic(ledger: Ledger,
     assert ("2026-03-02", "gpt-4o-mini", "input", "missing_in_kakin") in flagged(everything)
 
 
+def test_openai_usage_export_adds_token_counts_and_hides_no_missing_day(ledger: Ledger, acme: str) -> None:
+    store = BillStore(ledger)
+    store.import_bill(acme, "openai", sample("openai_costs.json"))
+    usage = store.import_bill(acme, "openai", sample("openai_usage_completions.json"))
+    assert (usage.format, usage.rows, usage.lines) == ("openai.usage", 8, 24)
+    result = Reconciler(ledger).compare(acme, "openai", accounts=["proj_kakin"])
+    # The usage report counts day 4's tokens; the costs have nothing for it: still missing.
+    assert flagged(result) == {
+        ("2026-03-04", "gpt-4o", "input", "missing_at_provider"),
+        ("2026-03-04", "gpt-4o", "cached_input", "missing_at_provider"),
+        ("2026-03-04", "gpt-4o", "output", "missing_at_provider"),
+        ("2026-03-06", "gpt-4o", "output", "provider_higher"),
+        ("2026-03-07", "gpt-4o", "output", "provider_higher"),
+    }
+    tokens = {
+        (x.day.day, x.unit): (x.kakin_tokens, x.provider_tokens) for x in result.lines if x.model == "gpt-4o"
+    }
+    assert tokens[(1, "input")] == (800_000, 800_000)
+    assert tokens[(3, "cached_input")] == (200_000, 200_000)
+    assert tokens[(4, "input")] == (900_000, 900_000)  # the 00:10 request of the split hour is on 03-04
+    cache = {u.unit: u for u in result.units}["cached_input"]
+    assert (cache.kakin_tokens, cache.provider_tokens) == (7 * 200_000, 7 * 200_000)
+
+
 def test_anthropic_cache_read_undercount_and_midnight_request(ledger: Ledger, acme: str) -> None:
     store = BillStore(ledger)
     store.import_bill(acme, "anthropic", sample("anthropic_cost_report.json"), "cost_report.json")

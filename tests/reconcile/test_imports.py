@@ -54,6 +54,28 @@ def test_amounts_are_exact_decimals() -> None:
     assert line.cost == Decimal("1.2345")  # Anthropic's amounts are cents
 
 
+def test_google_console_table_and_bigquery_csv() -> None:
+    console = parse_bill("google", sample("google_console_costs.csv"), "costs.csv")
+    assert (console.format, console.rows, console.skipped) == (
+        "google.console_csv",
+        5,
+        1,
+    )  # "Total" not a row
+    by_kind = {(line.kind, line.unit): line.cost for line in console.lines}
+    assert by_kind == {
+        ("usage", "input"): Decimal("0.300000"),
+        ("usage", "cached_input"): Decimal("0.075000"),  # the unrounded cost, not the table's 0.08
+        ("usage", "output"): Decimal("0.500000"),
+        ("credit", "input"): Decimal("-0.05"),
+        ("rounding", "other"): Decimal("-0.005000"),
+    }
+    csv_export = parse_bill("google", sample("google_billing_export.csv"), "export.csv")
+    jsonl = parse_bill("google", sample("google_billing_export.jsonl"), "export.jsonl")
+    first_day = [line for line in jsonl.lines if line.day == jsonl.start]
+    assert csv_export.format == "google.bigquery_csv" and csv_export.skipped == 1
+    assert list(csv_export.lines) == first_day  # the same rows, read from either shape
+
+
 BAD = [
     ("openai", b'{"data": [\n {"start_time": 1772323200,\n', r"line 3, column \d+"),
     (

@@ -60,6 +60,8 @@ EXPLAINED_WORDS: Final = {
     "tax": "tax",
     "outside_kakin": "outside kakin",
 }
+USAGE_FORMATS: Final = frozenset({"openai.usage", "anthropic.usage_report"})
+"""Exports that count tokens and no money: the days they cover are not billed days."""
 TOKEN_UNITS: Final = frozenset({"input", "cached_input", "cache_write", "output"})
 _UNIT_ORDER: Final = {unit: n for n, unit in enumerate(UNITS)}
 
@@ -196,7 +198,13 @@ class Reconciler:
         ours = metered(self.ledger, record.id, kakin_providers, first, after, mapping.model_key)
         theirs = self.store.lines(record.id, provider, first, after)
         wanted = tuple(sorted({a.strip() for a in accounts if a and a.strip()}))
-        compared, aside = _lines(ours, theirs, tolerance, set(wanted))
+        cost_days = {
+            i.start_day + timedelta(days=n)
+            for i in imports
+            if i.format not in USAGE_FORMATS
+            for n in range((i.end_day - i.start_day).days)
+        }
+        compared, aside = _lines(ours, theirs, tolerance, set(wanted), cost_days)
         lines = _explain(compared, tolerance, covered[1], lag_days) + aside
         lines.sort(key=lambda x: (x.day, x.model or "", _UNIT_ORDER.get(x.unit, 99), x.kind, x.accounts))
         return Reconciliation(
@@ -258,6 +266,7 @@ def _lines(
     theirs: list[BillLine],
     tolerance: Tolerance,
     accounts: set[str],
+    cost_days: set[date],
 ) -> tuple[list[Line], list[Line]]:
     """The compared lines, and the lines set aside (corrections, traffic outside kakin)."""
     compared: dict[tuple[Any, ...], _Side] = defaultdict(_Side)
@@ -278,8 +287,11 @@ def _lines(
         kakin_tokens = tokens if unit in TOKEN_UNITS else None
         provider_cost = side.cost if side else None
         provider_tokens = side.tokens if side and unit in TOKEN_UNITS else None
-        if side is None:  # nothing on the bill: compared as zero
-            verdict = _verdict(True, False, kakin_cost, Decimal(0), kakin_tokens, 0, tolerance)
+        priced = day in cost_days  # a cost export covers the day: no cost line there is a cost of 0
+        if side is None or (provider_cost is None and priced):  # nothing billed: compared as zero
+            verdict = _verdict(
+                key in ours, False, kakin_cost, Decimal(0), kakin_tokens, provider_tokens or 0, tolerance
+            )
         else:
             verdict = _verdict(
                 key in ours, True, kakin_cost, provider_cost, kakin_tokens, provider_tokens, tolerance
