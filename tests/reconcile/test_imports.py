@@ -159,19 +159,23 @@ def test_the_same_file_twice_changes_nothing_and_a_restated_day_replaces_its_lin
     assert (line.provider_cost, line.verdict) == (Decimal("2.50"), "provider_higher")
 
 
-def _import_in_another_process(url: str, org: str) -> tuple[str, bool]:
+RESTATED = sample("anthropic_cost_report.json").replace(b'"90.0"', b'"91.0"', 1)  # another export, same lines
+
+
+def _import_in_another_process(url: str, org: str, data: bytes) -> tuple[str, bool]:
     with Ledger.open(url) as ledger:
-        done = BillStore(ledger).import_bill(org, "anthropic", sample("anthropic_cost_report.json"))
+        done = BillStore(ledger).import_bill(org, "anthropic", data)
         return done.id, done.new
 
 
-def test_processes_importing_one_file_at_once_import_it_once(ledger: Ledger, acme: str, db_url: str) -> None:
+def test_processes_importing_at_once_import_each_file_once(ledger: Ledger, acme: str, db_url: str) -> None:
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(4, mp_context=context) as pool:
-        results = list(pool.map(_import_in_another_process, [db_url] * 4, [acme] * 4))
-    assert len({import_id for import_id, _ in results}) == 1
-    assert sorted(new for _, new in results) == [False, False, False, True]
-    assert stored(ledger) == (1, 28)
+    files = [sample("anthropic_cost_report.json")] * 3 + [RESTATED] * 2
+    with ProcessPoolExecutor(5, mp_context=context) as pool:
+        results = list(pool.map(_import_in_another_process, [db_url] * 5, [acme] * 5, files))
+    assert len({import_id for import_id, _ in results}) == 2
+    assert sorted(new for _, new in results) == [False, False, False, True, True]
+    assert stored(ledger) == (2, 28)  # the restated export replaced lines, added none
 
 
 def test_an_organisation_sees_only_its_own_bills(ledger: Ledger, acme: str) -> None:
