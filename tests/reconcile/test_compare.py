@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -109,6 +110,17 @@ def test_google_model_kakin_never_saw_with_credits_and_rounding(ledger: Ledger, 
     assert len([x for x in labels if x[3] == "credit"]) == 7
     assert result.totals["corrections"] == Decimal("-0.35") + Decimal("-0.000123")
     assert result.totals["kakin"] == 7 * Decimal("0.875")
+
+
+def test_days_no_bill_covers_are_not_compared(ledger: Ledger, acme: str) -> None:
+    # Two exports: 03-01 and 03-03 only. kakin's 03-02 is in neither, so it is not "missing".
+    document = json.loads(sample("openai_costs.json"))
+    first, third = document[0]["data"][0], document[0]["data"][2]
+    for bucket in (first, third):
+        BillStore(ledger).import_bill(acme, "openai", json.dumps({"data": [bucket]}).encode())
+    result = Reconciler(ledger).compare(acme, "openai", accounts=["proj_kakin"], lag_days=0)
+    assert {line.day.day for line in result.lines} == {1, 3}
+    assert not result.flagged
 
 
 def test_a_period_narrows_the_comparison_and_no_bill_is_not_found(ledger: Ledger, acme: str) -> None:

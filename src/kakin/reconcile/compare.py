@@ -21,7 +21,7 @@ Every other difference is *flagged*.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -198,12 +198,9 @@ class Reconciler:
         ours = metered(self.ledger, record.id, kakin_providers, first, after, mapping.model_key)
         theirs = self.store.lines(record.id, provider, first, after)
         wanted = tuple(sorted({a.strip() for a in accounts if a and a.strip()}))
-        cost_days = {
-            i.start_day + timedelta(days=n)
-            for i in imports
-            if i.format not in USAGE_FORMATS
-            for n in range((i.end_day - i.start_day).days)
-        }
+        cost_days = _days(i for i in imports if i.format not in USAGE_FORMATS)
+        covered_days = _days(imports)  # bills of March and of May say nothing about April
+        ours = {key: value for key, value in ours.items() if key[0] in covered_days}
         compared, aside = _lines(ours, theirs, tolerance, set(wanted), cost_days)
         lines = _explain(compared, tolerance, covered[1], lag_days) + aside
         lines.sort(key=lambda x: (x.day, x.model or "", _UNIT_ORDER.get(x.unit, 99), x.kind, x.accounts))
@@ -222,6 +219,11 @@ class Reconciler:
             lag_days=lag_days,
             totals=_totals(lines),
         )
+
+
+def _days(imports: Iterable[BillImport]) -> set[date]:
+    """The UTC days some of ``imports`` cover."""
+    return {i.start_day + timedelta(days=n) for i in imports for n in range((i.end_day - i.start_day).days)}
 
 
 def _day(value: date | str | None, what: str) -> date | None:
