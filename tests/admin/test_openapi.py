@@ -70,7 +70,7 @@ def test_models_carry_examples(document: dict[str, Any]) -> None:
     bodies = {
         _ref(op["requestBody"]["content"]["application/json"]["schema"])
         for _method, _path, op in _operations(document)
-        if "requestBody" in op
+        if "requestBody" in op and "application/json" in op["requestBody"]["content"]  # not file uploads
     }
     assert len(bodies) >= 17
     for name in bodies:

@@ -18,7 +18,7 @@ from kakin.admin import errors
 from kakin.admin.auth import AdminKeyMiddleware
 from kakin.admin.context import AdminContext, HoldsProvider
 from kakin.admin.routes import alerts as alert_routes
-from kakin.admin.routes import budgets, charges, credits, keys, orgs, reports, usage
+from kakin.admin.routes import budgets, charges, credits, keys, orgs, provider_bills, reports, usage
 from kakin.alerts.engine import AlertEngine
 from kakin.alerts.store import AlertStore
 from kakin.ledger import Ledger
@@ -29,7 +29,8 @@ DESCRIPTION = """\
 Manage kakin: organisations, projects and virtual keys; credit grants, refunds and payments;
 balances and the ledger's entries; two-phase charges for custom integrations; budgets, usage
 tiers, usage records, reconciliation; spend reports, the request log, one request's itemised cost,
-what-if repricing and the month-end forecast; alert channels, rules and deliveries.
+what-if repricing and the month-end forecast; provider bills imported and reconciled with kakin's
+metering; alert channels, rules and deliveries.
 
 **Authentication**: every call sends `Authorization: Bearer <KAKIN_ADMIN_KEY>`.
 
@@ -74,7 +75,7 @@ def create_admin_app(
         docs_url=None,
         redoc_url=None,
     )
-    for module in (orgs, keys, credits, charges, budgets, usage, reports, alert_routes):
+    for module in (orgs, keys, credits, charges, budgets, usage, reports, provider_bills, alert_routes):
         app.include_router(module.router(ctx))
     errors.install(app)
     app.add_middleware(AdminKeyMiddleware, admin_key=admin_key, public_paths={OPENAPI_PATH})

@@ -18,6 +18,7 @@ from kakin.web.dashboard import Dashboard, HoldsProvider
 from kakin.web.pages.alerts import alerts_page
 from kakin.web.pages.breakdown import breakdown_page
 from kakin.web.pages.overview import overview_page
+from kakin.web.pages.reconcile import import_endpoint, reconcile_page
 from kakin.web.pages.requests import request_detail_page, requests_page
 from kakin.web.pages.savings import savings_page
 from kakin.web.pages.spend import spend_page
@@ -56,6 +57,8 @@ def create_web_app(
         Route("/alerts", board.page(alerts_page)),
         Route("/savings", board.page(savings_page)),
         Route("/whatif", board.page(whatif_page)),
+        Route("/reconcile", board.page(reconcile_page)),
+        Route("/reconcile/import", import_endpoint(board), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static")),
     ]
     return SecurityHeaders(Starlette(routes=routes))

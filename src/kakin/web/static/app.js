@@ -6,6 +6,8 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("select.autosubmit").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
   });
+  var upload = document.getElementById("bill-upload");
+  if (upload) upload.addEventListener("submit", function (event) { event.preventDefault(); importBill(upload); });
   var chart = document.getElementById("chart");
   if (chart && window.uPlot) drawStacked(chart, JSON.parse(chart.dataset.chart));
 });
@@ -49,4 +51,23 @@ function drawStacked(element, data) {
     series: series,
   }, values, element);
   window.addEventListener("resize", function () { plot.setSize({ width: width(), height: 280 }); });
+}
+
+// A provider's export is sent as it is (the request body), then the page shows that provider.
+function importBill(form) {
+  var status = document.getElementById("upload-status");
+  var file = form.querySelector("input[type=file]").files[0];
+  if (!file) { status.textContent = form.dataset.nofile; return; }
+  var provider = form.querySelector("select[name=provider]").value;
+  var query = new URLSearchParams({ provider: provider, filename: file.name });
+  var url = form.getAttribute("action") + (form.getAttribute("action").indexOf("?") < 0 ? "?" : "&") + query;
+  status.className = "";
+  status.textContent = "…";
+  fetch(url, { method: "POST", body: file, credentials: "same-origin", headers: { "content-type": "application/octet-stream" } })
+    .then(function (response) { return response.json().then(function (body) { return [response.ok, body]; }); })
+    .then(function (answer) {
+      if (answer[0]) { window.location.assign(answer[1].next); return; }
+      status.className = "error";
+      status.textContent = answer[1].error;
+    });
 }
