@@ -456,7 +456,7 @@ def _frame(text: str) -> tuple[str, str]:
 
 def _outer(path: str) -> bool:
     """Frames every sample of the main thread shares (the CLI and the server's run call)."""
-    return "kakin/cli/" in path or path.endswith("kakin/gateway/server.py")
+    return "kakin/cli/" in path or path.endswith(("kakin/server.py", "kakin/serving.py"))
 
 
 def analyse_profile(raw: Path) -> list[str]:

@@ -22,7 +22,10 @@ def uvicorn_config(
     *,
     lifespan: str = "on",
     graceful_seconds: int = 5,
+    factory: bool = False,
+    workers: int | None = None,
 ) -> uvicorn.Config:
+    """``factory``: ``app`` is called (in each worker, with ``workers``) to make the app."""
     return uvicorn.Config(
         app,
         host=host,
@@ -38,6 +41,8 @@ def uvicorn_config(
         log_level=None,
         access_log=False,
         timeout_graceful_shutdown=graceful_seconds,
+        factory=factory,
+        workers=workers,
     )
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import openai
 
 from kakin.config import load_settings
-from kakin.gateway.server import start_in_thread
+from kakin.server import start_in_thread
 from kakin.ledger import Ledger
 from kakin.pricing import Usage, price
 

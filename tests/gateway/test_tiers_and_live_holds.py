@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from kakin.gateway.server import RunningGateway
+from kakin.server import RunningGateway
 from kakin.ledger import Ledger
 
 from .conftest import MakeTenant, start_gateway, tenant_factory
