@@ -19,8 +19,8 @@ import pytest
 from kakin.alerts import Alert, AttemptRecord
 from kakin.alerts.channels import Outcome
 from kakin.config import load_settings
-from kakin.server import RunningGateway, start_in_thread
 from kakin.ledger import Ledger, Scope, UsageDetail
+from kakin.server import RunningGateway, start_in_thread
 
 ADMIN_KEY = "admin-secret-for-the-dashboard-tests"
 NOW = datetime(2026, 3, 15, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
