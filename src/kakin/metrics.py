@@ -153,7 +153,7 @@ class Metrics:
         )
         self._writes = Histogram(
             "kakin_ledger_write_seconds",
-            "Time until a hold or a charge is durable: a ledger commit, a journal append, or in memory",
+            "Time until a charge (and in shared accounting a hold) is durable: a ledger commit or a journal append",
             ("op", "mode"),
             buckets=_WRITE_BUCKETS,
             registry=reg,
@@ -189,10 +189,15 @@ class Metrics:
     def refused(self, api: str, code: str) -> None:
         self._child(self._errors, api, code).inc()
 
-    def billed(self, provider: str, pico: int, tokens: dict[str, int]) -> None:
+    def billed(self, provider: str, pico: int, input: int, output: int, cached: int, reasoning: int) -> None:
         """A charge: its exact amount in picodollars and its tokens by kind."""
         self.cost.add((provider,), pico)
-        for kind, count in tokens.items():
+        for kind, count in (
+            ("input", input),
+            ("output", output),
+            ("cached", cached),
+            ("reasoning", reasoning),
+        ):
             if count:
                 self._child(self._tokens, provider, kind).inc(count)
 
@@ -236,7 +241,7 @@ class NoMetrics(Metrics):
     def refused(self, api: str, code: str) -> None:
         pass
 
-    def billed(self, provider: str, pico: int, tokens: dict[str, int]) -> None:
+    def billed(self, provider: str, pico: int, input: int, output: int, cached: int, reasoning: int) -> None:
         pass
 
     def held(self, change: int) -> None:

@@ -75,7 +75,8 @@ class Billing:
             call.ticket = await self.accounts.hold(
                 call.scope, bound, usage.input_tokens + usage.output_tokens, key
             )
-        self.metrics.wrote("hold", self.mode, time.perf_counter() - started)
+        if self.mode == "shared":  # a ledger reservation; in local accounting a hold is in memory
+            self.metrics.wrote("hold", self.mode, time.perf_counter() - started)
         self.metrics.held(1)
         return bound
 
@@ -133,12 +134,10 @@ class Billing:
         self.metrics.billed(
             call.provider.name,
             to_pico(total),
-            {
-                "input": usage.input_tokens,
-                "output": usage.output_tokens,
-                "cached": usage.cache_read_tokens,
-                "reasoning": detail.reasoning_tokens,
-            },
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            detail.reasoning_tokens,
         )
         await self.limiter.aadjust_tokens(
             call.caller.limits, usage.input_tokens + usage.output_tokens - call.bound_tokens
