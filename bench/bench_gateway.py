@@ -25,6 +25,12 @@ rounds of the per-round value, and overheads are target minus direct of the same
     .venv/bin/python bench/bench_gateway.py             # 3 rounds, under 5 minutes
     .venv/bin/python bench/bench_gateway.py --quick     # 1 round, about a minute
     .venv/bin/python bench/bench_gateway.py --profile   # then py-spy the gateway under load
+    .venv/bin/python bench/bench_gateway.py --compare   # kakin's modes and LiteLLM's proxy side by side
+
+``--compare`` measures, against the simulator alone: kakin in local accounting with metrics on
+and off, in shared accounting on PostgreSQL (a database made for the run), with Redis, with
+``--workers 2``, and LiteLLM's proxy (installed with pip into /tmp/kakin-bench-litellm on first
+use, run with a master key and no database); ``--modes`` picks some of them.
 """
 
 from __future__ import annotations
@@ -879,8 +885,8 @@ def install_litellm(version: str) -> Path:
 
 def litellm_config(path: Path, upstream: str) -> None:
     """Both models point at the simulator; a master key and no database_url (so no spend
-    logging: LiteLLM's spend tracking needs PostgreSQL through Prisma, which cannot start
-    offline)."""
+    logging: LiteLLM's spend tracking needs PostgreSQL through Prisma, whose client and
+    engines are generated and fetched at start, which cannot happen offline)."""
     models = []
     for name, headers in (("gpt-4o-mini", ""), (PACED_MODEL, f'{{"x-kakin-simulate": "{PACED}"}}')):
         models += [

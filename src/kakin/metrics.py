@@ -215,6 +215,10 @@ class Metrics:
         for each in SharedState:
             self._child(self._shared, each.value).set(1 if each is state else 0)
 
+    def close(self) -> None:
+        """The process stops serving: write its exact totals a last time (multi-process mode)."""
+        self.cost.flush()
+
     # ------------------------------------------------------------------ export
 
     def render(self) -> bytes:
@@ -254,6 +258,9 @@ class NoMetrics(Metrics):
         pass
 
     def shared_state(self, state: SharedState | None) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def render(self) -> bytes:

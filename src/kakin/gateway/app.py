@@ -152,6 +152,7 @@ class Gateway:
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.close)
         await self.answers.close()
+        self.metrics.close()
         aclose = getattr(self.limiter, "aclose", None)
         if aclose is not None:
             await aclose()
