@@ -199,6 +199,8 @@ class Workers(Multiprocess):
             if process.exitcode == STARTUP_FAILURE:
                 self.startup_failed = True
                 continue
+            # A negative code is the signal that ended it: one from outside, or SIGKILL from this
+            # supervisor when the worker stopped answering its health check.
             log.error(
                 "worker %s exited (code %s); started worker %s in its place",
                 process.pid,

@@ -43,6 +43,9 @@ def uvicorn_config(
         timeout_graceful_shutdown=graceful_seconds,
         factory=factory,
         workers=workers,
+        # A worker answers the supervisor's health pings once it has imported kakin, which takes
+        # seconds on a busy machine; uvicorn's default (5 s) killed workers that were starting.
+        timeout_worker_healthcheck=30,
     )
 
 
