@@ -150,6 +150,12 @@ def _serve_workers(settings: Settings, workers: int) -> None:
             workers,
             workers,
         )
+    if not settings.admin_key:
+        log.warning(
+            "%d workers without an admin key: the admin API and /metrics are closed, and each worker "
+            "signs dashboard sessions with a secret of its own; set KAKIN_ADMIN_KEY",
+            workers,
+        )
     # The workers share their metrics in files (prometheus-client's multi-process mode); the
     # directory is fresh for each start, so no count of an earlier run is added in.
     given = os.environ.get(MULTIPROC_ENV)
