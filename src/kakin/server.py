@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -166,7 +167,11 @@ def _serve_workers(settings: Settings, workers: int) -> None:
     os.environ[MULTIPROC_ENV] = directory
     server = settings.server
     config = uvicorn_config(
-        functools.partial(worker_app, settings), server.host, server.port, factory=True, workers=workers
+        functools.partial(worker_app, settings, os.getpid()),
+        server.host,
+        server.port,
+        factory=True,
+        workers=workers,
     )
     supervisor = Workers(config, sockets=[config.bind_socket()])
     try:
@@ -178,8 +183,9 @@ def _serve_workers(settings: Settings, workers: int) -> None:
         raise InvalidInput("a worker could not start (its error is above); stopped")
 
 
-def worker_app(settings: Settings) -> Any:
+def worker_app(settings: Settings, supervisor: int) -> Any:
     """In each worker process (``--workers``): the assembled application on a ledger of its own."""
+    _stop_with(supervisor)
     configure_logging(settings.logging)
     try:
         gateway = build_gateway(settings)
@@ -188,6 +194,19 @@ def worker_app(settings: Settings) -> Any:
         sys.exit(STARTUP_FAILURE)
     _keep_in_memory()
     return assemble(gateway, settings, owns_ledger=True)
+
+
+def _stop_with(supervisor: int) -> None:
+    """Have this worker sent SIGTERM (a graceful stop) when its supervisor dies, even killed
+    with SIGKILL, so that no worker is left serving on its own (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Workers(Multiprocess):

@@ -240,3 +240,22 @@ def test_a_worker_that_dies_is_reported_and_replaced(
     assert process.wait(timeout=30) == 0
     log = (tmp_path / "serve.log").read_text()
     assert f"worker {victim} exited (code -9); started worker {replacement} in its place" in log
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    served: tuple[subprocess.Popen, str, Ledger, Path],
+) -> None:
+    process, url, ledger, _ = served
+    _, key = _tenant(ledger)
+    assert _chat(url, key, 0) == 200
+    workers = workers_of(process.pid)
+    writers = {pid for worker in workers for pid in children(worker)}
+    process.kill()  # SIGKILL: the supervisor cannot pass anything on
+    process.wait()
+    every = workers | writers
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in every) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in every if alive(pid)], "workers left serving without their supervisor"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/healthz", timeout=5)
