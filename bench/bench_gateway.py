@@ -25,6 +25,12 @@ rounds of the per-round value, and overheads are target minus direct of the same
     .venv/bin/python bench/bench_gateway.py             # 3 rounds, under 5 minutes
     .venv/bin/python bench/bench_gateway.py --quick     # 1 round, about a minute
     .venv/bin/python bench/bench_gateway.py --profile   # then py-spy the gateway under load
+    .venv/bin/python bench/bench_gateway.py --compare   # kakin's modes and LiteLLM's proxy side by side
+
+``--compare`` measures, against the simulator alone: kakin in local accounting with metrics on
+and off, in shared accounting on PostgreSQL (a database made for the run), with Redis, with
+``--workers 2``, and LiteLLM's proxy (installed with pip into /tmp/kakin-bench-litellm on first
+use, run with a master key and no database); ``--modes`` picks some of them.
 """
 
 from __future__ import annotations
@@ -456,7 +462,7 @@ def _frame(text: str) -> tuple[str, str]:
 
 def _outer(path: str) -> bool:
     """Frames every sample of the main thread shares (the CLI and the server's run call)."""
-    return "kakin/cli/" in path or path.endswith("kakin/gateway/server.py")
+    return "kakin/cli/" in path or path.endswith(("kakin/server.py", "kakin/serving.py"))
 
 
 def analyse_profile(raw: Path) -> list[str]:
@@ -569,12 +575,28 @@ def main() -> None:
         "--no-wrk", action="store_true", help="use the Python load generator even if wrk exists"
     )
     parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="instead: kakin's modes and LiteLLM's proxy side by side (req/s c=1 and c=50, p50, TTFT)",
+    )
+    parser.add_argument(
+        "--modes",
+        default=",".join(COMPARE_MODES),
+        help=f"with --compare, which of {', '.join(COMPARE_MODES)} (comma-separated)",
+    )
+    parser.add_argument(
+        "--litellm-version", default=LITELLM_VERSION, help="with --compare: the LiteLLM to install"
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         default=None,
         help="GIL switch interval of the gateway process in seconds (Python's default is 0.005)",
     )
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = 1 if args.quick else 2
     ttft_seconds = 1.0 if args.quick else 1.5
@@ -822,6 +844,318 @@ def main() -> None:
     if profile_lines:
         lines += ["", *profile_lines]
     print("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------- side by side
+
+# Modes ``--compare`` can measure (``--modes`` picks some); the simulator alone is the baseline.
+COMPARE_MODES = {
+    "local": "kakin, local accounting (SQLite + journal)",
+    "local-nometrics": "kakin, local, metrics off",
+    "shared-pg": "kakin, shared (PostgreSQL)",
+    "shared-redis": "kakin, shared (PG) + Redis",
+    "workers2": "kakin, shared (PG), --workers 2",
+    "litellm": "LiteLLM proxy (no database)",
+}
+LITELLM_VENV = Path("/tmp/kakin-bench-litellm")
+LITELLM_VERSION = "1.106.12"
+LITELLM_MASTER_KEY = "sk-litellm-bench"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# The same 2-delta pacing for LiteLLM, which does not pass a client's x-kakin-simulate header
+# upstream: its "paced" model sends it itself (litellm_params.extra_headers).
+PACED_MODEL = "gpt-4o-mini-paced"
+
+
+def install_litellm(version: str) -> Path:
+    """LiteLLM's proxy in a virtual environment of its own (never a kakin dependency),
+    installed from the package registry with pip on first use; returns its ``litellm``."""
+    executable = LITELLM_VENV / "bin" / "litellm"
+    pip = LITELLM_VENV / "bin" / "pip"
+    if executable.exists():
+        shown = subprocess.run([str(pip), "show", "litellm"], capture_output=True, text=True).stdout
+        if f"Version: {version}" in shown:
+            return executable
+    if not pip.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+    print(f"  installing litellm[proxy]=={version} into {LITELLM_VENV} …", flush=True)
+    subprocess.run([str(pip), "install", "-q", f"litellm[proxy]=={version}"], check=True)
+    return executable
+
+
+def litellm_config(path: Path, upstream: str) -> None:
+    """Both models point at the simulator; a master key and no database_url (so no spend
+    logging: LiteLLM's spend tracking needs PostgreSQL through Prisma, whose client and
+    engines are generated and fetched at start, which cannot happen offline)."""
+    models = []
+    for name, headers in (("gpt-4o-mini", ""), (PACED_MODEL, f'{{"x-kakin-simulate": "{PACED}"}}')):
+        models += [
+            f"  - model_name: {name}",
+            "    litellm_params:",
+            "      model: openai/gpt-4o-mini",
+            f"      api_base: {upstream}/v1",
+            "      api_key: sk-simulated",
+        ]
+        if headers:
+            models.append(f"      extra_headers: {headers}")
+    path.write_text(
+        "\n".join(["model_list:", *models, "general_settings:", f"  master_key: {LITELLM_MASTER_KEY}", ""])
+    )
+
+
+def pg_database() -> str:
+    """A PostgreSQL database of this run's own (dropped at the end by drop_pg_database)."""
+    import psycopg
+
+    name = f"kakin_bench_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def prepare_tenant(database_url: str, name: str) -> tuple[str, str]:
+    """As prepare_ledger, with rate limits on the key far above the load, so each request
+    passes the limiter's check (in memory, or one EVALSHA in Redis) without being refused."""
+    from kakin.ledger import Ledger
+
+    with Ledger.open(database_url) as ledger:
+        org = ledger.create_org(name, payment_method=True)
+        project = ledger.create_project(org.id, "load")
+        _, plaintext = ledger.create_key(project.id, "wrk", rpm=100_000_000, tpm=100_000_000_000)
+        ledger.grant(org.id, "prepaid", Decimal("1000000"), idempotency_key="bench-prepaid")
+        ledger.set_budget(org.id, period="month", limit=Decimal("900000"), hard_cap=True)
+    return org.id, plaintext
+
+
+def tenant_check(database_url: str, org_id: str) -> tuple[int, bool]:
+    """Usage records of the org, and whether its ledger reconciles."""
+    from sqlalchemy import text
+
+    from kakin.ledger import Ledger
+
+    with Ledger.open(database_url) as ledger:
+        with ledger.engine.connect() as conn:
+            records = conn.execute(
+                text("SELECT count(*) FROM usage_records WHERE org_id = :org"), {"org": org_id}
+            ).scalar_one()
+        return int(records), ledger.reconcile(org_id).ok
+
+
+def compare(args: argparse.Namespace) -> None:
+    """kakin's accounting modes, with and without metrics, with two workers, and LiteLLM's
+    proxy, against the simulator alone: req/s at c=1 and c=50, added p50 and time to first token."""
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in COMPARE_MODES]
+    if unknown:
+        raise SystemExit(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(COMPARE_MODES)}")
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = 1 if args.quick else 2
+    ttft_seconds = 1.0 if args.quick else 1.5
+    wrk = None if args.no_wrk else shutil.which("wrk")
+    started = time.monotonic()
+    busy0, load0 = machine_busy_seconds(), os.getloadavg()
+    workdir = Path(tempfile.mkdtemp(prefix="kakin-bench-cmp-"))
+    servers = Servers(workdir)
+    print("kakin gateway side by side")
+    print(
+        f"  machine: {os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start"
+    )
+    print(
+        f"  load: {'wrk -t1' if wrk else 'Python aiohttp client'}, {rounds} round(s) of {seconds} s runs; TTFT {PACED}"
+    )
+    litellm = install_litellm(args.litellm_version) if "litellm" in modes else None
+    pg_url = pg_database() if any(m in modes for m in ("shared-pg", "shared-redis", "workers2")) else ""
+    redis_prefix = f"kakin-bench:{os.getpid()}:"
+    checks: list[tuple[str, str, str]] = []  # (mode, database url, org id)
+    targets: list[Target] = []
+    answered: dict[str, int] = {}
+    try:
+        sim_port = free_port()
+        simulator = servers.start("simulator", kakin_command("simulate", "--port", str(sim_port)), sim_port)
+        targets.append(Target("direct", "direct (simulator)", simulator.url, server=simulator))
+        for mode in modes:
+            port = free_port()
+            if mode == "litellm":
+                assert litellm is not None
+                config = workdir / "litellm.yaml"
+                litellm_config(config, simulator.url)
+                command = [str(litellm), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+                command += ["--num_workers", "1"]
+                os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no fetch of the price list at start
+                server = servers.start("litellm", command, port)
+                targets.append(
+                    Target(mode, COMPARE_MODES[mode], server.url, LITELLM_MASTER_KEY, server=server)
+                )
+                continue
+            local = mode.startswith("local")
+            database = f"sqlite:///{workdir / (mode + '.db')}" if local else pg_url
+            org_id, key = prepare_tenant(database, f"bench-{mode}")
+            checks.append((mode, database, org_id))
+            config = workdir / f"{mode}.toml"
+            write_config(config, database, simulator.url, "local" if local else "shared")
+            extra = []
+            if mode == "local-nometrics":
+                extra = ["", "[metrics]", "enabled = false"]
+            if mode == "shared-redis":
+                extra = ["", "[redis]", f'url = "{REDIS_URL}"', f'prefix = "{redis_prefix}"']
+            if extra:
+                config.write_text(config.read_text() + "\n".join(extra) + "\n")
+            command = ["serve", "--config", str(config), "--port", str(port)]
+            if mode == "workers2":
+                command += ["--workers", "2"]
+            server = servers.start(mode, kakin_command(*command), port)
+            if mode == "workers2":
+                wait_for_workers(server.url, key)
+            targets.append(Target(mode, COMPARE_MODES[mode], server.url, key, server=server))
+        bodies = {
+            "plain": workdir / "plain.json",
+            "stream": workdir / "stream.json",
+            "paced": workdir / "paced.json",
+        }
+        bodies["plain"].write_text(json.dumps(PROMPT))
+        bodies["stream"].write_text(json.dumps({**PROMPT, "stream": True}))
+        bodies["paced"].write_text(json.dumps({**PROMPT, "model": PACED_MODEL, "stream": True}))
+
+        def ttft_body(target: Target) -> Path:
+            return bodies["paced"] if target.name == "litellm" else bodies["stream"]
+
+        def plain(target: Target, conns: int, secs: float) -> Run:
+            watched = [s for s in (target.server, simulator) if s is not None]
+            watched = list({s.name: s for s in watched}.values())
+            if wrk:
+                return measured(
+                    lambda: run_wrk(wrk, target, bodies["plain"], conns, int(secs)), target, watched
+                )
+            return measured(lambda: run_python(target, bodies["plain"], conns, secs), target, watched)
+
+        for target in targets[1:]:  # warm up: keys, account views, encoders, pools
+            plain(target, 10, 1)
+            run_ttft(target, ttft_body(target), 2, 0.3)
+        results: dict[tuple[str, str], list[Run]] = {}
+        for r in range(rounds):
+            order = targets[r % len(targets) :] + targets[: r % len(targets)]
+            for target in order:
+                for kind, conns in (("c1", 1), ("c50", 50)):
+                    run = plain(target, conns, seconds)
+                    if run.errors:
+                        raise RuntimeError(f"{target.label}, c={conns}: {run.errors} errors")
+                    results.setdefault((kind, target.name), []).append(run)
+                    answered[target.name] = answered.get(target.name, 0) + run.requests
+                run = run_ttft(target, ttft_body(target), 1, ttft_seconds)
+                if run.errors:
+                    raise RuntimeError(f"{target.label}, ttft: {run.errors} errors")
+                results.setdefault(("ttft", target.name), []).append(run)
+            print(f"  round {r + 1}/{rounds} done at {time.monotonic() - started:.0f} s", flush=True)
+        for target in targets[1:]:
+            if target.server is not None and target.name != "litellm":
+                servers.stop(target.server)
+        ledgers = [(mode, *tenant_check(database, org_id)) for mode, database, org_id in checks]
+    finally:
+        servers.stop_all()
+        if pg_url:
+            drop_pg_database(pg_url)
+        if "shared-redis" in modes:
+            _drop_redis_keys(redis_prefix)
+    wall = time.monotonic() - started
+    others = max(0.0, machine_busy_seconds() - busy0)
+    load1 = os.getloadavg()
+    print_comparison(targets, results, rounds)
+    print()
+    for mode, records, ok in ledgers:
+        print(
+            f"ledger ({mode}): {records} usage records for {answered.get(mode, 0)} requests measured (plus warm-up); reconciles: {ok}"
+        )
+    print(
+        f"load: {wall:.0f} s wall; the whole machine was busy {others / wall:.2f} cores on average "
+        f"(this benchmark and everything else); load average {load0[0]:.2f} → {load1[0]:.2f}"
+    )
+
+
+def wait_for_workers(url: str, key: str, timeout: float = 120) -> None:
+    """``--workers``: the port accepts once the supervisor listens; wait until a request is answered."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(
+        url + PATH,
+        data=json.dumps(PROMPT).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status == 200:
+                    time.sleep(5)  # the other worker may still be starting
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"--workers gateway at {url} did not answer within {timeout} s")
+        time.sleep(0.5)
+
+
+def _drop_redis_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def print_comparison(targets: list[Target], results: dict[tuple[str, str], list[Run]], rounds: int) -> None:
+    print()
+    print(
+        f"non-streaming chat completion, zero-latency upstream (median of {rounds}); Δ = target − direct of the "
+        "same round; CPU = the server process and its children (µs per request, c=50)"
+    )
+    head = f"  {'target':<44} {'req/s c=1':>9} {'req/s c=50':>10} {'Δp50 c=1':>9} {'ΔTTFT c=1':>10} {'CPU µs':>7}"
+    print(head)
+    base = {kind: results[(kind, "direct")] for kind in ("c1", "c50", "ttft")}
+    rps50: dict[str, float] = {}
+    for target in targets:
+        c1, c50, ttft = (results[(k, target.name)] for k in ("c1", "c50", "ttft"))
+        rps50[target.name] = med([r.rps for r in c50])
+        cpu = med([r.cpu_us.get(target.name, 0) + r.child_cpu_us.get(target.name, 0) for r in c50])
+        if target.name == "direct":
+            cpu = med([r.cpu_us["simulator"] for r in c50])
+            d50 = dttft = "—"
+        else:
+            d50 = f"{med([r.p50_ms - b.p50_ms for r, b in zip(c1, base['c1'], strict=True)]):+.3f}"
+            dttft = f"{med([r.p50_ms - b.p50_ms for r, b in zip(ttft, base['ttft'], strict=True)]):+.3f}"
+        print(
+            f"  {target.label:<44} {med([r.rps for r in c1]):9,.0f} {rps50[target.name]:10,.0f} "
+            f"{d50:>9} {dttft:>10} {cpu:7,.0f}"
+        )
+    if "litellm" in rps50:
+        print()
+        for name in ("local", "shared-pg", "shared-redis", "workers2"):
+            if name in rps50:
+                ratio = rps50[name] / rps50["litellm"]
+                goal = (
+                    " (target ≥ 40×: " + ("PASS" if ratio >= 40 else "FAIL") + ")" if name == "local" else ""
+                )
+                print(f"  {COMPARE_MODES[name]} ÷ LiteLLM, req/s at c=50: {ratio:,.1f}×{goal}")
+    if "local" in rps50 and "local-nometrics" in rps50:
+        on = med([r.cpu_us["local"] for r in results[("c50", "local")]])
+        off = med([r.cpu_us["local-nometrics"] for r in results[("c50", "local-nometrics")]])
+        print(
+            f"  metrics on ÷ off, req/s at c=50: {rps50['local'] / rps50['local-nometrics']:.3f}; "
+            f"event-loop CPU per request {on:,.0f} vs {off:,.0f} µs ({on - off:+,.0f} µs)"
+        )
+    if "workers2" in rps50 and "shared-pg" in rps50:
+        print(
+            f"  --workers 2 ÷ 1 worker (shared, PostgreSQL), req/s at c=50: {rps50['workers2'] / rps50['shared-pg']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,26 +1,102 @@
-"""The application ``kakin serve`` runs: the metering gateway (with the admin API at
-``/admin``) and the dashboard at ``/ui``, ``/`` leading to it.
+"""The application ``kakin serve`` runs, assembled: the metering gateway, with its alert
+engine, the admin API at ``/admin``, the metrics at ``/metrics`` and the dashboard at
+``/ui`` (``/`` leading to it).
 
-This module is the one place that knows all three; the gateway knows nothing of the pages
-and the pages know the ledger, the reports and the alert store only.
+This module is the one place that knows them all; the gateway knows nothing of the admin
+API or the pages, and the pages know the ledger, the reports and the alert store only.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kakin.config import Settings
+from kakin.gateway.access_log import AccessLog
 from kakin.gateway.app import Gateway
-from kakin.web import create_web_app
+from kakin.metrics import MetricsEndpoint
 
 UI = "/ui"
 
 
-def assemble(gateway: Gateway, settings: Settings) -> ASGIApp:
-    """The gateway, with the dashboard beside it."""
+def build_gateway(settings: Settings, ledger: Any = None) -> Gateway:
+    """The gateway on ``ledger`` (opened from the settings when None), with its alerts."""
+    from kakin.ledger import Ledger
+
+    ledger = ledger or Ledger.open(settings.database.url, hold_seconds=settings.gateway.hold_seconds)
+    gateway = Gateway(settings, ledger)
+
+    def suspend(key_id: str, reason: str) -> Any:
+        # A runaway alert suspends the key in the ledger and at once in this gateway.
+        record = ledger.suspend_key(key_id, reason)
+        gateway.changed("key", key_id)
+        return record
+
+    gateway.alerts = _alerts(ledger, suspend)
+    return gateway
+
+
+def _alerts(ledger: Any, suspend: Any) -> Any:
+    from kakin.alerts import AlertEngine, AlertStore, Dispatcher
+
+    store = AlertStore(ledger.engine)
+    engine = AlertEngine(store, Dispatcher(store), suspend=suspend, balance=ledger.balance)
+    engine.warm_up()
+    engine.resume_deliveries()
+    return engine
+
+
+def assemble(
+    gateway: Gateway, settings: Settings, *, dashboard: bool = True, owns_ledger: bool = False
+) -> ASGIApp:
+    """What is served: the gateway, the admin API, ``/metrics`` and (``dashboard``) the pages,
+    behind the access log when it is on. ``owns_ledger``: close the gateway's ledger once it
+    has shut down (a worker process that opened it)."""
+    metrics = None
+    if gateway.metrics.enabled:
+        metrics = MetricsEndpoint(
+            gateway.metrics, admin_key=settings.admin_key, public=settings.metrics.public
+        )
+    app = Served(
+        gateway,
+        admin=_admin(settings, gateway),
+        metrics=metrics,
+        pages=_pages(gateway, settings) if dashboard else None,
+        owns_ledger=owns_ledger,
+    )
+    return AccessLog(app) if settings.server.access_log else app
+
+
+def _admin(settings: Settings, gateway: Gateway) -> ASGIApp | None:
+    try:
+        from kakin.admin import create_admin_app
+    except ImportError:  # installed without the admin API
+        return None
+    admin = create_admin_app(
+        gateway.ledger,
+        admin_key=settings.admin_key,
+        alerts=gateway.alerts,
+        on_change=gateway.changed,
+        holds=gateway.accounts,
+    )
+
+    async def reads_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:
+        # Charges journaled by this gateway reach the ledger a moment after their responses;
+        # an admin reading usage or balances right after a request must see that request.
+        if scope["type"] == "http" and scope["method"] == "GET":
+            await gateway.accounts.settled()
+        await admin(scope, receive, send)
+
+    return Starlette(routes=[Mount("/admin", app=reads_see_every_charge)])
+
+
+def _pages(gateway: Gateway, settings: Settings) -> ASGIApp:
+    from kakin.web import create_web_app
+
     alerts = gateway.alerts.store if gateway.alerts is not None else None
     web = create_web_app(
         gateway.ledger,
@@ -31,29 +107,56 @@ def assemble(gateway: Gateway, settings: Settings) -> ASGIApp:
     )
 
     async def pages_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:
-        # As for the admin API: charges journaled by this gateway reach the ledger a moment
-        # after their responses; a page drawn right after a request must count it.
+        # As for the admin API: a page drawn right after a request must count it.
         if scope["type"] == "http" and scope["method"] == "GET":
             await gateway.accounts.settled()
         await web(scope, receive, send)
 
-    pages = Starlette(
+    return Starlette(
         routes=[
             Route("/", lambda request: RedirectResponse(f"{UI}/", status_code=303)),
             Mount(UI, app=pages_see_every_charge),
         ]
     )
-    return Served(gateway, pages)
 
 
 class Served:
-    """Sends ``/`` and ``/ui…`` to the pages, everything else to the gateway."""
+    """Sends ``/admin…`` to the admin API, ``/metrics`` to the metrics, ``/`` and ``/ui…`` to
+    the pages, everything else (and the lifespan) to the gateway."""
 
-    def __init__(self, gateway: ASGIApp, pages: ASGIApp) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        admin: ASGIApp | None,
+        metrics: ASGIApp | None,
+        pages: ASGIApp | None,
+        owns_ledger: bool = False,
+    ) -> None:
         self.gateway = gateway
+        self.admin = admin
+        self.metrics = metrics
         self.pages = pages
+        self.owns_ledger = owns_ledger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else None
-        pages = path is not None and (path in ("/", UI) or path.startswith(UI + "/"))
-        await (self.pages if pages else self.gateway)(scope, receive, send)
+        if scope["type"] != "http":
+            await self.gateway(scope, receive, self._closing(send) if self.owns_ledger else send)
+            return
+        path = scope["path"]
+        if self.admin is not None and path.startswith("/admin"):
+            await self.admin(scope, receive, send)
+        elif self.metrics is not None and path == "/metrics":
+            await self.metrics(scope, receive, send)
+        elif self.pages is not None and (path in ("/", UI) or path.startswith(UI + "/")):
+            await self.pages(scope, receive, send)
+        else:
+            await self.gateway(scope, receive, send)  # type: ignore[arg-type]
+
+    def _closing(self, send: Send) -> Send:
+        async def sending(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                self.gateway.ledger.close()
+            await send(message)
+
+        return sending

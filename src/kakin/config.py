@@ -155,6 +155,14 @@ class GatewaySettings(_Section):
         return "local" if database_url.startswith("sqlite") else "shared"
 
 
+class MetricsSettings(_Section):
+    enabled: bool = Field(True, description="count requests, tokens, cost, latencies; serve them at /metrics")
+    public: bool = Field(
+        False,
+        description="serve /metrics without the admin key (only where nothing but the scraper reaches it)",
+    )
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -164,6 +172,7 @@ class Settings(_Section):
     providers: tuple[ProviderSettings, ...] = ()
     gateway: GatewaySettings = GatewaySettings()
     cache: CacheSettings = CacheSettings()
+    metrics: MetricsSettings = MetricsSettings()
     admin_key: str = Field("", repr=False, description="admin API key; prefer KAKIN_ADMIN_KEY")
     catalog: dict[str, Any] = Field(default_factory=dict, description="price overrides, see docs/pricing.md")
     source: str = "defaults"

@@ -22,7 +22,10 @@ def uvicorn_config(
     *,
     lifespan: str = "on",
     graceful_seconds: int = 5,
+    factory: bool = False,
+    workers: int | None = None,
 ) -> uvicorn.Config:
+    """``factory``: ``app`` is called (in each worker, with ``workers``) to make the app."""
     return uvicorn.Config(
         app,
         host=host,
@@ -38,6 +41,11 @@ def uvicorn_config(
         log_level=None,
         access_log=False,
         timeout_graceful_shutdown=graceful_seconds,
+        factory=factory,
+        workers=workers,
+        # A worker answers the supervisor's health pings once it has imported kakin, which takes
+        # seconds on a busy machine; uvicorn's default (5 s) killed workers that were starting.
+        timeout_worker_healthcheck=30,
     )
 
 

@@ -24,8 +24,8 @@ from google import genai
 from google.genai import types as genai_types
 
 from kakin.config import load_settings
-from kakin.gateway.server import RunningGateway, start_in_thread
 from kakin.ledger import Balance, KeyRecord, Ledger, Org, Project, UsageRecord
+from kakin.server import RunningGateway, start_in_thread
 
 
 @dataclass

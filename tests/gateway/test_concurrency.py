@@ -11,8 +11,8 @@ from decimal import Decimal
 import openai
 import pytest
 
-from kakin.gateway.server import RunningGateway
 from kakin.ledger import Ledger
+from kakin.server import RunningGateway
 
 from .conftest import MakeTenant, start_gateway, tenant_factory
 

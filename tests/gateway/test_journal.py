@@ -198,7 +198,7 @@ def test_the_admin_api_sees_a_request_as_soon_as_it_is_answered(tmp_path: Path) 
     import httpx
 
     from kakin.config import load_settings
-    from kakin.gateway.server import start_in_thread
+    from kakin.server import start_in_thread
 
     database = f"sqlite:///{tmp_path / 'kakin.db'}"
     settings = load_settings(env={"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "admin-secret"})

@@ -9,8 +9,8 @@ from decimal import Decimal
 import openai
 
 from kakin.config import load_settings
-from kakin.gateway.server import start_in_thread
 from kakin.ledger import Ledger
+from kakin.server import start_in_thread
 
 
 def test_two_gateways_share_cache_and_replays_through_redis(tmp_path, redis_prefix) -> None:

@@ -8,9 +8,9 @@ from decimal import Decimal
 import openai
 
 from kakin.config import load_settings
-from kakin.gateway.server import start_in_thread
 from kakin.ledger import Ledger
 from kakin.pricing import Usage, price
+from kakin.server import start_in_thread
 
 
 def test_alias_and_cheapest_of_route(tmp_path) -> None:

@@ -17,8 +17,8 @@ import openai
 import pytest
 from google.genai import types
 
-from kakin.gateway.server import RunningGateway
 from kakin.ledger import Ledger
+from kakin.server import RunningGateway
 
 from . import expected
 from .conftest import MakeTenant, Tenant, start_gateway, tenant_factory

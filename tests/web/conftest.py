@@ -18,10 +18,9 @@ import pytest
 
 from kakin.alerts import Alert, AttemptRecord
 from kakin.alerts.channels import Outcome
-from kakin.app import assemble
 from kakin.config import load_settings
-from kakin.gateway.server import RunningGateway, start_in_thread
 from kakin.ledger import Ledger, Scope, UsageDetail
+from kakin.server import RunningGateway, start_in_thread
 
 ADMIN_KEY = "admin-secret-for-the-dashboard-tests"
 NOW = datetime(2026, 3, 15, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
@@ -180,7 +179,7 @@ def running_site(url: str) -> Iterator[Site]:
     clock = Clock(NOW)
     ledger = Ledger.open(url, clock=clock, hold_seconds=settings.gateway.hold_seconds)
     seeded = seed(ledger, clock)
-    gateway = start_in_thread(settings, ledger, assemble=assemble)
+    gateway = start_in_thread(settings, ledger, dashboard=True)
     tokyo = seeded["tokyo"]
     projects = seeded["projects"]
     alerts_for(gateway, tokyo.id, projects["web"].id)  # type: ignore[index,union-attr]

@@ -625,6 +625,30 @@ def _budget_report(statuses: list[Any]) -> Report:
 # ledger ------------------------------------------------------------------------------------
 
 
+@ledger_app.command("migrate")
+def ledger_migrate(database_url: DbOption = None) -> None:
+    """Bring the database schema up to date, then say its revision. Every command and
+    ``kakin serve`` do this on open (under a lock, so processes starting together agree);
+    run it once before starting many gateway processes so none of them waits for it."""
+    from alembic.migration import MigrationContext
+
+    from kakin.ledger.db import make_engine, migrate
+
+    url = database_url
+    if url is None:
+        from kakin.config import load_settings
+
+        url = load_settings().database.url
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        with engine.connect() as connection:
+            heads = sorted(MigrationContext.configure(connection).get_current_heads())
+    finally:
+        engine.dispose()
+    typer.echo(f"ledger schema at {', '.join(heads)}")
+
+
 @ledger_app.command("show")
 def ledger_show(
     org: OrgArg,

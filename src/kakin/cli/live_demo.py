@@ -128,8 +128,8 @@ def _message(error: Any) -> str:
 
 def run_live_demo(console: Console, fx: FxRate, *, requests: int = 300, keep_running: bool = False) -> None:
     from kakin.config import load_settings
-    from kakin.gateway.server import start_in_thread
     from kakin.ledger import Ledger
+    from kakin.server import start_in_thread
 
     workdir = Path(DEMO_DIR).resolve()  # kept afterwards, for the CLI to look at; the next demo starts afresh
     workdir.mkdir(parents=True, exist_ok=True)

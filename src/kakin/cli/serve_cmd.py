@@ -20,18 +20,24 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="port to listen on (server.port)")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="gateway processes sharing the port (more than 1 needs shared accounting; see docs/scaling.md)",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the OpenAI, Anthropic and Gemini APIs through kakin, and the dashboard at /ui,
     until interrupted."""
-    from kakin.app import assemble
     from kakin.config import load_settings
-    from kakin.gateway import serve as run
+    from kakin.server import serve as run
 
     settings = load_settings(config)
     server = settings.server.model_copy(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
-    run(settings.model_copy(update={"server": server}), assemble)
+    run(settings.model_copy(update={"server": server}), workers=workers)
 
 
 def register(app: typer.Typer) -> None:

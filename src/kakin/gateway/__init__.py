@@ -1,6 +1,6 @@
-"""The metering gateway: ``Gateway(settings, ledger)`` is the ASGI app ``kakin serve`` runs."""
+"""The metering gateway: ``Gateway(settings, ledger)`` is the ASGI app; kakin.app assembles
+what ``kakin serve`` runs around it, and kakin.server runs that."""
 
 from kakin.gateway.app import Gateway
-from kakin.gateway.server import build_gateway, serve
 
-__all__ = ["Gateway", "build_gateway", "serve"]
+__all__ = ["Gateway"]

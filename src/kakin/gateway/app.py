@@ -34,6 +34,7 @@ from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.relay import Relay
 from kakin.gateway.routing import Router
 from kakin.limits import RateLimitExceeded, make_limiter
+from kakin.metrics import Metrics, SharedState, make_metrics
 from kakin.providers import error_for, match_endpoint
 
 
@@ -49,7 +50,8 @@ def api_of_path(path: str) -> str:
 
 
 class Gateway:
-    """The ASGI application. Build with ``Gateway(settings, ledger)``; ``kakin serve`` runs it."""
+    """The ASGI application. Build with ``Gateway(settings, ledger)``; ``kakin serve`` runs it
+    (kakin.app mounts the admin API, the dashboard and ``/metrics`` beside it)."""
 
     def __init__(
         self,
@@ -59,11 +61,12 @@ class Gateway:
         catalog: Catalog | None = None,
         cache: ResponseCache | None = None,
         alerts: Any = None,
-        admin_app: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.catalog = catalog or Catalog.default()
+        self.metrics = metrics if metrics is not None else make_metrics(settings.metrics.enabled)
         mode = settings.gateway.accounting_mode(settings.database.url)
         journal = journal_path(ledger) if mode == "local" and settings.gateway.charge_journal else None
         self.committer = make_committer(
@@ -88,9 +91,11 @@ class Gateway:
         self.admission = Admission(settings, self.catalog, self.keys, self.objects, self.router, self.limiter)
         response_cache, replays = make_caches(settings)
         self.answers = AnswerStore(settings, response_cache if cache is None else cache, replays)
-        self.billing = Billing(settings, self.catalog, self.accounts, self.limiter, alerts)
-        self.relay = Relay(settings, self.billing, self.objects, self.answers)
-        self.admin_app = admin_app
+        self.billing = Billing(
+            settings, self.catalog, self.accounts, self.limiter, self.metrics, mode, alerts
+        )
+        self.relay = Relay(settings, self.billing, self.objects, self.answers, self.metrics)
+        self._probe: asyncio.Task[None] | None = None
 
     def _context_window(self, api: str, model: str) -> int | None:
         """The model's context window from the catalog, or None when it is not known."""
@@ -120,9 +125,26 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         await self.committer.start()
         await self.relay.start()
+        if self.settings.redis.url and self.metrics.enabled:
+            self._probe = asyncio.ensure_future(self._watch_shared_state())
+        else:
+            self.metrics.shared_state(None)
+
+    async def _watch_shared_state(self, every: float = 10) -> None:
+        """Until the accounting layer reports the shared state's health itself: healthy while
+        Redis answers, failing closed while it does not (requests that need it fail)."""
+        while True:
+            try:
+                healthy = await self.limiter.aping()
+            except Exception:
+                healthy = False
+            self.metrics.shared_state(SharedState.HEALTHY if healthy else SharedState.FAILING_CLOSED)
+            await asyncio.sleep(every)
 
     async def shutdown(self) -> None:
         """In-flight requests have finished: commit what is queued, then close the rest."""
+        if self._probe is not None:
+            self._probe.cancel()
         await self.relay.close()
         await self.committer.stop()
         if self.journal is not None:
@@ -130,6 +152,7 @@ class Gateway:
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.close)
         await self.answers.close()
+        self.metrics.close()
         aclose = getattr(self.limiter, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -146,9 +169,7 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
-            if path.startswith("/admin") and self.admin_app is not None:
-                await self.admin_app(scope, receive, send)
-            elif path == "/healthz":
+            if path == "/healthz":
                 await respond(send, 200, b'{"status":"ok"}')
             else:
                 await self.handle(scope, receive, send)
@@ -174,26 +195,38 @@ class Gateway:
         path = scope["path"]
         api = api_of_path(path)
         call: Call | None = None
+        endpoint = "unknown"
+        status = 0
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
             match = match_endpoint(scope["method"], path)
             if match is None:
                 raise NotFound(f"kakin does not serve {scope['method']} {path}")
-            api = match.endpoint.api
+            api, endpoint = match.endpoint.api, match.endpoint.name
             body = await read_body(receive, self.settings.server.max_body_bytes)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             call = await self.admission.admit(match, body, headers, query)
             note_caller(scope, call.request_id, call.caller.key.org_id, call.caller.key.project_id)
-            await self._serve(call, headers, receive, send)
+            await self._serve(call, headers, receive, sending)
         except ClientGone:
             return
         except KakinError as error:
-            await self._refuse(send, api, error)
+            self.metrics.refused(api, error.code)
+            await self._refuse(sending, api, error)
         finally:
             if call is not None:
                 # Every exit that did not charge releases the hold (errors, cancellation).
                 self.billing.release(call)
                 self.answers.finished(call)
+            if status:
+                self.metrics.answered(call.provider.name if call is not None else "none", endpoint, status)
 
     async def _serve(self, call: Call, headers: dict[str, str], receive: Receive, send: Send) -> None:
         if not call.parsed.endpoint.billable or call.entry is None:
@@ -212,7 +245,7 @@ class Gateway:
             return
         bound = await self.billing.hold(call)
         if call.ticket is not None and call.ticket.repeated:
-            call.ticket = None  # the hold belongs to the first request
+            self.billing.disown(call)
             raise self.answers.served_elsewhere(call)
         await self.relay.forward(call, bound, headers, receive, send, ckey)
 

@@ -11,6 +11,7 @@ ledger, or in memory and the charge journal) is :mod:`kakin.gateway.accounting`'
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,13 +26,16 @@ from kakin.gateway.call import Call
 from kakin.ledger.errors import BudgetExceeded, CreditExhausted
 from kakin.ledger.records import UsageDetail
 from kakin.limits import RateLimiter
+from kakin.metrics import Metrics
+from kakin.money import to_pico
 from kakin.pricing import Cost, Usage, price
 
 log = logging.getLogger("kakin.gateway")
 
 
 class Billing:
-    """``alerts`` (kakin.alerts, optional) is told of every settlement."""
+    """``alerts`` (kakin.alerts, optional) is told of every settlement; ``metrics`` count
+    holds, charges and how long each took to be durable (in accounting ``mode``)."""
 
     def __init__(
         self,
@@ -39,11 +43,15 @@ class Billing:
         catalog: Catalog,
         accounts: Accountant,
         limiter: RateLimiter,
+        metrics: Metrics,
+        mode: str,
         alerts: Any = None,
     ) -> None:
         self.catalog = catalog
         self.accounts = accounts
         self.limiter = limiter
+        self.metrics = metrics
+        self.mode = mode
         self.alerts = alerts
         self.default_output = settings.gateway.default_max_output_tokens
 
@@ -54,6 +62,7 @@ class Billing:
         usage = call.parsed.bound_usage(self.default_output, quick=True)
         key = call.idempotency_key or call.request_id
         bound = self._bound(call, usage)
+        started = time.perf_counter()
         try:
             call.ticket = await self.accounts.hold(
                 call.scope, bound, usage.input_tokens + usage.output_tokens, key
@@ -66,6 +75,9 @@ class Billing:
             call.ticket = await self.accounts.hold(
                 call.scope, bound, usage.input_tokens + usage.output_tokens, key
             )
+        if self.mode == "shared":  # a ledger reservation; in local accounting a hold is in memory
+            self.metrics.wrote("hold", self.mode, time.perf_counter() - started)
+        self.metrics.held(1)
         return bound
 
     def _bound(self, call: Call, usage: Usage) -> Decimal:
@@ -114,8 +126,19 @@ class Billing:
             routing_saved=routing_saved,
         )
         then = (lambda settlement: self._notify_alerts(call, settlement, detail)) if self.alerts else None
+        started = time.perf_counter()
         await self.accounts.charge(call.ticket, total, detail, then)
         call.ticket = None
+        self.metrics.wrote("charge", self.mode, time.perf_counter() - started)
+        self.metrics.held(-1)
+        self.metrics.billed(
+            call.provider.name,
+            to_pico(total),
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            detail.reasoning_tokens,
+        )
         await self.limiter.aadjust_tokens(
             call.caller.limits, usage.input_tokens + usage.output_tokens - call.bound_tokens
         )
@@ -135,6 +158,7 @@ class Billing:
     async def record_hit(self, call: Call, saved: Decimal) -> None:
         """A cache hit costs nothing; record it with the amount it saved."""
         call.ticket = await self.accounts.hold(call.scope, Decimal(0), 0, call.request_id)
+        self.metrics.held(1)
         detail = UsageDetail(
             provider=call.provider.name,
             request_id=call.request_id,
@@ -144,6 +168,7 @@ class Billing:
         )
         await self.accounts.charge(call.ticket, Decimal(0), detail)
         call.ticket = None
+        self.metrics.held(-1)
 
     async def void(self, call: Call) -> None:
         """The request is not billed: release its hold, give its tokens back to the limiter
@@ -156,6 +181,14 @@ class Billing:
         if call.ticket is not None:
             self.accounts.release(call.ticket)
             call.ticket = None
+            self.metrics.held(-1)
+
+    def disown(self, call: Call) -> None:
+        """The hold found belongs to the first request with the same idempotency key: this one
+        neither charges nor releases it."""
+        if call.ticket is not None:
+            call.ticket = None
+            self.metrics.held(-1)
 
     def credit_left(self, call: Call) -> Decimal | None:
         return self.accounts.credit_left(call.caller.key.org_id)

@@ -11,6 +11,7 @@ or an upstream that cannot be reached, is not billed.
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -23,18 +24,25 @@ from kakin.gateway.client import UpstreamClient, UpstreamError, UpstreamResponse
 from kakin.gateway.http import HangUp, Receive, Send, header_list, respond
 from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.upstream import NoUpstream, UpstreamTimeout, upstream_headers
+from kakin.metrics import Metrics
 from kakin.money import decimal_str
 from kakin.providers import ParsedRequest, StreamMeter, stream_error_event, upstream_request, usage_from_body
 
 
 class Relay:
     def __init__(
-        self, settings: Settings, billing: Billing, objects: ObjectGuard, answers: AnswerStore
+        self,
+        settings: Settings,
+        billing: Billing,
+        objects: ObjectGuard,
+        answers: AnswerStore,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.billing = billing
         self.objects = objects
         self.answers = answers
+        self.metrics = metrics
         self.session: UpstreamClient | None = None  # opened by start, on the running loop
 
     async def start(self) -> None:
@@ -84,13 +92,16 @@ class Relay:
         assert self.session is not None
         url = call.provider.base_url.rstrip("/") + up.path
         call.forwarded = True
+        started = time.perf_counter()
         try:
-            return await self.session.request(
+            response = await self.session.request(
                 call.parsed.endpoint.method,
                 url,
                 up.body,
                 upstream_headers(headers, call.provider, call.api, up.headers),
             )
+            self.metrics.upstream(call.provider.name, time.perf_counter() - started)
+            return response
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{call.provider.name} did not answer in time; the request was not billed"
@@ -196,7 +207,7 @@ class Relay:
                 out = meter.feed(chunk)
                 if hangup.gone:
                     continue  # what was received is metered, nothing is sent
-                if held or meter.state.finished or _may_end(out):
+                if held or meter.state.finished or meter.may_end(out):
                     held += out
                 elif out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -292,21 +303,6 @@ _HUNG_UP = (
     "kakin charged its own count of the input and of the output produced until then"
 )
 
-# Markers of a stream's last events in each provider's format (OpenAI chat and Responses,
-# Anthropic, Gemini). From the piece carrying one, output waits until the charge is durable.
-_ENDINGS = (
-    b"[DONE]",
-    b"message_stop",
-    b"response.completed",
-    b"response.incomplete",
-    b"response.failed",
-    b'"finishReason"',
-)
-
 
 def _last(body: bytes) -> dict[str, Any]:
     return {"type": "http.response.body", "body": body, "more_body": False}
-
-
-def _may_end(piece: bytes) -> bool:
-    return any(marker in piece for marker in _ENDINGS)

@@ -12,7 +12,9 @@ An adapter is a few plain functions, one set per endpoint kind:
 - ``limit_output(doc, tokens) -> dict`` (APIs whose requests may leave output unlimited):
   a copy of the request document that limits each answer to ``tokens`` output tokens.
 
-``stamp_key`` names where the cost goes in the event that carries a stream's final usage.
+``stamp_key`` names where the cost goes in the event that carries a stream's final usage;
+``end_markers`` are byte strings found only in a stream's last events (the relay holds the
+output back from the piece carrying one until the charge is durable).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Adapter:
     # Which object of a stream's final event takes kakin's fields: the event itself, or
     # the object under this key (the Responses API's ``response``).
     stamp_key: str | None = None
+    # Bytes that appear only in a stream's last events, e.g. b"[DONE]".
+    end_markers: tuple[bytes, ...] = ()
 
 
 def swap_model(parsed: ParsedRequest, model: str | None) -> dict[str, Any] | None:

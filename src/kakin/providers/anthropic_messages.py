@@ -128,4 +128,10 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=swap_model, usage=usage_block(usage_of), on_event=on_event)
+ADAPTER = Adapter(
+    parse=parse,
+    rewrite=swap_model,
+    usage=usage_block(usage_of),
+    on_event=on_event,
+    end_markers=(b"message_stop",),
+)

@@ -208,4 +208,11 @@ def on_event(state: StreamState, event: Any) -> bool:
     return True
 
 
-ADAPTER = Adapter(parse=parse, rewrite=rewrite, usage=usage, on_event=on_event, limit_output=limit_output)
+ADAPTER = Adapter(
+    parse=parse,
+    rewrite=rewrite,
+    usage=usage,
+    on_event=on_event,
+    limit_output=limit_output,
+    end_markers=(b'"finishReason"',),
+)

@@ -33,13 +33,14 @@ _DONE_EVENT = b"data: [DONE]"
 class StreamMeter:
     """Reads one upstream stream; see the module docstring."""
 
-    __slots__ = ("_array", "_buffer", "_final", "_on_event", "_scanner", "_stamp_key", "state")
+    __slots__ = ("_array", "_buffer", "_endings", "_final", "_on_event", "_scanner", "_stamp_key", "state")
 
     def __init__(self, parsed: ParsedRequest) -> None:
         adapter = adapter_for(parsed.endpoint)
         self.state = StreamState(parsed)
         self._on_event = adapter.on_event
         self._stamp_key = adapter.stamp_key
+        self._endings = adapter.end_markers
         self._array = parsed.endpoint.api == "google" and parsed.query.get("alt") != "sse"
         self._buffer = bytearray()
         # The forwarded event (its bytes as sent) that made the usage final, once seen.
@@ -80,6 +81,11 @@ class StreamMeter:
         if not dropped:
             return complete
         return b"".join(event + b"\n\n" for event in kept)
+
+    def may_end(self, piece: bytes) -> bool:
+        """Whether ``piece`` (bytes ``feed`` returned) may hold one of the stream's last events:
+        from it on, output waits until the charge is durable."""
+        return any(marker in piece for marker in self._endings)
 
     def finish(self) -> bytes:
         """Call when upstream closed the stream normally: the rest it sent (a final event

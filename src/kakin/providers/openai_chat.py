@@ -154,4 +154,5 @@ ADAPTER = Adapter(
     usage=usage,
     on_event=on_event,
     limit_output=limit_output,
+    end_markers=(b"[DONE]",),
 )

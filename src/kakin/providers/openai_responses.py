@@ -133,4 +133,5 @@ ADAPTER = Adapter(
     on_event=on_event,
     limit_output=limit_output,
     stamp_key="response",
+    end_markers=(b"response.completed", b"response.incomplete", b"response.failed"),
 )
