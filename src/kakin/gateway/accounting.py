@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from kakin.gateway.committer import Committer
-from kakin.gateway.journal import ChargeJournal
+from kakin.gateway.journal import ChargeJournal, PostedCharges
 from kakin.ledger import Ledger
 from kakin.ledger.records import PostOp, ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
 from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
@@ -121,20 +121,24 @@ class LocalAccountant:
     to the ledger moments later by the writer process; the view counts the charge at once.
     """
 
-    def __init__(self, ledger: Any, committer: Committer, journal: ChargeJournal | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Any,
+        committer: Committer,
+        journal: ChargeJournal | None = None,
+        posted: PostedCharges | None = None,
+    ) -> None:
+        """``posted`` is what ``committer`` tells of the journal charges it posts (given to
+        both when they are made)."""
         self.ledger = ledger
         self.committer = committer
         self.journal = journal
+        self.posted = posted if posted is not None else PostedCharges()
         self._views: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Future] = {}
         # Charges counted while an organisation's view was reloading: (journal id, hold, amount,
         # tokens), applied to the new view unless its snapshot already includes them.
         self._counted_while_loading: dict[str, list[tuple[asyncio.Future, Any, Decimal, int]]] = {}
-        self._then: dict[int, Callable[[Any], None]] = {}
-        self._applied_through = 0
-        if journal is not None:
-            journal.on_commit = committer.wake  # type: ignore[attr-defined]
-            committer.on_applied = self._applied  # type: ignore[attr-defined]
 
     async def view(self, org_id: str) -> Any:
         view = self._views.get(org_id)
@@ -198,19 +202,9 @@ class LocalAccountant:
         if org_id in self._counted_while_loading:
             self._counted_while_loading[org_id].append((charge_id, hold, amount, usage.tokens))
         if then is not None:
-            self._then[await charge_id] = then
+            self.posted.then(await charge_id, then)
         else:
             await charge_id
-
-    def _applied(self, last_id: int, results: list[tuple[int, Any]]) -> None:
-        """The writer applied journal charges through ``last_id``."""
-        self._applied_through = last_id
-        for charge_id, result in results:
-            then = self._then.pop(charge_id, None)
-            if isinstance(result, BaseException):
-                log.error("journal charge %d could not be posted to the ledger: %s", charge_id, result)
-            elif then is not None:
-                then(result)
 
     async def settled(self) -> None:
         """Wait until every charge made so far is posted to the ledger (for readers that
@@ -218,9 +212,7 @@ class LocalAccountant:
         if self.journal is None:
             return
         self.journal.commit()
-        target = self.journal.last_id
-        while self._applied_through < target:
-            await asyncio.sleep(0.001)
+        await self.posted.reached(self.journal.last_id)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:
@@ -249,8 +241,13 @@ class LocalAccountant:
 
 
 def make_accountant(
-    mode: str, ledger: Any, committer: Committer, hold_seconds: int, journal: ChargeJournal | None = None
+    mode: str,
+    ledger: Any,
+    committer: Committer,
+    hold_seconds: int,
+    journal: ChargeJournal | None = None,
+    posted: PostedCharges | None = None,
 ) -> Accountant:
     if mode == "local":
-        return LocalAccountant(ledger, committer, journal)
+        return LocalAccountant(ledger, committer, journal, posted)
     return SharedAccountant(committer, hold_seconds)

@@ -28,7 +28,7 @@ from kakin.gateway.cache import ResponseCache, make_caches
 from kakin.gateway.call import Call
 from kakin.gateway.committer import ProcessCommitter, make_committer
 from kakin.gateway.http import ClientGone, Receive, Send, read_body, respond
-from kakin.gateway.journal import ChargeJournal, journal_path
+from kakin.gateway.journal import ChargeJournal, PostedCharges, journal_path
 from kakin.gateway.keys import KeyCache
 from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.relay import Relay
@@ -66,18 +66,22 @@ class Gateway:
         self.catalog = catalog or Catalog.default()
         mode = settings.gateway.accounting_mode(settings.database.url)
         journal = journal_path(ledger) if mode == "local" and settings.gateway.charge_journal else None
+        posted = PostedCharges()  # what the writer tells of the journal charges it posts
         self.committer = make_committer(
             ledger,
             writer=settings.gateway.ledger_writer,
             max_batch=settings.gateway.commit_max_batch,
             journal=journal,
+            posted=posted,
         )
         # The journal needs the writer process that applies it (a thread writer commits directly).
         self.journal = (
-            ChargeJournal(journal) if journal and isinstance(self.committer, ProcessCommitter) else None
+            ChargeJournal(journal, waker=self.committer)
+            if journal and isinstance(self.committer, ProcessCommitter)
+            else None
         )
         self.accounts = make_accountant(
-            mode, ledger, self.committer, settings.gateway.hold_seconds, self.journal
+            mode, ledger, self.committer, settings.gateway.hold_seconds, self.journal, posted
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
