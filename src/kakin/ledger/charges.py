@@ -14,13 +14,13 @@ everything before it changes anything, so many can share a transaction.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from kakin.errors import Conflict, InvalidInput
+from kakin.errors import Conflict, InvalidInput, KakinError
 from kakin.ledger import admission, budgets, credit, housekeeping, tiers
 from kakin.ledger import schema as s
 from kakin.ledger import validate as v
@@ -134,22 +134,39 @@ def _check_scope(work: Work, org: Row, scope: Scope, model: str, *, usable: bool
         raise PermissionDenied(f"key {scope.key_id!r} does not belong to project {scope.project_id!r}")
     if not usable:
         return
-    now = work.now
-    if key["revoked_at"] is not None and key["revoked_at"] <= now:
-        raise KeyRevoked(
-            f"key {key['prefix']}… was revoked at {key['revoked_at'].isoformat()}; create a new key"
+    for since, refusal in key_refusals(key):
+        if since is None or since <= work.now:
+            raise refusal
+    if key["models"] is not None and model not in key["models"]:
+        raise PermissionDenied(f"key {key['prefix']}… may only use {', '.join(key['models'])}; not {model!r}")
+
+
+def key_refusals(key: Row) -> list[tuple[datetime | None, KakinError]]:
+    """What refuses a key's requests and from when (None: at once), in the order checked."""
+    out: list[tuple[datetime | None, KakinError]] = []
+    if key["revoked_at"] is not None:
+        revoked = key["revoked_at"].isoformat()
+        out.append(
+            (
+                key["revoked_at"],
+                KeyRevoked(f"key {key['prefix']}… was revoked at {revoked}; create a new key"),
+            )
         )
-    if key["expires_at"] is not None and key["expires_at"] <= now:
-        raise KeyExpired(
-            f"key {key['prefix']}… expired at {key['expires_at'].isoformat()}; rotate or create a key"
+    if key["expires_at"] is not None:
+        expired = key["expires_at"].isoformat()
+        out.append(
+            (
+                key["expires_at"],
+                KeyExpired(f"key {key['prefix']}… expired at {expired}; rotate or create a key"),
+            )
         )
     if key["suspended_at"] is not None:
-        raise KeySuspended(
+        message = (
             f"key {key['prefix']}… is suspended since {key['suspended_at'].isoformat()} "
             f"({key['suspend_reason']}); unsuspend it with `kakin keys unsuspend {key['id']}`"
         )
-    if key["models"] is not None and model not in key["models"]:
-        raise PermissionDenied(f"key {key['prefix']}… may only use {', '.join(key['models'])}; not {model!r}")
+        out.append((None, KeySuspended(message)))
+    return out
 
 
 def last_credit_event(conn: Connection, org_id: str) -> Any:
