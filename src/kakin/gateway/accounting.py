@@ -54,7 +54,12 @@ class Accountant(Protocol):
         ledger's Settlement once the ledger has posted it (at once, or moments later)."""
 
     def release(self, ticket: Ticket) -> None: ...
-    def forget(self, org_id: str | None = None) -> None: ...
+    def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
+        """Something changed outside (an admin change, a tier promotion): the organisation's
+        (or, without one, every) remembered state, and the state of ``key_id``'s organisation."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
     async def settled(self) -> None: ...
     def credit_left(self, org_id: str) -> Decimal | None: ...
     def live_holds(self, org_id: str) -> LiveHolds:
@@ -99,8 +104,14 @@ class SharedAccountant:
             self.committer.enqueue(VoidOp(ticket.handle.id))
             ticket.handle = None
 
-    def forget(self, org_id: str | None = None) -> None:
+    def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
         """Nothing is remembered in this mode."""
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
 
     async def settled(self) -> None:
         """Every charge is in the ledger when ``charge`` returns."""
@@ -231,7 +242,13 @@ class LocalAccountant:
         view = self._views.get(org_id)
         return view.live_holds() if view is not None else NO_LIVE_HOLDS
 
-    def forget(self, org_id: str | None = None) -> None:
+    async def start(self) -> None:
+        """Nothing to start: views load on demand."""
+
+    async def close(self) -> None:
+        """Nothing to close: the journal and the writer belong to the gateway."""
+
+    def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
         """Drop remembered views so the next request reloads them (after an admin change)."""
         if org_id is None:
             for view in self._views.values():

@@ -377,7 +377,7 @@ def make_committer(
 ) -> Committer:
     """A child-process writer when a child can open the same ledger (applying the charge
     ``journal`` if one is given, and telling ``posted`` of what it posted), else a thread."""
-    url = _url_for_a_child(ledger)
+    url = url_for_a_child(ledger)
     if writer == "process" and url is not None:
         return ProcessCommitter(
             url,
@@ -389,7 +389,7 @@ def make_committer(
     return ThreadCommitter(ledger, max_batch=max_batch)
 
 
-def _url_for_a_child(ledger: Any) -> str | None:
+def url_for_a_child(ledger: Any) -> str | None:
     """The database URL (password included), or None when a child would not see the same
     ledger: one running on its own clock (as tests do)."""
     from kakin.ledger.ledger import system_clock

@@ -119,11 +119,12 @@ class ChargeJournal:
     """The gateway's side: append charges, delete posted ones. Use from one event loop.
     ``waker`` is told after each write."""
 
-    def __init__(self, path: str, waker: Waker | None = None) -> None:
+    def __init__(self, path: str, waker: Waker | None = None, lock: int | None = None) -> None:
+        """``lock``: the directory's lock, when :func:`claim_journal` took it already."""
         self.waker = waker
         self.directory = Path(path)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.directory)
+        self._lock = _lock(self.directory) if lock is None else lock
         existing = _segments(self.directory)
         self._segment = (existing[-1] if existing else 0) + 1
         self._fd = -1
@@ -198,6 +199,21 @@ class ChargeJournal:
 
 
 _LOCK = "gateway.lock"
+
+
+def claim_journal(base: str) -> tuple[str, int]:
+    """A journal directory of this process's own under ``base``, for a gateway that shares the
+    ledger with others (shared accounting with Redis holds): the first of ``base/000``,
+    ``base/001``, … that no running gateway holds, and its lock. One a crashed gateway left
+    behind is claimed by the next to start, whose writer posts what it holds."""
+    for slot in range(1000):
+        path = Path(base) / f"{slot:03d}"
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            return str(path), _lock(path)
+        except KakinError:
+            continue
+    raise KakinError(f"every charge journal directory under {base} is held by a running gateway")
 
 
 def _lock(directory: Path) -> int:

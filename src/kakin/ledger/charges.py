@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -167,6 +167,14 @@ def key_refusals(key: Row) -> list[tuple[datetime | None, KakinError]]:
         )
         out.append((None, KeySuspended(message)))
     return out
+
+
+class CreditEvent(NamedTuple):
+    """The journal's last entry that took credit away."""
+
+    kind: str
+    occurred_at: datetime
+    grant_id: str
 
 
 def last_credit_event(conn: Connection, org_id: str) -> Any:

@@ -463,7 +463,8 @@ class Ledger:
     def last_credit_event(self, org_id: str) -> Any:
         """The journal's last entry that took credit away (kind, occurred_at, grant_id), or None:
         what a refusal for want of credit says ran out."""
-        return self.read(lambda conn: charges.last_credit_event(conn, org_id))
+        row = self.read(lambda conn: charges.last_credit_event(conn, org_id))
+        return None if row is None else charges.CreditEvent(row.kind, row.occurred_at, row.grant_id)
 
     def get_reservation(self, reservation_id: str) -> Reservation:
         return self.write(lambda w: charges.to_record(w.reservation(reservation_id)))
