@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import redis.asyncio
@@ -135,3 +136,85 @@ def test_lua_rule_decides_as_the_python_rule(
 
         assert words(got) == words(expected)
     loop.run_until_complete(holds.client.delete(*holds.keys(org_id)))
+
+
+@pytest.mark.postgres
+def test_what_redis_loses_every_gateway_puts_back_before_anything_is_admitted(
+    gateway_pg_url: str, redis_prefix: tuple[str, str], tmp_path
+) -> None:
+    """Three gateways' accountants on one ledger and one Redis. A holds and has charged (in its
+    journal, not yet posted), B holds; Redis then loses everything. C, which knew nothing, is
+    admitted only into the room A's and B's requests leave: they put back what they know before
+    the state is rebuilt from the ledger."""
+    from kakin.gateway.committer import ProcessCommitter, ThreadCommitter
+    from kakin.gateway.journal import ChargeJournal, PostedCharges
+    from kakin.gateway.shared_holds import AccountingHealth, RedisAccountant
+    from kakin.ledger import Ledger
+    from kakin.ledger.errors import BudgetExceeded
+    from kakin.ledger.records import UsageDetail
+
+    url, prefix = redis_prefix
+    ledger = Ledger.open(gateway_pg_url)
+    org = ledger.create_org("lost-" + uuid.uuid4().hex[:8], payment_method=True, payment_label="card")
+    project = ledger.create_project(org.id, "p")
+    ledger.set_budget(org.id, period="month", limit=Decimal("1"), hard_cap=True)
+    scope = Scope(org.id, project.id, None, "gpt-4o-mini")
+    tenth = Decimal("0.1")
+    usage = UsageDetail(provider="openai", input_tokens=10, output_tokens=10)
+
+    async def run() -> None:
+        posted = PostedCharges()
+        path = str(tmp_path / "journal")
+        # A's writer is never woken, so its charges stay in its journal, unposted, until it stops.
+        writer_a = ProcessCommitter(gateway_pg_url, hold_seconds=900, journal=path, posted=posted)
+        journal = ChargeJournal(path)
+
+        def accountant(committer, journal=None, posted=None) -> RedisAccountant:  # type: ignore[no-untyped-def]
+            store = HoldStore(redis.asyncio.Redis.from_url(url), prefix)
+            return RedisAccountant(
+                store, committer, journal, posted or PostedCharges(), hold_seconds=900, grace=0.3, wait=10
+            )
+
+        committer = ThreadCommitter(ledger)
+        await writer_a.start()
+        await committer.start()
+        a, b, c = accountant(writer_a, journal, posted), accountant(committer), accountant(committer)
+        for one in (a, b, c):
+            await one.start()
+        try:
+            held_a = [await a.hold(scope, tenth, 20, f"a{i}") for i in range(5)]
+            for ticket in held_a[:3]:
+                await a.charge(ticket, tenth, usage)  # durable in A's journal, not in the ledger
+            held_b = [await b.hold(scope, tenth, 20, f"b{i}") for i in range(4)]
+            assert ledger.balance(org.id).spent == 0
+            with pytest.raises(BudgetExceeded):
+                await c.hold(scope, Decimal("0.2"), 20, "c0")  # 0.3 spent + 0.6 held of 1
+
+            client = redis.asyncio.Redis.from_url(url)
+            lost = [key async for key in client.scan_iter(match=prefix + "*")]
+            await client.delete(*lost)  # as a flush or a restart would
+            await client.aclose()
+
+            with pytest.raises(BudgetExceeded):  # waits for the rebuild, then refuses
+                await c.hold(scope, Decimal("0.2"), 20, "c1")
+            assert {a.health(), b.health(), c.health()} == {AccountingHealth.HEALTHY}
+            assert (await c.hold(scope, tenth, 20, "c2")).handle is not None  # the room left: 0.1
+            with pytest.raises(BudgetExceeded):
+                await b.hold(scope, Decimal("0.000001"), 1, "b9")
+            for ticket in held_b:
+                b.release(ticket)
+            await asyncio.sleep(0.05)
+            assert (await b.hold(scope, Decimal("0.4"), 20, "b10")).handle is not None
+        finally:
+            writer_a.wake()  # post A's journal now
+            for one in (a, b, c):
+                await one.close()
+            await writer_a.stop()
+            journal.close()
+            await committer.stop()
+
+    try:
+        asyncio.run(run())
+        assert ledger.balance(org.id).spent == Decimal("0.3")  # A's charges, posted at its stop
+    finally:
+        ledger.close()

@@ -148,7 +148,12 @@ class RedisAccountant:
             self._tender.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.settled()
+        try:
+            await asyncio.wait_for(self.settled(), 30)
+        except TimeoutError:
+            log.error(
+                "shared accounting: charges not posted by shutdown stay in the journal for the next start"
+            )
         with contextlib.suppress(RedisError):
             await self._drop_posted()
         await self.store.client.aclose()
