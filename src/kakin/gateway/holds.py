@@ -218,6 +218,11 @@ INSTALL = (
     + """
 local S, H, P, R = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = now_ms()
+local deadline = redis.call('HGET', R, ARGV[1])
+if not deadline or tonumber(deadline) <= now then
+  redis.call('HDEL', R, ARGV[1])
+  return -1
+end
 local snap = cjson.decode(ARGV[2])
 local posted = {}
 for _, k in ipairs(cjson.decode(ARGV[3])) do posted[k] = true end
@@ -404,6 +409,8 @@ class HoldStore:
         return [k.decode() for k in await self._begin(keys=[p, r], args=[token, within_ms])]
 
     async def install(self, org_id: str, token: str, snapshot: AccountSnapshot) -> int:
+        """The state built from ``snapshot``: its version, or -1 when the rebuild took longer
+        than it said it would (charges may have left the pending list since): rebuild again."""
         s, h, p, r = self.keys(org_id)
         args = [token, snapshot_json(snapshot), orjson.dumps(list(snapshot.posted)), meta_json(snapshot)]
         return int(await self._install(keys=[s, h, p, r], args=args))

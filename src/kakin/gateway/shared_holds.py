@@ -49,6 +49,7 @@ from kakin.money import to_pico
 log = logging.getLogger("kakin.gateway")
 
 TEND_SECONDS = 0.1  # how often a gateway checks Redis for a loss and drops posted charges
+REBUILD_MS = 10_000  # the longest a rebuild may keep charges on the pending list
 
 
 class AccountingHealth(StrEnum):
@@ -224,10 +225,12 @@ class RedisAccountant:
             wait_ms = int(self._epoch.split(":")[0]) + self.grace_ms - await self.store.now_ms()
             if wait_ms > 0:  # the other gateways are still putting back what they know
                 await asyncio.sleep(wait_ms / 1000)
-        token = uuid.uuid4().hex
-        charge_keys = await self.store.begin_rebuild(org_id, token, 60_000)
-        snapshot = await self.committer.call(Ledger.account_snapshot, org_id, charge_keys, self.max_age)
-        await self.store.install(org_id, token, snapshot)
+        for _ in range(3):
+            token = uuid.uuid4().hex
+            charge_keys = await self.store.begin_rebuild(org_id, token, REBUILD_MS)
+            snapshot = await self.committer.call(Ledger.account_snapshot, org_id, charge_keys, self.max_age)
+            if await self.store.install(org_id, token, snapshot) >= 0:
+                break
         if self._health is not AccountingHealth.HEALTHY and self._settled_epoch():
             self._set_health(AccountingHealth.HEALTHY, "holds are decided in Redis again")
 
