@@ -157,7 +157,7 @@ class RedisAccountant:
             )
         with contextlib.suppress(RedisError):
             await self._drop_posted()
-        await self.store.client.aclose()
+        await self.store.close()
 
     async def settled(self) -> None:
         if self.journal is not None:
