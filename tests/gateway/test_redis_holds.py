@@ -146,9 +146,10 @@ def test_what_redis_loses_every_gateway_puts_back_before_anything_is_admitted(
     journal, not yet posted), B holds; Redis then loses everything. C, which knew nothing, is
     admitted only into the room A's and B's requests leave: they put back what they know before
     the state is rebuilt from the ledger."""
+    from kakin.gateway.accounting import AccountingHealth
     from kakin.gateway.committer import ProcessCommitter, ThreadCommitter
     from kakin.gateway.journal import ChargeJournal, PostedCharges
-    from kakin.gateway.shared_holds import AccountingHealth, RedisAccountant
+    from kakin.gateway.shared_holds import RedisAccountant
     from kakin.ledger import Ledger
     from kakin.ledger.errors import BudgetExceeded
     from kakin.ledger.records import UsageDetail
@@ -216,5 +217,49 @@ def test_what_redis_loses_every_gateway_puts_back_before_anything_is_admitted(
     try:
         asyncio.run(run())
         assert ledger.balance(org.id).spent == Decimal("0.3")  # A's charges, posted at its stop
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_without_redis_requests_are_refused_or_admitted_as_configured(tmp_path, fail_open: bool) -> None:
+    from kakin.gateway.accounting import AccountingHealth
+    from kakin.gateway.committer import ThreadCommitter
+    from kakin.gateway.journal import PostedCharges
+    from kakin.gateway.shared_holds import AccountingUnavailable, RedisAccountant
+    from kakin.ledger import Ledger
+
+    from .test_crash import free_port
+
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'k.db'}")
+    org = ledger.create_org("gone", payment_method=True, payment_label="card")
+    project = ledger.create_project(org.id, "p")
+    scope = Scope(org.id, project.id, None, "gpt-4o-mini")
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    async def run() -> None:
+        committer = ThreadCommitter(ledger)
+        await committer.start()
+        store = HoldStore(redis.asyncio.Redis.from_url(nowhere), "kakin:")
+        accounts = RedisAccountant(
+            store, committer, None, PostedCharges(), hold_seconds=900, fail_open=fail_open
+        )
+        try:
+            await accounts.start()
+            if fail_open:
+                ticket = await accounts.hold(scope, Decimal("0.01"), 10, "r1")
+                assert ticket.handle is None  # admitted, without a shared hold
+                assert accounts.health() is AccountingHealth.FAILING_OPEN
+            else:
+                with pytest.raises(AccountingUnavailable) as refused:
+                    await accounts.hold(scope, Decimal("0.01"), 10, "r1")
+                assert refused.value.status == 503 and "retry shortly" in refused.value.message
+                assert accounts.health() is AccountingHealth.FAILING_CLOSED
+        finally:
+            await accounts.close()
+            await committer.stop()
+
+    try:
+        asyncio.run(run())
     finally:
         ledger.close()

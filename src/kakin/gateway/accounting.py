@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
 from kakin.gateway.committer import Committer
@@ -31,6 +32,16 @@ from kakin.ledger.records import PostOp, ReserveOp, Scope, SettleOp, UsageDetail
 from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 
 log = logging.getLogger("kakin.gateway")
+
+
+class AccountingHealth(StrEnum):
+    """Whether holds can be decided now (``Accountant.health()``, for logs and metrics). Only
+    shared accounting with holds in Redis is ever anything but healthy."""
+
+    HEALTHY = "healthy"  # holds are decided
+    REBUILDING = "rebuilding"  # Redis lost the shared state: rebuilding it from the ledger; requests wait
+    FAILING_CLOSED = "failing_closed"  # Redis unreachable or a rebuild too slow: requests refused (503)
+    FAILING_OPEN = "failing_open"  # the same, configured to admit requests without a shared hold
 
 
 @dataclass(slots=True)
@@ -64,6 +75,10 @@ class Accountant(Protocol):
     def credit_left(self, org_id: str) -> Decimal | None: ...
     def live_holds(self, org_id: str) -> LiveHolds:
         """Holds of requests in flight that the ledger's counters do not include (any thread)."""
+        ...
+
+    def health(self) -> AccountingHealth:
+        """Whether holds can be decided now (any thread)."""
         ...
 
 
@@ -123,6 +138,10 @@ class SharedAccountant:
     def live_holds(self, org_id: str) -> LiveHolds:
         """None: every hold is a ledger reservation, already in its counters."""
         return NO_LIVE_HOLDS
+
+    def health(self) -> AccountingHealth:
+        """Holds are decided by the ledger itself: if it fails, requests fail."""
+        return AccountingHealth.HEALTHY
 
 
 class LocalAccountant:
@@ -241,6 +260,10 @@ class LocalAccountant:
         The current view has them all: a fresh view adopts the holds of the one it replaces."""
         view = self._views.get(org_id)
         return view.live_holds() if view is not None else NO_LIVE_HOLDS
+
+    def health(self) -> AccountingHealth:
+        """Holds are decided in this process's memory."""
+        return AccountingHealth.HEALTHY
 
     async def start(self) -> None:
         """Nothing to start: views load on demand."""

@@ -29,13 +29,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from kakin.errors import KakinError
-from kakin.gateway.accounting import Ticket
+from kakin.gateway.accounting import AccountingHealth, Ticket
 from kakin.gateway.committer import Committer
 from kakin.gateway.holds import Held, HoldStore, KeyRefused, Missing, Stale, entry
 from kakin.gateway.journal import ChargeJournal, PostedCharges
@@ -50,15 +49,6 @@ log = logging.getLogger("kakin.gateway")
 
 TEND_SECONDS = 0.1  # how often a gateway checks Redis for a loss and drops posted charges
 REBUILD_MS = 10_000  # the longest a rebuild may keep charges on the pending list
-
-
-class AccountingHealth(StrEnum):
-    """What a gateway in shared accounting with Redis holds is doing about admission now."""
-
-    HEALTHY = "healthy"  # holds decided in Redis
-    REBUILDING = "rebuilding"  # Redis lost the state: rebuilding it; requests wait
-    FAILING_CLOSED = "failing_closed"  # Redis unreachable or rebuild too slow: requests refused (503)
-    FAILING_OPEN = "failing_open"  # the same, configured to admit requests without a shared hold
 
 
 class AccountingUnavailable(KakinError):
