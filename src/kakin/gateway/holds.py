@@ -6,8 +6,9 @@ reads and writes all of them atomically (and on Redis Cluster they share a slot)
 - ``<prefix>acct:{<org>}:s`` — the state (a hash): credit and held (picodollars), every
   budget of the current period with its spent and held counters (in its unit), the keys
   that refuse requests and from when, ``until`` (the instant the figures may change by
-  themselves, or an admin change marked them out of date) and ``v`` (how many times the
-  state was built). Built from a ledger snapshot (kakin.ledger.snapshots) by ``install``.
+  themselves, or an admin change marked them out of date: holds wait for a rebuild), ``fresh``
+  (when one gateway is told to rebuild it in the background, to pick up changes made outside
+  any gateway) and ``v`` (how many times the state was built). Built from a ledger snapshot (kakin.ledger.snapshots) by ``install``.
 - ``…:h`` — open holds, one field per hold: amount, tokens, time, expiry, project, key, model.
 - ``…:p`` — charges counted here and made durable in a gateway's journal, which the ledger may
   not hold yet (removed by their gateway once they are posted, or by ``install`` once the
@@ -110,7 +111,7 @@ HOLD = (
 local S, H = KEYS[1], KEYS[2]
 if redis.call('EXISTS', S) == 0 then return {'NOSTATE'} end
 local now = now_ms()
-local st = redis.call('HMGET', S, 'until', 'pm', 'credit', 'held', 'b', 'v')
+local st = redis.call('HMGET', S, 'until', 'pm', 'credit', 'held', 'b', 'v', 'fresh')
 if now >= tonumber(st[1]) then return {'STALE'} end
 local key = ARGV[5]
 if key ~= '' then
@@ -143,7 +144,13 @@ local t = string.format('%d', now)
 local e = {ARGV[2], ARGV[3], t, string.format('%d', now + tonumber(ARGV[7])), ARGV[4], key, ARGV[6]}
 redis.call('HSET', H, ARGV[1], cjson.encode(e))
 shift(S, budgets, e, add)
-return {'OK', st[6]}
+-- Past its refresh time the state is still exact, only perhaps not current with changes made
+-- outside a gateway (the CLI): one caller is told to rebuild it, in the background.
+if now >= tonumber(st[7]) then
+  redis.call('HSET', S, 'fresh', string.format('%d', now + 60000))
+  return {'OK', st[6], 1}
+end
+return {'OK', st[6], 0}
 """
 )
 
@@ -234,7 +241,7 @@ local posted = {}
 for _, k in ipairs(cjson.decode(ARGV[3])) do posted[k] = true end
 local v = tonumber(redis.call('HGET', S, 'v') or '0') + 1
 redis.call('DEL', S)
-local fields = {'v', v, 'until', snap['until'], 'pm', snap.pm, 'credit', snap.credit, 'held', snap.held,
+local fields = {'v', v, 'until', snap['until'], 'fresh', snap.fresh, 'pm', snap.pm, 'credit', snap.credit, 'held', snap.held,
   'b', cjson.encode(snap.budgets), 'meta', ARGV[4]}
 for _, b in ipairs(snap.budgets) do
   table.insert(fields, 's:' .. b.id); table.insert(fields, b.spent)
@@ -268,6 +275,7 @@ return 1
 @dataclass(frozen=True, slots=True)
 class Held:
     version: int
+    refresh: bool = False  # this caller should rebuild the state in the background
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,14 +312,16 @@ def entry(amount_pico: int, tokens: int, at_ms: int, expires_ms: int, scope: Any
     )
 
 
-def snapshot_json(snapshot: AccountSnapshot) -> bytes:
-    """The snapshot as INSTALL reads it (big numbers as strings)."""
+def snapshot_json(snapshot: AccountSnapshot, refresh_ms: int) -> bytes:
+    """The snapshot as INSTALL reads it (big numbers as strings); it is to be refreshed
+    ``refresh_ms`` after it was taken."""
     blocked: dict[str, list[list[str]]] = {}
     for block in snapshot.blocked:
         blocked.setdefault(block.key_id, []).append([str(block.since_ms), block.error, block.message])
     return orjson.dumps(
         {
             "until": str(snapshot.valid_until_ms),
+            "fresh": str(min(snapshot.taken_ms + refresh_ms, snapshot.valid_until_ms)),
             "pm": "1" if snapshot.payment_method else "0",
             "credit": str(snapshot.credit_pico),
             "held": str(snapshot.held_pico),
@@ -537,11 +547,18 @@ class HoldStore:
         _, _, p, r = self.keys(org_id)
         return [k.decode() for k in await self._begin(keys=[p, r], args=[token, within_ms])]
 
-    async def install(self, org_id: str, token: str, snapshot: AccountSnapshot) -> int:
+    async def install(
+        self, org_id: str, token: str, snapshot: AccountSnapshot, refresh_ms: int = 5000
+    ) -> int:
         """The state built from ``snapshot``: its version, or -1 when the rebuild took longer
         than it said it would (charges may have left the pending list since): rebuild again."""
         s, h, p, r = self.keys(org_id)
-        args = [token, snapshot_json(snapshot), orjson.dumps(list(snapshot.posted)), meta_json(snapshot)]
+        args = [
+            token,
+            snapshot_json(snapshot, refresh_ms),
+            orjson.dumps(list(snapshot.posted)),
+            meta_json(snapshot),
+        ]
         return int(await self._install(keys=[s, h, p, r], args=args))
 
     async def outdate(self, org_id: str) -> None:
@@ -569,7 +586,7 @@ class HoldStore:
 def parse_hold(reply: list[Any], amount_pico: int) -> HoldReply:
     kind = _text(reply[0])
     if kind == "OK":
-        return Held(int(reply[1]))
+        return Held(int(reply[1]), reply[2] == 1)
     if kind == "NOSTATE":
         return Missing()
     if kind == "STALE":

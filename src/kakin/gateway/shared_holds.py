@@ -49,6 +49,7 @@ log = logging.getLogger("kakin.gateway")
 
 TEND_SECONDS = 0.1  # how often a gateway checks Redis for a loss and drops posted charges
 REBUILD_MS = 10_000  # the longest a rebuild may keep charges on the pending list
+VALID_AT_MOST = timedelta(hours=1)  # a state nothing changed is rebuilt before requests after this
 
 
 class AccountingUnavailable(KakinError):
@@ -81,7 +82,9 @@ class RedisAccountant:
     ) -> None:
         """``committer`` posts charges (through ``journal`` when one is given, telling
         ``posted``) and takes snapshots; ``grace``: how long after Redis lost the state every
-        gateway has to put back what it knows; ``wait``: how long a request waits for a rebuild."""
+        gateway has to put back what it knows; ``wait``: how long a request waits for a rebuild;
+        ``max_age``: how often a state in use is rebuilt in the background (changes made
+        outside any gateway's admin API, such as the CLI's, apply within it)."""
         self.store = store
         self.committer = committer
         self.journal = journal
@@ -169,6 +172,8 @@ class RedisAccountant:
                 if isinstance(reply, Held):
                     now = int(time.time() * 1000)
                     self._holds[hold_id] = (org_id, entry(pico, count, now, now + self.hold_ms, scope))
+                    if reply.refresh and org_id not in self._rebuilds:
+                        self._spawn(self._rebuild(org_id, missing=False))
                     return Ticket(scope, amount, tokens, idempotency_key, hold_id)
                 if isinstance(reply, KeyRefused):
                     raise _KEY_ERRORS[reply.error](reply.message)
@@ -218,8 +223,11 @@ class RedisAccountant:
         for _ in range(3):
             token = uuid.uuid4().hex
             charge_keys = await self.store.begin_rebuild(org_id, token, REBUILD_MS)
-            snapshot = await self.committer.call(Ledger.account_snapshot, org_id, charge_keys, self.max_age)
-            if await self.store.install(org_id, token, snapshot) >= 0:
+            snapshot = await self.committer.call(Ledger.account_snapshot, org_id, charge_keys, VALID_AT_MOST)
+            if (
+                await self.store.install(org_id, token, snapshot, int(self.max_age.total_seconds() * 1000))
+                >= 0
+            ):
                 break
         if self._health is not AccountingHealth.HEALTHY and self._settled_epoch():
             self._set_health(AccountingHealth.HEALTHY, "holds are decided in Redis again")
