@@ -59,7 +59,7 @@ class Gateways:
             self.processes.append(start_serving(env, workdir))
             self.urls.append(f"http://127.0.0.1:{port}")
         for url, process in zip(self.urls, self.processes, strict=True):
-            wait_healthy(url, process)
+            wait_healthy(url, process, timeout=90)  # a loaded machine starts slowly
 
     def stop(self) -> str:
         logs = []
@@ -301,6 +301,27 @@ def test_changes_through_one_process_are_honoured_by_the_other_at_once(
         refused = ask()
         assert isinstance(refused, openai.APIStatusError) and refused.status_code == 401
         assert "revoked" in refused.message
+
+        # Credit granted outside any gateway (as the CLI does, on the ledger itself): every gateway
+        # picks it up when its state is next refreshed, within about 5 s.
+        broke = ledger.create_org("broke-" + uuid.uuid4().hex[:8], phone=random_phone())
+        project = ledger.create_project(broke.id, "p")
+        _, broke_key = ledger.create_key(project.id, "k")
+        poor = openai.OpenAI(base_url=second + "/v1", api_key=broke_key, max_retries=0)
+        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+        with pytest.raises(openai.APIStatusError) as no_credit:
+            poor.chat.completions.create(**request)
+        assert no_credit.value.status_code == 402 and "out of credit" in no_credit.value.message
+        ledger.grant(broke.id, "prepaid", Decimal("5"), idempotency_key="later")
+        granted = time.monotonic()
+        while True:
+            try:
+                poor.chat.completions.create(**request)
+                break
+            except openai.APIStatusError as still:
+                assert still.status_code == 402
+                assert time.monotonic() - granted < 10, "the grant was not seen within 10 s"
+                time.sleep(0.2)
     finally:
         gateways.stop()
         ledger.close()

@@ -5,6 +5,7 @@ the ledger's largest, past what a Lua number holds exactly."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -103,7 +104,7 @@ def test_lua_rule_decides_as_the_python_rule(
         held_pico=held,
         budgets=tuple(budget_list),
         blocked=(),
-        taken_ms=0,
+        taken_ms=int(time.time() * 1000),  # fresh: refusals are not sent to a refresh first
         valid_until_ms=FAR,
         posted=(),
     )

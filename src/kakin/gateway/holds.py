@@ -113,12 +113,17 @@ if redis.call('EXISTS', S) == 0 then return {'NOSTATE'} end
 local now = now_ms()
 local st = redis.call('HMGET', S, 'until', 'pm', 'credit', 'held', 'b', 'v', 'fresh')
 if now >= tonumber(st[1]) then return {'STALE'} end
+-- A refusal from a state due for a refresh waits for the refresh (it may be out of date).
+local due = now >= tonumber(st[7])
 local key = ARGV[5]
 if key ~= '' then
   local blocks = redis.call('HGET', S, 'k:' .. key)
   if blocks then
     for _, blk in ipairs(cjson.decode(blocks)) do
-      if now >= tonumber(blk[1]) then return {'KEY', blk[2], blk[3]} end
+      if now >= tonumber(blk[1]) then
+        if due then return {'STALE'} end
+        return {'KEY', blk[2], blk[3]}
+      end
     end
   end
 end
@@ -126,6 +131,7 @@ local amount, tokens = num(ARGV[2]), num(ARGV[3])
 local credit, held = num(st[3]), num(st[4])
 if st[2] ~= '1' then
   if not (cmp(credit, held) > 0 and cmp(add(held, amount), credit) <= 0) then
+    if due then return {'STALE'} end
     return {'CREDIT', st[3], st[4]}
   end
 end
@@ -136,6 +142,7 @@ for _, b in ipairs(budgets) do
     local bheld = redis.call('HGET', S, 'h:' .. b.id) or '0'
     local need = b.unit == 'usd' and amount or tokens
     if cmp(add(add(num(spent), num(bheld)), need), num(b.limit)) > 0 then
+      if due then return {'STALE'} end
       return {'BUDGET', b.id, str(num(spent)), str(num(bheld)), str(need)}
     end
   end
@@ -146,7 +153,7 @@ redis.call('HSET', H, ARGV[1], cjson.encode(e))
 shift(S, budgets, e, add)
 -- Past its refresh time the state is still exact, only perhaps not current with changes made
 -- outside a gateway (the CLI): one caller is told to rebuild it, in the background.
-if now >= tonumber(st[7]) then
+if due then
   redis.call('HSET', S, 'fresh', string.format('%d', now + 60000))
   return {'OK', st[6], 1}
 end
