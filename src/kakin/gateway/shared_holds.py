@@ -64,6 +64,56 @@ _KEY_ERRORS: dict[str, type[KakinError]] = {
 }
 
 
+class Contribution:
+    """What this process has in Redis that only it knows: the holds of its requests in flight
+    and its charges the ledger may not hold yet. Kept to put them back if Redis loses them,
+    and to drop each charge from Redis's pending list once the ledger holds it."""
+
+    def __init__(self, store: HoldStore) -> None:
+        self.store = store
+        self.holds: dict[str, tuple[str, bytes]] = {}  # hold id → (org, stored entry)
+        self.unposted: dict[str, dict[str, bytes]] = {}  # org → charge key → stored entry
+        self.to_drop: dict[str, list[str]] = {}  # org → charge keys the ledger now holds
+        self.unreleased: list[tuple[str, str]] = []  # (org, hold id) a release failed for
+
+    def charged(self, org_id: str, charge_key: str, stored: bytes) -> None:
+        self.unposted.setdefault(org_id, {})[charge_key] = stored
+
+    def posted(self, org_id: str, charge_key: str) -> None:
+        self.to_drop.setdefault(org_id, []).append(charge_key)
+
+    async def release(self, org_id: str, hold_id: str) -> None:
+        try:
+            await self.store.release(org_id, hold_id)
+        except RedisError:
+            self.unreleased.append((org_id, hold_id))
+
+    async def put_back(self) -> None:
+        """Redis lost its state: put back everything this process knows."""
+        for hold_id, (org_id, stored) in list(self.holds.items()):
+            await self.store.readd(org_id, "h", hold_id, stored)
+        for org_id, charges in list(self.unposted.items()):
+            for charge_key, stored in list(charges.items()):
+                await self.store.readd(org_id, "p", charge_key, stored)
+
+    async def tidy(self) -> None:
+        """Drop posted charges from the pending lists; retry releases that failed."""
+        for org_id in list(self.to_drop):
+            keys = self.to_drop.pop(org_id)
+            if not await self.store.posted(org_id, keys):
+                self.to_drop.setdefault(org_id, []).extend(keys)  # a rebuild runs: later
+                continue
+            unposted = self.unposted.get(org_id, {})
+            for key in keys:
+                unposted.pop(key, None)
+            if not unposted:
+                self.unposted.pop(org_id, None)
+        while self.unreleased:
+            org_id, hold_id = self.unreleased[-1]
+            await self.store.release(org_id, hold_id)
+            self.unreleased.pop()
+
+
 class RedisAccountant:
     """An :class:`~kakin.gateway.accounting.Accountant` whose holds live in Redis."""
 
@@ -97,10 +147,7 @@ class RedisAccountant:
         self._health = AccountingHealth.HEALTHY
         self._epoch: str | None = None
         self._epoch_lock = asyncio.Lock()
-        self._holds: dict[str, tuple[str, bytes]] = {}  # hold id → (org, stored entry)
-        self._unposted: dict[str, dict[str, bytes]] = {}  # org → charge key → stored entry
-        self._to_drop: dict[str, list[str]] = {}  # org → charge keys the ledger now holds
-        self._unreleased: list[tuple[str, str]] = []  # (org, hold id) a release failed for
+        self.mine = Contribution(store)
         self._rebuilds: dict[str, asyncio.Future] = {}
         self._known: set[str] = set()
         self._tasks: set[asyncio.Future] = set()
@@ -149,7 +196,7 @@ class RedisAccountant:
                 "shared accounting: charges not posted by shutdown stay in the journal for the next start"
             )
         with contextlib.suppress(RedisError):
-            await self._drop_posted()
+            await self.mine.tidy()
         await self.store.close()
 
     async def settled(self) -> None:
@@ -171,7 +218,7 @@ class RedisAccountant:
                 reply = await self.store.hold(org_id, hold_id, scope, pico, count, self.hold_ms)
                 if isinstance(reply, Held):
                     now = int(time.time() * 1000)
-                    self._holds[hold_id] = (org_id, entry(pico, count, now, now + self.hold_ms, scope))
+                    self.mine.holds[hold_id] = (org_id, entry(pico, count, now, now + self.hold_ms, scope))
                     if reply.refresh and org_id not in self._rebuilds:
                         self._spawn(self._rebuild(org_id, missing=False))
                     return Ticket(scope, amount, tokens, idempotency_key, hold_id)
@@ -247,11 +294,7 @@ class RedisAccountant:
                 self._set_health(
                     AccountingHealth.REBUILDING, "Redis lost the shared state; rebuilding it from the ledger"
                 )
-            for hold_id, (org_id, stored) in list(self._holds.items()):
-                await self.store.readd(org_id, "h", hold_id, stored)
-            for org_id, charges in list(self._unposted.items()):
-                for charge_key, stored in list(charges.items()):
-                    await self.store.readd(org_id, "p", charge_key, stored)
+            await self.mine.put_back()
             self._epoch = epoch
 
     async def _tend(self) -> None:
@@ -259,11 +302,7 @@ class RedisAccountant:
             await asyncio.sleep(TEND_SECONDS)
             try:
                 await self._check_epoch()
-                await self._drop_posted()
-                while self._unreleased:
-                    org_id, hold_id = self._unreleased[-1]
-                    await self.store.release(org_id, hold_id)
-                    self._unreleased.pop()
+                await self.mine.tidy()
                 if (
                     self._health is not AccountingHealth.HEALTHY
                     and self._settled_epoch()
@@ -275,18 +314,6 @@ class RedisAccountant:
             except Exception:  # the tender must outlive any one failure
                 log.exception("shared accounting upkeep failed")
 
-    async def _drop_posted(self) -> None:
-        for org_id in list(self._to_drop):
-            keys = self._to_drop.pop(org_id)
-            if not await self.store.posted(org_id, keys):
-                self._to_drop.setdefault(org_id, []).extend(keys)  # a rebuild runs: later
-                continue
-            unposted = self._unposted.get(org_id, {})
-            for key in keys:
-                unposted.pop(key, None)
-            if not unposted:
-                self._unposted.pop(org_id, None)
-
     # Charging ----------------------------------------------------------------------------
 
     async def charge(
@@ -294,18 +321,18 @@ class RedisAccountant:
     ) -> None:
         scope, org_id, charge_key = ticket.scope, ticket.scope.org_id, ticket.idempotency_key
         hold_id, ticket.handle = ticket.handle, None
-        self._holds.pop(hold_id or "", None)
+        self.mine.holds.pop(hold_id or "", None)
         op = PostOp(scope, amount, usage, charge_key, usage.tokens)
         pico = to_pico(amount)
         now = int(time.time() * 1000)
-        self._unposted.setdefault(org_id, {})[charge_key] = entry(pico, usage.tokens, now, 0, scope)
+        self.mine.charged(org_id, charge_key, entry(pico, usage.tokens, now, 0, scope))
         charge_id = self.journal.append(op) if self.journal is not None else None
         try:
             await self.store.charge(org_id, hold_id or "", charge_key, pico, usage.tokens, scope)
-        except RedisError as exc:  # kept in _unposted: put back in Redis once it is reachable
+        except RedisError as exc:  # kept in mine.unposted: put back in Redis once it is reachable
             self._failing(f"Redis is unreachable ({exc})")
             if hold_id:
-                self._unreleased.append((org_id, hold_id))
+                self.mine.unreleased.append((org_id, hold_id))
         if charge_id is None:
             settlement = await self.committer.submit(op)
             self._posted_now(org_id, charge_key, then, settlement)
@@ -315,7 +342,7 @@ class RedisAccountant:
     def _posted_now(
         self, org_id: str, charge_key: str, then: Callable[[Any], None] | None, result: Any
     ) -> None:
-        self._to_drop.setdefault(org_id, []).append(charge_key)
+        self.mine.posted(org_id, charge_key)
         if then is not None:
             then(result)
 
@@ -323,15 +350,8 @@ class RedisAccountant:
         hold_id, ticket.handle = ticket.handle, None
         if hold_id is None:
             return
-        self._holds.pop(hold_id, None)
-        org_id = ticket.scope.org_id
-        self._spawn(self._release(org_id, hold_id))
-
-    async def _release(self, org_id: str, hold_id: str) -> None:
-        try:
-            await self.store.release(org_id, hold_id)
-        except RedisError:
-            self._unreleased.append((org_id, hold_id))
+        self.mine.holds.pop(hold_id, None)
+        self._spawn(self.mine.release(ticket.scope.org_id, hold_id))
 
     # Changes -----------------------------------------------------------------------------
 
