@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import redis
 import redis.asyncio
 
 from kakin.gateway.accounting import LocalAccountant
@@ -35,6 +37,7 @@ from kakin.gateway.shared_holds import RedisAccountant
 from kakin.ledger import Ledger
 from kakin.ledger.records import Scope, UsageDetail
 
+PREFIX = f"kakin-bench-holds:{os.getpid()}:"  # every Redis key of the run, deleted at its end
 REQUESTS = 3000
 CONCURRENCY = 50
 USAGE = UsageDetail(provider="openai", input_tokens=60, output_tokens=40)
@@ -62,7 +65,8 @@ async def measure(mode: str, url: str, redis_url: str, workdir: Path) -> float:
         accounts: object = LocalAccountant(ledger, writer, journal, posted)
     else:
         ledger = None
-        store = HoldStore(redis.asyncio.Redis.from_url(redis_url), f"kakin-bench:{uuid.uuid4().hex[:8]}:")
+        prefix = f"{PREFIX}{uuid.uuid4().hex[:8]}:"
+        store = HoldStore(redis.asyncio.Redis.from_url(redis_url), prefix)
         accounts = RedisAccountant(store, writer, journal, posted, hold_seconds=900)
     await accounts.start()  # type: ignore[attr-defined]
     count = 0
@@ -117,6 +121,12 @@ def main() -> None:
     finally:
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        client = redis.Redis.from_url(args.redis)
+        keys = list(client.scan_iter(match=PREFIX + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     base = statistics.median(results["local"])
     print(f"  {'mode':<46} {'CPU µs/request (median)':>24} {'× baseline':>11}")
     print(f"  {'baseline: local (account view, SQLite ledger)':<46} {base:>24.1f} {1:>11.2f}")
