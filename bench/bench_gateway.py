@@ -42,12 +42,12 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -219,18 +219,65 @@ def prepare_ledger(database_url: str) -> tuple[str, str]:
     return org.id, plaintext
 
 
-def ledger_check(database_url: str, db_file: Path, org_id: str) -> tuple[int, bool]:
+def ledger_check(database_url: str, org_id: str) -> tuple[int, bool]:
     """Usage records written, and whether the org's ledger reconciles."""
-    from kakin.ledger import Ledger
+    from sqlalchemy import func, select
 
-    with sqlite3.connect(db_file) as conn:
-        records = conn.execute("SELECT count(*) FROM usage_records").fetchone()[0]
+    from kakin.ledger import Ledger
+    from kakin.ledger import schema as s
+
     with Ledger.open(database_url) as ledger:
+        records = ledger.read(
+            lambda conn: conn.execute(select(func.count()).select_from(s.usage_records)).scalar()
+        )
         ok = ledger.reconcile(org_id).ok
     return records, ok
 
 
-def write_config(path: Path, database_url: str, upstream: str, accounting: str | None) -> None:
+def bench_database(workdir: Path, postgres: str | None) -> tuple[str, Callable[[], None]]:
+    """An SQLite file in ``workdir``, or a PostgreSQL database made on the server of the admin
+    URL ``postgres``; returns its URL and what drops it."""
+    if not postgres:
+        return f"sqlite:///{workdir / 'kakin.db'}", lambda: None
+    import psycopg
+
+    name = f"kakin_bench_{os.getpid()}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return postgres.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def bench_redis(redis_url: str | None) -> tuple[str, Callable[[], None]]:
+    """A key prefix of the benchmark's own on ``redis_url`` and what deletes its keys."""
+    if not redis_url:
+        return "", lambda: None
+    import redis
+
+    prefix = f"kakin-bench:{os.getpid()}:"
+
+    def clean() -> None:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+    return prefix, clean
+
+
+def write_config(
+    path: Path,
+    database_url: str,
+    upstream: str,
+    accounting: str | None,
+    redis_url: str | None = None,
+    redis_prefix: str = "",
+) -> None:
     lines = [
         "[database]",
         f'url = "{database_url}"',
@@ -240,8 +287,11 @@ def write_config(path: Path, database_url: str, upstream: str, accounting: str |
         'kind = "simulator"',
         f'base_url = "{upstream}"',
     ]
+    lines += ["", "[gateway]", f'journal_dir = "{path.parent / "journals"}"']
     if accounting:
-        lines += ["", "[gateway]", f'accounting = "{accounting}"']
+        lines += [f'accounting = "{accounting}"']
+    if redis_url:
+        lines += ["", "[redis]", f'url = "{redis_url}"', f'prefix = "{redis_prefix}"']
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -572,6 +622,20 @@ def main() -> None:
         "--accounting", choices=("local", "shared", "auto"), default=None, help="gateway.accounting to run"
     )
     parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        default=None,
+        help="ledger on PostgreSQL: a database made (and dropped) on this server, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/test (default: an SQLite file)",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="set redis.url (a key prefix of the run's own): with --postgres, shared accounting keeps "
+        "its holds there",
+    )
+    parser.add_argument(
         "--no-wrk", action="store_true", help="use the Python load generator even if wrk exists"
     )
     parser.add_argument(
@@ -608,6 +672,7 @@ def main() -> None:
     self0 = os.times()
     workdir = Path(tempfile.mkdtemp(prefix="kakin-bench-gw-"))
     servers = Servers(workdir)
+    cleanups: list[Callable[[], None]] = []
     print("kakin gateway benchmark")
     print(
         f"  machine: {os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start"
@@ -635,11 +700,13 @@ def main() -> None:
     try:
         sim_port = free_port()
         simulator = servers.start("simulator", kakin_command("simulate", "--port", str(sim_port)), sim_port)
-        db_file = workdir / "kakin.db"
-        database_url = f"sqlite:///{db_file}"
+        database_url, drop_database = bench_database(workdir, args.postgres)
+        cleanups.append(drop_database)
+        redis_prefix, clean_redis = bench_redis(args.redis)
+        cleanups.append(clean_redis)
         org_id, key = prepare_ledger(database_url)
         config = workdir / "kakin.toml"
-        write_config(config, database_url, simulator.url, args.accounting)
+        write_config(config, database_url, simulator.url, args.accounting, args.redis, redis_prefix)
         gw_port = free_port()
         gateway = servers.start(
             "gateway",
@@ -663,11 +730,16 @@ def main() -> None:
         gw_target = targets[-1]
         from kakin.config import load_settings
 
-        mode = load_settings(config).gateway.accounting_mode(database_url)
+        settings = load_settings(config)
+        mode = settings.gateway.accounting_mode(database_url)
+        if settings.gateway.holds_in_redis(database_url, settings.redis.url):
+            mode += " (holds in Redis)"
         interval = args.switch_interval or sys.getswitchinterval()
+        where = (
+            "PostgreSQL ledger (a database of its own)" if args.postgres else f"SQLite ledger in {workdir}"
+        )
         print(
-            f"  gateway: kakin serve, accounting {mode}, GIL switch interval {interval * 1e3:g} ms, "
-            f"SQLite ledger in {workdir}"
+            f"  gateway: kakin serve, accounting {mode}, GIL switch interval {interval * 1e3:g} ms, {where}"
         )
 
         def load(
@@ -726,9 +798,11 @@ def main() -> None:
 
         profile_lines = profile(gw_target, wrk, bodies, workdir) if args.profile else []
         servers.stop(gateway)
-        records, reconciled = ledger_check(database_url, db_file, org_id)
+        records, reconciled = ledger_check(database_url, org_id)
     finally:
         servers.stop_all()
+        for cleanup in cleanups:
+            cleanup()
 
     # Every server has exited and been waited for by now, so the children's times hold them all
     # with what each waited for in turn (the gateway's ledger writer), and every wrk run.

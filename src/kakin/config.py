@@ -149,10 +149,47 @@ class GatewaySettings(_Section):
         "ledger reservations seen by every process; auto: local on SQLite, shared on PostgreSQL",
     )
 
+    shared_holds: Literal["auto", "redis", "ledger"] = Field(
+        "auto",
+        description="where shared accounting keeps holds: redis (decided by a Lua script, no database "
+        "round trip; needs redis.url), ledger (a reservation per request); auto: redis when redis.url is set",
+    )
+    redis_unavailable: Literal["closed", "open"] = Field(
+        "closed",
+        description="with holds in Redis, while Redis is unreachable or its state is being rebuilt: "
+        "closed refuses requests (503), open admits them without a shared hold (caps may be passed)",
+    )
+    redis_rebuild_grace_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="after Redis lost its state, how long every gateway has to put back what it knows",
+    )
+    redis_wait_seconds: float = Field(5.0, gt=0, description="how long a request waits for a rebuild")
+    journal_dir: str = Field(
+        "",
+        description="shared accounting with Redis holds: where each gateway process keeps its charge "
+        "journal (a directory of its own inside); empty: next to an SQLite ledger, else kakin-data/journals",
+    )
+
     def accounting_mode(self, database_url: str) -> str:
         if self.accounting != "auto":
             return self.accounting
         return "local" if database_url.startswith("sqlite") else "shared"
+
+    def holds_in_redis(self, database_url: str, redis_url: str) -> bool:
+        """Whether shared accounting keeps its holds in Redis."""
+        if self.accounting_mode(database_url) != "shared" or self.shared_holds == "ledger":
+            return False
+        if self.shared_holds == "redis" and not redis_url:
+            raise InvalidInput('gateway.shared_holds = "redis" needs redis.url (KAKIN_REDIS_URL)')
+        return bool(redis_url)
+
+    def journal_base(self, database_url: str) -> str:
+        if self.journal_dir:
+            return self.journal_dir
+        if database_url.startswith("sqlite:///") and len(database_url) > len("sqlite:///"):
+            return str(Path(database_url.removeprefix("sqlite:///")).resolve()) + ".journals"
+        return "kakin-data/journals"
 
 
 class MetricsSettings(_Section):

@@ -15,7 +15,7 @@ import pytest
 
 from kakin.gateway.accounting import LocalAccountant
 from kakin.gateway.committer import ProcessCommitter
-from kakin.gateway.journal import ChargeJournal, JournalReader, journal_path
+from kakin.gateway.journal import ChargeJournal, JournalReader, PostedCharges, journal_path
 from kakin.ledger import Ledger, PostOp, Scope, UsageDetail
 
 USAGE = UsageDetail(provider="sim", input_tokens=10, output_tokens=5)
@@ -36,8 +36,24 @@ def _org(ledger: Ledger, credit: str = "10") -> Scope:
     return Scope(org.id, project.id, None, "m")
 
 
-def _writer(ledger: Ledger, path: str) -> ProcessCommitter:
-    return ProcessCommitter(str(ledger.engine.url), hold_seconds=900, max_batch=16, journal=path)
+class _Applied:
+    """A PostingListener keeping every result the writer reports, by charge id."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, object] = {}
+
+    def applied(self, last_id: int, results: list[tuple[int, object]]) -> None:
+        self.results.update(results)
+
+
+def _writer(ledger: Ledger, path: str, posted: object = None) -> ProcessCommitter:
+    return ProcessCommitter(
+        str(ledger.engine.url),
+        hold_seconds=900,
+        max_batch=16,
+        journal=path,
+        posted=posted,  # type: ignore[arg-type]
+    )
 
 
 def _charge(n: int) -> PostOp:
@@ -104,16 +120,15 @@ def test_a_crash_leaves_charges_the_next_start_applies_once(ledger: Ledger, tmp_
     assert ledger.usage(scope.org_id) == []
 
     def start_and_stop() -> list[int]:
-        applied: list[int] = []
-        writer = _writer(ledger, path)
-        writer.on_applied = lambda last, results: applied.extend(charge_id for charge_id, _ in results)
+        applied = _Applied()
+        writer = _writer(ledger, path, applied)
 
         async def run() -> None:
             await writer.start()  # answers once the journal left behind is applied
             await writer.stop()
 
         asyncio.run(run())
-        return applied
+        return list(applied.results)
 
     segments = {file: file.read_bytes() for file in Path(path).glob("*.log")}
     assert start_and_stop() == ids
@@ -140,9 +155,9 @@ def test_a_charge_the_ledger_refuses_does_not_stop_the_others(ledger: Ledger, tm
         journal.close()
 
     asyncio.run(append())
-    results: dict[int, object] = {}
-    writer = _writer(ledger, path)
-    writer.on_applied = lambda last, applied: results.update(applied)
+    applied = _Applied()
+    writer = _writer(ledger, path, applied)
+    results = applied.results
 
     async def run() -> None:
         await writer.start()
@@ -162,9 +177,10 @@ def test_views_count_each_charge_once_while_they_reload(ledger: Ledger, tmp_path
     """Charges race reloads of the organisation's view; the view and the ledger agree."""
     scope = _org(ledger, credit="3")
     path = str(tmp_path / "ledger.db.charges")
-    journal = ChargeJournal(path)
-    writer = _writer(ledger, path)
-    accounts = LocalAccountant(ledger, writer, journal)
+    posted = PostedCharges()
+    writer = _writer(ledger, path, posted)
+    journal = ChargeJournal(path, waker=writer)
+    accounts = LocalAccountant(ledger, writer, journal, posted)
     rng = random.Random(7)
 
     async def one(i: int) -> None:
@@ -312,16 +328,15 @@ def test_a_journal_of_format_version_1_is_posted_once_after_an_upgrade(
     segments = {file: file.read_bytes() for file in path.glob("*.log")}
 
     def start_and_stop() -> list[int]:
-        applied: list[int] = []
-        writer = _writer(ledger, str(path))
-        writer.on_applied = lambda last, results: applied.extend(charge_id for charge_id, _ in results)
+        applied = _Applied()
+        writer = _writer(ledger, str(path), applied)
 
         async def run() -> None:
             await writer.start()
             await writer.stop()
 
         asyncio.run(run())
-        return applied
+        return list(applied.results)
 
     assert start_and_stop() == old_ids + new_ids
     assert not path.exists() or not list(path.glob("*.log"))

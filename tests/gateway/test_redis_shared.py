@@ -51,6 +51,8 @@ def test_two_gateways_share_cache_and_replays_through_redis(tmp_path, redis_pref
         assert replay.headers["x-kakin-idempotent-replay"] == "true"
         assert replay.parse().id == billed.parse().id
 
+        first.gateway.settled()  # each gateway's charges are posted from its journal a moment later
+        second.gateway.settled()
         records = ledger.usage(org.id)
         assert sorted(r.cache_hit for r in records) == [False, False, True]  # miss, billed, hit
         assert ledger.reconcile(org.id).ok

@@ -22,15 +22,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
 from kakin.gateway.committer import Committer
-from kakin.gateway.journal import ChargeJournal
+from kakin.gateway.journal import ChargeJournal, PostedCharges
 from kakin.ledger import Ledger
 from kakin.ledger.records import PostOp, ReserveOp, Scope, SettleOp, UsageDetail, VoidOp
 from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 
 log = logging.getLogger("kakin.gateway")
+
+
+class AccountingHealth(StrEnum):
+    """Whether holds can be decided now (``Accountant.health()``, for logs and metrics). Only
+    shared accounting with holds in Redis is ever anything but healthy."""
+
+    HEALTHY = "healthy"  # holds are decided
+    REBUILDING = "rebuilding"  # Redis lost the shared state: rebuilding it from the ledger; requests wait
+    FAILING_CLOSED = "failing_closed"  # Redis unreachable or a rebuild too slow: requests refused (503)
+    FAILING_OPEN = "failing_open"  # the same, configured to admit requests without a shared hold
 
 
 @dataclass(slots=True)
@@ -54,11 +65,20 @@ class Accountant(Protocol):
         ledger's Settlement once the ledger has posted it (at once, or moments later)."""
 
     def release(self, ticket: Ticket) -> None: ...
-    def forget(self, org_id: str | None = None) -> None: ...
+    def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
+        """Something changed outside (an admin change, a tier promotion): the organisation's
+        (or, without one, every) remembered state, and the state of ``key_id``'s organisation."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
     async def settled(self) -> None: ...
     def credit_left(self, org_id: str) -> Decimal | None: ...
     def live_holds(self, org_id: str) -> LiveHolds:
         """Holds of requests in flight that the ledger's counters do not include (any thread)."""
+        ...
+
+    def health(self) -> AccountingHealth:
+        """Whether holds can be decided now (any thread)."""
         ...
 
 
@@ -99,8 +119,14 @@ class SharedAccountant:
             self.committer.enqueue(VoidOp(ticket.handle.id))
             ticket.handle = None
 
-    def forget(self, org_id: str | None = None) -> None:
+    def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
         """Nothing is remembered in this mode."""
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
 
     async def settled(self) -> None:
         """Every charge is in the ledger when ``charge`` returns."""
@@ -113,6 +139,10 @@ class SharedAccountant:
         """None: every hold is a ledger reservation, already in its counters."""
         return NO_LIVE_HOLDS
 
+    def health(self) -> AccountingHealth:
+        """Holds are decided by the ledger itself: if it fails, requests fail."""
+        return AccountingHealth.HEALTHY
+
 
 class LocalAccountant:
     """Holds decided in memory on per-organisation ``AccountView``s; one write per request.
@@ -121,20 +151,24 @@ class LocalAccountant:
     to the ledger moments later by the writer process; the view counts the charge at once.
     """
 
-    def __init__(self, ledger: Any, committer: Committer, journal: ChargeJournal | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Any,
+        committer: Committer,
+        journal: ChargeJournal | None = None,
+        posted: PostedCharges | None = None,
+    ) -> None:
+        """``posted`` is what ``committer`` tells of the journal charges it posts (given to
+        both when they are made)."""
         self.ledger = ledger
         self.committer = committer
         self.journal = journal
+        self.posted = posted if posted is not None else PostedCharges()
         self._views: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Future] = {}
         # Charges counted while an organisation's view was reloading: (journal id, hold, amount,
         # tokens), applied to the new view unless its snapshot already includes them.
         self._counted_while_loading: dict[str, list[tuple[asyncio.Future, Any, Decimal, int]]] = {}
-        self._then: dict[int, Callable[[Any], None]] = {}
-        self._applied_through = 0
-        if journal is not None:
-            journal.on_commit = committer.wake  # type: ignore[attr-defined]
-            committer.on_applied = self._applied  # type: ignore[attr-defined]
 
     async def view(self, org_id: str) -> Any:
         view = self._views.get(org_id)
@@ -198,19 +232,9 @@ class LocalAccountant:
         if org_id in self._counted_while_loading:
             self._counted_while_loading[org_id].append((charge_id, hold, amount, usage.tokens))
         if then is not None:
-            self._then[await charge_id] = then
+            self.posted.then(await charge_id, then)
         else:
             await charge_id
-
-    def _applied(self, last_id: int, results: list[tuple[int, Any]]) -> None:
-        """The writer applied journal charges through ``last_id``."""
-        self._applied_through = last_id
-        for charge_id, result in results:
-            then = self._then.pop(charge_id, None)
-            if isinstance(result, BaseException):
-                log.error("journal charge %d could not be posted to the ledger: %s", charge_id, result)
-            elif then is not None:
-                then(result)
 
     async def settled(self) -> None:
         """Wait until every charge made so far is posted to the ledger (for readers that
@@ -218,9 +242,7 @@ class LocalAccountant:
         if self.journal is None:
             return
         self.journal.commit()
-        target = self.journal.last_id
-        while self._applied_through < target:
-            await asyncio.sleep(0.001)
+        await self.posted.reached(self.journal.last_id)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:
@@ -239,7 +261,17 @@ class LocalAccountant:
         view = self._views.get(org_id)
         return view.live_holds() if view is not None else NO_LIVE_HOLDS
 
-    def forget(self, org_id: str | None = None) -> None:
+    def health(self) -> AccountingHealth:
+        """Holds are decided in this process's memory."""
+        return AccountingHealth.HEALTHY
+
+    async def start(self) -> None:
+        """Nothing to start: views load on demand."""
+
+    async def close(self) -> None:
+        """Nothing to close: the journal and the writer belong to the gateway."""
+
+    def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
         """Drop remembered views so the next request reloads them (after an admin change)."""
         if org_id is None:
             for view in self._views.values():
@@ -249,8 +281,13 @@ class LocalAccountant:
 
 
 def make_accountant(
-    mode: str, ledger: Any, committer: Committer, hold_seconds: int, journal: ChargeJournal | None = None
+    mode: str,
+    ledger: Any,
+    committer: Committer,
+    hold_seconds: int,
+    journal: ChargeJournal | None = None,
+    posted: PostedCharges | None = None,
 ) -> Accountant:
     if mode == "local":
-        return LocalAccountant(ledger, committer, journal)
+        return LocalAccountant(ledger, committer, journal, posted)
     return SharedAccountant(committer, hold_seconds)

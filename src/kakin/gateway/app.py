@@ -20,19 +20,21 @@ from kakin.catalog import Catalog
 from kakin.config import Settings
 from kakin.errors import KakinError, NotFound, UnknownModel
 from kakin.gateway.access_log import note_caller
-from kakin.gateway.accounting import make_accountant
+from kakin.gateway.accounting import Accountant, make_accountant
 from kakin.gateway.admission import Admission
 from kakin.gateway.answers import AnswerStore
 from kakin.gateway.billing import Billing
 from kakin.gateway.cache import ResponseCache, make_caches
 from kakin.gateway.call import Call
-from kakin.gateway.committer import ProcessCommitter, make_committer
+from kakin.gateway.committer import make_committer, url_for_a_child
+from kakin.gateway.holds import HoldStore
 from kakin.gateway.http import ClientGone, Receive, Send, read_body, respond
-from kakin.gateway.journal import ChargeJournal, journal_path
+from kakin.gateway.journal import ChargeJournal, PostedCharges, claim_journal, journal_path
 from kakin.gateway.keys import KeyCache
 from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.relay import Relay
 from kakin.gateway.routing import Router
+from kakin.gateway.shared_holds import RedisAccountant
 from kakin.limits import RateLimitExceeded, make_limiter
 from kakin.metrics import Metrics, SharedState, make_metrics
 from kakin.providers import error_for, match_endpoint
@@ -67,21 +69,42 @@ class Gateway:
         self.ledger = ledger
         self.catalog = catalog or Catalog.default()
         self.metrics = metrics if metrics is not None else make_metrics(settings.metrics.enabled)
-        mode = settings.gateway.accounting_mode(settings.database.url)
-        journal = journal_path(ledger) if mode == "local" and settings.gateway.charge_journal else None
+        g = settings.gateway
+        mode = g.accounting_mode(settings.database.url)
+        redis_holds = g.holds_in_redis(settings.database.url, settings.redis.url)
+        # A charge journal needs the writer process that applies it (a thread writer commits
+        # directly). Local accounting keeps one next to its SQLite ledger; with Redis holds each
+        # gateway process claims a directory of its own.
+        journal, lock = None, None
+        if g.charge_journal and g.ledger_writer == "process" and url_for_a_child(ledger) is not None:
+            if mode == "local":
+                journal = journal_path(ledger)
+            elif redis_holds:
+                journal, lock = claim_journal(g.journal_base(settings.database.url))
+        posted = PostedCharges()  # what the writer tells of the journal charges it posts
         self.committer = make_committer(
-            ledger,
-            writer=settings.gateway.ledger_writer,
-            max_batch=settings.gateway.commit_max_batch,
-            journal=journal,
+            ledger, writer=g.ledger_writer, max_batch=g.commit_max_batch, journal=journal, posted=posted
         )
-        # The journal needs the writer process that applies it (a thread writer commits directly).
-        self.journal = (
-            ChargeJournal(journal) if journal and isinstance(self.committer, ProcessCommitter) else None
-        )
-        self.accounts = make_accountant(
-            mode, ledger, self.committer, settings.gateway.hold_seconds, self.journal
-        )
+        self.journal = ChargeJournal(journal, waker=self.committer, lock=lock) if journal else None
+        self.accounts: Accountant
+        if redis_holds:
+            import redis.asyncio
+
+            store = HoldStore(redis.asyncio.Redis.from_url(settings.redis.url), settings.redis.prefix)
+            self.accounts = RedisAccountant(
+                store,
+                self.committer,
+                self.journal,
+                posted,
+                hold_seconds=g.hold_seconds,
+                fail_open=g.redis_unavailable == "open",
+                grace=g.redis_rebuild_grace_seconds,
+                wait=g.redis_wait_seconds,
+            )
+        else:
+            self.accounts = make_accountant(
+                mode, ledger, self.committer, g.hold_seconds, self.journal, posted
+            )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
         # Provider-side objects, per project.
@@ -124,21 +147,17 @@ class Gateway:
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.committer.start()
+        await self.accounts.start()
         await self.relay.start()
-        if self.settings.redis.url and self.metrics.enabled:
-            self._probe = asyncio.ensure_future(self._watch_shared_state())
+        if isinstance(self.accounts, RedisAccountant) and self.metrics.enabled:
+            self._probe = asyncio.ensure_future(self._report_shared_state())
         else:
             self.metrics.shared_state(None)
 
-    async def _watch_shared_state(self, every: float = 10) -> None:
-        """Until the accounting layer reports the shared state's health itself: healthy while
-        Redis answers, failing closed while it does not (requests that need it fail)."""
+    async def _report_shared_state(self, every: float = 1) -> None:
+        """Copy the accountant's view of the shared state (Redis) into the metrics."""
         while True:
-            try:
-                healthy = await self.limiter.aping()
-            except Exception:
-                healthy = False
-            self.metrics.shared_state(SharedState.HEALTHY if healthy else SharedState.FAILING_CLOSED)
+            self.metrics.shared_state(SharedState(self.accounts.health().value))
             await asyncio.sleep(every)
 
     async def shutdown(self) -> None:
@@ -146,6 +165,7 @@ class Gateway:
         if self._probe is not None:
             self._probe.cancel()
         await self.relay.close()
+        await self.accounts.close()
         await self.committer.stop()
         if self.journal is not None:
             self.journal.close()
@@ -161,7 +181,10 @@ class Gateway:
     def changed(self, kind: str, ident: str) -> None:
         """The admin API changed something: forget what was remembered about it."""
         self.keys.forget(kind, ident)
-        self.accounts.forget(None if kind == "key" else ident or None)
+        if kind == "key":
+            self.accounts.forget(None, key_id=ident)
+        else:
+            self.accounts.forget(ident or None)
 
     # ------------------------------------------------------------------ ASGI
 

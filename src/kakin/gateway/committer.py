@@ -35,6 +35,7 @@ from kakin.errors import KakinError
 from kakin.ledger.db import unreachable
 
 if TYPE_CHECKING:
+    from kakin.gateway.journal import PostingListener
     from kakin.ledger import Ledger
 
 log = logging.getLogger("kakin.gateway")
@@ -244,11 +245,17 @@ class ProcessCommitter:
 
     With a charge ``journal`` (see kakin.gateway.journal) it also applies the journal to the
     ledger whenever it is woken (:meth:`wake`), at start (what a crash left) and at the end,
-    and reports each applied batch to ``on_applied(last applied id, [(id, result), ...])``.
+    and reports each applied batch to ``posted`` (a :class:`~kakin.gateway.journal.PostingListener`).
     """
 
     def __init__(
-        self, database_url: str, *, hold_seconds: int, max_batch: int = 256, journal: str | None = None
+        self,
+        database_url: str,
+        *,
+        hold_seconds: int,
+        max_batch: int = 256,
+        journal: str | None = None,
+        posted: PostingListener | None = None,
     ) -> None:
         self._config = {
             "url": database_url,
@@ -256,7 +263,7 @@ class ProcessCommitter:
             "max_batch": max_batch,
             "journal": journal,
         }
-        self.on_applied: Any = None
+        self.posted = posted
         self._stopping = False
         self._process: subprocess.Popen | None = None
         self._writer: asyncio.WriteTransport | None = None
@@ -339,8 +346,8 @@ class ProcessCommitter:
     def _answered(self, results: list[tuple[int, Any]]) -> None:
         for number, result in results:
             if number == JOURNAL_APPLIED:
-                if self.on_applied is not None:
-                    self.on_applied(*result)
+                if self.posted is not None:
+                    self.posted.applied(*result)
                 continue
             future = self._pending.pop(number, None)
             if future is not None:
@@ -375,18 +382,29 @@ class _Answers(asyncio.Protocol):
         self.committer._lost(exc)
 
 
-def make_committer(ledger: Any, *, writer: str, max_batch: int, journal: str | None = None) -> Committer:
+def make_committer(
+    ledger: Any,
+    *,
+    writer: str,
+    max_batch: int,
+    journal: str | None = None,
+    posted: PostingListener | None = None,
+) -> Committer:
     """A child-process writer when a child can open the same ledger (applying the charge
-    ``journal`` if one is given), else a thread."""
-    url = _url_for_a_child(ledger)
+    ``journal`` if one is given, and telling ``posted`` of what it posted), else a thread."""
+    url = url_for_a_child(ledger)
     if writer == "process" and url is not None:
         return ProcessCommitter(
-            url, hold_seconds=ledger.context.hold_seconds, max_batch=max_batch, journal=journal
+            url,
+            hold_seconds=ledger.context.hold_seconds,
+            max_batch=max_batch,
+            journal=journal,
+            posted=posted,
         )
     return ThreadCommitter(ledger, max_batch=max_batch)
 
 
-def _url_for_a_child(ledger: Any) -> str | None:
+def url_for_a_child(ledger: Any) -> str | None:
     """The database URL (password included), or None when a child would not see the same
     ledger: one running on its own clock (as tests do)."""
     from kakin.ledger.ledger import system_clock

@@ -31,20 +31,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import pickle
 import struct
 import zlib
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from kakin.errors import KakinError
 from kakin.ledger.records import PostOp, Scope, UsageDetail
 from kakin.ledger.validate import json_text
+
+log = logging.getLogger("kakin.gateway")
 
 SEGMENT_BYTES = 16 << 20
 _HEADER = struct.Struct(">IIQ")  # body length, CRC-32 of the body, charge id
@@ -71,20 +75,62 @@ def segment_of(charge_id: int) -> int:
     return charge_id >> 32
 
 
-class ChargeJournal:
-    """The gateway's side: append charges, delete posted ones. Use from one event loop."""
+class Waker(Protocol):
+    """Told after each write to the journal (the ledger writer, which then posts it)."""
 
-    def __init__(self, path: str) -> None:
+    def wake(self) -> None: ...
+
+
+class PostingListener(Protocol):
+    """Told by the ledger writer of each batch of journal charges it posted: the last charge
+    id posted so far, and each charge's result (a Settlement, or the error that refused it)."""
+
+    def applied(self, last_id: int, results: list[tuple[int, Any]]) -> None: ...
+
+
+class PostedCharges:
+    """How far the ledger writer has posted the journal, and what to do with a charge's
+    result once it is posted (a :class:`PostingListener`)."""
+
+    def __init__(self) -> None:
+        self.through = 0
+        self._then: dict[int, Callable[[Any], None]] = {}
+
+    def then(self, charge_id: int, fn: Callable[[Any], None]) -> None:
+        """Call ``fn(result)`` once charge ``charge_id`` is posted (not if it is refused)."""
+        self._then[charge_id] = fn
+
+    def applied(self, last_id: int, results: list[tuple[int, Any]]) -> None:
+        self.through = last_id
+        for charge_id, result in results:
+            then = self._then.pop(charge_id, None)
+            if isinstance(result, BaseException):
+                log.error("journal charge %d could not be posted to the ledger: %s", charge_id, result)
+            elif then is not None:
+                then(result)
+
+    async def reached(self, charge_id: int) -> None:
+        """Wait until the writer has posted through ``charge_id``."""
+        while self.through < charge_id:
+            await asyncio.sleep(0.001)
+
+
+class ChargeJournal:
+    """The gateway's side: append charges, delete posted ones. Use from one event loop.
+    ``waker`` is told after each write."""
+
+    def __init__(self, path: str, waker: Waker | None = None, lock: int | None = None) -> None:
+        """``lock``: the directory's lock, when :func:`claim_journal` took it already."""
+        self.waker = waker
         self.directory = Path(path)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.directory)
+        self._lock = _lock(self.directory) if lock is None else lock
         existing = _segments(self.directory)
         self._segment = (existing[-1] if existing else 0) + 1
         self._fd = -1
         self._open_segment()
         self._queued: list[tuple[PostOp, asyncio.Future]] = []
         self.last_id = 0
-        self.on_commit: Any = None  # called after each write (to wake the ledger writer)
 
     def _open_segment(self) -> None:
         if self._fd >= 0:
@@ -138,8 +184,8 @@ class ChargeJournal:
         for (_, future), charge_id in zip(queued, ids, strict=True):
             if not future.done():
                 future.set_result(charge_id)
-        if self.on_commit is not None:
-            self.on_commit()
+        if self.waker is not None:
+            self.waker.wake()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -153,6 +199,21 @@ class ChargeJournal:
 
 
 _LOCK = "gateway.lock"
+
+
+def claim_journal(base: str) -> tuple[str, int]:
+    """A journal directory of this process's own under ``base``, for a gateway that shares the
+    ledger with others (shared accounting with Redis holds): the first of ``base/000``,
+    ``base/001``, … that no running gateway holds, and its lock. One a crashed gateway left
+    behind is claimed by the next to start, whose writer posts what it holds."""
+    for slot in range(1000):
+        path = Path(base) / f"{slot:03d}"
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            return str(path), _lock(path)
+        except KakinError:
+            continue
+    raise KakinError(f"every charge journal directory under {base} is held by a running gateway")
 
 
 def _lock(directory: Path) -> int:

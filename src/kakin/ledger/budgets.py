@@ -14,17 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, insert, select, update
 
 from kakin.errors import InvalidInput, NotFound
+from kakin.ledger import admission
 from kakin.ledger import schema as s
-from kakin.ledger.errors import BudgetExceeded, TierLimitExceeded
 from kakin.ledger.ids import new_id
-from kakin.ledger.periods import period_bounds
 from kakin.ledger.records import Budget, BudgetStatus, ThresholdCrossed
-from kakin.ledger.validate import usd
 from kakin.ledger.work import Row, Work
 from kakin.money import from_pico
 
@@ -65,52 +62,12 @@ def counter(budget: Row, period: Row | None, *, held: bool) -> int:
     return period["spent_tokens"] + (period["held_tokens"] if held else 0)
 
 
-def check_room(work: Work, org: Row, budgets: list[Row], amount_pico: int, tokens: int) -> None:
-    """Refuse (BudgetExceeded) if a hard-capped budget cannot take this hold now."""
-    for budget in budgets:
-        if not budget["hard_cap"]:
-            continue
-        period = work.period(budget["id"], start_of(work, org, budget, work.now), create=False)
-        used = counter(budget, period, held=True)
-        need = amount_pico if budget["unit"] == "usd" else tokens
-        if used + need > budget["limit_value"]:
-            raise exceeded(org, budget, period, need, work.now)
-
-
-def exceeded(org: Row, budget: Row, period: Row | None, need: int, now: datetime) -> BudgetExceeded:
-    _start, end = period_bounds(budget["period"], org["timezone"], now)
-    spent, held = counter(budget, period, held=False), counter(budget, period, held=True)
-    held -= spent
-    fmt = _format(budget["unit"])
-    left = max(budget["limit_value"] - spent - held, 0)
-    resets = (
-        f"it resets at {end.astimezone(ZoneInfo(org['timezone'])).isoformat()}"
-        if end is not None
-        else "it never resets (total budget)"
+def rooms(work: Work, org: Row, budgets: list[Row]) -> tuple[admission.BudgetRoom, ...]:
+    """The admission rule's view of ``budgets``: each one's counters in its current period."""
+    return tuple(
+        admission.budget_room(b, work.period(b["id"], start_of(work, org, b, work.now), create=False))
+        for b in budgets
     )
-    state = f"spent {fmt(spent)}, held by requests in flight {fmt(held)}, left {fmt(left)}"
-    if budget["source"] == "tier":
-        return TierLimitExceeded(
-            f"usage tier {org['tier']!r} ({org['tier_rules']} rules) caps monthly spend at "
-            f"{fmt(budget['limit_value'])}: {state}; this request needs up to {fmt(need)}. "
-            f"{resets[0].upper()}{resets[1:]}; a higher tier raises the cap (see `kakin tier show {org['name']}`)",
-            budget_id=budget["id"],
-            period_end=end,
-        )
-    where = "organisation" if budget["scope"] == "org" else f"{budget['scope']} {budget['scope_ref']}"
-    return BudgetExceeded(
-        f"budget {budget['name']!r} ({where}, {budget['period']}, hard cap {fmt(budget['limit_value'])}) "
-        f"has no room: {state}; this request needs up to {fmt(need)}. {resets[0].upper()}{resets[1:]}; "
-        "raise the limit with `kakin budget set` to continue now",
-        budget_id=budget["id"],
-        period_end=end,
-    )
-
-
-def _format(unit: str) -> Any:
-    if unit == "usd":
-        return lambda pico: f"{usd(pico)}"
-    return lambda count: f"{count:,} tokens"
 
 
 def hold(work: Work, org: Row, reservation: Row, budgets: list[Row]) -> None:

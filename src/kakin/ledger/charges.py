@@ -14,18 +14,17 @@ everything before it changes anything, so many can share a transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
-from kakin.errors import Conflict, InvalidInput
-from kakin.ledger import budgets, credit, housekeeping, tiers
+from kakin.errors import Conflict, InvalidInput, KakinError
+from kakin.ledger import admission, budgets, credit, housekeeping, tiers
 from kakin.ledger import schema as s
 from kakin.ledger import validate as v
-from kakin.ledger.errors import CreditExhausted, KeyExpired, KeyRevoked, KeySuspended, PermissionDenied
+from kakin.ledger.errors import KeyExpired, KeyRevoked, KeySuspended, PermissionDenied
 from kakin.ledger.ids import new_id
 from kakin.ledger.records import (
     PostOp,
@@ -73,9 +72,22 @@ def reserve(work: Work, op: ReserveOp) -> Reservation:
             )
         return to_record(previous, repeated=True)
     _check_scope(work, org, scope, model)
-    _check_credit(work, org, amount)
     applicable = budgets.applicable(work, org, scope.project_id, scope.key_id, model)
-    budgets.check_room(work, org, applicable, amount, tokens)
+    room = admission.Room(
+        bool(org["payment_method"]),
+        org["credit_pico"],
+        org["held_pico"],
+        budgets.rooms(work, org, applicable),
+    )
+    decision = admission.decide(room, admission.Ask(amount, tokens))
+    if not isinstance(decision, admission.Admitted):
+        raise admission.refusal(
+            decision,
+            org,
+            {b["id"]: b for b in applicable},
+            work.now,
+            lambda: last_credit_event(work.conn, org["id"]),
+        )
     # Everything checked: write.
     row = {
         "id": new_id("res"),
@@ -122,62 +134,47 @@ def _check_scope(work: Work, org: Row, scope: Scope, model: str, *, usable: bool
         raise PermissionDenied(f"key {scope.key_id!r} does not belong to project {scope.project_id!r}")
     if not usable:
         return
-    now = work.now
-    if key["revoked_at"] is not None and key["revoked_at"] <= now:
-        raise KeyRevoked(
-            f"key {key['prefix']}… was revoked at {key['revoked_at'].isoformat()}; create a new key"
-        )
-    if key["expires_at"] is not None and key["expires_at"] <= now:
-        raise KeyExpired(
-            f"key {key['prefix']}… expired at {key['expires_at'].isoformat()}; rotate or create a key"
-        )
-    if key["suspended_at"] is not None:
-        raise KeySuspended(
-            f"key {key['prefix']}… is suspended since {key['suspended_at'].isoformat()} "
-            f"({key['suspend_reason']}); unsuspend it with `kakin keys unsuspend {key['id']}`"
-        )
+    for since, refusal in key_refusals(key):
+        if since is None or since <= work.now:
+            raise refusal
     if key["models"] is not None and model not in key["models"]:
         raise PermissionDenied(f"key {key['prefix']}… may only use {', '.join(key['models'])}; not {model!r}")
 
 
-def _check_credit(work: Work, org: Row, amount: int) -> None:
-    """Without a payment method, a hold must fit in the credit not already held."""
-    if org["payment_method"]:
-        return
-    available = org["credit_pico"] - org["held_pico"]
-    if available > 0 and amount <= available:
-        return
-    raise credit_exhausted(org, amount, available, credit_story(work, org))
+def key_refusals(key: Row) -> list[tuple[datetime | None, KakinError]]:
+    """What refuses a key's requests and from when (None: at once), in the order checked."""
+    out: list[tuple[datetime | None, KakinError]] = []
+    if key["revoked_at"] is not None:
+        revoked = key["revoked_at"].isoformat()
+        out.append(
+            (
+                key["revoked_at"],
+                KeyRevoked(f"key {key['prefix']}… was revoked at {revoked}; create a new key"),
+            )
+        )
+    if key["expires_at"] is not None:
+        expired = key["expires_at"].isoformat()
+        out.append(
+            (
+                key["expires_at"],
+                KeyExpired(f"key {key['prefix']}… expired at {expired}; rotate or create a key"),
+            )
+        )
+    if key["suspended_at"] is not None:
+        message = (
+            f"key {key['prefix']}… is suspended since {key['suspended_at'].isoformat()} "
+            f"({key['suspend_reason']}); unsuspend it with `kakin keys unsuspend {key['id']}`"
+        )
+        out.append((None, KeySuspended(message)))
+    return out
 
 
-def credit_exhausted(org: Row, amount: int, available: int, story: str) -> CreditExhausted:
-    """The refusal when credit runs out and no payment method is on file."""
-    return CreditExhausted(
-        f"organisation {org['name']!r} is out of credit: {story}; this request needs up to "
-        f"{usd(amount)} and {usd(max(available, 0))} is available. There is no payment method on "
-        f'file, so usage stops here: add one (`kakin org update {org["name"]} --payment-method "card"`) to '
-        f"continue on postpaid billing, or buy prepaid credit (`kakin credits grant {org['name']} --kind prepaid`)"
-    )
+class CreditEvent(NamedTuple):
+    """The journal's last entry that took credit away."""
 
-
-def credit_story(work: Work, org: Row) -> str:
-    """What ran out and when (only on the refusal path)."""
-    return describe_credit(org, lambda: last_credit_event(work.conn, org["id"]))
-
-
-def describe_credit(org: Row, last_event: Callable[[], Any]) -> str:
-    """Why ``org`` has no room for a hold, from its counters as they are now; the journal
-    (``last_event``, see :func:`last_credit_event`) is read only when no credit is left."""
-    credit, held = org["credit_pico"], org["held_pico"]
-    if credit > 0:
-        if held > 0:
-            return f"{usd(held)} of its {usd(credit)} credit is held by requests in flight"
-        return f"only {usd(credit)} of credit is left"
-    last = last_event()
-    if last is None:
-        return "it has never had any credit"
-    verb = {"expiry": "expired", "charge": "was used up", "refund": "was refunded"}[last.kind]
-    return f"its last credit (grant {last.grant_id}) {verb} at {last.occurred_at.isoformat()}"
+    kind: str
+    occurred_at: datetime
+    grant_id: str
 
 
 def last_credit_event(conn: Connection, org_id: str) -> Any:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from kakin.errors import Conflict, InvalidInput, KakinError, NotFound
-from kakin.ledger import budgets, charges, credit, keys, objects, ops, orgs, queries, tiers, views
+from kakin.ledger import budgets, charges, credit, keys, objects, ops, orgs, queries, snapshots, tiers, views
 from kakin.ledger import schema as s
 from kakin.ledger import validate as v
 from kakin.ledger.db import READ_ONLY, make_engine, migrate
@@ -450,6 +450,21 @@ class Ledger:
             return views.load(work, org_id, max_age, journal)
 
         return self.write(run)
+
+    def account_snapshot(
+        self, org: str, charge_keys: Sequence[str] = (), max_age: timedelta = snapshots.DEFAULT_MAX_AGE
+    ) -> snapshots.AccountSnapshot:
+        """The organisation's room as numbers, for a shared hold store to rebuild from; which of
+        ``charge_keys`` (idempotency keys) the ledger already holds (see kakin.ledger.snapshots)."""
+        return self.write(
+            lambda work: snapshots.load(work, self._org_id(work.conn, org), charge_keys, max_age)
+        )
+
+    def last_credit_event(self, org_id: str) -> Any:
+        """The journal's last entry that took credit away (kind, occurred_at, grant_id), or None:
+        what a refusal for want of credit says ran out."""
+        row = self.read(lambda conn: charges.last_credit_event(conn, org_id))
+        return None if row is None else charges.CreditEvent(row.kind, row.occurred_at, row.grant_id)
 
     def get_reservation(self, reservation_id: str) -> Reservation:
         return self.write(lambda w: charges.to_record(w.reservation(reservation_id)))

@@ -3,8 +3,8 @@ the ledger (the embedded, single-gateway deployment).
 
 Such a process need not write a reservation for every request: it loads the organisation's
 counters once (credit, what other holders already hold, every budget's current period and
-the tier ceiling), decides holds in memory with the same rules and the same messages as
-:func:`kakin.ledger.charges.reserve`, and writes only the charge, afterwards, as a
+the tier ceiling), decides holds in memory with the rule :func:`kakin.ledger.charges.reserve` applies
+(:mod:`kakin.ledger.admission`), and writes only the charge, afterwards, as a
 :class:`~kakin.ledger.records.PostOp`. Holds then live only in memory, so a crash releases
 them with the process — which is what a reservation's expiry would do anyway.
 
@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from kakin.errors import InvalidInput
-from kakin.ledger import budgets, charges
+from kakin.ledger import admission, budgets, charges
 from kakin.ledger import validate as v
 from kakin.ledger.records import Balance, BudgetStatus, Scope, Settlement
 from kakin.ledger.work import Row, Work, min_time
@@ -160,18 +160,17 @@ class AccountView:
         count = v.tokens(tokens, "reserved tokens")
         model = v.text(scope.model, "model")
         org = self.org
-        if not org["payment_method"]:
-            available = org["credit_pico"] - org["held_pico"]
-            if not (available > 0 and pico <= available):
-                story = charges.describe_credit(org, self._last_event)
-                raise charges.credit_exhausted(org, pico, available, story)
-        for budget in self._applicable(scope.project_id, scope.key_id, model):
-            if budget["hard_cap"]:
-                period = self._periods[budget["id"]]
-                used = budgets.counter(budget, period, held=True)
-                need = pico if budget["unit"] == "usd" else count
-                if used + need > budget["limit_value"]:
-                    raise budgets.exceeded(org, budget, period, need, self.loaded_at)
+        applicable = self._applicable(scope.project_id, scope.key_id, model)
+        room = admission.Room(
+            bool(org["payment_method"]),
+            org["credit_pico"],
+            org["held_pico"],
+            tuple(admission.budget_room(b, self._periods[b["id"]]) for b in applicable),
+        )
+        decision = admission.decide(room, admission.Ask(pico, count))
+        if not isinstance(decision, admission.Admitted):
+            by_id = {b["id"]: b for b in applicable}
+            raise admission.refusal(decision, org, by_id, self.loaded_at, self._last_event)
         hold = Hold(scope, pico, count)
         self._add(hold)
         return hold

@@ -94,9 +94,6 @@ class MemoryRateLimiter:
     async def aadjust_tokens(self, limits: LimitSet, delta: int) -> None:
         self.adjust_tokens(limits, delta)
 
-    async def aping(self) -> bool:
-        return True
-
     def close(self) -> None:
         with self._lock:
             self._tats.clear()

@@ -123,11 +123,6 @@ class RedisRateLimiter:
             _, adjust = self._aio_scripts()
             await adjust(keys=keys, args=args)
 
-    async def aping(self) -> bool:
-        self._aio_scripts()  # makes the client if this limiter owns it
-        assert self._async_client is not None
-        return bool(await self._async_client.ping())
-
     def close(self) -> None:
         """Close clients this limiter made (clients passed in belong to the caller)."""
         if self._own_clients and self._client is not None:
