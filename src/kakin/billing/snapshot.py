@@ -1,0 +1,113 @@
+"""Reading an invoice's figures from the ledger: which usage it covers, its lines, the credit
+that paid them and the postpaid rest.
+
+**What an invoice covers.** Usage record ids grow with every commit that writes them, and
+every charge of an organisation is written under that organisation's lock. The issuer fixes
+a *watermark* — the highest usage record id once it holds the organisation's lock
+(:func:`watermark`) — so every record of the organisation at or below it is committed and
+every later one is above it. Invoice *N* with watermark ``W(N)`` covers the organisation's
+records
+
+* of its own cycle (``start ≤ occurred_at < end``) with ``id ≤ W(N)``: its lines; and
+* of earlier cycles with ``W(N−1) < id ≤ W(N)``: charges posted after the previous invoice
+  was issued, shown as prior-period adjustment lines.
+
+Issued in cycle order, the invoices of an organisation cover each usage record exactly once.
+Its credits and postpaid amount are the ledger's charge entries of those records'
+reservations — the very entries the ledger wrote when it charged them (:mod:`kakin.ledger.credit`),
+so charges = credits + postpaid, exactly, to the picodollar.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Text, cast, func, select, text
+
+from kakin.billing.cycles import Cycle, cycle_at
+from kakin.billing.document import CreditApplied, Line
+from kakin.billing.lines import LineBook
+from kakin.ledger import schema as s
+from kakin.ledger.work import consumption_key
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    lines: tuple[Line, ...]
+    credits: tuple[CreditApplied, ...]
+    charges_pico: int
+    credits_pico: int
+    due_pico: int
+    requests: int
+
+
+def watermark(conn: Connection, org_id: str) -> int:
+    """The highest usage record id with every one of ``org_id``'s records at or below it
+    committed, and every later one above it. On PostgreSQL the organisation's row lock (the
+    lock every charge takes before it writes) is held until ``conn``'s transaction ends; on
+    SQLite there is one writer at a time and a transaction reads one snapshot."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT id FROM orgs WHERE id = :org FOR UPDATE"), {"org": org_id})
+    return int(conn.execute(select(func.coalesce(func.max(s.usage_records.c.id), 0))).scalar_one())
+
+
+def read_figures(conn: Connection, org_id: str, timezone: str, cycle: Cycle, after: int, through: int) -> Figures:
+    """The lines, credits and amount due of ``cycle``'s invoice covering the records above
+    ``after`` (the previous invoice's watermark) up to ``through``."""
+    u = s.usage_records
+    columns = (u.c.reservation_id, u.c.model, u.c.cost_pico, cast(u.c.cost_items, Text), u.c.occurred_at, u.c.settled_at)
+    current = select(*columns).where(
+        u.c.org_id == org_id, u.c.occurred_at >= cycle.start, u.c.occurred_at < cycle.end, u.c.id <= through
+    )
+    prior = select(*columns).where(
+        u.c.org_id == org_id, u.c.occurred_at < cycle.start, u.c.id > after, u.c.id <= through
+    )
+    book = LineBook()
+    reservations: set[str] = set()
+    first: datetime | None = None
+    last: datetime | None = None
+    charges = requests = 0
+    months: dict[datetime, str] = {}
+    for section, query in (("current", current), ("prior", prior)):
+        for reservation_id, model, cost, items, occurred, settled in conn.execute(query):
+            if section == "current":
+                month = cycle.month
+            else:
+                month = months.get(occurred)
+                if month is None:
+                    month = months[occurred] = cycle_at(timezone, occurred).month
+            book.add(section, month, model, cost, items)
+            reservations.add(reservation_id)
+            charges += cost
+            requests += 1
+            first = settled if first is None or settled < first else first
+            last = settled if last is None or settled > last else last
+    by_grant: dict[str | None, int] = defaultdict(int)
+    if first is not None and last is not None:
+        e = s.entries
+        # A record's charge entries are dated at its settlement (settled_at = the entries'
+        # occurred_at): the organisation's entries in that span hold them all.
+        spent = select(e.c.reservation_id, e.c.grant_id, e.c.amount_pico).where(
+            e.c.org_id == org_id, e.c.kind == "charge", e.c.occurred_at >= first, e.c.occurred_at <= last
+        )
+        for reservation_id, grant_id, amount in conn.execute(spent):
+            if reservation_id in reservations:
+                by_grant[grant_id] -= amount
+    postpaid = by_grant.pop(None, 0)
+    credits = _credits(conn, org_id, by_grant)
+    credited = sum(c.amount_pico for c in credits)
+    return Figures(book.lines(), credits, charges, credited, postpaid, requests)
+
+
+def _credits(conn: Connection, org_id: str, by_grant: dict[str | None, int]) -> tuple[CreditApplied, ...]:
+    if not by_grant:
+        return ()
+    g = s.grants
+    rows: list[dict[str, Any]] = [
+        dict(row._mapping) for row in conn.execute(select(g).where(g.c.org_id == org_id, g.c.id.in_(list(by_grant))))
+    ]
+    rows.sort(key=consumption_key)  # the ledger's consumption order
+    return tuple(CreditApplied(row["id"], row["kind"], row["note"], by_grant[row["id"]]) for row in rows if by_grant[row["id"]])
