@@ -57,7 +57,12 @@ class LineBook:
         if priced and abs(cost_pico - sum(p.amount_pico for p in priced)) > len(priced):
             priced = []  # lines that do not add up to the cost do not explain it
         if not priced:
-            self._add((section, month, model, "other", "request", None, None, "standard", "", None), "other", Decimal(1), cost_pico)
+            self._add(
+                (section, month, model, "other", "request", None, None, "standard", "", None),
+                "other",
+                Decimal(1),
+                cost_pico,
+            )
             return
         rest = cost_pico - sum(p.amount_pico for p in priced)
         largest = max(range(len(priced)), key=lambda i: abs(priced[i].amount_pico))

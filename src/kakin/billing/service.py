@@ -31,7 +31,7 @@ from kakin.errors import Conflict, InvalidInput, NotFound
 from kakin.ledger import Ledger, Org
 from kakin.ledger.credit import params_hash
 from kakin.ledger.ids import new_id
-from kakin.money import EXACT, MoneyError, fx_rate, from_pico, to_decimal, to_pico
+from kakin.money import EXACT, MoneyError, from_pico, fx_rate, to_decimal, to_pico
 
 SETTLEMENTS = ("credit", "refund")
 
@@ -46,7 +46,9 @@ class Issued:
 class Billing:
     """Invoices and credit notes over one ledger."""
 
-    def __init__(self, ledger: Ledger, settings: BillingSettings | None = None, rates: dict[str, Decimal] | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, settings: BillingSettings | None = None, rates: dict[str, Decimal] | None = None
+    ) -> None:
         self.ledger = ledger
         self.settings = settings or BillingSettings()
         self.rates = rates or {}
@@ -63,7 +65,9 @@ class Billing:
         org = self.ledger.get_org(org_ref)
         rows = self.ledger.read(lambda c: store.invoice_rows(c, org.id))
         issued = [store.invoice_of(row) for row in rows]
-        return issued + [self.draft(org, cycle) for cycle in self._unissued(org, rows[-1].month if rows else None)]
+        return issued + [
+            self.draft(org, cycle) for cycle in self._unissued(org, rows[-1].month if rows else None)
+        ]
 
     def invoice(self, org_ref: str, ref: str) -> Invoice:
         """One invoice by number, or by month (``YYYY-MM``: issued, or its live draft)."""
@@ -121,7 +125,9 @@ class Billing:
         now = self.ledger.now()
         last = dict(
             self.ledger.read(
-                lambda c: c.execute(select(b.invoices.c.org_id, func.max(b.invoices.c.month)).group_by(b.invoices.c.org_id)).all()
+                lambda c: c.execute(
+                    select(b.invoices.c.org_id, func.max(b.invoices.c.month)).group_by(b.invoices.c.org_id)
+                ).all()
             )
         )
         issued: list[Issued] = []
@@ -140,7 +146,9 @@ class Billing:
             through = watermark(conn, org.id)
             after = self._previous_through(conn, org, cycle)
         if after is None:
-            raise Conflict(f"the cycle before {cycle.month} of {org.name!r} is not issued yet; issue it first")
+            raise Conflict(
+                f"the cycle before {cycle.month} of {org.name!r} is not issued yet; issue it first"
+            )
         draft = self._compose(org, cycle, after, through, self.ledger.now())
         try:
             with self.ledger.engine.begin() as conn:
@@ -154,7 +162,9 @@ class Billing:
             return Issued(store.invoice_of(existing), existing.content_hash, True)
         return Issued(invoice, digest, False)
 
-    def _compose(self, org: Org, cycle: Cycle, after: int, through: int, issued_at: datetime | None) -> Invoice:
+    def _compose(
+        self, org: Org, cycle: Cycle, after: int, through: int, issued_at: datetime | None
+    ) -> Invoice:
         figures = self.ledger.read(lambda c: read_figures(c, org.id, org.timezone, cycle, after, through))
         zone = ZoneInfo(org.timezone)
         now = issued_at or self.ledger.now()
@@ -222,11 +232,15 @@ class Billing:
             if previous is not None:
                 conn.rollback()  # gives the number back
                 if previous.params_hash != digest:
-                    raise Conflict(f"idempotency key {key!r} was used for credit note {previous.number} with other parameters")
+                    raise Conflict(
+                        f"idempotency key {key!r} was used for credit note {previous.number} with other parameters"
+                    )
                 note = store.credit_note_of(previous)
                 self._credit_back(note)
                 return note, True
-            earlier = [store.credit_note_of(r) for r in conn.execute(select(n).where(n.c.invoice_id == invoice.id))]
+            earlier = [
+                store.credit_note_of(r) for r in conn.execute(select(n).where(n.c.invoice_id == invoice.id))
+            ]
             pico, qty = _credited_amount(invoice, earlier, amount, line, quantity)
             now = self.ledger.now()
             note_id = new_id("cn")
@@ -277,7 +291,11 @@ class Billing:
 
     def _unissued(self, org: Org, last_month: str | None) -> list[Cycle]:
         """Cycles begun and not issued, oldest first."""
-        first = self._first_cycle(org) if last_month is None else cycle_of(org.timezone, last_month).following(org.timezone)
+        first = (
+            self._first_cycle(org)
+            if last_month is None
+            else cycle_of(org.timezone, last_month).following(org.timezone)
+        )
         now = self.ledger.now()
         if first.start > now:
             return []
@@ -286,7 +304,9 @@ class Billing:
     def _row(self, org: Org, ref: str):  # type: ignore[no-untyped-def]
         i = b.invoices
         column = i.c.month if len(ref) == 7 and ref[4:5] == "-" and ref[:4].isdigit() else i.c.number
-        return self.ledger.read(lambda c: c.execute(select(i).where(i.c.org_id == org.id, column == ref)).first())
+        return self.ledger.read(
+            lambda c: c.execute(select(i).where(i.c.org_id == org.id, column == ref)).first()
+        )
 
     def _previous_through(self, conn, org: Org, cycle: Cycle) -> int | None:  # type: ignore[no-untyped-def]
         """The previous cycle's watermark: 0 before the first cycle, None while it is not issued."""
@@ -294,7 +314,9 @@ class Billing:
             return 0
         i = b.invoices
         previous = cycle.previous(org.timezone).month
-        found = conn.execute(select(i.c.through_usage_id).where(i.c.org_id == org.id, i.c.month == previous)).scalar()
+        found = conn.execute(
+            select(i.c.through_usage_id).where(i.c.org_id == org.id, i.c.month == previous)
+        ).scalar()
         return None if found is None else int(found)
 
 
@@ -305,18 +327,24 @@ def _credited_amount(
     try:
         if line is not None:
             if not 1 <= line <= len(invoice.lines):
-                raise InvalidInput(f"invoice {invoice.number} has lines 1 to {len(invoice.lines)}; there is no line {line}")
+                raise InvalidInput(
+                    f"invoice {invoice.number} has lines 1 to {len(invoice.lines)}; there is no line {line}"
+                )
             target = invoice.lines[line - 1]
             on_line = [n for n in earlier if n.line == line]
             if quantity is not None:
                 if amount is not None:
-                    raise InvalidInput("give a credit note either an amount or a quantity of a line, not both")
+                    raise InvalidInput(
+                        "give a credit note either an amount or a quantity of a line, not both"
+                    )
                 qty = to_decimal(quantity, what="quantity")
                 if target.unit_price is None:
                     raise InvalidInput(f"line {line} has no unit price; credit an amount of it instead")
                 left = target.quantity - sum((n.quantity or Decimal(0) for n in on_line), Decimal(0))
                 if not 0 < qty <= left:
-                    raise InvalidInput(f"line {line} has {left} {target.measure}s left to credit; {qty} asked")
+                    raise InvalidInput(
+                        f"line {line} has {left} {target.measure}s left to credit; {qty} asked"
+                    )
                 with localcontext(EXACT):
                     pico = to_pico(qty * target.unit_price)
                 pico, qty_out = min(pico, target.amount_pico - sum(n.amount_pico for n in on_line)), qty

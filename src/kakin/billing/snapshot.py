@@ -54,11 +54,20 @@ def watermark(conn: Connection, org_id: str) -> int:
     return int(conn.execute(select(func.coalesce(func.max(s.usage_records.c.id), 0))).scalar_one())
 
 
-def read_figures(conn: Connection, org_id: str, timezone: str, cycle: Cycle, after: int, through: int) -> Figures:
+def read_figures(
+    conn: Connection, org_id: str, timezone: str, cycle: Cycle, after: int, through: int
+) -> Figures:
     """The lines, credits and amount due of ``cycle``'s invoice covering the records above
     ``after`` (the previous invoice's watermark) up to ``through``."""
     u = s.usage_records
-    columns = (u.c.reservation_id, u.c.model, u.c.cost_pico, cast(u.c.cost_items, Text), u.c.occurred_at, u.c.settled_at)
+    columns = (
+        u.c.reservation_id,
+        u.c.model,
+        u.c.cost_pico,
+        cast(u.c.cost_items, Text),
+        u.c.occurred_at,
+        u.c.settled_at,
+    )
     current = select(*columns).where(
         u.c.org_id == org_id, u.c.occurred_at >= cycle.start, u.c.occurred_at < cycle.end, u.c.id <= through
     )
@@ -107,7 +116,12 @@ def _credits(conn: Connection, org_id: str, by_grant: dict[str | None, int]) -> 
         return ()
     g = s.grants
     rows: list[dict[str, Any]] = [
-        dict(row._mapping) for row in conn.execute(select(g).where(g.c.org_id == org_id, g.c.id.in_(list(by_grant))))
+        dict(row._mapping)
+        for row in conn.execute(select(g).where(g.c.org_id == org_id, g.c.id.in_(list(by_grant))))
     ]
     rows.sort(key=consumption_key)  # the ledger's consumption order
-    return tuple(CreditApplied(row["id"], row["kind"], row["note"], by_grant[row["id"]]) for row in rows if by_grant[row["id"]])
+    return tuple(
+        CreditApplied(row["id"], row["kind"], row["note"], by_grant[row["id"]])
+        for row in rows
+        if by_grant[row["id"]]
+    )

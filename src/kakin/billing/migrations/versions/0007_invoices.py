@@ -61,9 +61,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_notes")),
         sa.UniqueConstraint("org_id", "seq", name=op.f("uq_credit_notes_org_id_seq")),
-        sa.UniqueConstraint(
-            "org_id", "idempotency_key", name=op.f("uq_credit_notes_org_id_idempotency_key")
-        ),
+        sa.UniqueConstraint("org_id", "idempotency_key", name=op.f("uq_credit_notes_org_id_idempotency_key")),
     )
     op.create_index(op.f("ix_credit_notes_invoice_id"), "credit_notes", ["invoice_id"])
     op.create_table(
