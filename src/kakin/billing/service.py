@@ -119,9 +119,9 @@ class Billing:
             raise NotFound(f"organisation {org.name!r} has no {month} cycle: its first is {first.month}")
         return [self._issue_one(org, each) for each in cycles_between(org.timezone, first, cycle)]
 
-    def close_due(self) -> list[Issued]:
-        """Issue every cycle, of every organisation, whose grace period has ended: what
-        ``kakin serve`` runs in the background. Returns what it issued."""
+    def close_due(self, org_ref: str | None = None) -> list[Issued]:
+        """Issue every cycle, of every organisation (or of ``org_ref``), whose grace period
+        has ended: what ``kakin serve`` runs in the background. Returns what it issued."""
         now = self.ledger.now()
         last = dict(
             self.ledger.read(
@@ -131,7 +131,8 @@ class Billing:
             )
         )
         issued: list[Issued] = []
-        for org in self.ledger.list_orgs():
+        orgs = self.ledger.list_orgs() if org_ref is None else [self.ledger.get_org(org_ref)]
+        for org in orgs:
             for cycle in self._unissued(org, last.get(org.id)):
                 if cycle.closes_at(self.grace) > now:
                     break
