@@ -162,7 +162,8 @@ class IssuerSettings(_Section):
     address: str = Field("", description="postal address, lines separated by newlines")
     email: str = Field("", description="billing contact")
     registration: str = Field(
-        "", description="tax registration number, e.g. a Japanese qualified invoice issuer number T1234567890123"
+        "",
+        description="tax registration number, e.g. a Japanese qualified invoice issuer number T1234567890123",
     )
 
 
@@ -172,11 +173,16 @@ class BillingSettings(_Section):
     invoice_prefix: str = Field("INV-", max_length=20, description="put before each invoice's number")
     credit_note_prefix: str = Field("CN-", max_length=20, description="put before each credit note's number")
     grace_hours: int = Field(
-        24, ge=0, le=24 * 31, description="a cycle's draft absorbs late charges this long after the cycle ends"
+        24,
+        ge=0,
+        le=24 * 31,
+        description="a cycle's draft absorbs late charges this long after the cycle ends",
     )
     payment_terms_days: int = Field(30, ge=0, le=365, description="due date = issue date + this many days")
     auto_close: bool = Field(True, description="kakin serve issues each cycle's invoices once its grace ends")
-    close_interval_seconds: int = Field(300, gt=0, description="how often kakin serve looks for cycles to close")
+    close_interval_seconds: int = Field(
+        300, gt=0, description="how often kakin serve looks for cycles to close"
+    )
     issuer: IssuerSettings = IssuerSettings()
 
 

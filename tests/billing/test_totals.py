@@ -82,7 +82,12 @@ def test_invoices_add_up_to_the_ledger(ledger: Ledger, clock: Clock, zone: str, 
             done = ledger.post(scope, cost, usage, idempotency_key=f"p{next(n)}")
             landed(done.reservation_id, cycle, cost)
         elif action == "reserve":
-            held = ledger.reserve(scope, Decimal(args[0]).scaleb(-12), idempotency_key=f"r{next(n)}", expires_in=timedelta(days=7))
+            held = ledger.reserve(
+                scope,
+                Decimal(args[0]).scaleb(-12),
+                idempotency_key=f"r{next(n)}",
+                expires_in=timedelta(days=7),
+            )
             open_holds.append((held.id, cycle))
         elif action == "settle" and open_holds:
             reservation_id, its_cycle = open_holds.pop(args[0] % len(open_holds))
@@ -93,7 +98,13 @@ def test_invoices_add_up_to_the_ledger(ledger: Ledger, clock: Clock, zone: str, 
             landed(reservation_id, its_cycle, cost)
         elif action == "grant":
             expires = None if args[2] is None else timedelta(hours=args[2])
-            grant = ledger.grant(org.id, args[0], Decimal(args[1]).scaleb(-12), idempotency_key=f"g{next(n)}", expires_in=expires)
+            grant = ledger.grant(
+                org.id,
+                args[0],
+                Decimal(args[1]).scaleb(-12),
+                idempotency_key=f"g{next(n)}",
+                expires_in=expires,
+            )
             if args[0] == "prepaid":
                 grants.append(grant.id)
         elif action == "refund" and grants:

@@ -356,7 +356,7 @@ def _credited_amount(
                     pico = left_pico
                 if not 0 < pico <= left_pico:
                     raise InvalidInput(
-                        f"line {line} has {from_pico(left_pico)} USD left to credit; {from_pico(pico)} asked"
+                        f"line {line} has {decimal_str(from_pico(left_pico))} USD left to credit; {decimal_str(from_pico(pico))} asked"
                     )
                 qty_out = None
         else:
@@ -370,6 +370,6 @@ def _credited_amount(
     left = invoice.charges_pico - sum(n.amount_pico for n in earlier)
     if not 0 < pico <= left:
         raise InvalidInput(
-            f"invoice {invoice.number} has {from_pico(left)} USD of charges left to credit; {from_pico(pico)} asked"
+            f"invoice {invoice.number} has {decimal_str(from_pico(left))} USD of charges left to credit; {decimal_str(from_pico(pico))} asked"
         )
     return pico, qty_out
