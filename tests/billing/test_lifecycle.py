@@ -126,7 +126,7 @@ def test_a_price_change_inside_the_month_gives_two_lines(
     post(ledger, tokyo, new, "c")
     lines = billing.invoice(tokyo.org_id, "2026-02").lines
     assert [
-        (l.unit, l.quantity, l.unit_price, l.amount, l.effective_from, l.price_source) for l in lines
+        (x.unit, x.quantity, x.unit_price, x.amount, x.effective_from, x.price_source) for x in lines
     ] == [
         ("input", 1000, Decimal("0.0000025"), Decimal("0.0025"), "2026-01-01", "test prices"),
         ("input", 6000, Decimal("0.000002"), Decimal("0.012"), "2026-02-15", "override: kakin.toml"),

@@ -31,7 +31,7 @@ from kakin.errors import Conflict, InvalidInput, NotFound
 from kakin.ledger import Ledger, Org
 from kakin.ledger.credit import params_hash
 from kakin.ledger.ids import new_id
-from kakin.money import EXACT, MoneyError, from_pico, fx_rate, to_decimal, to_pico
+from kakin.money import EXACT, MoneyError, decimal_str, from_pico, fx_rate, to_decimal, to_pico
 
 SETTLEMENTS = ("credit", "refund")
 
