@@ -132,21 +132,39 @@ def invoice_html(
     return Markup(text)
 
 
+def standalone_html(
+    invoice: Invoice, lang: str = "ja", *, notes: Sequence[CreditNote] = (), digest: str | None = None
+) -> str:
+    """The invoice as a page of its own (styles inside): the HTML export, and what the PDF is
+    rendered from."""
+    css = stylesheet() + (TEMPLATES / "invoice_print.css").read_text(encoding="utf-8")
+    body = invoice_html(invoice, lang, notes=notes, digest=digest)
+    return _environment.get_template("invoice_document.html").render(
+        inv=invoice, t=words(lang), lang=lang, body=body, css=Markup(css)
+    )
+
+
 def invoice_pdf(
     invoice: Invoice, lang: str = "ja", *, notes: Sequence[CreditNote] = (), digest: str | None = None
 ) -> bytes:
-    """The invoice as a PDF, from the same HTML, rendered offline."""
+    """The invoice as a PDF, from the same HTML, rendered offline (nothing is fetched)."""
     if not FONT.exists():
         raise PdfUnavailable(
             f"the invoice font {FONT} is missing: install fonts-ipaexfont-gothic (make browser) to render PDFs"
         )
     from weasyprint import HTML
 
-    body = invoice_html(invoice, lang, notes=notes, digest=digest)
-    page = _environment.get_template("invoice_document.html").render(
-        inv=invoice, t=words(lang), lang=lang, body=body
-    )
-    return HTML(string=page, base_url=str(TEMPLATES) + "/").write_pdf()  # type: ignore[no-any-return]
+    page = standalone_html(invoice, lang, notes=notes, digest=digest)
+    return HTML(string=page, base_url=str(TEMPLATES) + "/", url_fetcher=_local_only).write_pdf()  # type: ignore[no-any-return]
+
+
+def _local_only(url: str, timeout: int = 10, ssl_context: object = None) -> dict[str, object]:
+    """WeasyPrint's fetcher, held to local files: the font and nothing else."""
+    if not url.startswith("file://"):
+        raise ValueError(f"an invoice fetches nothing from the network ({url})")
+    from weasyprint.urls import default_url_fetcher
+
+    return default_url_fetcher(url, timeout=timeout, ssl_context=ssl_context)  # type: ignore[no-any-return]
 
 
 def stylesheet() -> str:
@@ -160,27 +178,51 @@ CSV_COLUMNS = (
 
 
 def invoice_csv(invoice: Invoice) -> str:
-    """One row per line, then the credits and the totals as rows of their own kind."""
+    """One row per line, then one per grant's credit (section ``credit``, the grant in
+    ``price_source``) and the totals (section ``total``): charges, credits, due."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    head = (invoice.number or "", invoice.status, invoice.month)
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    head = {"invoice": invoice.number or "", "status": invoice.status, "month": invoice.month}
     for n, line in enumerate(invoice.lines, start=1):
         writer.writerow(
-            (*head, n, line.section, line.month, line.model, line.unit, line.component, line.tier or "", line.mode,
-             decimal_str(line.quantity), line.measure, "" if line.unit_price is None else decimal_str(line.unit_price),
-             decimal_str(line.amount), line.price_source, line.effective_from or "")
-        )  # fmt: skip
+            head
+            | {
+                "line": n,
+                "section": line.section,
+                "line_month": line.month,
+                "model": line.model,
+                "unit": line.unit,
+                "component": line.component,
+                "tier": line.tier or "",
+                "mode": line.mode,
+                "quantity": decimal_str(line.quantity),
+                "measure": line.measure,
+                "unit_price_usd": "" if line.unit_price is None else decimal_str(line.unit_price),
+                "amount_usd": decimal_str(line.amount),
+                "price_source": line.price_source,
+                "effective_from": line.effective_from or "",
+            }
+        )
     for credit in invoice.credits:
-        writer.writerow((*head, "", "credit", "", "", credit.kind, credit.grant_id, "", "", "", "", "",
-                         decimal_str(-credit.amount), credit.note, ""))  # fmt: skip
-    for name, pico in (
+        source = f"{credit.grant_id} {credit.note}".strip()
+        writer.writerow(
+            head
+            | {
+                "section": "credit",
+                "component": credit.kind,
+                "amount_usd": decimal_str(-credit.amount),
+                "price_source": source,
+            }
+        )
+    totals = (
         ("charges", invoice.charges_pico),
         ("credits", -invoice.credits_pico),
         ("due", invoice.due_pico),
-    ):
+    )
+    for name, pico in totals:
         writer.writerow(
-            (*head, "", "total", "", "", name, "", "", "", "", "", "", decimal_str(from_pico(pico)), "", "")
+            head | {"section": "total", "component": name, "amount_usd": decimal_str(from_pico(pico))}
         )
     return out.getvalue()
 

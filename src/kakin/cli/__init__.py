@@ -49,6 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kakin.cli.alerts_cmds",  # alerts
     "kakin.cli.ledger_cmds",  # org, project, keys, credits, budget, ledger, tier
     "kakin.cli.report_cmds",  # report, usage
+    "kakin.cli.invoice_cmds",  # invoice
     "kakin.cli.simulate_cmd",  # simulate
     "kakin.cli.serve_cmd",  # serve
 )
