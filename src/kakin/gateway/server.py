@@ -85,8 +85,15 @@ def _admin(settings: Settings, ledger: Any, alerts: Any, gateway: Gateway) -> An
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
+    from kakin.billing import Billing
+
     admin = create_admin_app(
-        ledger, admin_key=settings.admin_key, alerts=alerts, on_change=gateway.changed, holds=gateway.accounts
+        ledger,
+        admin_key=settings.admin_key,
+        alerts=alerts,
+        on_change=gateway.changed,
+        holds=gateway.accounts,
+        billing=Billing(ledger, settings.billing, rates=settings.currency.rates),
     )
 
     async def reads_see_every_charge(scope: Any, receive: Any, send: Any) -> None:
