@@ -6,6 +6,10 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("select.autosubmit").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
   });
+  // An invoice's "Print" button: the browser's print dialog (the print stylesheet hides the rest).
+  document.querySelectorAll("button.print-page").forEach(function (button) {
+    button.addEventListener("click", function () { window.print(); });
+  });
   var chart = document.getElementById("chart");
   if (chart && window.uPlot) drawStacked(chart, JSON.parse(chart.dataset.chart));
 });
