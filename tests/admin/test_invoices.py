@@ -36,10 +36,8 @@ def test_invoices_over_the_api(ledger: Ledger) -> None:
     assert [(i["status"], i["month"], i["charges"], i["number"]) for i in listed] == [
         ("draft", "2026-04", "0.0025", None)
     ]
-    assert (
-        "conflict"
-        == error_of(client.post(f"/orgs/{org.id}/invoices", json={"month": "2026-04"}), 409)["type"]
-    )
+    refused = error_of(client.post(f"/orgs/{org.id}/invoices", json={"month": "2026-04"}), 409)
+    assert refused["type"] == "conflict" and "ends at 2026-05-01T00:00:00+09:00" in refused["message"]
     clock.now = datetime(2026, 5, 3, tzinfo=UTC)
     issued = ok(client.post(f"/orgs/{org.id}/invoices", json={"month": "2026-04"}), 201)["items"]
     assert issued == [{"number": "INV-000001", "month": "2026-04", "due": "0.0025", "repeated": False}]
