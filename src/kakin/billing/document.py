@@ -133,7 +133,16 @@ class Invoice:
         return tuple(line for line in self.lines if line.section == section)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        data = {name: getattr(self, name) for name in _INVOICE_FIELDS}
+        data["issuer"], data["recipient"] = asdict(self.issuer), asdict(self.recipient)
+        data["display"] = {
+            "currency": self.display.currency,
+            "per_usd": self.display.per_usd,
+            "source": self.display.source,
+        }
+        data["lines"] = [{name: getattr(line, name) for name in _LINE_FIELDS} for line in self.lines]
+        data["credits"] = [asdict(credit) for credit in self.credits]
+        return _plain(data)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Invoice:
@@ -146,6 +155,10 @@ class Invoice:
         values["lines"] = tuple(_line(item) for item in data["lines"])
         values["credits"] = tuple(CreditApplied(**item) for item in data["credits"])
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+_INVOICE_FIELDS = tuple(f.name for f in fields(Invoice))
+_LINE_FIELDS = tuple(f.name for f in fields(Line))
 
 
 def _line(data: dict[str, Any]) -> Line:
@@ -196,13 +209,13 @@ class CreditNote:
 
 def _plain(value: Any) -> Any:
     """Values JSON can hold exactly: Decimals as plain decimal strings."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple:
         return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        text = format(value, "f")
-        return text
+    if kind is Decimal:
+        return format(value, "f")
     return value
 
 

@@ -31,7 +31,7 @@ _UNIT_ORDER = {unit: i for i, unit in enumerate(UNITS)}
 @dataclass(slots=True)
 class _Sum:
     unit: str
-    quantity: Decimal
+    quantity: Decimal | int
     amount_pico: int
     requests: int
 
@@ -47,37 +47,37 @@ class Priced:
 
 
 class LineBook:
-    """Lines being added up, record by record."""
+    """Lines being added up, record by record (or by groups of alike records)."""
 
     def __init__(self) -> None:
         self._sums: dict[LineKey, _Sum] = {}
 
-    def add(self, section: str, month: str, model: str, cost_pico: int, cost_items: Any) -> None:
+    def add(
+        self, section: str, month: str, model: str, cost_pico: int, cost_items: Any, count: int = 1
+    ) -> None:
+        """Add ``count`` records of ``model`` alike in cost and cost lines."""
         priced = priced_lines(cost_items)
         if priced and abs(cost_pico - sum(p.amount_pico for p in priced)) > len(priced):
             priced = []  # lines that do not add up to the cost do not explain it
         if not priced:
-            self._add(
-                (section, month, model, "other", "request", None, None, "standard", "", None),
-                "other",
-                Decimal(1),
-                cost_pico,
-            )
+            other = (section, month, model, "other", "request", None, None, "standard", "", None)
+            self._add(other, "other", count, cost_pico * count, count)
             return
         rest = cost_pico - sum(p.amount_pico for p in priced)
         largest = max(range(len(priced)), key=lambda i: abs(priced[i].amount_pico))
         for i, line in enumerate(priced):
             amount = line.amount_pico + (rest if i == largest else 0)
-            self._add((section, month, model, *line.key), line.unit, line.quantity, amount)
+            key = (section, month, model, *line.key)
+            self._add(key, line.unit, line.quantity * count, amount * count, count)  # type: ignore[arg-type]
 
-    def _add(self, key: LineKey, unit: str, quantity: Decimal, amount: int) -> None:
+    def _add(self, key: LineKey, unit: str, quantity: Decimal | int, amount: int, requests: int) -> None:
         known = self._sums.get(key)
         if known is None:
-            self._sums[key] = _Sum(unit, quantity, amount, 1)
+            self._sums[key] = _Sum(unit, quantity, amount, requests)
         else:
             known.quantity += quantity
             known.amount_pico += amount
-            known.requests += 1
+            known.requests += requests
 
     def lines(self) -> tuple[Line, ...]:
         made = [
@@ -88,7 +88,7 @@ class LineBook:
                 unit=total.unit,
                 component=component,
                 measure=measure,
-                quantity=total.quantity,
+                quantity=Decimal(total.quantity),
                 unit_price=None if price is None else Decimal(price),
                 amount_pico=total.amount_pico,
                 tier=tier,
@@ -121,30 +121,53 @@ class LineBook:
 def priced_lines(cost_items: Any) -> list[Priced]:
     """The priced lines of one record's itemised cost; none when one of them is not a
     priced line (then the cost is ``other``)."""
-    items = _parsed(cost_items)
     found: list[Priced] = []
-    for item in items:
-        if type(item) is not dict or type(item.get("component")) is not str:
+    for item in _parsed(cost_items):
+        if type(item) is not dict:
+            continue
+        component = item.get("component")
+        if type(component) is not str:
             continue  # a note, not a priced line
         amount = amount_pico(item.get("amount"))
-        quantity = _decimal(item.get("quantity"))
-        price = item.get("unit_price")
-        if amount is None or quantity is None or (price is not None and _decimal(price) is None):
+        given = item.get("quantity")
+        quantity = int(given) if type(given) is str and given.isdigit() else _decimal(given)
+        price = _price(item.get("unit_price"))
+        if amount is None or quantity is None or price is False:
             return []
-        component = item["component"]
-        measure = item.get("unit") if type(item.get("unit")) is str else ""
-        direction = item.get("direction") if type(item.get("direction")) is str else None
+        measure, direction = _text(item.get("unit")) or "", _text(item.get("direction"))
+        unit = _units.get((component, measure, direction))
+        if unit is None:
+            unit = unit_of(component, measure, direction)
+            if len(_units) < 4096:
+                _units[(component, measure, direction)] = unit
         key = (
             component,
             measure,
-            None if price is None else str(price),
+            price,
             _text(item.get("tier")),
             _text(item.get("mode")) or "standard",
             _text(item.get("source")) or "",
             _text(item.get("effective_from")),
         )
-        found.append(Priced(key, unit_of(component, measure, direction), quantity, amount))  # type: ignore[arg-type]
+        found.append(Priced(key, unit, quantity, amount))  # type: ignore[arg-type]
     return found
+
+
+_units: dict[tuple[str, str, str | None], str] = {}
+_prices: set[str] = set()  # unit prices already checked to be numbers
+
+
+def _price(value: Any) -> str | bool | None:
+    """A unit price as the text it was written in; None when absent; False when not a number."""
+    if value is None:
+        return None
+    text = value if type(value) is str else str(value)
+    if text not in _prices:
+        if _decimal(text) is None:
+            return False
+        if len(_prices) < 65536:
+            _prices.add(text)
+    return text
 
 
 def _parsed(cost_items: Any) -> Iterable[Any]:
@@ -171,4 +194,4 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _text(value: Any) -> str | None:
-    return value if type(value) is str else None
+    return value if type(value) is str else None if value is None else str(value)

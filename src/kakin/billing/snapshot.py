@@ -20,12 +20,11 @@ so charges = credits + postpaid, exactly, to the picodollar.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, func, select, text
+from sqlalchemy import Connection, Text, and_, cast, func, or_, select, text
 
 from kakin.billing.cycles import Cycle, cycle_at
 from kakin.billing.document import CreditApplied, Line
@@ -60,51 +59,55 @@ def read_figures(
     """The lines, credits and amount due of ``cycle``'s invoice covering the records above
     ``after`` (the previous invoice's watermark) up to ``through``."""
     u = s.usage_records
-    columns = (
-        u.c.reservation_id,
-        u.c.model,
-        u.c.cost_pico,
-        cast(u.c.cost_items, Text),
-        u.c.occurred_at,
-        u.c.settled_at,
+    items = cast(u.c.cost_items, Text)
+    in_cycle = and_(u.c.occurred_at >= cycle.start, u.c.occurred_at < cycle.end, u.c.id <= through)
+    posted_late = and_(u.c.occurred_at < cycle.start, u.c.id > after, u.c.id <= through)
+    # This cycle's records, alike ones counted together by the database: a record's lines
+    # depend only on its model, cost and cost lines, so each distinct one is itemised once.
+    current = (
+        select(
+            u.c.model, u.c.cost_pico, items, func.count(), func.min(u.c.settled_at), func.max(u.c.settled_at)
+        )
+        .where(u.c.org_id == org_id, in_cycle)
+        .group_by(u.c.model, u.c.cost_pico, items)
     )
-    current = select(*columns).where(
-        u.c.org_id == org_id, u.c.occurred_at >= cycle.start, u.c.occurred_at < cycle.end, u.c.id <= through
-    )
-    prior = select(*columns).where(
-        u.c.org_id == org_id, u.c.occurred_at < cycle.start, u.c.id > after, u.c.id <= through
+    prior = select(u.c.model, u.c.cost_pico, items, u.c.occurred_at, u.c.settled_at).where(
+        u.c.org_id == org_id, posted_late
     )
     book = LineBook()
-    reservations: set[str] = set()
-    first: datetime | None = None
-    last: datetime | None = None
+    settled: list[datetime] = []
     charges = requests = 0
+    for model, cost, text_items, count, first, last in conn.execute(current):
+        book.add("current", cycle.month, model, cost, text_items, count)
+        charges += cost * count
+        requests += count
+        settled += (first, last)
     months: dict[datetime, str] = {}
-    for section, query in (("current", current), ("prior", prior)):
-        for reservation_id, model, cost, items, occurred, settled in conn.execute(query):
-            if section == "current":
-                month = cycle.month
-            else:
-                month = months.get(occurred)
-                if month is None:
-                    month = months[occurred] = cycle_at(timezone, occurred).month
-            book.add(section, month, model, cost, items)
-            reservations.add(reservation_id)
-            charges += cost
-            requests += 1
-            first = settled if first is None or settled < first else first
-            last = settled if last is None or settled > last else last
-    by_grant: dict[str | None, int] = defaultdict(int)
-    if first is not None and last is not None:
+    for model, cost, text_items, occurred, at in conn.execute(prior):
+        month = months.get(occurred) or months.setdefault(occurred, cycle_at(timezone, occurred).month)
+        book.add("prior", month, model, cost, text_items, 1)
+        charges += cost
+        requests += 1
+        settled.append(at)
+    by_grant: dict[str | None, int] = {}
+    if settled:
         e = s.entries
-        # A record's charge entries are dated at its settlement (settled_at = the entries'
-        # occurred_at): the organisation's entries in that span hold them all.
-        spent = select(e.c.reservation_id, e.c.grant_id, e.c.amount_pico).where(
-            e.c.org_id == org_id, e.c.kind == "charge", e.c.occurred_at >= first, e.c.occurred_at <= last
+        # A record's charge entries are dated at its settlement (the entries' occurred_at is
+        # the record's settled_at): the organisation's entries in that span hold them all.
+        spent = (
+            select(e.c.grant_id, func.sum(e.c.amount_pico))
+            .select_from(e.join(u, u.c.reservation_id == e.c.reservation_id))
+            .where(
+                e.c.org_id == org_id,
+                e.c.kind == "charge",
+                e.c.occurred_at >= min(settled),
+                e.c.occurred_at <= max(settled),
+                u.c.org_id == org_id,
+                or_(in_cycle, posted_late),
+            )
+            .group_by(e.c.grant_id)
         )
-        for reservation_id, grant_id, amount in conn.execute(spent):
-            if reservation_id in reservations:
-                by_grant[grant_id] -= amount
+        by_grant = {grant_id: -int(total) for grant_id, total in conn.execute(spent)}
     postpaid = by_grant.pop(None, 0)
     credits = _credits(conn, org_id, by_grant)
     credited = sum(c.amount_pico for c in credits)
