@@ -208,3 +208,24 @@ def test_credit_notes(ledger: Ledger, clock: Clock, billing: Billing, tokyo: Sco
     assert [n.number for n in billing.credit_notes(tokyo.org_id, "INV-000001")] == ["CN-000001", "CN-000002"]
     assert issued.invoice == billing.invoice(tokyo.org_id, "INV-000001")  # the invoice itself stands
     assert to_pico(refund.amount + note.amount) == issued.invoice.charges_pico
+
+
+def test_a_timezone_change_between_cycles_counts_every_charge_once(
+    ledger: Ledger, clock: Clock, billing: Billing, tokyo: Scope
+) -> None:
+    costs = Decimal(0)
+    # 28 February 20:00 UTC is 1 March in Tokyo, but still February in Los Angeles.
+    for n, at in enumerate((datetime(2026, 2, 20, tzinfo=UTC), datetime(2026, 2, 28, 20, tzinfo=UTC))):
+        clock.now = at
+        costs += post(ledger, tokyo, token_items("0.0000025", 1000 + n), f"a{n}")
+    clock.now = datetime(2026, 3, 2, tzinfo=UTC)
+    (february,) = billing.issue(tokyo.org_id, "2026-02")
+    assert february.invoice.charges == Decimal("0.0025")
+    ledger.update_org(tokyo.org_id, timezone="America/Los_Angeles")
+    clock.now = datetime(2026, 3, 10, tzinfo=UTC)
+    costs += post(ledger, tokyo, token_items("0.0000025", 3000), "b")
+    clock.now = datetime(2026, 4, 3, tzinfo=UTC)
+    *_, march = billing.issue(tokyo.org_id, "2026-03")  # February is already issued
+    (prior,) = march.invoice.lines_in("prior")
+    assert (prior.month, prior.quantity) == ("2026-02", 1001)  # the hours Los Angeles' March skips
+    assert february.invoice.charges + march.invoice.charges == costs == ledger.balance(tokyo.org_id).spent

@@ -96,9 +96,9 @@ class Billing:
         """``cycle``'s invoice as it stands now, read live from the ledger."""
         with self.ledger.engine.begin() as conn:
             through = watermark(conn, org.id)
-            after = self._previous_through(conn, org, cycle)
+            previous = self._previous(conn, org, cycle)
         # Before the previous cycle is issued its late charges are its own: none are prior here.
-        return self._compose(org, cycle, after if after is not None else through, through, None)
+        return self._compose(org, cycle, previous or (through, cycle.start), through, None)
 
     # Issuing -------------------------------------------------------------------------------
 
@@ -145,12 +145,12 @@ class Billing:
             return Issued(store.invoice_of(existing), existing.content_hash, True)
         with self.ledger.engine.begin() as conn:  # the watermark's lock ends with this transaction
             through = watermark(conn, org.id)
-            after = self._previous_through(conn, org, cycle)
-        if after is None:
+            previous = self._previous(conn, org, cycle)
+        if previous is None:
             raise Conflict(
                 f"the cycle before {cycle.month} of {org.name!r} is not issued yet; issue it first"
             )
-        draft = self._compose(org, cycle, after, through, self.ledger.now())
+        draft = self._compose(org, cycle, previous, through, self.ledger.now())
         try:
             with self.ledger.engine.begin() as conn:
                 seq = store.next_number(conn, org.id, "invoice")
@@ -164,9 +164,12 @@ class Billing:
         return Issued(invoice, digest, False)
 
     def _compose(
-        self, org: Org, cycle: Cycle, after: int, through: int, issued_at: datetime | None
+        self, org: Org, cycle: Cycle, previous: tuple[int, datetime], through: int, issued_at: datetime | None
     ) -> Invoice:
-        figures = self.ledger.read(lambda c: read_figures(c, org.id, org.timezone, cycle, after, through))
+        after, covered_end = previous
+        figures = self.ledger.read(
+            lambda c: read_figures(c, org.id, org.timezone, cycle, after, covered_end, through)
+        )
         zone = ZoneInfo(org.timezone)
         now = issued_at or self.ledger.now()
         rate = fx_rate(org.currency, self.rates)
@@ -309,16 +312,17 @@ class Billing:
             lambda c: c.execute(select(i).where(i.c.org_id == org.id, column == ref)).first()
         )
 
-    def _previous_through(self, conn, org: Org, cycle: Cycle) -> int | None:  # type: ignore[no-untyped-def]
-        """The previous cycle's watermark: 0 before the first cycle, None while it is not issued."""
+    def _previous(self, conn, org: Org, cycle: Cycle) -> tuple[int, datetime] | None:  # type: ignore[no-untyped-def]
+        """The previous invoice's watermark and the end of its cycle; (0, this cycle's start)
+        for the first cycle; None while the previous cycle is not issued."""
         if cycle.start <= self._first_cycle(org).start:
-            return 0
+            return 0, cycle.start
         i = b.invoices
         previous = cycle.previous(org.timezone).month
         found = conn.execute(
-            select(i.c.through_usage_id).where(i.c.org_id == org.id, i.c.month == previous)
-        ).scalar()
-        return None if found is None else int(found)
+            select(i.c.through_usage_id, i.c.cycle_end).where(i.c.org_id == org.id, i.c.month == previous)
+        ).first()
+        return None if found is None else (int(found.through_usage_id), found.cycle_end)
 
 
 def _credited_amount(

@@ -13,6 +13,9 @@ records
   was issued, shown as prior-period adjustment lines.
 
 Issued in cycle order, the invoices of an organisation cover each usage record exactly once.
+(Precisely, earlier invoices covered the records with ``id ≤ W(N−1)`` that occurred before the
+previous cycle's end; that end is this cycle's start unless the organisation's timezone
+changed in between, and the hours a change skips or repeats are counted once all the same.)
 Its credits and postpaid amount are the ledger's charge entries of those records'
 reservations — the very entries the ledger wrote when it charged them (:mod:`kakin.ledger.credit`),
 so charges = credits + postpaid, exactly, to the picodollar.
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, and_, cast, func, or_, select, text
+from sqlalchemy import Connection, Text, and_, cast, func, not_, or_, select, text
 
 from kakin.billing.cycles import Cycle, cycle_at
 from kakin.billing.document import CreditApplied, Line
@@ -54,14 +57,28 @@ def watermark(conn: Connection, org_id: str) -> int:
 
 
 def read_figures(
-    conn: Connection, org_id: str, timezone: str, cycle: Cycle, after: int, through: int
+    conn: Connection,
+    org_id: str,
+    timezone: str,
+    cycle: Cycle,
+    after: int,
+    covered_end: datetime,
+    through: int,
 ) -> Figures:
-    """The lines, credits and amount due of ``cycle``'s invoice covering the records above
-    ``after`` (the previous invoice's watermark) up to ``through``."""
+    """The lines, credits and amount due of ``cycle``'s invoice: the records up to ``through``
+    that occurred before the cycle's end and that earlier invoices did not cover — those
+    covered the records up to ``after`` (the previous watermark) that occurred before
+    ``covered_end`` (the previous cycle's end, which is this cycle's start unless the
+    organisation's timezone changed in between)."""
     u = s.usage_records
     items = cast(u.c.cost_items, Text)
-    in_cycle = and_(u.c.occurred_at >= cycle.start, u.c.occurred_at < cycle.end, u.c.id <= through)
-    posted_late = and_(u.c.occurred_at < cycle.start, u.c.id > after, u.c.id <= through)
+    covered = and_(u.c.id <= after, u.c.occurred_at < covered_end)
+    in_cycle = and_(
+        u.c.occurred_at >= cycle.start, u.c.occurred_at < cycle.end, u.c.id <= through, not_(covered)
+    )
+    posted_late = and_(
+        u.c.occurred_at < cycle.start, u.c.id <= through, or_(u.c.id > after, u.c.occurred_at >= covered_end)
+    )
     # This cycle's records, alike ones counted together by the database: a record's lines
     # depend only on its model, cost and cost lines, so each distinct one is itemised once.
     current = (
