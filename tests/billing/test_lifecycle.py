@@ -163,7 +163,7 @@ def test_credit_notes(ledger: Ledger, clock: Clock, billing: Billing, tokyo: Sco
     clock.now = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
     (issued,) = billing.issue(tokyo.org_id, "2026-02")
     before = ledger.balance(tokyo.org_id)
-    note, repeated = billing.credit_note(
+    note, repeated = billing.notes.issue(
         tokyo.org_id,
         "INV-000001",
         reason="誤課金: 重複リクエスト",
@@ -178,7 +178,7 @@ def test_credit_notes(ledger: Ledger, clock: Clock, billing: Billing, tokyo: Sco
         "INV-000001",
     )
     assert ledger.balance(tokyo.org_id).credit == before.credit + Decimal("0.0025")  # credited back
-    again, repeated = billing.credit_note(
+    again, repeated = billing.notes.issue(
         tokyo.org_id,
         "INV-000001",
         reason="誤課金: 重複リクエスト",
@@ -192,20 +192,20 @@ def test_credit_notes(ledger: Ledger, clock: Clock, billing: Billing, tokyo: Sco
         and ledger.balance(tokyo.org_id).credit == before.credit + Decimal("0.0025")
     )
     with pytest.raises(Conflict):
-        billing.credit_note(tokyo.org_id, "INV-000001", reason="other", amount="0.001", idempotency_key="k1")
+        billing.notes.issue(tokyo.org_id, "INV-000001", reason="other", amount="0.001", idempotency_key="k1")
     with pytest.raises(InvalidInput, match="1000 tokens left"):
-        billing.credit_note(tokyo.org_id, "INV-000001", reason="more", line=1, quantity=1001)
-    refund, _ = billing.credit_note(
+        billing.notes.issue(tokyo.org_id, "INV-000001", reason="more", line=1, quantity=1001)
+    refund, _ = billing.notes.issue(
         tokyo.org_id, "INV-000001", reason="goodwill", amount="0.0035", settlement="refund"
     )
     assert refund.number == "CN-000002" and ledger.balance(tokyo.org_id).credit == before.credit + Decimal(
         "0.0025"
     )
     with pytest.raises(InvalidInput, match="has 0 USD of charges left to credit"):
-        billing.credit_note(tokyo.org_id, "INV-000001", reason="too much", amount="0.000000000001")
+        billing.notes.issue(tokyo.org_id, "INV-000001", reason="too much", amount="0.000000000001")
     with pytest.raises(NotFound):
-        billing.credit_note(tokyo.org_id, "2026-03", reason="a draft", amount="1")
-    assert [n.number for n in billing.credit_notes(tokyo.org_id, "INV-000001")] == ["CN-000001", "CN-000002"]
+        billing.notes.issue(tokyo.org_id, "2026-03", reason="a draft", amount="1")
+    assert [n.number for n in billing.notes.of(tokyo.org_id, "INV-000001")] == ["CN-000001", "CN-000002"]
     assert issued.invoice == billing.invoice(tokyo.org_id, "INV-000001")  # the invoice itself stands
     assert to_pico(refund.amount + note.amount) == issued.invoice.charges_pico
 

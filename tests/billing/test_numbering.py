@@ -64,7 +64,7 @@ def test_concurrent_issuing_numbers_every_cycle_once_without_gaps(
     with ThreadPoolExecutor(8) as threads:
         notes = list(
             threads.map(
-                lambda n: billing.credit_note(
+                lambda n: billing.notes.issue(
                     org.id, last, reason=f"race {n}", amount="0.0001", settlement="refund"
                 )[0],
                 range(16),

@@ -4,7 +4,8 @@ credit notes — what the CLI, the admin API, the pages and ``kakin serve`` call
 A cycle's invoice is a **draft** from the cycle's start until it is issued: read live from the
 ledger each time (the month so far; after the cycle ends, the late charges of its grace
 period). **Issuing** freezes it: the document is stored with its content hash and a number,
-and is never read from the ledger again. Cycles are issued in order (issuing a month issues
+and is never read from the ledger again; corrections are credit notes (``billing.notes``,
+:mod:`kakin.billing.credit_notes`). Cycles are issued in order (issuing a month issues
 the organisation's earlier unissued cycles first), which is what makes every usage record
 land on exactly one invoice (:mod:`kakin.billing.snapshot`). Issuing an issued cycle returns
 it unchanged.
@@ -12,10 +13,10 @@ it unchanged.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -23,15 +24,15 @@ from sqlalchemy.exc import IntegrityError
 
 from kakin.billing import schema as b
 from kakin.billing import store
+from kakin.billing.credit_notes import CreditNotes
 from kakin.billing.cycles import Cycle, cycle_at, cycle_of, cycles_between
-from kakin.billing.document import CreditNote, Display, Invoice, Party
+from kakin.billing.document import Display, Invoice, Party
 from kakin.billing.snapshot import read_figures, watermark
 from kakin.config import BillingSettings
-from kakin.errors import Conflict, InvalidInput, NotFound
+from kakin.errors import Conflict, NotFound
 from kakin.ledger import Ledger, Org
-from kakin.ledger.credit import params_hash
 from kakin.ledger.ids import new_id
-from kakin.money import EXACT, MoneyError, decimal_str, from_pico, fx_rate, to_decimal, to_pico
+from kakin.money import fx_rate
 
 SETTLEMENTS = ("credit", "refund")
 
@@ -52,6 +53,7 @@ class Billing:
         self.ledger = ledger
         self.settings = settings or BillingSettings()
         self.rates = rates or {}
+        self.notes = CreditNotes(ledger, self.settings.credit_note_prefix)
 
     @property
     def grace(self) -> timedelta:
@@ -200,94 +202,6 @@ class Billing:
             after_usage_id=after,
         )
 
-    # Credit notes --------------------------------------------------------------------------
-
-    def credit_note(
-        self,
-        org_ref: str,
-        invoice_number: str,
-        *,
-        reason: str,
-        settlement: str = "credit",
-        amount: object = None,
-        line: int | None = None,
-        quantity: object = None,
-        idempotency_key: str | None = None,
-    ) -> tuple[CreditNote, bool]:
-        """Correct an issued invoice: credit back (as ledger credit) or refund ``amount`` USD,
-        or ``quantity`` of its line number ``line`` at that line's unit price. Returns the
-        note and whether it was a repeat of the same ``idempotency_key``."""
-        org = self.ledger.get_org(org_ref)
-        row = self._row(org, invoice_number)
-        if row is None or row.number != invoice_number:
-            raise NotFound(f"organisation {org.name!r} has no issued invoice numbered {invoice_number!r}")
-        invoice = store.invoice_of(row)
-        reason = (reason or "").strip()
-        if not reason or len(reason) > 500:
-            raise InvalidInput("a credit note needs a reason (1 to 500 characters)")
-        if settlement not in SETTLEMENTS:
-            raise InvalidInput(f"a credit note is settled by {' or '.join(SETTLEMENTS)}, not {settlement!r}")
-        key = idempotency_key or uuid.uuid4().hex
-        digest = params_hash(invoice_number, reason, settlement, amount, line, quantity)
-        with self.ledger.engine.begin() as conn:
-            seq = store.next_number(conn, org.id, "credit_note")  # also queues this org's notes
-            n = b.credit_notes
-            previous = conn.execute(select(n).where(n.c.org_id == org.id, n.c.idempotency_key == key)).first()
-            if previous is not None:
-                conn.rollback()  # gives the number back
-                if previous.params_hash != digest:
-                    raise Conflict(
-                        f"idempotency key {key!r} was used for credit note {previous.number} with other parameters"
-                    )
-                note = store.credit_note_of(previous)
-                self._credit_back(note)
-                return note, True
-            earlier = [
-                store.credit_note_of(r) for r in conn.execute(select(n).where(n.c.invoice_id == invoice.id))
-            ]
-            pico, qty = _credited_amount(invoice, earlier, amount, line, quantity)
-            now = self.ledger.now()
-            note_id = new_id("cn")
-            note = CreditNote(
-                id=note_id,
-                number=f"{self.settings.credit_note_prefix}{seq:06d}",
-                org_id=org.id,
-                invoice_id=str(invoice.id),
-                invoice_number=invoice_number,
-                issued_at=now.isoformat(),
-                issuer=invoice.issuer,
-                recipient=invoice.recipient,
-                display=invoice.display,
-                reason=reason,
-                settlement=settlement,
-                amount_pico=pico,
-                line=line,
-                quantity=qty,
-                credit_key=f"credit-note:{note_id}" if settlement == "credit" else None,
-            )
-            store.insert_credit_note(conn, note, seq, key, digest)
-        self._credit_back(note)
-        return note, False
-
-    def credit_notes(self, org_ref: str, invoice_number: str | None = None) -> list[CreditNote]:
-        org = self.ledger.get_org(org_ref)
-        n = b.credit_notes
-        query = select(n).where(n.c.org_id == org.id).order_by(n.c.seq)
-        notes = [store.credit_note_of(r) for r in self.ledger.read(lambda c: c.execute(query).all())]
-        return [note for note in notes if invoice_number is None or note.invoice_number == invoice_number]
-
-    def _credit_back(self, note: CreditNote) -> None:
-        """A "credit" note's amount as promotional credit (idempotent: repeated, it is granted once)."""
-        if note.credit_key is None:
-            return
-        self.ledger.grant(
-            note.org_id,
-            "promotional",
-            from_pico(note.amount_pico),
-            idempotency_key=note.credit_key,
-            note=f"credit note {note.number} for invoice {note.invoice_number}",
-        )
-
     # Cycles --------------------------------------------------------------------------------
 
     def _first_cycle(self, org: Org) -> Cycle:
@@ -305,12 +219,8 @@ class Billing:
             return []
         return cycles_between(org.timezone, first, cycle_at(org.timezone, now))
 
-    def _row(self, org: Org, ref: str):  # type: ignore[no-untyped-def]
-        i = b.invoices
-        column = i.c.month if len(ref) == 7 and ref[4:5] == "-" and ref[:4].isdigit() else i.c.number
-        return self.ledger.read(
-            lambda c: c.execute(select(i).where(i.c.org_id == org.id, column == ref)).first()
-        )
+    def _row(self, org: Org, ref: str) -> Any:
+        return self.ledger.read(lambda c: store.invoice_row(c, org.id, ref))
 
     def _previous(self, conn, org: Org, cycle: Cycle) -> tuple[int, datetime] | None:  # type: ignore[no-untyped-def]
         """The previous invoice's watermark and the end of its cycle; (0, this cycle's start)
@@ -323,57 +233,3 @@ class Billing:
             select(i.c.through_usage_id, i.c.cycle_end).where(i.c.org_id == org.id, i.c.month == previous)
         ).first()
         return None if found is None else (int(found.through_usage_id), found.cycle_end)
-
-
-def _credited_amount(
-    invoice: Invoice, earlier: list[CreditNote], amount: object, line: int | None, quantity: object
-) -> tuple[int, Decimal | None]:
-    """The picodollars a new credit note may credit, checked against what earlier notes did."""
-    try:
-        if line is not None:
-            if not 1 <= line <= len(invoice.lines):
-                raise InvalidInput(
-                    f"invoice {invoice.number} has lines 1 to {len(invoice.lines)}; there is no line {line}"
-                )
-            target = invoice.lines[line - 1]
-            on_line = [n for n in earlier if n.line == line]
-            if quantity is not None:
-                if amount is not None:
-                    raise InvalidInput(
-                        "give a credit note either an amount or a quantity of a line, not both"
-                    )
-                qty = to_decimal(quantity, what="quantity")
-                if target.unit_price is None:
-                    raise InvalidInput(f"line {line} has no unit price; credit an amount of it instead")
-                left = target.quantity - sum((n.quantity or Decimal(0) for n in on_line), Decimal(0))
-                if not 0 < qty <= left:
-                    raise InvalidInput(
-                        f"line {line} has {left} {target.measure}s left to credit; {qty} asked"
-                    )
-                with localcontext(EXACT):
-                    pico = to_pico(qty * target.unit_price)
-                pico, qty_out = min(pico, target.amount_pico - sum(n.amount_pico for n in on_line)), qty
-            else:
-                pico = to_pico(to_decimal(amount, what="amount")) if amount is not None else None
-                left_pico = target.amount_pico - sum(n.amount_pico for n in on_line)
-                if pico is None:
-                    pico = left_pico
-                if not 0 < pico <= left_pico:
-                    raise InvalidInput(
-                        f"line {line} has {decimal_str(from_pico(left_pico))} USD left to credit; {decimal_str(from_pico(pico))} asked"
-                    )
-                qty_out = None
-        else:
-            if quantity is not None:
-                raise InvalidInput("a quantity is credited on a line: give the line number too")
-            if amount is None:
-                raise InvalidInput("give the amount to credit (USD), or a line and a quantity of it")
-            pico, qty_out = to_pico(to_decimal(amount, what="amount")), None
-    except MoneyError as exc:
-        raise InvalidInput(str(exc)) from None
-    left = invoice.charges_pico - sum(n.amount_pico for n in earlier)
-    if not 0 < pico <= left:
-        raise InvalidInput(
-            f"invoice {invoice.number} has {decimal_str(from_pico(left))} USD of charges left to credit; {decimal_str(from_pico(pico))} asked"
-        )
-    return pico, qty_out

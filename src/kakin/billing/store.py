@@ -102,6 +102,13 @@ def _checked(row: Any, what: str) -> dict[str, Any]:
     return orjson.loads(row.document)  # type: ignore[no-any-return]
 
 
+def invoice_row(conn: Connection, org_id: str, ref: str) -> Any:
+    """An issued invoice's row by number, or by month (``YYYY-MM``); None if there is none."""
+    i = b.invoices
+    column = i.c.month if len(ref) == 7 and ref[4:5] == "-" and ref[:4].isdigit() else i.c.number
+    return conn.execute(select(i).where(i.c.org_id == org_id, column == ref)).first()
+
+
 def invoice_rows(conn: Connection, org_id: str) -> list[Any]:
     i = b.invoices
     return list(conn.execute(select(i).where(i.c.org_id == org_id).order_by(i.c.seq)))

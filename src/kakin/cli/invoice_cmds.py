@@ -237,7 +237,7 @@ def export(
     with _billing(database_url) as billing:
         invoice = billing.invoice(org, ref)
         digest = billing.content_hash(org, invoice.number) if invoice.number else None
-        notes = billing.credit_notes(org, invoice.number) if invoice.number else []
+        notes = billing.notes.of(org, invoice.number) if invoice.number else []
     if kind is ExportFormat.pdf:
         output.write_bytes(render.invoice_pdf(invoice, lang, notes=notes, digest=digest))
     elif kind is ExportFormat.html:
@@ -276,7 +276,7 @@ def credit_note(
     from kakin.billing.render import credit_note_json
 
     with _billing(database_url) as billing:
-        note, repeated = billing.credit_note(
+        note, repeated = billing.notes.issue(
             org,
             number,
             reason=reason,

@@ -113,7 +113,7 @@ def router(ctx: AdminContext, billing: Billing) -> APIRouter:
             if (idempotency or body.idempotency_key)
             else None
         )
-        note, repeated = billing.credit_note(
+        note, repeated = billing.notes.issue(
             org,
             number,
             reason=body.reason,
@@ -135,6 +135,6 @@ def router(ctx: AdminContext, billing: Billing) -> APIRouter:
         responses=declare(404),
     )
     def credit_notes(org: OrgRef) -> Items[CreditNoteOut]:
-        return Items(items=[CreditNoteOut.of(n) for n in billing.credit_notes(org)])
+        return Items(items=[CreditNoteOut.of(n) for n in billing.notes.of(org)])
 
     return api

@@ -35,7 +35,7 @@ def invoice_page(board: Dashboard, ctx: Context) -> Response:
     ref = ctx.request.path_params["ref"]
     invoice = board.billing.invoice(ctx.org.id, ref)
     digest = board.billing.content_hash(ctx.org.id, invoice.number) if invoice.number else None
-    notes = board.billing.credit_notes(ctx.org.id, invoice.number) if invoice.number else []
+    notes = board.billing.notes.of(ctx.org.id, invoice.number) if invoice.number else []
     lang = ctx.lang if ctx.lang in LANGUAGES else "en"
     fmt = ctx.request.query_params.get("format")
     if fmt is not None:
