@@ -66,6 +66,7 @@ LABELS: dict[str, dict[str, str]] = {
         "input": "入力トークン（キャッシュなし）", "cached_input": "キャッシュ済み入力トークン",
         "cache_write": "キャッシュ書き込みトークン", "output": "出力トークン", "reasoning": "推論トークン",
         "images": "画像", "audio": "音声", "requests": "リクエスト", "other": "その他（明細なし）",
+        "measure:request": "リクエスト", "measure:image": "枚", "measure:second": "秒",
     },
 }  # fmt: skip
 
