@@ -71,7 +71,7 @@ def list_invoices(
     currency: CurrencyOption = None,
     database_url: DbOption = None,
 ) -> None:
-    """The organisation's invoices, oldest first: issued ones, then the live drafts."""
+    """The organisation's invoices, oldest first: issued ones, then live drafts."""
     fx = resolve_currency(currency)
     with _billing(database_url) as billing:
         invoices = billing.invoices(org)
@@ -111,9 +111,7 @@ def show(
     currency: CurrencyOption = None,
     database_url: DbOption = None,
 ) -> None:
-    """One invoice: its lines (model, unit, quantity, unit price, amount, price source), the
-    credit applied per grant and the amount due. json prints the document itself; csv its
-    lines, credits and totals."""
+    """One invoice: lines, credit per grant, amount due (json: the document; csv: its rows)."""
     from kakin.billing.render import invoice_csv, invoice_json
 
     with _billing(database_url) as billing:
@@ -271,8 +269,7 @@ def credit_note(
     fmt: FormatOption = OutputFormat.table,
     database_url: DbOption = None,
 ) -> None:
-    """Correct an issued invoice with a credit note: credited back as promotional credit in
-    the ledger (default) or refunded (--refund)."""
+    """Correct an issued invoice: credited back as promotional credit, or --refund."""
     from kakin.billing.render import credit_note_json
 
     with _billing(database_url) as billing:
