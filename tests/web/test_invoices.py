@@ -72,4 +72,5 @@ def test_the_admin_downloads_pdf_csv_and_json(site: Site, issued: str) -> None:
         document = client.get("/invoices/2026-03", params={"org": "tokyo", "format": "json"}).json()
         assert document["number"] == issued and len(document["content_hash"]) == 64
         assert client.get("/invoices/2027-01", params={"org": "tokyo"}).status_code == 404
+        assert client.get("/invoices/INV-000099", params={"org": "tokyo"}).status_code == 404
         assert client.get(f"/invoices/{issued}", params={"org": "tokyo", "format": "xls"}).status_code == 400

@@ -77,6 +77,8 @@ class Billing:
         row = self._row(org, ref)
         if row is not None:
             return store.invoice_of(row)
+        if not store.is_month(ref):
+            raise NotFound(f"organisation {org.name!r} has no invoice numbered {ref!r}")
         cycle = cycle_of(org.timezone, ref)
         if cycle.start > self.ledger.now() or cycle.end <= self._first_cycle(org).start:
             raise NotFound(

@@ -105,8 +105,13 @@ def _checked(row: Any, what: str) -> dict[str, Any]:
 def invoice_row(conn: Connection, org_id: str, ref: str) -> Any:
     """An issued invoice's row by number, or by month (``YYYY-MM``); None if there is none."""
     i = b.invoices
-    column = i.c.month if len(ref) == 7 and ref[4:5] == "-" and ref[:4].isdigit() else i.c.number
+    column = i.c.month if is_month(ref) else i.c.number
     return conn.execute(select(i).where(i.c.org_id == org_id, column == ref)).first()
+
+
+def is_month(ref: str) -> bool:
+    """Whether an invoice reference names a month (``YYYY-MM``) rather than a number."""
+    return len(ref) == 7 and ref[4] == "-" and ref[:4].isdigit() and ref[5:].isdigit()
 
 
 def invoice_rows(conn: Connection, org_id: str) -> list[Any]:
