@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kakin.alerts.store import AlertStore
+from kakin.billing import Billing
 from kakin.errors import InvalidInput, KakinError, NotFound
 from kakin.ledger import Ledger, Org
 from kakin.ledger.views import LiveHolds
@@ -78,6 +79,7 @@ class Dashboard:
         ledger: Ledger,
         signin: SignIn,
         templates: Environment,
+        billing: Billing,
         *,
         alerts: AlertStore | None = None,
         rates: dict[str, Decimal] | None = None,
@@ -85,6 +87,7 @@ class Dashboard:
     ) -> None:
         self.ledger = ledger
         self.reports = Reports(ledger)
+        self.billing = billing
         self.alerts = alerts
         self.holds = holds
         self.rates = rates or {}
