@@ -10,8 +10,8 @@ from pathlib import Path
 from kakin.app import assemble
 from kakin.billing import Billing
 from kakin.config import load_settings
-from kakin.gateway.server import start_in_thread
 from kakin.ledger import Ledger, Scope
+from kakin.server import start_in_thread
 
 from .conftest import Clock, post, token_items
 
