@@ -53,16 +53,21 @@ def _alerts(ledger: Any, suspend: Any) -> Any:
 
 
 def assemble(
-    gateway: Gateway, settings: Settings, *, dashboard: bool = True, owns_ledger: bool = False
+    gateway: Gateway,
+    settings: Settings,
+    *,
+    dashboard: bool = True,
+    close_cycles: bool = True,
+    owns_ledger: bool = False,
 ) -> ASGIApp:
     """What is served: the gateway, the admin API, ``/metrics`` and (``dashboard``) the pages,
     behind the access log when it is on, with the billing cycles closing by themselves
-    (``billing.auto_close``). ``owns_ledger``: close the gateway's ledger once it has shut
+    (``close_cycles`` and ``billing.auto_close``). ``owns_ledger``: close the gateway's ledger once it has shut
     down (a worker process that opened it)."""
     billing = Billing(gateway.ledger, settings.billing, rates=settings.currency.rates)
     closer = (
         CycleCloser(billing, settings.billing.close_interval_seconds, gateway.accounts.settled)
-        if settings.billing.auto_close
+        if close_cycles and settings.billing.auto_close
         else None
     )
     metrics = None

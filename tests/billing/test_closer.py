@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kakin.app import assemble
 from kakin.billing import Billing
 from kakin.config import load_settings
 from kakin.ledger import Ledger, Scope
@@ -31,7 +30,7 @@ def test_serve_issues_cycles_past_their_grace_period(tmp_path: Path) -> None:
     project = ledger.create_project(org.id, "p")
     charged = post(ledger, Scope(org.id, project.id, None, "gpt-4o"), token_items("0.0000025", 1000), "a")
     clock.now = datetime(2026, 4, 1, 14, 0, tzinfo=UTC)  # 23:00 on 1 April in Tokyo: March still in grace
-    running = start_in_thread(settings, ledger, assemble=assemble)
+    running = start_in_thread(settings, ledger, close_cycles=True)
     try:
         time.sleep(2.5)  # at least two rounds
         assert [i.status for i in Billing(ledger).invoices(org.id)] == ["draft", "draft"]
