@@ -1,7 +1,8 @@
 """The report queries every face uses (CLI, admin API, pages): pure reads.
 
-Spend reports read the rollups (:mod:`kakin.ledger.rollups`), never the usage records: the
-day table for whole local days, the hour table for hours. One request's detail and the
+Spend reports read the rollups (:mod:`kakin.ledger.rollups`), never the usage records: a day
+table for whole local days, an hour table for hours, and of those the narrowest one that holds
+the report's grouping and filters (by model, by key, or the organisation's total). One request's detail and the
 request log read the usage records, through their indexes. Every range is ``[start, end)``
 in the organisation's own timezone, and every result states that zone.
 """
@@ -53,6 +54,14 @@ _QUANTITY: dict[str, tuple[str, str]] = {
     "requests": ("requests", "request"),
 }
 _AT = {name: i for i, name in enumerate(r.MEASURES)}
+_GROUP_COLUMN: dict[str, str | None] = {  # the rollup column a grouping needs
+    "day": None,
+    "hour": None,
+    "unit": None,
+    "model": "model",
+    "project": "project_id",
+    "key": "key_id",
+}
 Range = date | datetime | str | None
 
 
@@ -84,23 +93,14 @@ class Reports:
         begin, finish = self._window(record, start, end)
         project_id = self.ledger.get_project(project, record.id).id if project else None
         key_id = self._key(record, key) if key else None
-        table = self._table(record, by, begin, finish)
-        group = {
-            "day": table.c.start,
-            "hour": table.c.start,
-            "model": table.c.model,
-            "project": table.c.project_id,
-            "key": table.c.key_id,
-            "unit": None,
-        }[by]
+        filters = {"project_id": project_id, "key_id": key_id, "model": model}
+        column = _GROUP_COLUMN[by]
+        needed = {name for name, value in filters.items() if value is not None}
+        table = self._table(record, by, begin, finish, needed | ({column} if column else set()))
+        group = table.c.start if by in ("day", "hour") else table.c[column] if column else None
         sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
         conditions = [table.c.org_id == record.id, table.c.start >= begin, table.c.start < finish]
-        if project_id is not None:
-            conditions.append(table.c.project_id == project_id)
-        if key_id is not None:
-            conditions.append(table.c.key_id == key_id)
-        if model is not None:
-            conditions.append(table.c.model == model)
+        conditions += [table.c[name] == value for name, value in filters.items() if value is not None]
         if group is None:
             query = select(*sums).where(*conditions)
         elif by == "project" and self.ledger.backend == "sqlite":
@@ -163,13 +163,14 @@ class Reports:
             )
         return begin, finish
 
-    def _table(self, org: Org, by: Grouping, begin: datetime, finish: datetime) -> Any:
-        """The day rollups when the range is whole local days, else the hour rollups."""
+    def _table(self, org: Org, by: Grouping, begin: datetime, finish: datetime, needed: set[str]) -> Any:
+        """The rollups that answer with the fewest rows: by day when the range is whole
+        local days, else by hour; of those, the narrowest table with the ``needed`` columns."""
         day_aligned = all(r.buckets(org.timezone, t)[1] == t for t in (begin, finish))
         if by != "hour" and day_aligned:
-            return s.rollup_days
+            return s.ROLLUPS[r.narrowest("day", needed).name]
         if by != "day" and all(r.buckets(org.timezone, t)[0] == t for t in (begin, finish)):
-            return s.rollup_hours
+            return s.ROLLUPS[r.narrowest("hour", needed).name]
         zone = ZoneInfo(org.timezone)
         whole = "days" if by == "day" else "hours"
         raise InvalidInput(
