@@ -177,8 +177,15 @@ class Reports:
         conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
         conditions += [table.c[name] == value for name, value in filters.items() if value is not None]
         sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
+        keyed = [c.name for c in table.primary_key.columns]
         if models is not None:
             conditions.append(table.c.model.in_(models))
+        if by in ("day", "hour") and keyed == ["org_id", "start", *(["model"] if models is not None else [])]:
+            # One row per group already (the organisation's total, or each model's): nothing
+            # to add up, the rows are read as they are, in key order.
+            groups = [table.c[name] for name in keyed[1:]]
+            query = select(*groups, *(table.c[m] for m in r.MEASURES)).where(*conditions).order_by(*groups)
+        elif models is not None:
             keys = (table.c.start, table.c.model)
             query = select(*keys, *sums).where(*conditions).group_by(*keys).order_by(*keys)
         elif by == "unit":
