@@ -460,6 +460,14 @@ def test_every_table_gives_the_reports_of_the_full_one(ledger: Ledger, clock, mo
             for chosen in filters
         ]
 
+    for by, chosen in (("hour", {}), ("day", {"project": "p0"}), ("day", {"key": keys[1]})):
+        series = reports.spend_by_model(org.id, ["m0", "m1", "none"], by=by, start=first, end=last, **chosen)
+        for name in ("m0", "m1"):  # one read, the same as each model's own report
+            alone = reports.spend(org.id, by=by, start=first, end=last, model=name, **chosen)
+            assert series[name] == {line.group: line.spend for line in alone.lines}
+        assert series["none"] == {}
+    assert set(ledger.get_keys([keys[0], "key_missing"])) == {keys[0]}
+
     read: list[str] = []
     narrowest = rollups.narrowest
     monkeypatch.setattr(rollups, "narrowest", lambda *a: read.append(narrowest(*a).name) or narrowest(*a))
