@@ -1,7 +1,7 @@
 """Billing: issued invoices, credit notes and their per-organisation number sequences.
 
 Revision ID: 0007_invoices
-Revises: 0005_rollups
+Revises: 0006_rollup_summaries
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_invoices"
-down_revision = "0005_rollups"
+down_revision = "0006_rollup_summaries"
 branch_labels = None
 depends_on = None
 
