@@ -235,7 +235,7 @@ class RedisAccountant:
                         expires,
                     )
                     if reply.refresh and org_id not in self._rebuilds:
-                        self._spawn(self._rebuild(org_id, missing=False))
+                        self._spawn(self._refresh(org_id))
                     return Ticket(scope, amount, tokens, idempotency_key, hold_id, client_key=client_key)
                 if isinstance(reply, Repeated):
                     return Ticket(
@@ -285,6 +285,15 @@ class RedisAccountant:
             self._rebuilds[org_id] = pending
             pending.add_done_callback(lambda _: self._rebuilds.pop(org_id, None))
         await asyncio.shield(pending)
+
+    async def _refresh(self, org_id: str) -> None:
+        """A rebuild in the background. If it fails (the ledger unreachable), the state stays
+        exact, only perhaps not current with changes made outside a gateway: the next hold
+        past its refresh time asks again."""
+        try:
+            await self._rebuild(org_id, missing=False)
+        except (KakinError, RedisError) as exc:
+            log.warning("shared accounting: refreshing %s from the ledger failed: %s", org_id, exc)
 
     async def _build(self, org_id: str, missing: bool) -> None:
         if missing:
