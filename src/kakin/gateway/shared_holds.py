@@ -3,6 +3,8 @@ before forwarding, PostgreSQL (or any ledger) the record.
 
 - **Hold**: one Lua script (kakin.gateway.holds) decides the hold with the admission rule on
   the organisation's state in Redis and takes it, atomically across every process.
+  A client's ``Idempotency-Key`` is claimed in the same script, as a ledger reservation's
+  unique key would be: only one process forwards a key's request.
 - **Charge**: made durable in this process's charge journal (kakin.gateway.journal) before the
   response's last byte, as in local accounting, and counted in Redis (the hold released, the
   charge added to credit and budgets, and kept as *pending* until the ledger holds it). The
