@@ -365,3 +365,65 @@ def test_a_journal_record_never_builds_anything_but_a_charge(tmp_path: Path) -> 
     with pytest.raises(pickle.UnpicklingError, match="may not hold pathlib"):
         JournalReader(str(path)).after(None, 10)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_charges_wait_in_the_journal_while_the_database_is_unreachable_and_are_posted_once(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The writer posts one batch, then the database goes away: the charges it cannot post
+    stay first in line (none is reported, none dropped, their segment kept) and are posted,
+    each once, when it returns. (Were a refused charge skipped, the ledger would end short.)"""
+    import os
+
+    from sqlalchemy.exc import OperationalError
+
+    from kakin.gateway.committer import JOURNAL_APPLIED, unframe
+    from kakin.gateway.ledger_writer import _Writer
+
+    scope = _org(ledger)
+    path = str(tmp_path / "ledger.db.charges")
+
+    async def append() -> list[int]:
+        journal = ChargeJournal(path)
+        ids = await asyncio.gather(
+            *(journal.append(PostOp(scope, Decimal("0.01"), USAGE, f"req-{i}", 15)) for i in range(7))
+        )
+        journal.close()
+        return list(ids)
+
+    ids = asyncio.run(append())
+
+    class Outage:
+        """The ledger, whose database answers ``batches`` more batches, then is unreachable."""
+
+        def __init__(self, batches: int) -> None:
+            self.batches = batches
+
+        def batch(self, ops: list[object]) -> list[object]:
+            if self.batches <= 0:
+                raise OperationalError("COMMIT", {}, ConnectionRefusedError("connection refused"))
+            self.batches -= 1
+            return ledger.batch(ops)
+
+    reports, out = os.pipe()
+    reader = JournalReader(path)
+    database = Outage(batches=1)
+    writer = _Writer(database, out, 3, reader)
+    assert writer.apply_journal() is False  # one batch of three posted, then the outage
+    assert reader.applied == ids[2]
+    assert len(ledger.usage(scope.org_id)) == 3
+    assert writer.apply_journal() is False  # still away: nothing moves, nothing is lost
+    assert reader.applied == ids[2] and list(Path(path).glob("*.log"))
+    database.batches = 100  # back
+    assert writer.apply_journal() is True
+    reader.release(everything=True)
+    os.close(out)
+    with os.fdopen(reports, "rb") as stream:
+        frames = unframe(bytearray(stream.read()))
+    reported = [charge_id for batch in frames for number, (_, results) in batch for charge_id, _ in results]
+    assert all(number == JOURNAL_APPLIED for batch in frames for number, _ in batch)
+    assert reported == ids  # each charge reported posted once, in order
+    assert len(ledger.usage(scope.org_id)) == 7
+    assert ledger.balance(scope.org_id).spent == Decimal("0.07")
+    assert ledger.reconcile(scope.org_id).ok
+    assert not list(Path(path).glob("*.log"))

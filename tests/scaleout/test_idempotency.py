@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from decimal import Decimal
 
+import openai
 import pytest
 
 from .conftest import MakeTenant
@@ -53,3 +54,35 @@ async def test_one_idempotency_key_sent_to_four_processes_at_once_is_billed_once
     assert all(r.headers["x-kakin-cost-usd"] == "0" for r in responses if r is not first)
     assert tenant.balance().spent == records[0].cost
     tenant.assert_reconciles()
+
+
+async def test_a_key_in_flight_on_another_process_is_refused_as_in_progress_then_replayed(
+    tenant_of: MakeTenant,
+) -> None:
+    """While the first request with a key is upstream on process 0, a copy on process 1 is
+    told 409 *in progress, retry* (not "already served"); retried after it ends, the copy gets
+    the first answer. (Were the copy forwarded, it would answer 200 with a body of its own.)"""
+    tenant = tenant_of(credit="5")
+    key = "job-" + uuid.uuid4().hex
+    request = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "once " + key}],
+        "max_tokens": 20,
+        "extra_headers": {"Idempotency-Key": key, "x-kakin-simulate": "latency=1500ms"},
+    }
+    first_client, copy_client = tenant.client(0), tenant.client(1)
+    try:
+        first = asyncio.ensure_future(first_client.chat.completions.with_raw_response.create(**request))
+        await asyncio.sleep(0.7)  # the first is held and upstream by now
+        with pytest.raises(openai.ConflictError) as refused:
+            await copy_client.chat.completions.create(**request)
+        message = refused.value.body["message"]  # type: ignore[index]
+        assert "still in progress" in message and "retry" in message, message
+        original = await first
+        replay = await copy_client.chat.completions.with_raw_response.create(**request)
+    finally:
+        await asyncio.gather(first_client.close(), copy_client.close())
+    assert replay.headers["x-kakin-idempotent-replay"] == "true"
+    assert replay.http_response.content == original.http_response.content
+    records = tenant.recorded([original.headers["x-kakin-request-id"]])
+    assert [r.request_id for r in records] == [original.headers["x-kakin-request-id"]]

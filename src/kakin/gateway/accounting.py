@@ -54,10 +54,17 @@ class Ticket:
     idempotency_key: str
     handle: Any = None
     repeated: bool = False  # the idempotency key was seen before (shared mode only)
+    in_flight: bool = False  # (repeated) the first request with the key is still being served
+    client_key: bool = False  # idempotency_key is the client's Idempotency-Key, not a request id
 
 
 class Accountant(Protocol):
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket: ...
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+    ) -> Ticket:
+        """Hold ``amount``; ``client_key``: ``idempotency_key`` is the client's Idempotency-Key
+        (another request may bring it again), not a request id (unique by construction)."""
+
     async def charge(
         self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
     ) -> None:
@@ -93,7 +100,9 @@ class SharedAccountant:
         self.committer = committer
         self.hold_seconds = hold_seconds
 
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+    ) -> Ticket:
         key = idempotency_key
         for _ in range(_MAX_ATTEMPTS):
             reservation = await self.committer.submit(
@@ -104,7 +113,16 @@ class SharedAccountant:
             # That attempt failed and was released unbilled, so a retry is a new attempt. It is
             # keyed after the failed one, so processes retrying at once still agree on one winner.
             key = f"{idempotency_key}~{reservation.id}"
-        return Ticket(scope, amount, tokens, idempotency_key, reservation, reservation.repeated)
+        return Ticket(
+            scope,
+            amount,
+            tokens,
+            idempotency_key,
+            reservation,
+            reservation.repeated,
+            in_flight=reservation.repeated and reservation.status == "held",
+            client_key=client_key,
+        )
 
     async def charge(
         self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
@@ -206,7 +224,9 @@ class LocalAccountant:
         self._views[org_id] = view
         return view
 
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+    ) -> Ticket:
         view = await self.view(scope.org_id)
         return Ticket(scope, amount, tokens, idempotency_key, view.hold(scope, amount, tokens))
 

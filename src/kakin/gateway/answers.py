@@ -86,10 +86,16 @@ class AnswerStore:
         call.idempotency_key = replay_key
         return None
 
-    def served_elsewhere(self, call: Call) -> Conflict:
-        """The refusal when the ledger already holds this Idempotency-Key's request (served
-        by another gateway process)."""
+    def served_elsewhere(self, call: Call, in_flight: bool) -> Conflict:
+        """The refusal when another gateway process took this Idempotency-Key's request:
+        ``in_flight``, it is still serving it (a retry after it ends gets the replay); else it
+        served it and no answer is kept to replay."""
         idem = call.idempotency_key[len(call.caller.key.id) + 1 :]
+        if in_flight:
+            return Conflict(
+                f"a request with Idempotency-Key {idem!r} is still in progress (on another gateway "
+                "process); retry after it ends"
+            )
         return Conflict(
             f"a request with Idempotency-Key {idem!r} was already served (by another gateway "
             "process) and billed once; use a new key for a new request"

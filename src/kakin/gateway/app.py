@@ -268,8 +268,9 @@ class Gateway:
             return
         bound = await self.billing.hold(call)
         if call.ticket is not None and call.ticket.repeated:
+            in_flight = call.ticket.in_flight
             self.billing.disown(call)
-            raise self.answers.served_elsewhere(call)
+            raise self.answers.served_elsewhere(call, in_flight)
         await self.relay.forward(call, bound, headers, receive, send, ckey)
 
     async def _refuse(self, send: Send, api: str, error: KakinError) -> None:

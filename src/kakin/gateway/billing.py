@@ -61,11 +61,12 @@ class Billing:
         is refused is the exact count used to try again."""
         usage = call.parsed.bound_usage(self.default_output, quick=True)
         key = call.idempotency_key or call.request_id
+        client_key = bool(call.idempotency_key)
         bound = self._bound(call, usage)
         started = time.perf_counter()
         try:
             call.ticket = await self.accounts.hold(
-                call.scope, bound, usage.input_tokens + usage.output_tokens, key
+                call.scope, bound, usage.input_tokens + usage.output_tokens, key, client_key
             )
         except (BudgetExceeded, CreditExhausted):
             exact = call.parsed.bound_usage(self.default_output)
@@ -73,7 +74,7 @@ class Billing:
                 raise
             usage, bound = exact, self._bound(call, exact)
             call.ticket = await self.accounts.hold(
-                call.scope, bound, usage.input_tokens + usage.output_tokens, key
+                call.scope, bound, usage.input_tokens + usage.output_tokens, key, client_key
             )
         if self.mode == "shared":  # a ledger reservation; in local accounting a hold is in memory
             self.metrics.wrote("hold", self.mode, time.perf_counter() - started)

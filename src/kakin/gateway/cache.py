@@ -114,11 +114,14 @@ class RedisCache:
         await self.client.set(self.prefix + key, payload, ex=self.ttl)
 
 
+REPLAY_SECONDS = 24 * 3600  # how long the answer to an Idempotency-Key is kept for a retry
+
+
 def make_caches(settings: Any) -> tuple[ResponseCache, ResponseCache]:
     """The response cache and the idempotent-replay store: in Redis when one is configured
     (shared by every gateway process), else in this process."""
     c = settings.cache
-    replay_ttl = 24 * 3600
+    replay_ttl = REPLAY_SECONDS
     if settings.redis.url:
         import redis.asyncio
 

@@ -13,6 +13,10 @@ reads and writes all of them atomically (and on Redis Cluster they share a slot)
 - ``…:p`` — charges counted here and made durable in a gateway's journal, which the ledger may
   not hold yet (removed by their gateway once they are posted, or by ``install`` once the
   snapshot holds them).
+- ``…:i:<idempotency key>`` — the claim of a client's ``Idempotency-Key``: the id of the hold
+  of the request it sent, until that hold's expiry; ``settled`` for ``REPLAY_SECONDS`` once
+  charged; gone once released. A second request with the key gets ``REPEATED`` (as a ledger
+  reservation with that key would be found), so one process alone forwards it.
 - ``…:r`` — rebuilds in progress (token → deadline): while one is, no charge leaves ``…:p``,
   so the snapshot it takes and the charges it adds always meet.
 
@@ -99,11 +103,14 @@ local function count(S, budgets, e)
 end
 """
 
-# KEYS: state, holds. ARGV: hold id, amount, tokens, project, key ('' for none), model, ttl ms.
+# KEYS: state, holds[, claim]. ARGV: hold id, amount, tokens, project, key ('' for none), model, ttl ms.
 HOLD = (
     _COMMON
     + """
 local S, H = KEYS[1], KEYS[2]
+-- A client's Idempotency-Key already claimed: the first request is in flight, or was charged.
+local claimed = KEYS[3] and redis.call('GET', KEYS[3])
+if claimed then return {'REPEATED', claimed == 'settled' and 'settled' or 'held'} end
 if redis.call('EXISTS', S) == 0 then return {'NOSTATE'} end
 local now = now_ms()
 local st = redis.call('HMGET', S, 'until', 'pm', 'credit', 'held', 'b', 'v', 'fresh')
@@ -145,6 +152,7 @@ end
 local t = string.format('%d', now)
 local e = {ARGV[2], ARGV[3], t, string.format('%d', now + tonumber(ARGV[7])), ARGV[4], key, ARGV[6]}
 redis.call('HSET', H, ARGV[1], cjson.encode(e))
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[7]) end
 shift(S, budgets, e, add)
 -- Past its refresh time the state is still exact, only perhaps not current with changes made
 -- outside a gateway (the CLI): one caller is told to rebuild it, in the background.
@@ -156,11 +164,13 @@ return {'OK', st[6], 0}
 """
 )
 
-# KEYS: state, holds, pending. ARGV: hold id, charge key, amount, tokens, project, key, model.
+# KEYS: state, holds, pending[, claim]. ARGV: hold id, charge key, amount, tokens, project, key,
+# model, how long the claim is kept once charged (ms).
 CHARGE = (
     _COMMON
     + """
 local S, H, P = KEYS[1], KEYS[2], KEYS[3]
+if KEYS[4] then redis.call('SET', KEYS[4], 'settled', 'PX', ARGV[8]) end
 local live = redis.call('EXISTS', S) == 1
 local budgets = live and cjson.decode(redis.call('HGET', S, 'b')) or {}
 local held = redis.call('HGET', H, ARGV[1])
@@ -175,11 +185,13 @@ return false
 """
 )
 
-# KEYS: state, holds. ARGV: hold id.
+# KEYS: state, holds[, claim]. ARGV: hold id.
 RELEASE = (
     _COMMON
     + """
 local S, H = KEYS[1], KEYS[2]
+-- Released unbilled: a retry with the key is a new attempt.
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 local held = redis.call('HGET', H, ARGV[1])
 if not held then return 0 end
 redis.call('HDEL', H, ARGV[1])
@@ -188,12 +200,13 @@ return 1
 """
 )
 
-# A gateway puts back what it knows after Redis lost it. KEYS: state, holds, pending.
-# ARGV: 'h' (a hold) or 'p' (a charge), field, entry (JSON).
+# A gateway puts back what it knows after Redis lost it. KEYS: state, holds, pending[, claim].
+# ARGV: 'h' (a hold) or 'p' (a charge), field, entry (JSON)[, the claim's value, its ttl ms].
 READD = (
     _COMMON
     + """
 local S = KEYS[1]
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', ARGV[5]) end
 local target = ARGV[1] == 'h' and KEYS[2] or KEYS[3]
 if redis.call('HSETNX', target, ARGV[2], ARGV[3]) == 1 and redis.call('EXISTS', S) == 1 then
   local budgets, e = cjson.decode(redis.call('HGET', S, 'b')), cjson.decode(ARGV[3])
@@ -281,6 +294,13 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class Repeated:
+    """The client's Idempotency-Key is claimed by an earlier request, still in flight or charged."""
+
+    in_flight: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Missing:
     """No state for the organisation: never built, or Redis lost it."""
 
@@ -296,7 +316,7 @@ class KeyRefused:
     message: str
 
 
-HoldReply = Held | Missing | Stale | KeyRefused | admission.CreditShort | admission.BudgetFull
+HoldReply = Held | Repeated | Missing | Stale | KeyRefused | admission.CreditShort | admission.BudgetFull
 
 
 def entry(amount_pico: int, tokens: int, at_ms: int, expires_ms: int, scope: Any) -> bytes:
@@ -381,9 +401,22 @@ class HoldStore:
         base = f"{self.prefix}acct:{{{org_id}}}:"
         return base + "s", base + "h", base + "p", base + "r"
 
+    def claim(self, org_id: str, idempotency_key: str) -> list[str]:
+        """The claim key of a client's Idempotency-Key (as a list of extra script keys; none
+        for a key unique by construction, given as "")."""
+        return [f"{self.prefix}acct:{{{org_id}}}:i:{idempotency_key}"] if idempotency_key else []
+
     async def hold(
-        self, org_id: str, hold_id: str, scope: Any, amount_pico: int, tokens: int, ttl_ms: int
+        self,
+        org_id: str,
+        hold_id: str,
+        scope: Any,
+        amount_pico: int,
+        tokens: int,
+        ttl_ms: int,
+        claim: str = "",
     ) -> HoldReply:
+        """``claim``: the client's Idempotency-Key, claimed with the hold ("" for none)."""
         s, h, _, _ = self.keys(org_id)
         args = [
             hold_id,
@@ -394,12 +427,21 @@ class HoldStore:
             scope.model,
             ttl_ms,
         ]
-        return parse_hold(await self._run(self._hold, [s, h], args), amount_pico)
+        return parse_hold(await self._run(self._hold, [s, h, *self.claim(org_id, claim)], args), amount_pico)
 
     async def charge(
-        self, org_id: str, hold_id: str, charge_key: str, amount_pico: int, tokens: int, scope: Any
+        self,
+        org_id: str,
+        hold_id: str,
+        charge_key: str,
+        amount_pico: int,
+        tokens: int,
+        scope: Any,
+        claim: str = "",
+        keep_ms: int = 0,
     ) -> int | None:
-        """Release the hold and count the charge; the credit left (None: no state now)."""
+        """Release the hold and count the charge; the credit left (None: no state now).
+        ``claim`` (the client's Idempotency-Key) stays claimed ``keep_ms`` more."""
         s, h, p, _ = self.keys(org_id)
         args = [
             hold_id,
@@ -409,13 +451,15 @@ class HoldStore:
             scope.project_id,
             scope.key_id or "",
             scope.model,
+            keep_ms,
         ]
-        left = await self._run(self._charge, [s, h, p], args)
+        left = await self._run(self._charge, [s, h, p, *self.claim(org_id, claim)], args)
         return None if left is None else int(left)
 
-    async def release(self, org_id: str, hold_id: str) -> None:
+    async def release(self, org_id: str, hold_id: str, claim: str = "") -> None:
+        """Release the hold (and free ``claim``, the client's Idempotency-Key, if it holds it)."""
         s, h, _, _ = self.keys(org_id)
-        await self._run(self._release, [s, h], [hold_id])
+        await self._run(self._release, [s, h, *self.claim(org_id, claim)], [hold_id])
 
     async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         return await self.fast.run(script, keys, args)
@@ -424,10 +468,15 @@ class HoldStore:
         self.fast.close()
         await self.client.aclose()
 
-    async def readd(self, org_id: str, kind: str, field: str, stored: bytes) -> None:
-        """Put back a hold (``kind`` "h") or an unposted charge ("p") Redis lost."""
+    async def readd(
+        self, org_id: str, kind: str, field: str, stored: bytes, claim: str = "", ttl_ms: int = 0
+    ) -> None:
+        """Put back a hold (``kind`` "h") or an unposted charge ("p") Redis lost, and the claim
+        of its client's Idempotency-Key (``claim``; for ``ttl_ms``)."""
         s, h, p, _ = self.keys(org_id)
-        await self._readd(keys=[s, h, p], args=[kind, field, stored])
+        claimed = self.claim(org_id, claim)
+        value = ([field if kind == "h" else "settled", max(1, ttl_ms)]) if claimed else []
+        await self._readd(keys=[s, h, p, *claimed], args=[kind, field, stored, *value])
 
     async def posted(self, org_id: str, charge_keys: list[str]) -> bool:
         """Drop charges the ledger now holds; False while a rebuild runs (try again later)."""
@@ -482,6 +531,8 @@ def parse_hold(reply: list[Any], amount_pico: int) -> HoldReply:
     kind = _text(reply[0])
     if kind == "OK":
         return Held(int(reply[1]), reply[2] == 1)
+    if kind == "REPEATED":
+        return Repeated(_text(reply[1]) == "held")
     if kind == "NOSTATE":
         return Missing()
     if kind == "STALE":

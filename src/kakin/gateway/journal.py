@@ -261,6 +261,10 @@ class JournalReader:
                 out.append((charge_id, op))
         return out
 
+    def unread(self, rows: list[tuple[int, PostOp]]) -> None:
+        """Put back charges :meth:`after` returned that could not be posted: next in line again."""
+        self._ready.extendleft(reversed(rows))
+
     def _read(self) -> None:
         while True:
             # Listed before reading: the gateway finishes a segment before it starts the next,

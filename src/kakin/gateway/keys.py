@@ -6,7 +6,8 @@ once (``forget``), so those take effect on the very next request. A change made 
 process is seen within ``ttl`` seconds from memory; but a request that takes no hold is
 verified afresh (``fresh``), and one that takes a hold in shared accounting has its key
 checked again by the ledger's reservation, so there every request sees it at once. Expiry is
-checked on every request from memory.
+checked on every request from memory. While the ledger database cannot be reached, a key
+remembered keeps its last answer past ``ttl`` (nothing can change it meanwhile).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kakin.gateway.committer import LedgerCall, in_thread
+from kakin.gateway.committer import LedgerCall, LedgerUnavailable, in_thread
 from kakin.ledger import Ledger
 from kakin.ledger.errors import InvalidKey, KeyExpired, KeySuspended
 from kakin.ledger.keys import shown_key
@@ -75,7 +76,14 @@ class KeyCache:
                 self._callers.pop(digest, None)  # this process's other requests see it at once too
                 raise
         elif cached is None or cached[0] < now:
-            caller = await self._verified(digest, plaintext)
+            try:
+                caller = await self._verified(digest, plaintext)
+            except LedgerUnavailable:
+                # Nothing can change the key while the ledger is unreachable: a key verified
+                # before keeps its answer (with holds in Redis, its requests are still served).
+                if cached is None:
+                    raise
+                caller = cached[1]
         else:
             caller = cached[1]
         expires = caller.key.expires_at

@@ -9,6 +9,9 @@ and exits.
 Given a charge journal (kakin.gateway.journal), it applies the journal to the ledger: at
 start (whatever a crash left; charges already applied are repeats and change nothing), each
 time the gateway wakes it, before a snapshot that must include given charges, and at the end.
+While the database cannot be reached, the charges it could not post stay first in line and
+are tried again (after 0.25 s, then twice as long each time, up to 5 s) until they are
+posted; at the end they stay in the journal for the next start.
 
 It ignores SIGINT and SIGTERM: Ctrl-C or a service manager signals the whole process group,
 and the gateway, still finishing its in-flight requests, decides when the writer ends by
@@ -25,7 +28,7 @@ import time
 from typing import Any
 
 from kakin.errors import KakinError
-from kakin.gateway.committer import JOURNAL_APPLIED, frame, run_batch, run_call, unframe
+from kakin.gateway.committer import JOURNAL_APPLIED, LedgerUnavailable, frame, run_batch, run_call, unframe
 from kakin.gateway.journal import JournalReader, segment_of
 
 
@@ -61,6 +64,9 @@ class _Requests:
 
 # How long after a wake-up journaled charges are posted (seconds).
 JOURNAL_DELAY = 0.005
+# How long after the database could not be reached posting is tried again: the first wait,
+# doubled after each failure up to the last.
+RETRY_FIRST, RETRY_LAST = 0.25, 5.0
 
 
 class _Writer:
@@ -77,6 +83,7 @@ class _Writer:
         the delay lets the charges of that time share one transaction and keeps the posting
         out of the way of the requests that follow at once."""
         due: float | None = None
+        retry = RETRY_FIRST
         while True:
             wait = None if due is None else max(0.0, due - time.monotonic())
             batch = requests.next(wait)
@@ -86,21 +93,34 @@ class _Writer:
             if due is None and any(kind == "journal" for _, kind, _ in batch):
                 due = time.monotonic() + JOURNAL_DELAY
             if due is not None and time.monotonic() >= due:
-                self.apply_journal()
-                due = None
+                if self.apply_journal():
+                    due, retry = None, RETRY_FIRST
+                else:  # the database is unreachable: the charges wait in the journal
+                    due, retry = time.monotonic() + retry, min(retry * 2, RETRY_LAST)
 
-    def apply_journal(self, upto: int | None = None) -> None:
-        """Apply the journal's charges (through ``upto``), reporting each batch."""
+    def apply_journal(self, upto: int | None = None) -> bool:
+        """Apply the journal's charges (through ``upto``), reporting each batch. False when the
+        database could not be reached: the charges from the first it refused on stay in line,
+        to be posted by a later call (a charge is never dropped for want of the database)."""
         if self.journal is None:
-            return
+            return True
         while rows := self.journal.after(upto, self.size):
             results = run_batch(self.ledger, [op for _, op in rows])
-            self.journal.applied = rows[-1][0]
-            applied = [(charge_id, _portable(r)) for (charge_id, _), r in zip(rows, results, strict=True)]
-            self._write([(JOURNAL_APPLIED, (self.journal.applied, applied))])
-            if segment_of(self.journal.applied) != self._released:
-                self.journal.release()
-                self._released = segment_of(self.journal.applied)
+            posted = next((i for i, r in enumerate(results) if isinstance(r, LedgerUnavailable)), len(rows))
+            self.journal.unread(rows[posted:])
+            if posted:
+                self.journal.applied = rows[posted - 1][0]
+                applied = [
+                    (charge_id, _portable(r))
+                    for (charge_id, _), r in zip(rows[:posted], results, strict=False)
+                ]
+                self._write([(JOURNAL_APPLIED, (self.journal.applied, applied))])
+                if segment_of(self.journal.applied) != self._released:
+                    self.journal.release()
+                    self._released = segment_of(self.journal.applied)
+            if posted < len(rows):
+                return False
+        return True
 
     def answer(self, requests: list[tuple[int, str, Any]]) -> None:
         """Answer requests, at most ``size`` operations per transaction."""
@@ -157,8 +177,7 @@ def main() -> None:
         writer.apply_journal()
         writer.answer(first)  # what arrived with the settings
         writer.serve(requests)
-        writer.apply_journal()
-        if journal is not None:
+        if writer.apply_journal() and journal is not None:
             journal.release(everything=True)  # the gateway has stopped writing: all is posted
     finally:
         ledger.close()

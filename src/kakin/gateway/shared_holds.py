@@ -3,6 +3,8 @@ before forwarding, PostgreSQL (or any ledger) the record.
 
 - **Hold**: one Lua script (kakin.gateway.holds) decides the hold with the admission rule on
   the organisation's state in Redis and takes it, atomically across every process.
+  A client's ``Idempotency-Key`` is claimed in the same script, as a ledger reservation's
+  unique key would be: only one process forwards a key's request.
 - **Charge**: made durable in this process's charge journal (kakin.gateway.journal) before the
   response's last byte, as in local accounting, and counted in Redis (the hold released, the
   charge added to credit and budgets, and kept as *pending* until the ledger holds it). The
@@ -35,8 +37,9 @@ from redis.exceptions import RedisError
 
 from kakin.errors import KakinError
 from kakin.gateway.accounting import AccountingHealth, Ticket
+from kakin.gateway.cache import REPLAY_SECONDS
 from kakin.gateway.committer import Committer
-from kakin.gateway.holds import Held, HoldStore, KeyRefused, Missing, Stale, entry
+from kakin.gateway.holds import Held, HoldStore, KeyRefused, Missing, Repeated, Stale, entry
 from kakin.gateway.journal import ChargeJournal, PostedCharges
 from kakin.ledger import Ledger, admission
 from kakin.ledger import errors as ledger_errors
@@ -71,30 +74,32 @@ class Contribution:
 
     def __init__(self, store: HoldStore) -> None:
         self.store = store
-        self.holds: dict[str, tuple[str, bytes]] = {}  # hold id → (org, stored entry)
-        self.unposted: dict[str, dict[str, bytes]] = {}  # org → charge key → stored entry
+        # hold id → (org, stored entry, the client's Idempotency-Key it claims or "", expiry ms)
+        self.holds: dict[str, tuple[str, bytes, str, int]] = {}
+        self.unposted: dict[str, dict[str, tuple[bytes, str]]] = {}  # org → charge key → (entry, claim)
         self.to_drop: dict[str, list[str]] = {}  # org → charge keys the ledger now holds
         self.unreleased: list[tuple[str, str]] = []  # (org, hold id) a release failed for
 
-    def charged(self, org_id: str, charge_key: str, stored: bytes) -> None:
-        self.unposted.setdefault(org_id, {})[charge_key] = stored
+    def charged(self, org_id: str, charge_key: str, stored: bytes, claim: str) -> None:
+        self.unposted.setdefault(org_id, {})[charge_key] = (stored, claim)
 
     def posted(self, org_id: str, charge_key: str) -> None:
         self.to_drop.setdefault(org_id, []).append(charge_key)
 
-    async def release(self, org_id: str, hold_id: str) -> None:
+    async def release(self, org_id: str, hold_id: str, claim: str) -> None:
         try:
-            await self.store.release(org_id, hold_id)
+            await self.store.release(org_id, hold_id, claim)
         except RedisError:
             self.unreleased.append((org_id, hold_id))
 
     async def put_back(self) -> None:
         """Redis lost its state: put back everything this process knows."""
-        for hold_id, (org_id, stored) in list(self.holds.items()):
-            await self.store.readd(org_id, "h", hold_id, stored)
+        now = int(time.time() * 1000)
+        for hold_id, (org_id, stored, claim, expires) in list(self.holds.items()):
+            await self.store.readd(org_id, "h", hold_id, stored, claim, expires - now)
         for org_id, charges in list(self.unposted.items()):
-            for charge_key, stored in list(charges.items()):
-                await self.store.readd(org_id, "p", charge_key, stored)
+            for charge_key, (stored, claim) in list(charges.items()):
+                await self.store.readd(org_id, "p", charge_key, stored, claim, REPLAY_SECONDS * 1000)
 
     async def tidy(self) -> None:
         """Drop posted charges from the pending lists; retry releases that failed."""
@@ -206,8 +211,14 @@ class RedisAccountant:
 
     # Holding -----------------------------------------------------------------------------
 
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+    ) -> Ticket:
+        """With ``client_key``, the hold claims the Idempotency-Key in the same script: a
+        request bringing it again while it is claimed gets a repeated ticket (as a ledger
+        reservation's key would give), so only one process forwards it."""
         org_id = scope.org_id
+        claim = idempotency_key if client_key else ""
         pico = v.amount_pico(amount, "reservation amount")
         count = v.tokens(tokens, "reserved tokens")
         hold_id = uuid.uuid4().hex
@@ -215,13 +226,29 @@ class RedisAccountant:
         self._known.add(org_id)
         while True:
             try:
-                reply = await self.store.hold(org_id, hold_id, scope, pico, count, self.hold_ms)
+                reply = await self.store.hold(org_id, hold_id, scope, pico, count, self.hold_ms, claim)
                 if isinstance(reply, Held):
                     now = int(time.time() * 1000)
-                    self.mine.holds[hold_id] = (org_id, entry(pico, count, now, now + self.hold_ms, scope))
+                    expires = now + self.hold_ms
+                    self.mine.holds[hold_id] = (
+                        org_id,
+                        entry(pico, count, now, expires, scope),
+                        claim,
+                        expires,
+                    )
                     if reply.refresh and org_id not in self._rebuilds:
-                        self._spawn(self._rebuild(org_id, missing=False))
-                    return Ticket(scope, amount, tokens, idempotency_key, hold_id)
+                        self._spawn(self._refresh(org_id))
+                    return Ticket(scope, amount, tokens, idempotency_key, hold_id, client_key=client_key)
+                if isinstance(reply, Repeated):
+                    return Ticket(
+                        scope,
+                        amount,
+                        tokens,
+                        idempotency_key,
+                        repeated=True,
+                        in_flight=reply.in_flight,
+                        client_key=client_key,
+                    )
                 if isinstance(reply, KeyRefused):
                     raise _KEY_ERRORS[reply.error](reply.message)
                 if not isinstance(reply, Missing | Stale):
@@ -237,7 +264,8 @@ class RedisAccountant:
                         f"shared accounting cannot decide holds now ({why}); requests are refused until it "
                         'can (gateway.redis_unavailable = "closed"): retry shortly'
                     ) from None
-                return Ticket(scope, amount, tokens, idempotency_key, None)  # admitted without a hold
+                # Admitted without a hold (nor a claim of its key).
+                return Ticket(scope, amount, tokens, idempotency_key, None, client_key=client_key)
 
     async def _refusal(
         self, org_id: str, decision: admission.CreditShort | admission.BudgetFull
@@ -259,6 +287,15 @@ class RedisAccountant:
             self._rebuilds[org_id] = pending
             pending.add_done_callback(lambda _: self._rebuilds.pop(org_id, None))
         await asyncio.shield(pending)
+
+    async def _refresh(self, org_id: str) -> None:
+        """A rebuild in the background. If it fails (the ledger unreachable), the state stays
+        exact, only perhaps not current with changes made outside a gateway: the next hold
+        past its refresh time asks again."""
+        try:
+            await self._rebuild(org_id, missing=False)
+        except (KakinError, RedisError) as exc:
+            log.warning("shared accounting: refreshing %s from the ledger failed: %s", org_id, exc)
 
     async def _build(self, org_id: str, missing: bool) -> None:
         if missing:
@@ -321,14 +358,17 @@ class RedisAccountant:
     ) -> None:
         scope, org_id, charge_key = ticket.scope, ticket.scope.org_id, ticket.idempotency_key
         hold_id, ticket.handle = ticket.handle, None
+        claim = charge_key if ticket.client_key else ""
         self.mine.holds.pop(hold_id or "", None)
         op = PostOp(scope, amount, usage, charge_key, usage.tokens)
         pico = to_pico(amount)
         now = int(time.time() * 1000)
-        self.mine.charged(org_id, charge_key, entry(pico, usage.tokens, now, 0, scope))
+        self.mine.charged(org_id, charge_key, entry(pico, usage.tokens, now, 0, scope), claim)
         charge_id = self.journal.append(op) if self.journal is not None else None
         try:
-            await self.store.charge(org_id, hold_id or "", charge_key, pico, usage.tokens, scope)
+            await self.store.charge(
+                org_id, hold_id or "", charge_key, pico, usage.tokens, scope, claim, REPLAY_SECONDS * 1000
+            )
         except RedisError as exc:  # kept in mine.unposted: put back in Redis once it is reachable
             self._failing(f"Redis is unreachable ({exc})")
             if hold_id:
@@ -351,7 +391,8 @@ class RedisAccountant:
         if hold_id is None:
             return
         self.mine.holds.pop(hold_id, None)
-        self._spawn(self.mine.release(ticket.scope.org_id, hold_id))
+        claim = ticket.idempotency_key if ticket.client_key else ""
+        self._spawn(self.mine.release(ticket.scope.org_id, hold_id, claim))
 
     # Changes -----------------------------------------------------------------------------
 
