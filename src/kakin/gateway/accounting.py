@@ -57,7 +57,13 @@ class Ticket:
 
 
 class Accountant(Protocol):
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket: ...
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, unbounded: bool = False
+    ) -> Ticket:
+        """Hold ``amount`` for a request; ``unbounded``: its output is not limited, so it may
+        cost more (kakin.ledger.admission admits one such hold at a time under a cap)."""
+        ...
+
     async def charge(
         self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
     ) -> None:
@@ -93,11 +99,13 @@ class SharedAccountant:
         self.committer = committer
         self.hold_seconds = hold_seconds
 
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, unbounded: bool = False
+    ) -> Ticket:
         key = idempotency_key
         for _ in range(_MAX_ATTEMPTS):
             reservation = await self.committer.submit(
-                ReserveOp(scope, amount, tokens, key, self.hold_seconds)
+                ReserveOp(scope, amount, tokens, key, self.hold_seconds, unbounded)
             )
             if not (reservation.repeated and reservation.status in ("voided", "expired")):
                 break
@@ -206,9 +214,11 @@ class LocalAccountant:
         self._views[org_id] = view
         return view
 
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, unbounded: bool = False
+    ) -> Ticket:
         view = await self.view(scope.org_id)
-        return Ticket(scope, amount, tokens, idempotency_key, view.hold(scope, amount, tokens))
+        return Ticket(scope, amount, tokens, idempotency_key, view.hold(scope, amount, tokens, unbounded))
 
     async def charge(
         self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None

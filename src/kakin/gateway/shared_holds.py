@@ -206,7 +206,9 @@ class RedisAccountant:
 
     # Holding -----------------------------------------------------------------------------
 
-    async def hold(self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str) -> Ticket:
+    async def hold(
+        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, unbounded: bool = False
+    ) -> Ticket:
         org_id = scope.org_id
         pico = v.amount_pico(amount, "reservation amount")
         count = v.tokens(tokens, "reserved tokens")
@@ -215,10 +217,11 @@ class RedisAccountant:
         self._known.add(org_id)
         while True:
             try:
-                reply = await self.store.hold(org_id, hold_id, scope, pico, count, self.hold_ms)
+                reply = await self.store.hold(org_id, hold_id, scope, pico, count, self.hold_ms, unbounded)
                 if isinstance(reply, Held):
                     now = int(time.time() * 1000)
-                    self.mine.holds[hold_id] = (org_id, entry(pico, count, now, now + self.hold_ms, scope))
+                    stored = entry(pico, count, now, now + self.hold_ms, scope, unbounded)
+                    self.mine.holds[hold_id] = (org_id, stored)
                     if reply.refresh and org_id not in self._rebuilds:
                         self._spawn(self._rebuild(org_id, missing=False))
                     return Ticket(scope, amount, tokens, idempotency_key, hold_id)
@@ -239,9 +242,7 @@ class RedisAccountant:
                     ) from None
                 return Ticket(scope, amount, tokens, idempotency_key, None)  # admitted without a hold
 
-    async def _refusal(
-        self, org_id: str, decision: admission.CreditShort | admission.BudgetFull
-    ) -> KakinError:
+    async def _refusal(self, org_id: str, decision: admission.Refused) -> KakinError:
         meta = await self.store.meta(org_id) or {"org": {"name": org_id}, "budgets": []}
         event = None
         if isinstance(decision, admission.CreditShort) and decision.credit_pico <= 0:
