@@ -90,7 +90,18 @@ def store(redis_prefix: tuple[str, str]) -> Iterator[tuple[asyncio.AbstractEvent
     unbounded_held=st.sampled_from([0, 0, 1, 2]),
 )
 def test_lua_rule_decides_as_the_python_rule(
-    store, payment_method, credit, held, budget_list, amount, tokens, project, key, model, unbounded, unbounded_held
+    store,
+    payment_method,
+    credit,
+    held,
+    budget_list,
+    amount,
+    tokens,
+    project,
+    key,
+    model,
+    unbounded,
+    unbounded_held,
 ) -> None:
     loop, holds = store
     org_id = "org_" + uuid.uuid4().hex[:10]
