@@ -184,11 +184,21 @@ async def test_120_concurrent_open_ended_requests_keep_a_hard_cap(make: MakeTena
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("output_limit", ["enforce", "hold_only"])
 async def test_four_gateways_on_one_postgresql_ledger_keep_a_hard_cap_on_open_ended_requests(
-    gateway_pg_url: str,
+    gateway_pg_url: str, output_limit: str
 ) -> None:
-    """Four gateways over one PostgreSQL ledger (shared accounting), 30 requests each at once."""
-    running = [limited_gateway(gateway_pg_url, KAKIN_GATEWAY__ACCOUNTING="shared") for _ in range(4)]
+    """Four gateways over one PostgreSQL ledger (shared accounting, holds as reservations), 30
+    requests each at once. With hold_only a request told to wait (429) is sent again."""
+    running = [
+        limited_gateway(
+            gateway_pg_url,
+            KAKIN_GATEWAY__ACCOUNTING="shared",
+            KAKIN_GATEWAY__SHARED_HOLDS="ledger",
+            KAKIN_GATEWAY__OUTPUT_LIMIT=output_limit,
+        )
+        for _ in range(4)
+    ]
     try:
         tenant = tenant_factory(*running[0])(credit="5")
         tenant.ledger.set_budget(tenant.org.id, period="month", limit=CAP, hard_cap=True)
@@ -198,8 +208,13 @@ async def test_four_gateways_on_one_postgresql_ledger_keep_a_hard_cap_on_open_en
             )
             for _, gateway in running
         ]
-        batches = await asyncio.gather(*(open_ended(client, 30) for client in clients))
-        assert_cap_held(tenant, [result for batch in batches for result in batch])
+        if output_limit == "enforce":
+            batches = await asyncio.gather(*(open_ended(client, 30) for client in clients))
+            assert_cap_held(tenant, [result for batch in batches for result in batch])
+        else:
+            answered = await asyncio.gather(*(open_ended_until_answered(client, 30) for client in clients))
+            assert_cap_held(tenant, [result for results, _ in answered for result in results])
+            assert_one_at_a_time([wait for _, busy in answered for wait in busy])
     finally:
         for ledger, gateway in running:
             gateway.stop()
