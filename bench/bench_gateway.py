@@ -42,6 +42,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -168,10 +169,12 @@ class Servers:
         self.workdir = workdir
         self.running: list[Server] = []
 
-    def start(self, name: str, command: list[str], port: int) -> Server:
+    def start(self, name: str, command: list[str], port: int, env: dict[str, str] | None = None) -> Server:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
         server = Server(name, f"http://127.0.0.1:{port}", process, log)
         self.running.append(server)
         deadline = time.monotonic() + 60
@@ -268,6 +271,31 @@ def bench_redis(redis_url: str | None) -> tuple[str, Callable[[], None]]:
         client.close()
 
     return prefix, clean
+
+
+# A gateway that writes fewer rollups, for comparison in the same run: this sitecustomize.py
+# on its PYTHONPATH runs in the gateway and in its ledger writer (a child process) before kakin.
+ROLLUP_SWITCH = '''"""Bench only: this process's ledger writes {keep} rollups."""
+from kakin.ledger import rollups
+from kakin.ledger.work import Work
+
+if "{keep}" == "no":
+    Work._roll_up = lambda self, usage: None
+else:  # the full tables only, as before the narrower ones
+    rollups.TABLES = tuple(table for table in rollups.TABLES if table.full)
+'''
+ROLLUP_VARIANTS = (  # target name, label, which rollups
+    ("gw-full", "gateway, full rollups", "full"),
+    ("gw-none", "gateway, no rollups", "no"),
+)
+
+
+def rollup_rows(db_file: Path) -> dict[str, int]:
+    """Rows in each rollup table of a ledger (proof of what a gateway wrote)."""
+    from kakin.ledger import rollups
+
+    with sqlite3.connect(db_file) as conn:
+        return {t.name: conn.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in rollups.TABLES}
 
 
 def write_config(
@@ -613,6 +641,38 @@ def profile(gateway: Target, wrk: str | None, bodies: dict[str, Path], workdir: 
 # ---------------------------------------------------------------------------- main
 
 
+def rollup_comparison(
+    gateways: list[Target],
+    plain: dict[tuple[int, str], list[Run]],
+    stream: dict[tuple[int, str], list[Run]],
+    written: dict[str, dict[str, int]],
+) -> list[str]:
+    """Throughput and CPU of the gateways writing all, the full or no rollups, measured in
+    the same rounds: each ratio is per round, to the no-rollup gateway of that round."""
+    out = [
+        "rollups on the charge path (req/s × = ratio to the no-rollup gateway of the same round, median; "
+        "CPU µs per request, median: gateway process / ledger writer)"
+    ]
+    out.append(
+        f"  {'mode':<14} {'conc':>4}  {'target':<22} {'req/s':>8} {'req/s ×':>8} {'gw µs':>7} {'writer µs':>9}"
+    )
+    for mode, results in (("non-streaming", plain), ("streamed", stream)):
+        for conns in CONCURRENCY:
+            base = results[(conns, "gw-none")]
+            for target in gateways:
+                runs = results[(conns, target.name)]
+                ratio = med([r.rps / b.rps for r, b in zip(runs, base, strict=True)])
+                gw = med([r.cpu_us[target.name] for r in runs])
+                writer = med([r.child_cpu_us[target.name] for r in runs])
+                out.append(
+                    f"  {mode:<14} {conns:>4}  {target.label:<22} {med([r.rps for r in runs]):8,.0f} "
+                    f"{ratio:8.3f} {gw:7.0f} {writer:9.0f}"
+                )
+    for name, rows in written.items():
+        out.append(f"  rollup rows written by {name}: " + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="gateway overhead against direct calls to the simulator")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s runs (about a minute)")
@@ -652,12 +712,19 @@ def main() -> None:
         "--litellm-version", default=LITELLM_VERSION, help="with --compare: the LiteLLM to install"
     )
     parser.add_argument(
+        "--rollups",
+        action="store_true",
+        help="also measure, in the same rounds, gateways writing only the full rollups and none (SQLite)",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         default=None,
         help="GIL switch interval of the gateway process in seconds (Python's default is 0.005)",
     )
     args = parser.parse_args()
+    if args.rollups and args.postgres:
+        parser.error("--rollups compares SQLite ledgers; leave out --postgres")
     if args.compare:
         compare(args)
         return
@@ -728,6 +795,27 @@ def main() -> None:
             Target("gateway", "kakin gateway", gateway.url, key, server=gateway),
         ]
         gw_target = targets[-1]
+        variant_dbs: dict[str, Path] = {}
+        for name, label, keep in ROLLUP_VARIANTS if args.rollups else ():
+            home = workdir / name
+            home.mkdir()
+            (home / "sitecustomize.py").write_text(ROLLUP_SWITCH.format(keep=keep))
+            variant_dbs[name] = home / "kakin.db"
+            variant_url = f"sqlite:///{variant_dbs[name]}"
+            _, variant_key = prepare_ledger(variant_url)
+            write_config(home / "kakin.toml", variant_url, simulator.url, args.accounting)
+            path = os.pathsep.join(filter(None, (str(home), os.environ.get("PYTHONPATH"))))
+            port = free_port()
+            command = kakin_command(
+                "serve",
+                "--config",
+                str(home / "kakin.toml"),
+                "--port",
+                str(port),
+                switch_interval=args.switch_interval,
+            )
+            server = servers.start(name, command, port, env={**os.environ, "PYTHONPATH": path})
+            targets.append(Target(name, label, server.url, variant_key, server=server))
         from kakin.config import load_settings
 
         settings = load_settings(config)
@@ -799,6 +887,13 @@ def main() -> None:
         profile_lines = profile(gw_target, wrk, bodies, workdir) if args.profile else []
         servers.stop(gateway)
         records, reconciled = ledger_check(database_url, org_id)
+        written: dict[str, dict[str, int]] = {}
+        if args.rollups:
+            written["gateway"] = rollup_rows(workdir / "kakin.db")
+        for target in targets[4:]:
+            assert target.server is not None
+            servers.stop(target.server)
+            written[target.name] = rollup_rows(variant_dbs[target.name])
     finally:
         servers.stop_all()
         for cleanup in cleanups:
@@ -854,6 +949,8 @@ def main() -> None:
             lines.append(
                 f"  {mode:<14} {conns:>4} {sim:9.0f} {hop:7.0f} {gw:8.0f} {writer:7.0f} {cores:8.2f}"
             )
+    if args.rollups:
+        lines += ["", *rollup_comparison(targets[3:], plain, stream, written)]
     for mode, results in (("non-streaming", plain), ("streamed", stream)):
         capacity = 1e6 / med([r.cpu_us["gateway"] for r in results[(50, "gateway")]])
         lines.append(

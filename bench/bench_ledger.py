@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
+import statistics
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from decimal import Decimal
@@ -362,6 +364,50 @@ def charges_table(name: str, ledger: Ledger, meter: CpuMeter, scope_list: list[S
     )
 
 
+@contextlib.contextmanager
+def rollups_written(which: str) -> Iterator[None]:
+    """Bench only: the ledger in this process writes ``all`` rollups, the ``full`` tables only
+    (as before the narrower ones) or ``none``."""
+    from kakin.ledger import rollups
+    from kakin.ledger.work import Work
+
+    tables, roll_up = rollups.TABLES, Work._roll_up
+    if which == "full":
+        rollups.TABLES = tuple(table for table in tables if table.full)  # type: ignore[misc]
+    elif which == "none":
+        Work._roll_up = lambda self, usage: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        rollups.TABLES, Work._roll_up = tables, roll_up  # type: ignore[misc, method-assign]
+
+
+def rollups_table(name: str, ledger: Ledger, meter: CpuMeter, scope_list: list[Scope], rounds: int) -> None:
+    """CPU per PostOp writing all, the full or no rollups, alternating in rounds."""
+    variants = ("all", "full", "none")
+    print(
+        f"\n{name} — CPU µs per one-phase charge by the rollups it writes (median of {rounds} alternating rounds)"
+    )
+    print(f"  {'':30} {'all':>8} {'full':>8} {'none':>8} {'all/none':>9} {'all/full':>9}")
+    for size in (1, 16, 64, 256):
+        batches = max(1200 // size // (4 if size == 1 else 1), 8)
+        spent: dict[str, list[float]] = {v: [] for v in variants}
+        for r in range(rounds):
+            for which in variants[r % 3 :] + variants[: r % 3]:
+                with rollups_written(which):
+                    post_driver(ledger, scope_list, size, 2)
+                    run = measured(
+                        meter,
+                        lambda size=size, batches=batches: post_driver(ledger, scope_list, size, batches),
+                    )
+                spent[which].append(run.cpu_per_pair * 1e6)
+        us = {v: statistics.median(spent[v]) for v in variants}
+        print(
+            f"  {f'post: {size} per transaction':30} {us['all']:8,.0f} {us['full']:8,.0f} {us['none']:8,.0f}"
+            f" {us['all'] / us['none']:8.2f}x {us['all'] / us['full']:8.2f}x"
+        )
+
+
 def run_backend(
     name: str,
     url: str,
@@ -388,14 +434,16 @@ def run_backend(
     try:
         scope_list = scopes(ledger, ORGS)
         one_op(ledger, scope_list, 50, "warmup")
-        if part != "pairs":
+        if part == "rollups":
+            rollups_table(name, ledger, meter, scope_list, 3 if quick else 5)
+        elif part != "pairs":
             charges_table(name, ledger, meter, scope_list, quick)
         results = []
-        for scenario in scenarios if part != "charges" else ():  # best of ``repeat`` runs
+        for scenario in scenarios if part in ("all", "pairs") else ():  # best of ``repeat`` runs
             analyze(ledger)
             runs = [measured(meter, lambda s=scenario: s(scope_list)) for _ in range(repeat)]
             results.append(max(runs, key=lambda r: r.rate))
-        for scope in scope_list:
+        for scope in scope_list if part != "rollups" else ():  # (charges were written without rollups)
             report = ledger.reconcile(scope.org_id)
             if not report.ok:
                 raise SystemExit(f"{name}: reconcile failed {report.mismatches}")
@@ -438,10 +486,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "postgresql"), help="run one backend")
     parser.add_argument(
         "--part",
-        choices=("all", "pairs", "charges"),
+        choices=("all", "pairs", "charges", "rollups"),
         default="all",
         help="pairs: the reserve + settle "
-        "scenarios; charges: PostOps and account views against pairs at the same batch sizes",
+        "scenarios; charges: PostOps and account views against pairs at the same batch sizes; "
+        "rollups: PostOps writing all, the full or no rollups, alternating",
     )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)

@@ -382,10 +382,9 @@ class SqliteLoader(Loader):
         ):
             sql, convert = self.inserts[table]
             self.db.executemany(sql, map(convert, rows))
-        hours, days = r.roll_up(usage, self.world.zones)
-        for table, rollup in (("rollup_hours", hours), ("rollup_days", days)):
+        for table, rollup in r.roll_up_tables(usage, self.world.zones):
             self.db.executemany(
-                q.sqlite_upsert(table, r.DIMENSIONS, r.MEASURES), q.sqlite_rollup_rows(rollup)
+                q.sqlite_upsert(table.name, table.dimensions, r.MEASURES), q.sqlite_rollup_rows(rollup)
             )
 
     def finish(self, counters: dict[str, tuple[int, int]]) -> None:
@@ -466,11 +465,10 @@ class PostgresLoader(Loader):
             self._copy("reservations", map(reservation_of, usage), ids=False)
             self._copy("entries", entries, ids=True)
             self._copy("usage_records", usage, ids=True)
-            hours, days = r.roll_up(usage, self.world.zones)
-            names = (*r.DIMENSIONS, *r.MEASURES)
-            for table, rollup in (("rollup_hours", hours), ("rollup_days", days)):
+            for table, rollup in r.roll_up_tables(usage, self.world.zones):
+                names = (*table.dimensions, *r.MEASURES)
                 self.conn.execute(
-                    q.pg_upsert(table, r.DIMENSIONS, r.MEASURES), q.pg_rollup_rows(rollup, names)
+                    q.pg_upsert(table.name, table.dimensions, r.MEASURES), q.pg_rollup_rows(rollup, names)
                 )
 
     def finish(self, counters: dict[str, tuple[int, int]]) -> None:
@@ -538,8 +536,9 @@ def generate(url: str, backend: str, records: int) -> dict[str, float]:
 
 
 def verify(ledger: Ledger, samples: int = 12) -> list[str]:
-    """Rollups = usage records: totals of every organisation, a sample of local days rolled
-    up again from their records by the ledger's function, and the ledger's own reconcile."""
+    """Rollups = usage records: totals of every organisation in every rollup table, a sample
+    of local days rolled up again from their records by the ledger's function, and the
+    ledger's own reconcile (which compares each narrower table with its full one)."""
     from sqlalchemy import func, select
 
     from kakin.ledger import schema as s
@@ -554,7 +553,7 @@ def verify(ledger: Ledger, samples: int = 12) -> list[str]:
                 select(func.count(), func.sum(u.c.cost_pico)).where(u.c.org_id == o)
             ).one()
         )
-        for table in (s.rollup_days, s.rollup_hours):
+        for table in s.ROLLUPS.values():
             rolled = ledger.read(
                 lambda c, o=org.id, t=table: c.execute(
                     select(func.sum(t.c.requests), func.sum(t.c.cost_pico)).where(t.c.org_id == o)
@@ -581,11 +580,11 @@ def verify(ledger: Ledger, samples: int = 12) -> list[str]:
                 )
             ]
         )
-        hours, days = r.roll_up(found, zones)
-        for table, expected in ((s.rollup_hours, hours), (s.rollup_days, days)):
+        for spec, expected in r.roll_up_tables(found, zones):
+            table, width = s.ROLLUPS[spec.name], len(spec.dimensions)
             stored = ledger.read(
-                lambda c, o=org.id, a=start, b=end, t=table: {
-                    tuple(row[: len(r.DIMENSIONS)]): [int(v) for v in row[len(r.DIMENSIONS) :]]
+                lambda c, o=org.id, a=start, b=end, t=table, w=width: {
+                    tuple(row[:w]): [int(v) for v in row[w:]]
                     for row in c.execute(select(t).where(t.c.org_id == o, t.c.start >= a, t.c.start < b))
                 }
             )
@@ -696,7 +695,9 @@ class Naive:
         with self.ledger.engine.connect() as conn:
             return conn.exec_driver_sql(sql, params).all()
 
-    def spend(self, org: Org, by: str, first: date, last: date, **filters: str) -> list[Any]:
+    def spend(
+        self, org: Org, by: str, first: date, last: date, models: tuple[str, ...] = (), **filters: str
+    ) -> list[Any]:
         m = self.mark
         params: dict[str, Any] = {
             "org": org.id,
@@ -709,6 +710,10 @@ class Naive:
         for column, value in filters.items():
             params[column] = value
             where += f" AND {column} = {m.format(column)}"
+        for n, name in enumerate(models):  # by time and model, for these models
+            params[f"m{n}"] = name
+        if models:
+            where += f" AND model IN ({', '.join(m.format(f'm{n}') for n in range(len(models)))})"
         if by in ("day", "hour"):
             if self.postgres:
                 params["tz"] = org.zone
@@ -722,6 +727,11 @@ class Naive:
             return self._run(f"SELECT {self.SUMS} FROM usage_records WHERE {where}", params)
         else:
             group = {"model": "model", "project": "project_id", "key": "key_id"}[by]
+        if models:
+            return self._run(
+                f"SELECT {group}, model, {self.SUMS} FROM usage_records WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
+                params,
+            )
         return self._run(
             f"SELECT {group}, {self.SUMS} FROM usage_records WHERE {where} GROUP BY 1 ORDER BY 1", params
         )
@@ -818,6 +828,19 @@ def cases(ledger: Ledger, orgs: list[Org]) -> list[Case]:
                 ),
                 lambda i, by=by, window=window, column=column, pick=pick: naive.spend(
                     org_of(i), by, *window(i), **{column: pick(org_of(i), i)}
+                ),
+            )
+        )
+    for by, span, window in (("day", "90 days", lambda i: WHOLE), ("hour", "month", month)):
+        out.append(
+            Case(  # the spend page's chart: the organisation's six largest models over time
+                f"spend by {by} of 6 models, {span}",
+                "report",
+                lambda i, by=by, window=window: reports.spend_by_model(
+                    org_of(i).id, org_of(i).models[:6], by=by, start=window(i)[0], end=window(i)[1]
+                ),
+                lambda i, by=by, window=window: naive.spend(
+                    org_of(i), by, *window(i), models=tuple(org_of(i).models[:6])
                 ),
             )
         )
@@ -957,14 +980,48 @@ def run_queries(ledger: Ledger, runs: int, naive_runs: int) -> list[tuple[str, b
     return verdicts
 
 
-def run_pages(ledger: Ledger, runs: int) -> list[tuple[str, bool]]:
-    try:
-        import kakin.web  # noqa: F401  # type: ignore[import-not-found]
-    except ImportError:
-        print("  the dashboard (kakin.web) is not in this tree: page timings skipped")
-        return []
-    print("  page timings are not written yet: skipped")
-    return []
+def run_pages(ledger: Ledger, runs: int) -> None:
+    """The dashboard's pages over this ledger, drawn in-process as bench_dashboard.py draws
+    them, for each organisation with the clock at the end of its last day."""
+    from starlette.testclient import TestClient
+
+    from bench_dashboard import draw
+    from kakin.web import create_web_app
+
+    reports = Reports(ledger)
+    admin = "bench-admin-key"
+    last = WHOLE[1] - timedelta(days=1)
+    with TestClient(create_web_app(ledger, admin_key=admin), base_url="http://127.0.0.1") as client:
+        client.post("/signin", data={"key": admin}, follow_redirects=False)
+        for org in load_orgs(ledger):
+            zone = ZoneInfo(org.zone)
+            ledger.clock = clock(
+                datetime.combine(last, datetime.min.time(), zone).replace(hour=20).astimezone(UTC)
+            )
+            middle = reports.requests(
+                org.id, start=WHOLE[0], end=FIRST_DAY + timedelta(days=DAYS // 2), limit=1
+            )
+            end = reports.requests(org.id, start=WHOLE[0], end=FIRST_DAY + timedelta(days=1), limit=1)
+            o, span = f"org={org.name}", f"from={WHOLE[0]}&to={WHOLE[1]}"
+            print(f"  {org.name} ({org.zone}), clock {ledger.now().astimezone(zone):%Y-%m-%d %H:%M} local")
+            draw(
+                client,
+                {
+                    "overview (month to date)": f"/?{o}",
+                    "spend by day, month (6 models charted)": f"/spend?{o}",
+                    "spend by day, 90 days": f"/spend?{o}&{span}",
+                    "spend by hour, today": f"/spend?{o}&by=hour",
+                    "breakdown by model, 90 days": f"/breakdown?{o}&by=model&{span}",
+                    "breakdown by key, 90 days": f"/breakdown?{o}&by=key&{span}",
+                    "breakdown by unit, month": f"/breakdown?{o}&by=unit",
+                    "savings, month": f"/savings?{o}",
+                    "request log page, start": f"/requests?{o}",
+                    "request log page, middle": f"/requests?{o}&after={middle.next}",
+                    "request log page, end": f"/requests?{o}&after={end.next}",
+                },
+                runs,
+                lambda: server_cpu(ledger),
+            )
 
 
 def sizes(ledger: Ledger) -> str:
@@ -991,6 +1048,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/kakin-bench-reports"), help="SQLite files")
     parser.add_argument("--generate-only", action="store_true")
     parser.add_argument("--no-verify", action="store_true")
+    parser.add_argument("--verify", action="store_true", help="check the rollups of a reused database too")
     parser.add_argument("--drop", action="store_true", help="remove the generated databases at the end")
     args = parser.parse_args()
     load = os.getloadavg()
@@ -1013,7 +1071,7 @@ def main() -> None:
         ledger = Ledger.open(url, clock=clock(NOW))  # a database kept from an older head is migrated
         try:
             print(f"  {sizes(ledger)}")
-            if timings is not None and not args.no_verify:
+            if (timings is not None or args.verify) and not args.no_verify:
                 started = time.perf_counter()
                 problems = verify(ledger)
                 took = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """The application ``kakin serve`` runs, assembled: the metering gateway, with its alert
-engine, the admin API at ``/admin``, the metrics at ``/metrics`` and the dashboard at
-``/ui`` (``/`` leading to it).
+engine, the admin API at ``/admin``, the metrics at ``/metrics``, the dashboard at ``/ui``
+(``/`` leading to it) and the billing cycles closing by themselves.
 
 This module is the one place that knows them all; the gateway knows nothing of the admin
 API or the pages, and the pages know the ledger, the reports and the alert store only.
@@ -15,6 +15,8 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kakin.billing import Billing
+from kakin.billing.closer import CycleCloser
 from kakin.config import Settings
 from kakin.gateway.access_log import AccessLog
 from kakin.gateway.app import Gateway
@@ -51,11 +53,23 @@ def _alerts(ledger: Any, suspend: Any) -> Any:
 
 
 def assemble(
-    gateway: Gateway, settings: Settings, *, dashboard: bool = True, owns_ledger: bool = False
+    gateway: Gateway,
+    settings: Settings,
+    *,
+    dashboard: bool = True,
+    close_cycles: bool = True,
+    owns_ledger: bool = False,
 ) -> ASGIApp:
     """What is served: the gateway, the admin API, ``/metrics`` and (``dashboard``) the pages,
-    behind the access log when it is on. ``owns_ledger``: close the gateway's ledger once it
-    has shut down (a worker process that opened it)."""
+    behind the access log when it is on, with the billing cycles closing by themselves
+    (``close_cycles`` and ``billing.auto_close``). ``owns_ledger``: close the gateway's ledger once it has shut
+    down (a worker process that opened it)."""
+    billing = Billing(gateway.ledger, settings.billing, rates=settings.currency.rates)
+    closer = (
+        CycleCloser(billing, settings.billing.close_interval_seconds, gateway.accounts.settled)
+        if close_cycles and settings.billing.auto_close
+        else None
+    )
     metrics = None
     if gateway.metrics.enabled:
         metrics = MetricsEndpoint(
@@ -63,15 +77,16 @@ def assemble(
         )
     app = Served(
         gateway,
-        admin=_admin(settings, gateway),
+        admin=_admin(settings, gateway, billing),
         metrics=metrics,
-        pages=_pages(gateway, settings) if dashboard else None,
+        pages=_pages(gateway, settings, billing) if dashboard else None,
+        closer=closer,
         owns_ledger=owns_ledger,
     )
     return AccessLog(app) if settings.server.access_log else app
 
 
-def _admin(settings: Settings, gateway: Gateway) -> ASGIApp | None:
+def _admin(settings: Settings, gateway: Gateway, billing: Billing) -> ASGIApp | None:
     try:
         from kakin.admin import create_admin_app
     except ImportError:  # installed without the admin API
@@ -82,6 +97,7 @@ def _admin(settings: Settings, gateway: Gateway) -> ASGIApp | None:
         alerts=gateway.alerts,
         on_change=gateway.changed,
         holds=gateway.accounts,
+        billing=billing,
     )
 
     async def reads_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,7 +110,7 @@ def _admin(settings: Settings, gateway: Gateway) -> ASGIApp | None:
     return Starlette(routes=[Mount("/admin", app=reads_see_every_charge)])
 
 
-def _pages(gateway: Gateway, settings: Settings) -> ASGIApp:
+def _pages(gateway: Gateway, settings: Settings, billing: Billing) -> ASGIApp:
     from kakin.web import create_web_app
 
     alerts = gateway.alerts.store if gateway.alerts is not None else None
@@ -104,6 +120,7 @@ def _pages(gateway: Gateway, settings: Settings) -> ASGIApp:
         alerts=alerts,
         rates=settings.currency.rates,
         holds=gateway.accounts,
+        billing=billing,
     )
 
     async def pages_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,7 +139,8 @@ def _pages(gateway: Gateway, settings: Settings) -> ASGIApp:
 
 class Served:
     """Sends ``/admin…`` to the admin API, ``/metrics`` to the metrics, ``/`` and ``/ui…`` to
-    the pages, everything else (and the lifespan) to the gateway."""
+    the pages, everything else (and the lifespan) to the gateway; starts and stops the cycle
+    closer with the server."""
 
     def __init__(
         self,
@@ -131,16 +149,20 @@ class Served:
         admin: ASGIApp | None,
         metrics: ASGIApp | None,
         pages: ASGIApp | None,
+        closer: CycleCloser | None = None,
         owns_ledger: bool = False,
     ) -> None:
         self.gateway = gateway
         self.admin = admin
         self.metrics = metrics
         self.pages = pages
+        self.closer = closer
         self.owns_ledger = owns_ledger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self.closer is not None:
+                receive = self._watching(receive, self.closer)
             await self.gateway(scope, receive, self._closing(send) if self.owns_ledger else send)
             return
         path = scope["path"]
@@ -152,6 +174,18 @@ class Served:
             await self.pages(scope, receive, send)
         else:
             await self.gateway(scope, receive, send)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _watching(receive: Receive, closer: CycleCloser) -> Receive:
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                closer.start()
+            elif message["type"] == "lifespan.shutdown":
+                await closer.stop()
+            return message
+
+        return watched
 
     def _closing(self, send: Send) -> Send:
         async def sending(message: Message) -> None:

@@ -200,6 +200,37 @@ class MetricsSettings(_Section):
     )
 
 
+class IssuerSettings(_Section):
+    """Who issues the invoices: printed at the top of every invoice and credit note."""
+
+    name: str = Field("kakin", description="the issuing company's name")
+    address: str = Field("", description="postal address, lines separated by newlines")
+    email: str = Field("", description="billing contact")
+    registration: str = Field(
+        "",
+        description="tax registration number, e.g. a Japanese qualified invoice issuer number T1234567890123",
+    )
+
+
+class BillingSettings(_Section):
+    """Monthly billing cycles and their invoices (docs/billing.md)."""
+
+    invoice_prefix: str = Field("INV-", max_length=20, description="put before each invoice's number")
+    credit_note_prefix: str = Field("CN-", max_length=20, description="put before each credit note's number")
+    grace_hours: int = Field(
+        24,
+        ge=0,
+        le=24 * 31,
+        description="a cycle's draft absorbs late charges this long after the cycle ends",
+    )
+    payment_terms_days: int = Field(30, ge=0, le=365, description="due date = issue date + this many days")
+    auto_close: bool = Field(True, description="kakin serve issues each cycle's invoices once its grace ends")
+    close_interval_seconds: int = Field(
+        300, gt=0, description="how often kakin serve looks for cycles to close"
+    )
+    issuer: IssuerSettings = IssuerSettings()
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -210,6 +241,7 @@ class Settings(_Section):
     gateway: GatewaySettings = GatewaySettings()
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
+    billing: BillingSettings = BillingSettings()
     admin_key: str = Field("", repr=False, description="admin API key; prefer KAKIN_ADMIN_KEY")
     catalog: dict[str, Any] = Field(default_factory=dict, description="price overrides, see docs/pricing.md")
     source: str = "defaults"

@@ -70,8 +70,7 @@ class FxRate:
     source: str = "configured"
 
     def convert(self, usd: Decimal) -> Decimal:
-        with localcontext(EXACT):
-            return usd * self.per_usd
+        return EXACT.multiply(usd, self.per_usd)  # no localcontext: a page converts thousands
 
     def describe(self) -> str:
         if self.currency == USD:
@@ -115,8 +114,7 @@ def minor_units(currency: str) -> int:
 def round_for_invoice(amount: Decimal, currency: str = USD) -> Decimal:
     """Round to the currency's minor unit, half-up as invoices do. The one place money rounds."""
     exponent = Decimal(1).scaleb(-minor_units(currency))
-    with localcontext(EXACT):
-        return amount.quantize(exponent, rounding=ROUND_HALF_UP)
+    return amount.quantize(exponent, rounding=ROUND_HALF_UP, context=EXACT)
 
 
 def format_amount(amount: Decimal, currency: str = USD, *, significant: int = 4) -> str:

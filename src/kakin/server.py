@@ -268,13 +268,19 @@ class RunningGateway:
 
 
 def start_in_thread(
-    settings: Settings, ledger: Any = None, host: str = "127.0.0.1", *, dashboard: bool = False
+    settings: Settings,
+    ledger: Any = None,
+    host: str = "127.0.0.1",
+    *,
+    dashboard: bool = False,
+    close_cycles: bool = False,
 ) -> RunningGateway:
     """Start on a free port in a background thread; returns once it accepts connections. The
-    admin API and ``/metrics`` are mounted; the dashboard too with ``dashboard``."""
+    admin API and ``/metrics`` are mounted; the dashboard too with ``dashboard``; billing
+    cycles close by themselves only with ``close_cycles`` (and ``billing.auto_close``)."""
     settings, simulator = with_builtin_simulator(settings)
     gateway = build_gateway(settings, ledger)
-    app = assemble(gateway, settings, dashboard=dashboard)
+    app = assemble(gateway, settings, dashboard=dashboard, close_cycles=close_cycles)
     server, thread, port = serve_in_thread(lambda h, p: uvicorn_config(app, h, p), host, "gateway")
     return RunningGateway(
         f"http://{host}:{port}", gateway, settings, server, thread, simulator, ledger is None

@@ -10,6 +10,8 @@ import sys
 import textwrap
 import time
 
+from tests.ledger.test_rollups import every_table, rebuilt
+
 from kakin.ledger import Ledger
 
 CHILD = textwrap.dedent(
@@ -61,5 +63,6 @@ def test_a_killed_writer_loses_nothing_acknowledged_and_still_reconciles(ledger:
     assert set(acknowledged) <= recorded
     report = ledger.reconcile(org.id)
     assert report.ok, report.mismatches
+    assert every_table(ledger) == rebuilt(ledger)  # every rollup row = its usage records
     balance = ledger.balance(org.id)
     assert balance.spent == sum((u.cost for u in ledger.usage(org.id)), 0)

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import event
 
-from kakin.ledger import Ledger, PostOp, UsageDetail
+from kakin.ledger import Ledger, PostOp, UsageDetail, rollups
 
-BIG_TABLES = ("reservations", "usage_records", "entries", "rollup_hours", "rollup_days")
+BIG_TABLES = ("reservations", "usage_records", "entries", *(table.name for table in rollups.TABLES))
 USAGE = UsageDetail(provider="sim", input_tokens=10, output_tokens=5)
 
 
@@ -84,9 +84,8 @@ def test_reports_read_through_an_index(ledger: Ledger, setup, clock) -> None:
 
     def run() -> None:
         for by in ("day", "hour", "model", "project", "key", "unit"):
-            reports.spend(
-                org.id, by=by, start=today, end=today + timedelta(days=1), project="web", key=key.id
-            )
+            for filters in ({"project": "web", "key": key.id}, {}, {"model": "m"}, {"key": key.id}):
+                reports.spend(org.id, by=by, start=today, end=today + timedelta(days=1), **filters)
         reports.request("q1")
         page = reports.requests(org.id, limit=1)
         reports.requests(org.id, limit=1, after=page.next, project=project.id)

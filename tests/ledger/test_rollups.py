@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,23 +39,28 @@ LINES = {
 
 
 def stored(ledger: Ledger, table) -> dict[tuple, dict[str, int]]:  # type: ignore[no-untyped-def]
+    key = [c.name for c in table.primary_key.columns]
     with ledger.engine.connect() as conn:
         return {
-            tuple(row._mapping[d] for d in rollups.DIMENSIONS): {m: row._mapping[m] for m in rollups.MEASURES}
+            tuple(row._mapping[d] for d in key): {m: row._mapping[m] for m in rollups.MEASURES}
             for row in conn.execute(select(table))
         }
 
 
-def rebuilt(ledger: Ledger) -> tuple[dict, dict]:
-    """The rollups computed afresh from every usage record in the database."""
+def every_table(ledger: Ledger) -> dict[str, dict[tuple, dict[str, int]]]:
+    """What every rollup table holds, by table name."""
+    return {spec.name: stored(ledger, s.ROLLUPS[spec.name]) for spec in rollups.TABLES}
+
+
+def rebuilt(ledger: Ledger) -> dict[str, dict[tuple, dict[str, int]]]:
+    """Every rollup table computed afresh from every usage record in the database."""
     with ledger.engine.connect() as conn:
         zones = {row.id: row.timezone for row in conn.execute(select(s.orgs.c.id, s.orgs.c.timezone))}
         records = [dict(row._mapping) for row in conn.execute(select(s.usage_records))]
-    hours, days = rollups.roll_up(records, zones)
     as_rows = lambda rollup: {  # noqa: E731
         k: dict(zip(rollups.MEASURES, v, strict=True)) for k, v in rollup.items()
     }
-    return as_rows(hours), as_rows(days)
+    return {spec.name: as_rows(rollup) for spec, rollup in rollups.roll_up_tables(records, zones)}
 
 
 def totals(rollup: dict[tuple, dict[str, int]]) -> Counter[str]:
@@ -151,10 +157,10 @@ def test_rollups_equal_the_usage_records_after_any_sequence(ledger: Ledger, cloc
         except KakinError:
             pass  # a key reused with other parameters: refused, nothing written
 
-    hours, days = stored(ledger, s.rollup_hours), stored(ledger, s.rollup_days)
-    assert (hours, days) == rebuilt(ledger)
+    tables = every_table(ledger)
+    assert tables == rebuilt(ledger)
     usage = ledger.usage(org.id)
-    for table in (hours, days):
+    for table in tables.values():
         sums = totals({k: v for k, v in table.items() if k[0] == org.id})
         assert sums["requests"] == len(usage)
         assert sums["cost_pico"] == sum(round(u.cost / PICO) for u in usage)
@@ -201,12 +207,13 @@ def test_a_replayed_journal_counts_each_charge_once(tmp_path: Path) -> None:
         asyncio.run(run())
 
     start_and_stop()
-    first = stored(ledger, s.rollup_days)
+    first = every_table(ledger)
     for file, content in segments.items():  # died after posting, before deleting the journal
         file.write_bytes(content)
     start_and_stop()
-    assert stored(ledger, s.rollup_days) == first
-    (day,) = first.values()
+    assert every_table(ledger) == first == rebuilt(ledger)
+    (day,) = first["rollup_days"].values()
+    assert all(list(table.values()) == [day] for name, table in first.items() if "days" in name)
     assert (day["requests"], day["cost_pico"], day["output_pico"]) == (20, 20 * 10**10, 20 * 10**10)
     assert (day["input_tokens"], day["output_tokens"]) == (200, 100)
     assert ledger.reconcile(org.id).ok
@@ -336,12 +343,41 @@ def test_the_migration_builds_the_rollups_of_an_existing_ledger(ledger: Ledger, 
         ledger.post(
             Scope(org.id, project.id, None, f"m{i % 2}"), Decimal("0.5"), usage, idempotency_key=f"c{i}"
         )
-    written = stored(ledger, s.rollup_hours), stored(ledger, s.rollup_days)
-    with ledger.engine.begin() as conn:  # a ledger from before the rollups
-        command.downgrade(alembic_config(conn), "0004_provider_objects")
-    migrate(ledger.engine)
-    assert (stored(ledger, s.rollup_hours), stored(ledger, s.rollup_days)) == written
-    assert totals(written[1])["input_pico"] == 30 * 5 * 10**11
+    written = every_table(ledger)
+    assert written == rebuilt(ledger)
+    for before in ("0005_rollups", "0004_provider_objects"):  # before the summaries, the rollups
+        with ledger.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), before)
+        migrate(ledger.engine)
+        assert every_table(ledger) == written
+    assert totals(written["rollup_days"])["input_pico"] == 30 * 5 * 10**11
+    assert len(written["rollup_hours_total"]) == 30 and len(written["rollup_days_by_model"]) > 2
+    assert ledger.reconcile(org.id).ok
+
+
+def test_reconcile_finds_a_summary_row_that_differs(ledger: Ledger, clock) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    org = ledger.create_org("drift", payment_label="card")
+    scope = Scope(org.id, ledger.create_project(org.id, "p").id, None, "m")
+    for i in range(3):
+        clock.advance(hours=7)
+        ledger.post(scope, Decimal("0.25"), UsageDetail(provider="sim"), idempotency_key=f"c{i}")
+    assert ledger.reconcile(org.id).ok
+    table = s.ROLLUPS["rollup_hours_by_model"]
+    with ledger.engine.begin() as conn:  # one hour moved to another model: totals unchanged
+        conn.execute(
+            update(table)
+            .where(
+                table.c.org_id == org.id,
+                table.c.start
+                == select(table.c.start).where(table.c.org_id == org.id).limit(1).scalar_subquery(),
+            )
+            .values(model="other")
+        )
+    failed = [c for c in ledger.reconcile(org.id).checks if not c.ok]
+    assert [c.name for c in failed] == ["rollup_hours_by_model rows ≠ its full table summed"]
+    assert failed[0].counter == 2  # the summed row missing, the moved one extra
 
 
 def test_reasoning_tokens_take_their_share_of_the_output_line(ledger: Ledger) -> None:
@@ -382,3 +418,64 @@ def test_after_a_timezone_change_every_bucket_still_counts_once(ledger: Ledger, 
     # The UTC day bucket starts at 3/9 09:00 in Tokyo: it stays whole, in Tokyo's 3/9.
     assert [(line.group, line.spend.cost) for line in report.lines] == [("2024-03-09", 3), ("2024-03-10", 4)]
     assert report.total.cost == 7 == sum(line.spend.cost for line in report.lines)
+
+
+def test_reports_pick_the_narrowest_table_that_holds_their_grouping_and_filters() -> None:
+    assert rollups.narrowest("day", set()).name == "rollup_days_total"
+    assert rollups.narrowest("hour", set()).name == "rollup_hours_total"
+    assert rollups.narrowest("day", {"model"}).name == "rollup_days_by_model"
+    assert rollups.narrowest("hour", {"model"}).name == "rollup_hours_by_model"
+    assert rollups.narrowest("day", {"key_id"}).name == "rollup_days_by_key"
+    assert rollups.narrowest("day", {"project_id", "key_id"}).name == "rollup_days_by_key"
+    assert rollups.narrowest("hour", {"key_id"}).name == "rollup_hours"
+    assert rollups.narrowest("day", {"project_id", "model"}).name == "rollup_days"
+
+
+def test_every_table_gives_the_reports_of_the_full_one(ledger: Ledger, clock, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from kakin.reports import Reports
+
+    org = ledger.create_org("narrow", timezone="America/Los_Angeles", payment_label="card")
+    projects = [ledger.create_project(org.id, f"p{i}") for i in range(2)]
+    keys = [ledger.create_key(projects[i % 2].id, f"k{i}")[0].id for i in range(3)] + [None]
+    items = [
+        {"component": "output", "quantity": "5", "unit": "token", "direction": "output", "amount": "0.01"}
+    ]
+    start = clock.now
+    for i in range(60):
+        clock.advance(minutes=47)
+        key = keys[i % 4]
+        project = projects[0].id if key is None else ledger.get_key(key).project_id
+        usage = UsageDetail(provider="sim", input_tokens=i, output_tokens=5, cost_items=items)
+        scope = Scope(org.id, project, key, f"m{i % 3}")
+        ledger.post(scope, Decimal("0.01") * (1 + i % 5), usage, idempotency_key=f"c{i}")
+    zone = ZoneInfo(org.timezone)
+    first, last = start.astimezone(zone).date(), clock.now.astimezone(zone).date() + timedelta(days=1)
+    reports = Reports(ledger)
+    filters = [{}, {"model": "m1"}, {"key": keys[0]}, {"project": "p1"}, {"project": "p0", "model": "m0"}]
+
+    def every_report() -> list:  # type: ignore[type-arg]
+        return [
+            reports.spend(org.id, by=by, start=first, end=last, **chosen)
+            for by in ("day", "hour", "model", "project", "key", "unit")
+            for chosen in filters
+        ]
+
+    for by, chosen in (("hour", {}), ("day", {"project": "p0"}), ("day", {"key": keys[1]})):
+        series = reports.spend_by_model(org.id, ["m0", "m1", "none"], by=by, start=first, end=last, **chosen)
+        for name in ("m0", "m1"):  # one read, the same as each model's own report
+            alone = reports.spend(org.id, by=by, start=first, end=last, model=name, **chosen)
+            assert series[name] == {line.group: line.spend for line in alone.lines}
+        assert series["none"] == {}
+    assert set(ledger.get_keys([keys[0], "key_missing"])) == {keys[0]}
+
+    read: list[str] = []
+    narrowest = rollups.narrowest
+    monkeypatch.setattr(rollups, "narrowest", lambda *a: read.append(narrowest(*a).name) or narrowest(*a))
+    narrow = every_report()
+    assert {"rollup_days_total", "rollup_hours_total", "rollup_days_by_key", "rollup_days_by_model"} <= set(
+        read
+    )
+    full = {"day": rollups.TABLES[1], "hour": rollups.TABLES[0]}
+    monkeypatch.setattr(rollups, "narrowest", lambda grain, needed: full[grain])
+    assert narrow == every_report()
+    assert sum(line.spend.requests for line in narrow[0].lines) == 60

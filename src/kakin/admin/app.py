@@ -18,9 +18,10 @@ from kakin.admin import errors
 from kakin.admin.auth import AdminKeyMiddleware
 from kakin.admin.context import AdminContext, HoldsProvider
 from kakin.admin.routes import alerts as alert_routes
-from kakin.admin.routes import budgets, charges, credits, keys, orgs, provider_bills, reports, usage
+from kakin.admin.routes import budgets, charges, credits, invoices, keys, orgs, provider_bills, reports, usage
 from kakin.alerts.engine import AlertEngine
 from kakin.alerts.store import AlertStore
+from kakin.billing import Billing
 from kakin.ledger import Ledger
 
 OPENAPI_PATH = "/openapi.json"
@@ -30,7 +31,8 @@ Manage kakin: organisations, projects and virtual keys; credit grants, refunds a
 balances and the ledger's entries; two-phase charges for custom integrations; budgets, usage
 tiers, usage records, reconciliation; spend reports, the request log, one request's itemised cost,
 what-if repricing and the month-end forecast; provider bills imported and reconciled with kakin's
-metering; alert channels, rules and deliveries.
+metering; alert channels, rules and deliveries; monthly invoices (live drafts, issued snapshots)
+and credit notes.
 
 **Authentication**: every call sends `Authorization: Bearer <KAKIN_ADMIN_KEY>`.
 
@@ -50,6 +52,7 @@ def create_admin_app(
     alerts: AlertStore | AlertEngine | None = None,
     on_change: Callable[[str, str], None] | None = None,
     holds: HoldsProvider | None = None,
+    billing: Billing | None = None,
 ) -> FastAPI:
     """The admin API over ``ledger``.
 
@@ -60,6 +63,8 @@ def create_admin_app(
     ``"project"``, ``"key"``, ``"alerts"`` (id = org id) or ``"tier_rules"`` (id = name).
     ``holds``: holds kept outside the ledger (a gateway in local accounting keeps them in
     memory); balances and budget gauges count them in ``held``.
+    ``billing``: invoices and credit notes (kakin.billing) with the configured numbering,
+    issuer and rates; by default with the default settings.
     """
     engine = alerts if isinstance(alerts, AlertEngine) else None
     store = alerts.store if isinstance(alerts, AlertEngine) else alerts or AlertStore(ledger.engine)
@@ -77,6 +82,7 @@ def create_admin_app(
     )
     for module in (orgs, keys, credits, charges, budgets, usage, reports, provider_bills, alert_routes):
         app.include_router(module.router(ctx))
+    app.include_router(invoices.router(ctx, billing or Billing(ledger)))
     errors.install(app)
     app.add_middleware(AdminKeyMiddleware, admin_key=admin_key, public_paths={OPENAPI_PATH})
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -50,6 +50,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kakin.cli.ledger_cmds",  # org, project, keys, credits, budget, ledger, tier
     "kakin.cli.report_cmds",  # report, usage
     "kakin.cli.reconcile_cmd",  # reconcile
+    "kakin.cli.invoice_cmds",  # invoice
     "kakin.cli.simulate_cmd",  # simulate
     "kakin.cli.serve_cmd",  # serve
 )

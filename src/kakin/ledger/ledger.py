@@ -10,7 +10,7 @@ they are exact as of the ledger's clock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -247,6 +247,15 @@ class Ledger:
 
     def get_key(self, key_id: str) -> KeyRecord:
         return keys.to_record(self.read(lambda c: keys.get(c, key_id)))
+
+    def get_keys(self, key_ids: Iterable[str]) -> dict[str, KeyRecord]:
+        """The keys of ``key_ids`` that exist, by id, in one read."""
+        wanted = sorted(set(key_ids))
+        if not wanted:
+            return {}
+        k = s.api_keys
+        found = self.read(lambda c: c.execute(select(k).where(k.c.id.in_(wanted))).all())
+        return {row.id: keys.to_record(dict(row._mapping)) for row in found}
 
     def list_keys(self, org: str | None = None, project_id: str | None = None) -> list[KeyRecord]:
         def find(conn: Connection) -> list[Any]:

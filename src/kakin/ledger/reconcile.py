@@ -100,7 +100,8 @@ def reconcile(work: Work, org_id: str) -> Reconciliation:
 
 def _rollup_checks(work: Work, org_id: str) -> list[Check]:
     """Each rollup table holds every usage record once: same requests, cost and savings, and
-    money by unit adding up to the cost."""
+    money by unit adding up to the cost; and each narrower table is, row for row, its full
+    table summed over the dimensions it leaves out."""
     u = s.usage_records
     recorded = {
         "requests": int(
@@ -112,7 +113,10 @@ def _rollup_checks(work: Work, org_id: str) -> list[Check]:
         "routing_saved_pico": _sum(work, u.c.routing_saved_pico, u.c.org_id == org_id),
     }
     out = []
-    for table in (s.rollup_hours, s.rollup_days):
+    for spec in rollups.TABLES:
+        table = s.ROLLUPS[spec.name]
+        if not spec.full:
+            out.append(Check(f"{table.name} rows ≠ its full table summed", _differing(work, spec, org_id), 0))
         for measure, total in recorded.items():
             rolled = _sum(work, table.c[measure], table.c.org_id == org_id)
             out.append(Check(f"{table.name} {measure} = Σ usage records", rolled, total))
@@ -125,6 +129,27 @@ def _rollup_checks(work: Work, org_id: str) -> list[Check]:
             )
         )
     return out
+
+
+def _differing(work: Work, spec: rollups.Table, org_id: str) -> int:
+    """Rows of the narrower table ``spec`` that are not its full table's rows summed, and
+    the reverse (a row missing on either side, or any measure different)."""
+    narrow = s.ROLLUPS[spec.name]
+    full = next(s.ROLLUPS[t.name] for t in rollups.TABLES if t.full and t.grain == spec.grain)
+    keys = [full.c[d] for d in spec.dimensions]
+    summed = (
+        select(*keys, *(func.sum(full.c[m]) for m in rollups.MEASURES))
+        .where(full.c.org_id == org_id)
+        .group_by(*keys)
+    )
+    stored = select(*(narrow.c[c] for c in (*spec.dimensions, *rollups.MEASURES))).where(
+        narrow.c.org_id == org_id
+    )
+    count = 0
+    for one, other in ((summed, stored), (stored, summed)):
+        difference = one.except_(other).subquery()
+        count += int(work.conn.execute(select(func.count()).select_from(difference)).scalar() or 0)
+    return count
 
 
 def _paid(work: Work, org_id: str) -> int:

@@ -2,7 +2,9 @@
 
 Each usage record adds its measures (requests, tokens and money by unit, savings) to two rows:
 one for the organisation's local hour and one for its local day, keyed by project, key and
-model. The rows are written by :meth:`kakin.ledger.work.Work.flush` in the transaction that
+model. Those rows, summed further over fewer dimensions, fill narrower tables (:data:`TABLES`:
+by model, by key, the organisation's total) so that a report reads as few rows as its
+grouping and filters allow. All rows are written by :meth:`kakin.ledger.work.Work.flush` in the transaction that
 inserts the usage records, from those very records: a charge repeated under its idempotency
 key writes no record and so touches no rollup, and a transaction that fails writes neither.
 Reports therefore always equal the sum of the usage records (``kakin ledger show
@@ -23,10 +25,11 @@ cost, or lines that do not add up to it) is ``other``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from operator import add
-from typing import Any, Final
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -266,7 +269,7 @@ def buckets(timezone: str, at: datetime) -> tuple[datetime, datetime]:
     return known
 
 
-Key = tuple[str, datetime, str, str, str]
+Key = tuple[Any, ...]  # org_id, start, then the table's own dimensions
 
 
 def roll_up(
@@ -288,9 +291,73 @@ def roll_up(
     return hours, days
 
 
-def rows(rollup: Mapping[Key, list[int]]) -> list[dict[str, Any]]:
+def rows(rollup: Mapping[Key, list[int]], dimensions: tuple[str, ...] = DIMENSIONS) -> list[dict[str, Any]]:
     """Rollup entries as row dicts (dimensions and measures by name), in key order."""
     return [
-        dict(zip(DIMENSIONS, key, strict=True)) | dict(zip(MEASURES, values, strict=True))
+        dict(zip(dimensions, key, strict=True)) | dict(zip(MEASURES, values, strict=True))
         for key, values in sorted(rollup.items())
     ]
+
+
+# The tables ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """One rollup table: spend by the organisation's local ``grain`` and ``by``."""
+
+    name: str
+    grain: Literal["hour", "day"]
+    by: tuple[str, ...]  # the dimensions after org_id and start, a subset of the full key's
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The table's key."""
+        return ("org_id", "start", *self.by)
+
+    @property
+    def full(self) -> bool:
+        """Written from the records themselves (the others are these summed further)."""
+        return self.by == DIMENSIONS[2:]
+
+
+TABLES: Final = (
+    Table("rollup_hours", "hour", DIMENSIONS[2:]),
+    Table("rollup_days", "day", DIMENSIONS[2:]),
+    # Narrower: every key's day without its models (by key, by project, one key or project);
+    # every model's hour and day (by model, one model); the organisation's hour and day.
+    Table("rollup_days_by_key", "day", ("project_id", "key_id")),
+    Table("rollup_hours_by_model", "hour", ("model",)),
+    Table("rollup_days_by_model", "day", ("model",)),
+    Table("rollup_hours_total", "hour", ()),
+    Table("rollup_days_total", "day", ()),
+)
+"""Every rollup table. A report reads the narrowest one of its grain whose dimensions hold
+its grouping and its filters (:func:`narrowest`)."""
+
+
+def narrowest(grain: str, needed: Iterable[str]) -> Table:
+    """The table of ``grain`` with the fewest rows that still has the ``needed`` dimensions."""
+    wanted = set(needed)
+    fitting = [t for t in TABLES if t.grain == grain and wanted <= set(t.by)]
+    return min(fitting, key=lambda t: len(t.by))
+
+
+def summed(rollup: Mapping[Key, list[int]], table: Table) -> dict[Key, list[int]]:
+    """Full-key rollup entries (:func:`roll_up`'s) summed into ``table``'s key."""
+    picks = [DIMENSIONS.index(d) for d in table.by]
+    out: dict[Key, list[int]] = {}
+    for key, values in rollup.items():
+        at = (key[0], key[1], *[key[i] for i in picks])
+        known = out.get(at)
+        out[at] = values if known is None else list(map(add, known, values))
+    return out
+
+
+def roll_up_tables(
+    records: Iterable[Mapping[str, Any]], timezone_of: Mapping[str, str]
+) -> list[tuple[Table, dict[Key, list[int]]]]:
+    """The entries ``records`` add to every table of :data:`TABLES`."""
+    hours, days = roll_up(records, timezone_of)
+    full = {"hour": hours, "day": days}
+    return [(t, full[t.grain] if t.full else summed(full[t.grain], t)) for t in TABLES]

@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from kakin.ledger.rollups import MEASURES
+from kakin.ledger import rollups
 
 metadata = MetaData(
     naming_convention={
@@ -339,27 +339,32 @@ provider_objects = Table(
 )
 
 
-def _rollup(name: str) -> Table:
+def _rollup(spec: rollups.Table) -> Table:
     """Spend summed by the organisation's local hour or day (see kakin.ledger.rollups)."""
     return Table(
-        name,
+        spec.name,
         metadata,
         Column("org_id", String(ID), ForeignKey("orgs.id"), nullable=False),
         Column("start", UTCDateTime, nullable=False),  # the local hour's or day's first instant
-        Column("project_id", String(ID), nullable=False),
-        Column("key_id", String(ID), nullable=False),  # "" for requests made without a key
-        Column("model", String(200), nullable=False),
-        *(Column(measure, BigInteger, nullable=False) for measure in MEASURES),
+        *(_ROLLUP_COLUMNS[name]() for name in spec.by),
+        *(Column(measure, BigInteger, nullable=False) for measure in rollups.MEASURES),
         # The key serves every report: an organisation's buckets in time order. On SQLite the
         # rows are stored in that order (no rowid): a report reads one range of one B-tree,
         # and a charge's upsert writes one B-tree instead of a table and its key's index.
-        PrimaryKeyConstraint("org_id", "start", "project_id", "key_id", "model"),
+        PrimaryKeyConstraint(*spec.dimensions),
         sqlite_with_rowid=False,
     )
 
 
-rollup_hours = _rollup("rollup_hours")
-rollup_days = _rollup("rollup_days")
+_ROLLUP_COLUMNS = {
+    "project_id": lambda: Column("project_id", String(ID), nullable=False),
+    "key_id": lambda: Column("key_id", String(ID), nullable=False),  # "" for requests made without a key
+    "model": lambda: Column("model", String(200), nullable=False),
+}
+ROLLUPS: dict[str, Table] = {spec.name: _rollup(spec) for spec in rollups.TABLES}
+"""Every rollup table by name (kakin.ledger.rollups.TABLES)."""
+rollup_hours = ROLLUPS["rollup_hours"]
+rollup_days = ROLLUPS["rollup_days"]
 
 
 LEDGER_TABLES: tuple[Table, ...] = (
@@ -375,6 +380,5 @@ LEDGER_TABLES: tuple[Table, ...] = (
     identity_claims,
     tier_rule_sets,
     provider_objects,
-    rollup_hours,
-    rollup_days,
+    *ROLLUPS.values(),
 )

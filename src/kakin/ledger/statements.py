@@ -350,11 +350,11 @@ def sqlite_upsert(table_name: str, keys: tuple[str, ...], measures: tuple[str, .
 
 
 def sqlite_rollup_rows(rollup: dict[Any, list[int]]) -> list[list[Any]]:
-    """Rollup entries (org, start, project, key, model) → measures as parameter lists."""
+    """Rollup entries (org, start, the table's other dimensions) → measures as parameter lists."""
     known = _times
     return [
-        [org, known.get(start) or _sqlite_time(start), project, key, model, *values]
-        for (org, start, project, key, model), values in rollup.items()
+        [org, known.get(start) or _sqlite_time(start), *rest, *values]
+        for (org, start, *rest), values in rollup.items()
     ]
 
 

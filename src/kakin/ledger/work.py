@@ -485,16 +485,15 @@ class Work:
         self.dirty_reservations, self.dirty_grants, self.dirty_orgs = {}, {}, set()
 
     def _roll_up(self, usage: list[Row]) -> None:
-        """Add the usage records to their hour and day rollups, in this same transaction."""
+        """Add the usage records to every rollup table, in this same transaction."""
         timezone_of = {org_id: org["timezone"] for org_id, org in self.orgs.items()}
-        hours, days = rollups.roll_up(usage, timezone_of)
-        for table, rollup in ((s.rollup_hours, hours), (s.rollup_days, days)):
+        for table, rollup in rollups.roll_up_tables(usage, timezone_of):
+            keys = table.dimensions
             if self.postgres:
-                sql = q.pg_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
-                names = (*rollups.DIMENSIONS, *rollups.MEASURES)
-                self.conn.exec_driver_sql(sql, q.pg_rollup_rows(rollup, names))
+                sql = q.pg_upsert(table.name, keys, rollups.MEASURES)
+                self.conn.exec_driver_sql(sql, q.pg_rollup_rows(rollup, (*keys, *rollups.MEASURES)))
             else:
-                sql = q.sqlite_upsert(table.name, rollups.DIMENSIONS, rollups.MEASURES)
+                sql = q.sqlite_upsert(table.name, keys, rollups.MEASURES)
                 self.driver.executemany(sql, q.sqlite_rollup_rows(rollup))
 
     def _update_orgs(self, orgs: list[Row]) -> None:

@@ -1,7 +1,8 @@
 """The report queries every face uses (CLI, admin API, pages): pure reads.
 
-Spend reports read the rollups (:mod:`kakin.ledger.rollups`), never the usage records: the
-day table for whole local days, the hour table for hours. One request's detail and the
+Spend reports read the rollups (:mod:`kakin.ledger.rollups`), never the usage records: a day
+table for whole local days, an hour table for hours, and of those the narrowest one that holds
+the report's grouping and filters (by model, by key, or the organisation's total). One request's detail and the
 request log read the usage records, through their indexes. Every range is ``[start, end)``
 in the organisation's own timezone, and every result states that zone.
 """
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from operator import add
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -53,6 +54,14 @@ _QUANTITY: dict[str, tuple[str, str]] = {
     "requests": ("requests", "request"),
 }
 _AT = {name: i for i, name in enumerate(r.MEASURES)}
+_GROUP_COLUMN: dict[str, str | None] = {  # the rollup column a grouping needs
+    "day": None,
+    "hour": None,
+    "unit": None,
+    "model": "model",
+    "project": "project_id",
+    "key": "key_id",
+}
 Range = date | datetime | str | None
 
 
@@ -82,53 +91,15 @@ class Reports:
         record = self.ledger.get_org(org)
         zone = ZoneInfo(record.timezone)
         begin, finish = self._window(record, start, end)
-        project_id = self.ledger.get_project(project, record.id).id if project else None
-        key_id = self._key(record, key) if key else None
-        table = self._table(record, by, begin, finish)
-        group = {
-            "day": table.c.start,
-            "hour": table.c.start,
-            "model": table.c.model,
-            "project": table.c.project_id,
-            "key": table.c.key_id,
-            "unit": None,
-        }[by]
-        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
-        conditions = [table.c.org_id == record.id, table.c.start >= begin, table.c.start < finish]
-        if project_id is not None:
-            conditions.append(table.c.project_id == project_id)
-        if key_id is not None:
-            conditions.append(table.c.key_id == key_id)
-        if model is not None:
-            conditions.append(table.c.model == model)
-        if group is None:
-            query = select(*sums).where(*conditions)
-        elif by == "project" and self.ledger.backend == "sqlite":
-            # SQLite groups by sorting: by a column out of the key's order it sorts every row.
-            # The project follows the start in the key, so summing by (start, project) first
-            # reads the range in key order with no sort and leaves one row per project and
-            # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
-            buckets = (
-                select(table.c.start, group, *(func.sum(table.c[m]).label(m) for m in r.MEASURES))
-                .where(*conditions)
-                .group_by(table.c.start, group)
-                .subquery()
-            )
-            projects = buckets.c.project_id
-            query = (
-                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in r.MEASURES))
-                .group_by(projects)
-                .order_by(projects)
-            )
-        else:
-            query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
-        found = self.ledger.read(lambda c: c.execute(query).all())
+        filters = self._filters(record, project, key, model)
+        found = self._summed(record, by, begin, finish, filters)
+        grouped = by != "unit"
         total = [0] * len(r.MEASURES)
         groups: dict[Any, list[int]] = {}  # buckets by their local day or hour, or by name
         for row in found:
-            vector = [int(v) for v in (row if group is None else row[1:])]
+            vector = [int(v) for v in (row[1:] if grouped else row)]
             total = list(map(add, total, vector))
-            if group is not None:
+            if grouped:
                 at = _local(row[0], zone, by)
                 known = groups.get(at)
                 groups[at] = vector if known is None else list(map(add, known, vector))
@@ -143,13 +114,105 @@ class Reports:
             by=by,
             start=begin.astimezone(zone),
             end=finish.astimezone(zone),
-            project_id=project_id,
-            key_id=key_id,
+            project_id=filters["project_id"],
+            key_id=filters["key_id"],
             model=model,
             lines=lines,
             units=units_of(total),
             total=spend_of(total),
         )
+
+    def spend_by_model(
+        self,
+        org: str,
+        models: Sequence[str],
+        *,
+        by: Literal["day", "hour"] = "day",
+        start: Range = None,
+        end: Range = None,
+        project: str | None = None,
+        key: str | None = None,
+    ) -> dict[str, dict[str, Spend]]:
+        """Spend over time of each of ``models`` in one read: model → local day or hour (as
+        :meth:`spend` names its lines; buckets without spend left out) → spend."""
+        if by not in ("day", "hour"):
+            raise InvalidInput(f"spend by model over time is by day or hour, not {by!r}")
+        record = self.ledger.get_org(org)
+        zone = ZoneInfo(record.timezone)
+        begin, finish = self._window(record, start, end)
+        filters = self._filters(record, project, key, None)
+        wanted = tuple(dict.fromkeys(models))
+        out: dict[str, dict[str, list[int]]] = {name: {} for name in wanted}
+        for bucket, name, *values in self._summed(record, by, begin, finish, filters, wanted):
+            group = _group_name(_local(bucket, zone, by), by)
+            known = out[name].get(group)
+            vector = [int(v) for v in values]
+            out[name][group] = vector if known is None else list(map(add, known, vector))
+        return {name: {g: spend_of(v) for g, v in spent.items()} for name, spent in out.items()}
+
+    def _filters(
+        self, org: Org, project: str | None, key: str | None, model: str | None
+    ) -> dict[str, str | None]:
+        """A report's filters as rollup columns and the values they must equal."""
+        return {
+            "project_id": self.ledger.get_project(project, org.id).id if project else None,
+            "key_id": self._key(org, key) if key else None,
+            "model": model,
+        }
+
+    def _summed(
+        self,
+        org: Org,
+        by: Grouping,
+        begin: datetime,
+        finish: datetime,
+        filters: dict[str, str | None],
+        models: Sequence[str] | None = None,
+    ) -> Sequence[Any]:
+        """The measures summed per group (no group for ``unit``), from the narrowest rollup
+        table; with ``models``, per group and model for those models only."""
+        column = "model" if models is not None else _GROUP_COLUMN[by]
+        needed = {name for name, value in filters.items() if value is not None}
+        table = self._table(org, by, begin, finish, needed | ({column} if column else set()))
+        conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
+        conditions += [table.c[name] == value for name, value in filters.items() if value is not None]
+        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
+        keyed = [c.name for c in table.primary_key.columns]
+        if models is not None:
+            conditions.append(table.c.model.in_(models))
+        if by in ("day", "hour") and keyed == ["org_id", "start", *(["model"] if models is not None else [])]:
+            # One row per group already (the organisation's total, or each model's): nothing
+            # to add up, the rows are read as they are, in key order.
+            groups = [table.c[name] for name in keyed[1:]]
+            query = select(*groups, *(table.c[m] for m in r.MEASURES)).where(*conditions).order_by(*groups)
+        elif models is not None:
+            keys = (table.c.start, table.c.model)
+            query = select(*keys, *sums).where(*conditions).group_by(*keys).order_by(*keys)
+        elif by == "unit":
+            query = select(*sums).where(*conditions)
+        elif by == "project" and self.ledger.backend == "sqlite":
+            # SQLite groups by sorting: by a column out of the key's order it sorts every row.
+            # The project follows the start in the key, so summing by (start, project) first
+            # reads the range in key order with no sort and leaves one row per project and
+            # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
+            buckets = (
+                select(
+                    table.c.start, table.c.project_id, *(func.sum(table.c[m]).label(m) for m in r.MEASURES)
+                )
+                .where(*conditions)
+                .group_by(table.c.start, table.c.project_id)
+                .subquery()
+            )
+            projects = buckets.c.project_id
+            query = (
+                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in r.MEASURES))
+                .group_by(projects)
+                .order_by(projects)
+            )
+        else:
+            group = table.c.start if column is None else table.c[column]
+            query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
+        return self.ledger.read(lambda c: c.execute(query).all())
 
     def _window(self, org: Org, start: Range, end: Range) -> tuple[datetime, datetime]:
         zone = ZoneInfo(org.timezone)
@@ -163,13 +226,14 @@ class Reports:
             )
         return begin, finish
 
-    def _table(self, org: Org, by: Grouping, begin: datetime, finish: datetime) -> Any:
-        """The day rollups when the range is whole local days, else the hour rollups."""
+    def _table(self, org: Org, by: Grouping, begin: datetime, finish: datetime, needed: set[str]) -> Any:
+        """The rollups that answer with the fewest rows: by day when the range is whole
+        local days, else by hour; of those, the narrowest table with the ``needed`` columns."""
         day_aligned = all(r.buckets(org.timezone, t)[1] == t for t in (begin, finish))
         if by != "hour" and day_aligned:
-            return s.rollup_days
+            return s.ROLLUPS[r.narrowest("day", needed).name]
         if by != "day" and all(r.buckets(org.timezone, t)[0] == t for t in (begin, finish)):
-            return s.rollup_hours
+            return s.ROLLUPS[r.narrowest("hour", needed).name]
         zone = ZoneInfo(org.timezone)
         whole = "days" if by == "day" else "hours"
         raise InvalidInput(
@@ -492,10 +556,15 @@ def _local(value: Any, zone: ZoneInfo, by: Grouping) -> Any:
     return value.astimezone(zone) if by == "hour" else value
 
 
+def _group_name(value: datetime, by: Grouping) -> str:
+    """A local day's or hour's name in reports: its ISO date, or its start to the minute."""
+    return value.date().isoformat() if by == "day" else value.isoformat(timespec="minutes")
+
+
 def _line(by: Grouping, value: Any, vector: list[int], labels: dict[str, str]) -> SpendLine:
     spend = spend_of(vector)
     if by in ("day", "hour"):
-        group = value.date().isoformat() if by == "day" else value.isoformat(timespec="minutes")
+        group = _group_name(value, by)
         return SpendLine(group, group, spend, value)
     return SpendLine(value, labels.get(value, value), spend)
 

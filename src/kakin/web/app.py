@@ -12,11 +12,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from kakin.alerts.store import AlertStore
+from kakin.billing import Billing
 from kakin.ledger import Ledger
 from kakin.web import preferences
 from kakin.web.dashboard import Dashboard, HoldsProvider
 from kakin.web.pages.alerts import alerts_page
 from kakin.web.pages.breakdown import breakdown_page
+from kakin.web.pages.invoices import invoice_page, invoice_stylesheet, invoices_page
 from kakin.web.pages.overview import overview_page
 from kakin.web.pages.reconcile import import_endpoint, reconcile_page
 from kakin.web.pages.requests import request_detail_page, requests_page
@@ -35,14 +37,24 @@ def create_web_app(
     alerts: AlertStore | None = None,
     rates: dict[str, Decimal] | None = None,
     holds: HoldsProvider | None = None,
+    billing: Billing | None = None,
 ) -> ASGIApp:
     """The dashboard over ``ledger``. ``alerts``: the alert store (fired alerts and their
     deliveries); ``rates``: configured display rates (kakin.toml's ``[currency.rates]``);
     ``holds``: holds a gateway keeps outside the ledger, counted in the gauges and the
-    available credit as the admin API counts them."""
+    available credit as the admin API counts them; ``billing``: invoices (kakin.billing) with
+    the configured numbering and issuer, by default the default settings."""
     signin = SignIn(ledger, admin_key)
     templates = template_environment()
-    board = Dashboard(ledger, signin, templates, alerts=alerts, rates=rates, holds=holds)
+    board = Dashboard(
+        ledger,
+        signin,
+        templates,
+        billing or Billing(ledger, rates=rates),
+        alerts=alerts,
+        rates=rates,
+        holds=holds,
+    )
     session = SignInPages(signin, templates)
     routes = [
         Route("/", board.page(overview_page)),
@@ -59,6 +71,9 @@ def create_web_app(
         Route("/whatif", board.page(whatif_page)),
         Route("/reconcile", board.page(reconcile_page)),
         Route("/reconcile/import", import_endpoint(board), methods=["POST"]),
+        Route("/invoices", board.page(invoices_page)),
+        Route("/invoices/{ref}", board.page(invoice_page)),
+        Route("/invoice.css", invoice_stylesheet),
         Mount("/static", StaticFiles(directory=HERE / "static")),
     ]
     return SecurityHeaders(Starlette(routes=routes))

@@ -9,7 +9,7 @@ viewer may see is the context's :class:`~kakin.web.scope.ViewerScope`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kakin.alerts.store import AlertStore
+from kakin.billing import Billing
 from kakin.errors import InvalidInput, KakinError, NotFound
 from kakin.ledger import Ledger, Org
 from kakin.ledger.views import LiveHolds
@@ -32,7 +33,7 @@ from kakin.web.preferences import CURRENCIES, currency, language
 from kakin.web.responses import SECURITY_HEADERS, base_path, html, redirect
 from kakin.web.scope import ViewerScope
 from kakin.web.session import COOKIE, SignIn, Viewer
-from kakin.web.tables import Table, cell, to_csv, to_json
+from kakin.web.tables import Table, cell, html_rows, to_csv, to_json
 
 
 class HoldsProvider(Protocol):
@@ -78,6 +79,7 @@ class Dashboard:
         ledger: Ledger,
         signin: SignIn,
         templates: Environment,
+        billing: Billing,
         *,
         alerts: AlertStore | None = None,
         rates: dict[str, Decimal] | None = None,
@@ -85,6 +87,7 @@ class Dashboard:
     ) -> None:
         self.ledger = ledger
         self.reports = Reports(ledger)
+        self.billing = billing
         self.alerts = alerts
         self.holds = holds
         self.rates = rates or {}
@@ -140,6 +143,7 @@ class Dashboard:
             here=ctx.request.url.path + (f"?{ctx.request.url.query}" if ctx.request.url.query else ""),
             params=params,
             cell=lambda value, kind: cell(value, kind, ctx.fx),
+            row_cells=lambda table, detail=None: html_rows(table, ctx.fx, detail),
             v=lambda text: i18n.value(ctx.lang, text),
             link=lambda path, **extra: link(ctx, path, **extra),
             vary=lambda path, changes: link(ctx, path, **{**params, **changes}),
@@ -193,9 +197,9 @@ class Dashboard:
         keys = self.ledger.list_keys(ctx.org.id, project_id) if project_id else None
         return {"projects": projects, "keys": keys}
 
-    def key_label(self, key_id: str) -> str:
-        key = self.ledger.get_key(key_id)
-        return key_label(key.name, key.prefix)
+    def key_labels(self, key_ids: Iterable[str]) -> dict[str, str]:
+        """How people know each of ``key_ids`` (name and public prefix), in one read."""
+        return {id_: key_label(k.name, k.prefix) for id_, k in self.ledger.get_keys(key_ids).items()}
 
 
 def link(ctx: Context, path: str, **params: Any) -> str:

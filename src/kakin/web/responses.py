@@ -29,6 +29,7 @@ def template_environment() -> Environment:
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # the templates ship with the code: no stat() of each on every page
     )
     # A global, so the macros see it too: keys are named as every other face names them.
     environment.globals["key_label"] = key_label

@@ -24,7 +24,7 @@ def requests_page(board: Dashboard, ctx: Context) -> Response:
     )
     words = ctx.words
     projects = {p.id: p.name for p in board.ledger.list_projects(ctx.org.id)}
-    keys = {key_id: board.key_label(key_id) for key_id in {line.key_id for line in page.lines} if key_id}
+    keys = board.key_labels(line.key_id for line in page.lines if line.key_id)
     columns = [
         # What a narrow screen shows without scrolling comes first.
         Column("started_at", words["when"]),

@@ -36,15 +36,9 @@ def spend_page(board: Dashboard, ctx: Context) -> Response:
     total = board.reports.spend(ctx.org.id, by=by, start=start, end=end, **filters)
     models = board.reports.spend(ctx.org.id, by="model", start=start, end=end, **filters).lines
     drawn = [line.group for line in models[:CHART_MODELS]]
-    per_model = {
-        name: {
-            line.group: line.spend
-            for line in board.reports.spend(
-                ctx.org.id, by=by, start=start, end=end, **{**filters, "model": name}
-            ).lines
-        }
-        for name in drawn
-    }
+    per_model = board.reports.spend_by_model(
+        ctx.org.id, drawn, by=by, start=start, end=end, project=filters.get("project"), key=filters.get("key")
+    )
     kind = "money" if measure == "cost" else "int"
     others = len(models) > len(drawn)
     words = ctx.words

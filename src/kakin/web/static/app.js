@@ -8,6 +8,10 @@ document.addEventListener("DOMContentLoaded", function () {
   });
   var upload = document.getElementById("bill-upload");
   if (upload) upload.addEventListener("submit", function (event) { event.preventDefault(); importBill(upload); });
+  // An invoice's "Print" button: the browser's print dialog (the print stylesheet hides the rest).
+  document.querySelectorAll("button.print-page").forEach(function (button) {
+    button.addEventListener("click", function () { window.print(); });
+  });
   var chart = document.getElementById("chart");
   if (chart && window.uPlot) drawStacked(chart, JSON.parse(chart.dataset.chart));
 });

@@ -1,7 +1,7 @@
 """Provider bills imported for reconciliation (kakin.reconcile.schema).
 
 Revision ID: 0008_provider_bills
-Revises: 0005_rollups
+Revises: 0007_invoices
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_provider_bills"
-down_revision = "0005_rollups"
+down_revision = "0007_invoices"
 branch_labels = None
 depends_on = None
 
