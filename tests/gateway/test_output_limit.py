@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import openai
 import pytest
@@ -310,3 +311,27 @@ async def test_hold_only_leaves_bounded_and_uncapped_requests_concurrent(hold_on
     bounded, open_ended = await asyncio.gather(ask(capped, max_tokens=HELD), ask(uncapped))
     assert len(bounded) == len(open_ended) == 10  # none refused
     assert all(c.usage.completion_tokens > HELD for c in open_ended)  # forwarded unchanged
+
+
+async def test_a_request_told_to_wait_spends_no_token_allowance(hold_only: MakeTenant) -> None:
+    """A 429 for an open-ended request in flight gives the request's tokens back to the rate
+    limiter: resending it while it waits never exhausts the key's token allowance."""
+    tenant = hold_only(credit="5", tpm=300)  # each open-ended request here is bounded at ~60 tokens
+    client = tenant.async_openai(timeout=30)
+
+    def ask(simulate: str) -> Any:
+        return client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "tell me everything"}],
+            extra_headers={"x-kakin-simulate": simulate},
+        )
+
+    first = asyncio.ensure_future(ask("latency=1500ms;tokens=10"))
+    await asyncio.sleep(0.3)
+    for _ in range(10):  # ~600 tokens of bounds: past the allowance, were they kept
+        with pytest.raises(openai.RateLimitError) as wait:
+            await ask("tokens=10")
+        assert wait.value.code == "unbounded_output_in_flight"
+    await first
+    assert (await ask("tokens=10")).choices  # served: the allowance is intact
+    assert len(tenant.usage()) == 2

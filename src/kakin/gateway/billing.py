@@ -23,7 +23,7 @@ from kakin.config import Settings
 from kakin.errors import KakinError
 from kakin.gateway.accounting import Accountant
 from kakin.gateway.call import Call
-from kakin.ledger.errors import BudgetExceeded, CreditExhausted
+from kakin.ledger.errors import BudgetExceeded, CreditExhausted, UnboundedOutputBusy
 from kakin.ledger.records import UsageDetail
 from kakin.limits import RateLimiter
 from kakin.metrics import Metrics
@@ -70,17 +70,23 @@ class Billing:
         unbounded = self.hold_only and output_unlimited(call.parsed)
         started = time.perf_counter()
         try:
-            call.ticket = await self.accounts.hold(
-                call.scope, bound, usage.input_tokens + usage.output_tokens, key, unbounded
-            )
-        except (BudgetExceeded, CreditExhausted):
-            exact = call.parsed.bound_usage(self.default_output)
-            if exact.input_tokens >= usage.input_tokens:
-                raise
-            usage, bound = exact, self._bound(call, exact)
-            call.ticket = await self.accounts.hold(
-                call.scope, bound, usage.input_tokens + usage.output_tokens, key, unbounded
-            )
+            try:
+                call.ticket = await self.accounts.hold(
+                    call.scope, bound, usage.input_tokens + usage.output_tokens, key, unbounded
+                )
+            except (BudgetExceeded, CreditExhausted):
+                exact = call.parsed.bound_usage(self.default_output)
+                if exact.input_tokens >= usage.input_tokens:
+                    raise
+                usage, bound = exact, self._bound(call, exact)
+                call.ticket = await self.accounts.hold(
+                    call.scope, bound, usage.input_tokens + usage.output_tokens, key, unbounded
+                )
+        except UnboundedOutputBusy:
+            # Asked to come back: its tokens are given back so that waiting costs no token
+            # allowance (the request still counted toward the request limits).
+            await self.limiter.aadjust_tokens(call.caller.limits, -call.bound_tokens)
+            raise
         if self.mode == "shared":  # a ledger reservation; in local accounting a hold is in memory
             self.metrics.wrote("hold", self.mode, time.perf_counter() - started)
         self.metrics.held(1)
