@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 import pytest
+from google.genai import errors as genai_errors
 from google.genai import types
 
 from kakin.ledger import Ledger
@@ -334,4 +335,29 @@ async def test_a_request_told_to_wait_spends_no_token_allowance(hold_only: MakeT
         assert wait.value.code == "unbounded_output_in_flight"
     await first
     assert (await ask("tokens=10")).choices  # served: the allowance is intact
+    assert len(tenant.usage()) == 2
+
+
+async def test_a_gemini_request_told_to_wait_gets_googles_error_and_passes_with_a_limit(
+    hold_only: MakeTenant,
+) -> None:
+    tenant = hold_only(credit="5")
+    first = asyncio.ensure_future(
+        tenant.async_openai(timeout=30).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "tell me everything"}],
+            extra_headers={"x-kakin-simulate": "latency=1500ms;tokens=10"},
+        )
+    )
+    await asyncio.sleep(0.3)
+    gemini = tenant.genai().aio.models
+    with pytest.raises(genai_errors.ClientError) as wait:
+        await gemini.generate_content(model="gemini-2.5-flash", contents="tell me everything")
+    assert (wait.value.code, wait.value.status) == (429, "RESOURCE_EXHAUSTED")
+    assert "maxOutputTokens" in wait.value.message
+    limited = types.GenerateContentConfig(max_output_tokens=HELD)
+    answer = await gemini.generate_content(model="gemini-2.5-flash", contents="hi", config=limited)
+    assert answer.candidates  # an output limit: admitted while the other is in flight
+    assert not first.done()
+    await first
     assert len(tenant.usage()) == 2
