@@ -228,7 +228,7 @@ def test_what_redis_loses_every_gateway_puts_back_before_anything_is_admitted(
     from kakin.gateway.accounting import AccountingHealth
     from kakin.gateway.committer import ProcessCommitter, ThreadCommitter
     from kakin.gateway.journal import ChargeJournal, PostedCharges
-    from kakin.gateway.shared_holds import RedisAccountant
+    from kakin.gateway.shared_holds import TEND_SECONDS, RedisAccountant
     from kakin.ledger import Ledger
     from kakin.ledger.errors import BudgetExceeded
     from kakin.ledger.records import UsageDetail
@@ -277,6 +277,11 @@ def test_what_redis_loses_every_gateway_puts_back_before_anything_is_admitted(
 
             with pytest.raises(BudgetExceeded):  # waits for the rebuild, then refuses
                 await c.hold(scope, Decimal("0.2"), 20, "c1")
+            # C's rebuild made it healthy; A and B see the loss settled at their next tend.
+            for _ in range(int(1 / TEND_SECONDS)):
+                if {a.health(), b.health(), c.health()} == {AccountingHealth.HEALTHY}:
+                    break
+                await asyncio.sleep(TEND_SECONDS)
             assert {a.health(), b.health(), c.health()} == {AccountingHealth.HEALTHY}
             assert (await c.hold(scope, tenth, 20, "c2")).handle is not None  # the room left: 0.1
             with pytest.raises(BudgetExceeded):
