@@ -125,7 +125,8 @@ class GatewaySettings(_Section):
         "enforce",
         description="enforce: a request that sets no output limit is sent upstream with the one held "
         "(default_max_output_tokens), so no answer costs more than its hold; hold_only: it is forwarded "
-        "unchanged and its answer may pass the hold",
+        "unchanged and its answer may pass the hold, so under a cap such requests run one at a time per "
+        "organisation (the others get a 429 with Retry-After)",
     )
     allow_unpriced_models: bool = False
     hold_seconds: int = Field(900, gt=0, description="a reservation never settled is released after this")

@@ -19,6 +19,8 @@ class KakinError(Exception):
     # OpenAI's error "type" when it is more precise than the status's usual one
     # (a 429 says whether requests or tokens ran out).
     kind: str | None = None
+    # When resending the same request may succeed (a 429's Retry-After); None: no header.
+    retry_after_seconds: float | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -16,7 +16,7 @@ import redis.asyncio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kakin.gateway.holds import Held, HoldStore
+from kakin.gateway.holds import Held, HoldStore, entry
 from kakin.ledger import admission
 from kakin.ledger.budgets import scope_matches
 from kakin.ledger.records import Scope
@@ -86,9 +86,22 @@ def store(redis_prefix: tuple[str, str]) -> Iterator[tuple[asyncio.AbstractEvent
     project=st.sampled_from(["prj_a", "prj_b"]),
     key=st.sampled_from(["key_a", "key_b", None]),
     model=st.sampled_from(["m1", "m2"]),
+    unbounded=st.booleans(),
+    unbounded_held=st.sampled_from([0, 0, 1, 2]),
 )
 def test_lua_rule_decides_as_the_python_rule(
-    store, payment_method, credit, held, budget_list, amount, tokens, project, key, model
+    store,
+    payment_method,
+    credit,
+    held,
+    budget_list,
+    amount,
+    tokens,
+    project,
+    key,
+    model,
+    unbounded,
+    unbounded_held,
 ) -> None:
     loop, holds = store
     org_id = "org_" + uuid.uuid4().hex[:10]
@@ -102,6 +115,7 @@ def test_lua_rule_decides_as_the_python_rule(
         payment_method=payment_method,
         credit_pico=credit,
         held_pico=held,
+        held_unbounded=unbounded_held,
         budgets=tuple(budget_list),
         blocked=(),
         taken_ms=int(time.time() * 1000),  # fresh: refusals are not sent to a refresh first
@@ -114,15 +128,16 @@ def test_lua_rule_decides_as_the_python_rule(
         credit,
         held,
         tuple(admission.BudgetRoom(b.id, b.hard_cap, b.unit, b.limit, b.spent, b.held) for b in applicable),
+        unbounded_held,
     )
-    expected = admission.decide(room, admission.Ask(amount, tokens))
+    expected = admission.decide(room, admission.Ask(amount, tokens, unbounded))
     event(type(expected).__name__)
 
     async def lua() -> object:
         token = uuid.uuid4().hex
         await holds.begin_rebuild(org_id, token, 10_000)
         await holds.install(org_id, token, snapshot)
-        return await holds.hold(org_id, "h1", scope, amount, tokens, 60_000)
+        return await holds.hold(org_id, "h1", scope, amount, tokens, 60_000, unbounded=unbounded)
 
     got = loop.run_until_complete(lua())
     if isinstance(expected, admission.Admitted):
@@ -158,6 +173,7 @@ def test_a_client_idempotency_key_is_claimed_with_its_hold_as_a_ledger_reservati
         payment_method=True,
         credit_pico=0,
         held_pico=0,
+        held_unbounded=0,
         budgets=(),
         blocked=(),
         taken_ms=int(time.time() * 1000),
@@ -191,6 +207,69 @@ def test_a_client_idempotency_key_is_claimed_with_its_hold_as_a_ledger_reservati
         await holds.release(org_id, "h4", key)  # a late release of a charged hold frees nothing
         assert await holds.hold(org_id, "r11", scope, 10, 1, 60_000, key) == Repeated(in_flight=False)
         await holds.client.delete(*holds.keys(org_id), claim_key, *holds.claim(org_id, "key_a:order-2"))
+
+    loop.run_until_complete(run())
+
+
+def test_every_script_keeps_the_count_of_unbounded_holds(store) -> None:
+    """Hold, charge, release, a rebuild and a hold put back after a loss all keep ``uh``: an
+    unbounded hold is refused exactly while another is open, and only where a cap could be passed."""
+    loop, holds = store
+    org_id = "org_" + uuid.uuid4().hex[:10]
+    scope = Scope(org_id, "prj_a", None, "m1")
+
+    def snapshot(payment_method: bool) -> AccountSnapshot:
+        now = int(time.time() * 1000)
+        return AccountSnapshot(
+            org_id=org_id,
+            name="acme",
+            timezone="UTC",
+            tier=None,
+            tier_rules=None,
+            payment_method=payment_method,
+            credit_pico=10**12,
+            held_pico=0,
+            held_unbounded=0,
+            budgets=(),
+            blocked=(),
+            taken_ms=now,
+            valid_until_ms=FAR,
+            posted=(),
+        )
+
+    async def install(payment_method: bool = False) -> None:
+        token = uuid.uuid4().hex
+        await holds.begin_rebuild(org_id, token, 10_000)
+        assert await holds.install(org_id, token, snapshot(payment_method)) > 0
+
+    async def hold(hold_id: str, unbounded: bool = True) -> object:
+        return await holds.hold(org_id, hold_id, scope, 1_000, 10, 60_000, unbounded=unbounded)
+
+    busy = admission.UnboundedBusy(1)
+
+    async def run() -> None:
+        await install()  # credit only: credit is a cap
+        assert isinstance(await hold("u1"), Held)
+        assert await hold("u2") == busy
+        assert isinstance(await hold("b1", unbounded=False), Held)  # bounded holds are not affected
+        await holds.release(org_id, "u1")
+        assert isinstance(await hold("u2"), Held)
+        await holds.charge(org_id, "u2", "c2", 5_000, 10, scope)  # charged past its hold
+        assert isinstance(await hold("u3"), Held)
+        await install()  # a rebuild counts the holds Redis keeps
+        assert await hold("u4") == busy
+
+        await holds.client.delete(*holds.keys(org_id))  # Redis lost everything
+        now = int(time.time() * 1000)
+        await holds.readd(org_id, "h", "u3", entry(1_000, 10, now, now + 60_000, scope, True))
+        await install()
+        assert await hold("u4") == busy
+        await holds.release(org_id, "u3")
+        assert isinstance(await hold("u4"), Held)
+
+        await install(payment_method=True)  # no cap at all: unbounded holds are not limited
+        assert isinstance(await hold("u5"), Held)
+        assert int(await holds.client.hget(holds.keys(org_id)[0], "uh")) == 2
 
     loop.run_until_complete(run())
 

@@ -10,6 +10,7 @@ import pytest
 
 from kakin.errors import Conflict, KakinError
 from kakin.ledger import BudgetExceeded, CreditExhausted, Ledger, PermissionDenied, PostOp, Scope, UsageDetail
+from kakin.ledger.errors import UnboundedOutputBusy
 
 USAGE = UsageDetail(provider="sim", input_tokens=700, output_tokens=300)
 
@@ -117,3 +118,45 @@ def test_a_view_refusal_says_what_is_true_when_it_refuses(ledger: Ledger) -> Non
     with pytest.raises(CreditExhausted, match="was used up at") as refused:
         view.hold(scope, "0.1", 1)
     assert "never had any credit" not in str(refused.value)
+
+
+def test_one_unbounded_hold_at_a_time_where_a_cap_could_be_passed(ledger: Ledger, clock) -> None:
+    """Reserve and a view keep the same count of unbounded holds: one such hold at a time
+    without a payment method (or under a hard cap); bounded holds and uncapped accounts are
+    not affected; a void, a settle and an expiry each give the place back."""
+    org = ledger.create_org("prepaid")
+    project = ledger.create_project(org.id, "p")
+    scope = Scope(org.id, project.id, None, "m")
+    ledger.grant(org.id, "promotional", "10", idempotency_key="promo")
+    first = ledger.reserve(scope, "0.1", 10, idempotency_key="u1", unbounded=True)
+    with pytest.raises(UnboundedOutputBusy, match="set an output limit") as busy:
+        ledger.reserve(scope, "0.1", 10, idempotency_key="u2", unbounded=True)
+    assert (busy.value.status, busy.value.retry_after_seconds) == (429, 1)
+    ledger.reserve(scope, "0.1", 10, idempotency_key="b1")  # bounded: not affected
+    view = ledger.account_view(org.id)  # sees the ledger's unbounded hold
+    with pytest.raises(UnboundedOutputBusy):
+        view.hold(scope, "0.1", 10, unbounded=True)
+    ledger.void(first.id)
+    view = ledger.account_view(org.id)
+    held = view.hold(scope, "0.1", 10, unbounded=True)
+    with pytest.raises(UnboundedOutputBusy):
+        view.hold(scope, "0.1", 10, unbounded=True)
+    view.release(held)
+    view.hold(scope, "0.1", 10, unbounded=True)
+
+    second = ledger.reserve(scope, "0.1", 10, idempotency_key="u3", unbounded=True)
+    ledger.settle(second.id, "0.3", USAGE)  # past its hold: allowed, and the place is free
+    ledger.reserve(scope, "0.1", 10, idempotency_key="u4", unbounded=True, expires_in=60)
+    clock.advance(seconds=61)
+    ledger.reserve(scope, "0.1", 10, idempotency_key="u5", unbounded=True)  # u4 expired
+    assert ledger.reconcile(org.id).ok
+
+    card = ledger.create_org("card", payment_label="card")
+    card_project = ledger.create_project(card.id, "p")
+    card_scope = Scope(card.id, card_project.id, None, "m")
+    for n in range(3):  # nothing to pass: no limit on unbounded holds
+        ledger.reserve(card_scope, "0.1", 10, idempotency_key=f"c{n}", unbounded=True)
+    ledger.set_budget(card.id, period="day", limit="5", hard_cap=True)
+    with pytest.raises(UnboundedOutputBusy):
+        ledger.reserve(card_scope, "0.1", 10, idempotency_key="c9", unbounded=True)
+    assert ledger.reconcile(card.id).ok

@@ -1,6 +1,8 @@
 """No overspend across processes: 200 requests at once, spread over four ``kakin serve``
 processes, against one project's hard cap. With max_tokens the posted spend never passes the
-cap; without it (``output_limit = "hold_only"``) by at most one request's actual cost."""
+cap; without it (``output_limit = "hold_only"``) by at most one request's actual cost: such
+requests run one at a time across the four processes, the others answered 429 (Retry-After)
+and sent again until the cap refuses them for good."""
 
 from __future__ import annotations
 
@@ -21,21 +23,30 @@ REQUESTS = 200
 SLOW = "latency=300ms"
 
 
-async def two_hundred_at_once(tenant: Tenant, **request: object) -> list[object]:
+async def two_hundred_at_once(
+    tenant: Tenant, busy: list[openai.RateLimitError] | None = None, **request: object
+) -> list[object]:
     """200 chat requests at once, request i on gateway i mod 4; each result is the raw
-    response or the APIStatusError that refused it."""
+    response or the APIStatusError that refused it. With ``busy`` a request answered 429 is
+    sent again (to the same gateway) until it is served or refused, and each 429 is kept there."""
     clients = [tenant.client(i) for i in range(len(tenant.cluster))]
 
     async def one(i: int) -> object:
         client = clients[i % len(clients)]
-        try:
-            return await client.chat.completions.with_raw_response.create(
-                model="gpt-4o-mini",
-                messages=[{"role": "user", "content": f"tell me everything, part {i}"}],
-                **request,  # type: ignore[arg-type]
-            )
-        except openai.APIStatusError as refused:
-            return refused
+        while True:
+            try:
+                return await client.chat.completions.with_raw_response.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": f"tell me everything, part {i}"}],
+                    **request,  # type: ignore[arg-type]
+                )
+            except openai.RateLimitError as wait:
+                if busy is None:
+                    return wait
+                busy.append(wait)
+                await asyncio.sleep(0.05)
+            except openai.APIStatusError as refused:
+                return refused
 
     try:
         return await asyncio.gather(*(one(i) for i in range(REQUESTS)))
@@ -84,25 +95,24 @@ async def test_with_max_tokens_four_processes_never_pass_a_hard_cap(tenant_of: M
     tenant.assert_reconciles()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output_limit = 'hold_only': concurrent requests without max_tokens each pass their "
-    "hold, and the gateway admits as many as their holds fit under the cap, so together they "
-    "pass it by many times one request's cost (docs/gateway.md, Output limits)",
-)
 async def test_without_max_tokens_four_processes_pass_a_hard_cap_by_at_most_one_request(
     tenant_of: MakeTenant,
 ) -> None:
     tenant = tenant_of(credit="5")
     # Without max_tokens each request holds HELD_OUTPUT (32) output tokens, about $0.00002,
     # and — forwarded unchanged — gets a ~200-token answer, about 6 × its hold. The cap has
-    # room for about 25 such holds: if they are all admitted at once, ~6 × cap is posted,
-    # far more than cap + one request's cost.
+    # room for about 25 such holds: if they were all admitted at once, ~6 × cap would be
+    # posted, far more than cap + one request's cost. One at a time, ~4 are served.
     cap = Decimal("0.0005")
     capped(tenant, cap)
-    results = await two_hundred_at_once(tenant, extra_headers={"x-kakin-simulate": f"{SLOW}; tokens=200"})
+    busy: list[openai.RateLimitError] = []
+    results = await two_hundred_at_once(
+        tenant, busy, extra_headers={"x-kakin-simulate": f"{SLOW}; tokens=200"}
+    )
     served, refused = split(results)
     assert served and refused, "the cap should let some requests through and stop others"
+    assert busy and {(w.status_code, w.code) for w in busy} == {(429, "unbounded_output_in_flight")}
+    assert {w.response.headers["retry-after"] for w in busy} == {"1"}
     assert all(r.parse().usage.completion_tokens > HELD_OUTPUT for r in served), "answers pass their hold"
 
     request_ids = [r.headers["x-kakin-request-id"] for r in served]

@@ -60,10 +60,19 @@ class Ticket:
 
 class Accountant(Protocol):
     async def hold(
-        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+        self,
+        scope: Scope,
+        amount: Decimal,
+        tokens: int,
+        idempotency_key: str,
+        client_key: bool = False,
+        unbounded: bool = False,
     ) -> Ticket:
-        """Hold ``amount``; ``client_key``: ``idempotency_key`` is the client's Idempotency-Key
-        (another request may bring it again), not a request id (unique by construction)."""
+        """Hold ``amount`` for a request; ``client_key``: ``idempotency_key`` is the client's
+        Idempotency-Key (another request may bring it again), not a request id (unique by
+        construction); ``unbounded``: its output is not limited, so it may cost more
+        (kakin.ledger.admission admits one such hold at a time under a cap)."""
+        ...
 
     async def charge(
         self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None
@@ -101,12 +110,18 @@ class SharedAccountant:
         self.hold_seconds = hold_seconds
 
     async def hold(
-        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+        self,
+        scope: Scope,
+        amount: Decimal,
+        tokens: int,
+        idempotency_key: str,
+        client_key: bool = False,
+        unbounded: bool = False,
     ) -> Ticket:
         key = idempotency_key
         for _ in range(_MAX_ATTEMPTS):
             reservation = await self.committer.submit(
-                ReserveOp(scope, amount, tokens, key, self.hold_seconds)
+                ReserveOp(scope, amount, tokens, key, self.hold_seconds, unbounded)
             )
             if not (reservation.repeated and reservation.status in ("voided", "expired")):
                 break
@@ -225,10 +240,16 @@ class LocalAccountant:
         return view
 
     async def hold(
-        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+        self,
+        scope: Scope,
+        amount: Decimal,
+        tokens: int,
+        idempotency_key: str,
+        client_key: bool = False,
+        unbounded: bool = False,
     ) -> Ticket:
         view = await self.view(scope.org_id)
-        return Ticket(scope, amount, tokens, idempotency_key, view.hold(scope, amount, tokens))
+        return Ticket(scope, amount, tokens, idempotency_key, view.hold(scope, amount, tokens, unbounded))
 
     async def charge(
         self, ticket: Ticket, amount: Decimal, usage: UsageDetail, then: Callable[[Any], None] | None = None

@@ -35,7 +35,7 @@ from kakin.gateway.ownership import ObjectGuard
 from kakin.gateway.relay import Relay
 from kakin.gateway.routing import Router
 from kakin.gateway.shared_holds import RedisAccountant
-from kakin.limits import RateLimitExceeded, make_limiter
+from kakin.limits import make_limiter
 from kakin.metrics import Metrics, SharedState, make_metrics
 from kakin.providers import error_for, match_endpoint
 
@@ -275,8 +275,8 @@ class Gateway:
 
     async def _refuse(self, send: Send, api: str, error: KakinError) -> None:
         extra = []
-        if isinstance(error, RateLimitExceeded) and error.retry_after_seconds is not None:
-            # None: the request alone is over a limit, so no Retry-After invites a futile resend.
+        if error.retry_after_seconds is not None:
+            # None: e.g. the request alone is over a limit, so no Retry-After invites a futile resend.
             extra.append(("retry-after", str(max(1, int(error.retry_after_seconds + 0.999)))))
         status, body = error_for(api, error)
         await respond(send, status, body, extra=extra)

@@ -23,12 +23,13 @@ from kakin.config import Settings
 from kakin.errors import KakinError
 from kakin.gateway.accounting import Accountant
 from kakin.gateway.call import Call
-from kakin.ledger.errors import BudgetExceeded, CreditExhausted
+from kakin.ledger.errors import BudgetExceeded, CreditExhausted, UnboundedOutputBusy
 from kakin.ledger.records import UsageDetail
 from kakin.limits import RateLimiter
 from kakin.metrics import Metrics
 from kakin.money import to_pico
 from kakin.pricing import Cost, Usage, price
+from kakin.providers import output_unlimited
 
 log = logging.getLogger("kakin.gateway")
 
@@ -54,28 +55,39 @@ class Billing:
         self.mode = mode
         self.alerts = alerts
         self.default_output = settings.gateway.default_max_output_tokens
+        # Requests without an output limit are forwarded unchanged: their output is unbounded.
+        self.hold_only = settings.gateway.output_limit == "hold_only"
 
     async def hold(self, call: Call) -> Decimal:
         """Hold the most the request can cost; returns that bound. The input side is first
         bounded without counting tokens (cheap, never below the count); only if that hold
-        is refused is the exact count used to try again."""
+        is refused is the exact count used to try again. A request forwarded with its output
+        unbounded holds as much, marked so the admission rule lets one such request at a time
+        pass a cap (kakin.ledger.admission)."""
         usage = call.parsed.bound_usage(self.default_output, quick=True)
         key = call.idempotency_key or call.request_id
         client_key = bool(call.idempotency_key)
         bound = self._bound(call, usage)
+        unbounded = self.hold_only and output_unlimited(call.parsed)
         started = time.perf_counter()
         try:
-            call.ticket = await self.accounts.hold(
-                call.scope, bound, usage.input_tokens + usage.output_tokens, key, client_key
-            )
-        except (BudgetExceeded, CreditExhausted):
-            exact = call.parsed.bound_usage(self.default_output)
-            if exact.input_tokens >= usage.input_tokens:
-                raise
-            usage, bound = exact, self._bound(call, exact)
-            call.ticket = await self.accounts.hold(
-                call.scope, bound, usage.input_tokens + usage.output_tokens, key, client_key
-            )
+            try:
+                call.ticket = await self.accounts.hold(
+                    call.scope, bound, usage.input_tokens + usage.output_tokens, key, client_key, unbounded
+                )
+            except (BudgetExceeded, CreditExhausted):
+                exact = call.parsed.bound_usage(self.default_output)
+                if exact.input_tokens >= usage.input_tokens:
+                    raise
+                usage, bound = exact, self._bound(call, exact)
+                call.ticket = await self.accounts.hold(
+                    call.scope, bound, usage.input_tokens + usage.output_tokens, key, client_key, unbounded
+                )
+        except UnboundedOutputBusy:
+            # Asked to come back: its tokens are given back so that waiting costs no token
+            # allowance (the request still counted toward the request limits).
+            await self.limiter.aadjust_tokens(call.caller.limits, -call.bound_tokens)
+            raise
         if self.mode == "shared":  # a ledger reservation; in local accounting a hold is in memory
             self.metrics.wrote("hold", self.mode, time.perf_counter() - started)
         self.metrics.held(1)

@@ -3,13 +3,15 @@
 Each organisation's room lives in Redis under keys sharing one hash tag, so one Lua script
 reads and writes all of them atomically (and on Redis Cluster they share a slot):
 
-- ``<prefix>acct:{<org>}:s`` — the state (a hash): credit and held (picodollars), every
+- ``<prefix>acct:{<org>}:s`` — the state (a hash): credit and held (picodollars), ``uh`` (how
+  many open holds have unbounded output, see :mod:`kakin.ledger.admission`), every
   budget of the current period with its spent and held counters (in its unit), the keys
   that refuse requests and from when, ``until`` (the instant the figures may change by
   themselves, or an admin change marked them out of date: holds wait for a rebuild), ``fresh``
   (when one gateway is told to rebuild it in the background, to pick up changes made outside
   any gateway) and ``v`` (how many times the state was built). Built from a ledger snapshot (kakin.ledger.snapshots) by ``install``.
-- ``…:h`` — open holds, one field per hold: amount, tokens, time, expiry, project, key, model.
+- ``…:h`` — open holds, one field per hold: amount, tokens, time, expiry, project, key, model,
+  and ``'1'`` when its output is unbounded.
 - ``…:p`` — charges counted here and made durable in a gateway's journal, which the ledger may
   not hold yet (removed by their gateway once they are posted, or by ``install`` once the
   snapshot holds them).
@@ -81,10 +83,11 @@ end
 local function bump(S, field, value, op)
   redis.call('HSET', S, field, str(op(num(redis.call('HGET', S, field)), value)))
 end
--- An entry: {amount, tokens, time, expiry, project, key, model} (strings).
+-- An entry: {amount, tokens, time, expiry, project, key, model[, unbounded]} (strings).
 local function shift(S, budgets, e, op)
   local amount, tokens = num(e[1]), num(e[2])
   bump(S, 'held', amount, op)
+  if e[8] == '1' then bump(S, 'uh', {0, 1}, op) end
   for _, b in ipairs(budgets) do
     if applies(b, e[5], e[6], e[7], tonumber(e[3])) then
       bump(S, 'h:' .. b.id, b.unit == 'usd' and amount or tokens, op)
@@ -103,7 +106,8 @@ local function count(S, budgets, e)
 end
 """
 
-# KEYS: state, holds[, claim]. ARGV: hold id, amount, tokens, project, key ('' for none), model, ttl ms.
+# KEYS: state, holds[, claim]. ARGV: hold id, amount, tokens, project, key ('' for none), model,
+# ttl ms, unbounded ('1' or '0').
 HOLD = (
     _COMMON
     + """
@@ -138,8 +142,10 @@ if st[2] ~= '1' then
   end
 end
 local budgets = cjson.decode(st[5])
+local capped = st[2] ~= '1'
 for _, b in ipairs(budgets) do
   if b.cap and applies(b, ARGV[4], key, ARGV[6], now) then
+    capped = true
     local spent = redis.call('HGET', S, 's:' .. b.id) or '0'
     local bheld = redis.call('HGET', S, 'h:' .. b.id) or '0'
     local need = b.unit == 'usd' and amount or tokens
@@ -149,8 +155,15 @@ for _, b in ipairs(budgets) do
     end
   end
 end
+if ARGV[8] == '1' and capped then
+  local uh = redis.call('HGET', S, 'uh') or '0'
+  if cmp(num(uh), {0, 0}) > 0 then
+    if due then return {'STALE'} end
+    return {'UNBOUNDED', uh}
+  end
+end
 local t = string.format('%d', now)
-local e = {ARGV[2], ARGV[3], t, string.format('%d', now + tonumber(ARGV[7])), ARGV[4], key, ARGV[6]}
+local e = {ARGV[2], ARGV[3], t, string.format('%d', now + tonumber(ARGV[7])), ARGV[4], key, ARGV[6], ARGV[8]}
 redis.call('HSET', H, ARGV[1], cjson.encode(e))
 if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[7]) end
 shift(S, budgets, e, add)
@@ -257,7 +270,7 @@ for _, k in ipairs(cjson.decode(ARGV[3])) do posted[k] = true end
 local v = tonumber(redis.call('HGET', S, 'v') or '0') + 1
 redis.call('DEL', S)
 local fields = {'v', v, 'until', snap['until'], 'fresh', snap.fresh, 'pm', snap.pm, 'credit', snap.credit, 'held', snap.held,
-  'b', cjson.encode(snap.budgets), 'meta', ARGV[4]}
+  'uh', snap.uh, 'b', cjson.encode(snap.budgets), 'meta', ARGV[4]}
 for _, b in ipairs(snap.budgets) do
   table.insert(fields, 's:' .. b.id); table.insert(fields, b.spent)
   table.insert(fields, 'h:' .. b.id); table.insert(fields, b.held)
@@ -316,10 +329,12 @@ class KeyRefused:
     message: str
 
 
-HoldReply = Held | Repeated | Missing | Stale | KeyRefused | admission.CreditShort | admission.BudgetFull
+HoldReply = Held | Repeated | Missing | Stale | KeyRefused | admission.Refused
 
 
-def entry(amount_pico: int, tokens: int, at_ms: int, expires_ms: int, scope: Any) -> bytes:
+def entry(
+    amount_pico: int, tokens: int, at_ms: int, expires_ms: int, scope: Any, unbounded: bool = False
+) -> bytes:
     """A hold or charge as the scripts store it."""
     return orjson.dumps(
         [
@@ -330,6 +345,7 @@ def entry(amount_pico: int, tokens: int, at_ms: int, expires_ms: int, scope: Any
             scope.project_id,
             scope.key_id or "",
             scope.model,
+            "1" if unbounded else "0",
         ]
     )
 
@@ -347,6 +363,7 @@ def snapshot_json(snapshot: AccountSnapshot, refresh_ms: int) -> bytes:
             "pm": "1" if snapshot.payment_method else "0",
             "credit": str(snapshot.credit_pico),
             "held": str(snapshot.held_pico),
+            "uh": str(snapshot.held_unbounded),
             "budgets": [
                 {
                     "id": b.id,
@@ -415,6 +432,7 @@ class HoldStore:
         tokens: int,
         ttl_ms: int,
         claim: str = "",
+        unbounded: bool = False,
     ) -> HoldReply:
         """``claim``: the client's Idempotency-Key, claimed with the hold ("" for none)."""
         s, h, _, _ = self.keys(org_id)
@@ -426,6 +444,7 @@ class HoldStore:
             scope.key_id or "",
             scope.model,
             ttl_ms,
+            "1" if unbounded else "0",
         ]
         return parse_hold(await self._run(self._hold, [s, h, *self.claim(org_id, claim)], args), amount_pico)
 
@@ -543,6 +562,8 @@ def parse_hold(reply: list[Any], amount_pico: int) -> HoldReply:
         return admission.CreditShort(int(reply[1]), int(reply[2]), amount_pico)
     if kind == "BUDGET":
         return admission.BudgetFull(_text(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+    if kind == "UNBOUNDED":
+        return admission.UnboundedBusy(int(reply[1]))
     raise RuntimeError(f"unexpected reply from the hold script: {reply!r}")
 
 

@@ -212,7 +212,13 @@ class RedisAccountant:
     # Holding -----------------------------------------------------------------------------
 
     async def hold(
-        self, scope: Scope, amount: Decimal, tokens: int, idempotency_key: str, client_key: bool = False
+        self,
+        scope: Scope,
+        amount: Decimal,
+        tokens: int,
+        idempotency_key: str,
+        client_key: bool = False,
+        unbounded: bool = False,
     ) -> Ticket:
         """With ``client_key``, the hold claims the Idempotency-Key in the same script: a
         request bringing it again while it is claimed gets a repeated ticket (as a ledger
@@ -226,13 +232,15 @@ class RedisAccountant:
         self._known.add(org_id)
         while True:
             try:
-                reply = await self.store.hold(org_id, hold_id, scope, pico, count, self.hold_ms, claim)
+                reply = await self.store.hold(
+                    org_id, hold_id, scope, pico, count, self.hold_ms, claim, unbounded
+                )
                 if isinstance(reply, Held):
                     now = int(time.time() * 1000)
                     expires = now + self.hold_ms
                     self.mine.holds[hold_id] = (
                         org_id,
-                        entry(pico, count, now, expires, scope),
+                        entry(pico, count, now, expires, scope, unbounded),
                         claim,
                         expires,
                     )
@@ -267,9 +275,7 @@ class RedisAccountant:
                 # Admitted without a hold (nor a claim of its key).
                 return Ticket(scope, amount, tokens, idempotency_key, None, client_key=client_key)
 
-    async def _refusal(
-        self, org_id: str, decision: admission.CreditShort | admission.BudgetFull
-    ) -> KakinError:
+    async def _refusal(self, org_id: str, decision: admission.Refused) -> KakinError:
         meta = await self.store.meta(org_id) or {"org": {"name": org_id}, "budgets": []}
         event = None
         if isinstance(decision, admission.CreditShort) and decision.credit_pico <= 0:

@@ -13,6 +13,15 @@ hold must fit in the credit not already held (``credit - held >= amount``, with 
 left); every applicable hard-capped budget must fit it too (``spent + held + need <= limit``,
 need being the amount or the tokens in the budget's unit). Credit is checked first, then the
 budgets in the order given.
+
+A hold whose output is *unbounded* (the gateway's ``output_limit = "hold_only"`` forwards a
+request that sets no output limit unchanged, so it may cost more than it holds) is admitted
+only while no other unbounded hold of the organisation is open — when a cap could be passed
+at all: without a payment method (credit is the cap), or under a hard-capped budget that
+applies. Every other hold costs at most what it holds, so a cap is then passed by at most the
+one unbounded request's overrun, which is less than its actual cost (the "no overspend"
+guarantee). The scope is the organisation, the smallest that covers every cap a request can
+count against (credit is the organisation's).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from kakin.ledger.errors import BudgetExceeded, CreditExhausted, TierLimitExceeded
+from kakin.ledger.errors import BudgetExceeded, CreditExhausted, TierLimitExceeded, UnboundedOutputBusy
 from kakin.ledger.periods import period_bounds
 from kakin.ledger.validate import usd
 
@@ -51,13 +60,16 @@ class Room(NamedTuple):
     credit_pico: int
     held_pico: int
     budgets: tuple[BudgetRoom, ...] = ()  # those that apply to the request, in checking order
+    unbounded_held: int = 0  # open holds of the organisation whose output is unbounded
 
 
 class Ask(NamedTuple):
-    """The hold asked: its amount (pico) and tokens."""
+    """The hold asked: its amount (pico) and tokens, and whether the request's output is
+    unbounded (it may cost more than the amount)."""
 
     amount_pico: int
     tokens: int
+    unbounded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +100,16 @@ class BudgetFull:
     need: int
 
 
-Decision = Admitted | CreditShort | BudgetFull
+@dataclass(frozen=True, slots=True)
+class UnboundedBusy:
+    """The request's output is unbounded, a cap could be passed, and ``held`` other unbounded
+    holds of the organisation are open."""
+
+    held: int
+
+
+Decision = Admitted | CreditShort | BudgetFull | UnboundedBusy
+Refused = CreditShort | BudgetFull | UnboundedBusy
 ADMITTED = Admitted()
 
 
@@ -104,7 +125,14 @@ def decide(room: Room, ask: Ask) -> Decision:
         need = ask.amount_pico if budget.unit == "usd" else ask.tokens
         if budget.spent + budget.held + need > budget.limit:
             return BudgetFull(budget.id, budget.spent, budget.held, need)
+    if ask.unbounded and room.unbounded_held > 0 and capped(room):
+        return UnboundedBusy(room.unbounded_held)
     return ADMITTED
+
+
+def capped(room: Room) -> bool:
+    """Whether a hold could pass a cap: credit without a payment method, or a hard-capped budget."""
+    return not room.payment_method or any(budget.hard_cap for budget in room.budgets)
 
 
 def budget_room(budget: Row, period: Row | None) -> BudgetRoom:
@@ -121,14 +149,16 @@ def budget_room(budget: Row, period: Row | None) -> BudgetRoom:
 
 
 def refusal(
-    decision: CreditShort | BudgetFull,
+    decision: Refused,
     org: Row,
     budgets: dict[str, Row],
     now: datetime,
     last_credit_event: Callable[[], Any],
-) -> CreditExhausted | BudgetExceeded:
+) -> CreditExhausted | BudgetExceeded | UnboundedOutputBusy:
     """The error for a refusal: ``org`` and ``budgets`` (by id) give names, timezone and
     period; ``last_credit_event`` reads the journal, only when no credit is left at all."""
+    if isinstance(decision, UnboundedBusy):
+        return unbounded_busy(org)
     if isinstance(decision, CreditShort):
         story = describe_credit(decision.credit_pico, decision.held_pico, last_credit_event)
         return credit_exhausted(org, decision.amount_pico, decision.available, story)
@@ -142,6 +172,22 @@ def credit_exhausted(org: Row, amount: int, available: int, story: str) -> Credi
         f"{usd(amount)} and {usd(max(available, 0))} is available. There is no payment method on "
         f'file, so usage stops here: add one (`kakin org update {org["name"]} --payment-method "card"`) to '
         f"continue on postpaid billing, or buy prepaid credit (`kakin credits grant {org['name']} --kind prepaid`)"
+    )
+
+
+# How long a refused unbounded request is asked to wait before it is sent again.
+UNBOUNDED_RETRY_SECONDS = 1
+
+
+def unbounded_busy(org: Row) -> UnboundedOutputBusy:
+    """The refusal of an unbounded request while another is in flight."""
+    return UnboundedOutputBusy(
+        f"organisation {org['name']!r} already has a request without an output limit in flight. "
+        "Such a request may cost more than kakin can hold for it, so under a hard cap or prepaid "
+        "credit they run one at a time: set an output limit (max_tokens, max_completion_tokens, "
+        "max_output_tokens or generationConfig.maxOutputTokens) to send this request now, or retry "
+        f"after {UNBOUNDED_RETRY_SECONDS} s",
+        retry_after_seconds=UNBOUNDED_RETRY_SECONDS,
     )
 
 

@@ -73,13 +73,15 @@ def reserve(work: Work, op: ReserveOp) -> Reservation:
         return to_record(previous, repeated=True)
     _check_scope(work, org, scope, model)
     applicable = budgets.applicable(work, org, scope.project_id, scope.key_id, model)
+    unbounded = bool(op.unbounded)
     room = admission.Room(
         bool(org["payment_method"]),
         org["credit_pico"],
         org["held_pico"],
         budgets.rooms(work, org, applicable),
+        org["held_unbounded"],
     )
-    decision = admission.decide(room, admission.Ask(amount, tokens))
+    decision = admission.decide(room, admission.Ask(amount, tokens, unbounded))
     if not isinstance(decision, admission.Admitted):
         raise admission.refusal(
             decision,
@@ -99,6 +101,7 @@ def reserve(work: Work, op: ReserveOp) -> Reservation:
         "params_hash": digest,
         "amount_pico": amount,
         "tokens": tokens,
+        "unbounded": unbounded,
         "status": "held",
         "created_at": work.now,
         "expires_at": work.now + hold_for,
@@ -115,6 +118,7 @@ def reserve(work: Work, op: ReserveOp) -> Reservation:
     work.add_reservation(row)
     org["held_pico"] += amount
     org["held_tokens"] += tokens
+    org["held_unbounded"] += unbounded
     org["next_hold_expiry"] = min_time(org["next_hold_expiry"], row["expires_at"])
     work.touch_org(org)
     return to_record(row)
@@ -427,6 +431,7 @@ def post(work: Work, op: PostOp) -> Settlement:
         "params_hash": digest,
         "amount_pico": actual,
         "tokens": tokens,
+        "unbounded": False,
         "status": "settled",
         "created_at": now,
         "expires_at": now,

@@ -4,7 +4,9 @@ Key problems split the way providers do: an unknown, revoked or expired key is 4
 caller is not authenticated); a suspended key or a key used outside its project or model
 list is 403 (authenticated, not allowed). Running out of credit or hitting a hard cap is 402:
 retrying will not help until someone pays or the period resets, so it must not look like a
-429 that SDKs retry automatically.
+429 that SDKs retry automatically. A request without an output limit refused because another
+is in flight (``output_limit = "hold_only"``) is a 429 with Retry-After: it passes once the
+other ends, or at once with an output limit.
 """
 
 from __future__ import annotations
@@ -64,3 +66,16 @@ class TierLimitExceeded(BudgetExceeded):
     """The organisation's usage tier caps monthly spend and this request would pass it."""
 
     code = "tier_limit_exceeded"
+
+
+class UnboundedOutputBusy(KakinError):
+    """A request without an output limit while another of the organisation's is in flight
+    (``gateway.output_limit = "hold_only"`` under a cap): retry later, or set an output limit."""
+
+    status = 429
+    code = "unbounded_output_in_flight"
+    kind = "requests"
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

@@ -41,6 +41,7 @@ def release_hold(work: Work, org: Row, reservation: Row, status: str, at: object
     """Give a reservation's held room back to the organisation and its budgets."""
     org["held_pico"] -= reservation["amount_pico"]
     org["held_tokens"] -= reservation["tokens"]
+    org["held_unbounded"] -= bool(reservation["unbounded"])
     work.touch_org(org)
     budgets.release(work, reservation)
     reservation["status"] = status

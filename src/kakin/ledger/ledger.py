@@ -421,8 +421,11 @@ class Ledger:
         *,
         idempotency_key: str,
         expires_in: timedelta | int | None = None,
+        unbounded: bool = False,
     ) -> Reservation:
-        return self._one(ReserveOp(scope, amount, tokens, idempotency_key, expires_in))
+        """Hold ``amount``; ``unbounded``: the request's output is not limited, so it may cost
+        more than it holds (one such hold at a time under a cap: kakin.ledger.admission)."""
+        return self._one(ReserveOp(scope, amount, tokens, idempotency_key, expires_in, unbounded))
 
     def settle(self, reservation_id: str, actual_amount: Any, usage: UsageDetail) -> Settlement:
         return self._one(SettleOp(reservation_id, actual_amount, usage))

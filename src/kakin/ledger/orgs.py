@@ -52,6 +52,7 @@ def create(
         "credit_pico": 0,
         "held_pico": 0,
         "held_tokens": 0,
+        "held_unbounded": 0,
         "spent_pico": 0,
         "spent_tokens": 0,
         "due_pico": 0,

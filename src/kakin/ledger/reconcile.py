@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, literal, select, true
 
 from kakin.ledger import rollups
 from kakin.ledger import schema as s
@@ -70,6 +70,11 @@ def reconcile(work: Work, org_id: str) -> Reconciliation:
             "held tokens = Σ open reservations",
             org["held_tokens"],
             _sum(work, r.c.tokens, r.c.org_id == oid, r.c.status == s.HELD),
+        ),
+        Check(
+            "unbounded holds = open reservations with unbounded output",
+            org["held_unbounded"],
+            _sum(work, literal(1), r.c.org_id == oid, r.c.status == s.HELD, r.c.unbounded == true()),
         ),
         Check(
             "settled amounts = −Σ charge entries",

@@ -349,6 +349,7 @@ class ReserveOp:
     tokens: int
     idempotency_key: str
     expires_in: timedelta | None = None
+    unbounded: bool = False  # the request's output is not limited (kakin.ledger.admission)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     literal_column,
 )
 from sqlalchemy.engine import Dialect
@@ -102,6 +103,8 @@ orgs = Table(
     Column("credit_pico", BigInteger, nullable=False),  # Σ entries on grants
     Column("held_pico", BigInteger, nullable=False),  # Σ open reservations
     Column("held_tokens", BigInteger, nullable=False),
+    # How many open reservations have unbounded output (kakin.ledger.admission).
+    Column("held_unbounded", BigInteger, nullable=False, server_default="0"),
     Column("spent_pico", BigInteger, nullable=False),  # −Σ charge entries
     Column("spent_tokens", BigInteger, nullable=False),  # Σ usage tokens
     Column("due_pico", BigInteger, nullable=False),  # postpaid charges − payments
@@ -206,6 +209,8 @@ reservations = Table(
     Column("params_hash", String(64), nullable=False),
     Column("amount_pico", BigInteger, nullable=False),  # the hold
     Column("tokens", BigInteger, nullable=False),
+    # The request's output is unbounded: it may cost more than it holds (kakin.ledger.admission).
+    Column("unbounded", Boolean, nullable=False, server_default=false()),
     Column("status", String(10), nullable=False),  # held | settled | voided | expired
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),

@@ -80,6 +80,7 @@ class AccountSnapshot:
     payment_method: bool
     credit_pico: int
     held_pico: int
+    held_unbounded: int  # open reservations whose output is unbounded
     budgets: tuple[BudgetSnapshot, ...]
     blocked: tuple[KeyBlock, ...]
     taken_ms: int
@@ -136,6 +137,7 @@ def load(
         payment_method=bool(org["payment_method"]),
         credit_pico=org["credit_pico"],
         held_pico=org["held_pico"],
+        held_unbounded=org["held_unbounded"],
         budgets=tuple(budgets),
         blocked=_blocked_keys(work, org["id"]),
         taken_ms=epoch_ms(now),

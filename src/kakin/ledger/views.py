@@ -42,6 +42,7 @@ class Hold:
     scope: Scope
     amount_pico: int
     tokens: int
+    unbounded: bool = False  # the request's output is not limited (kakin.ledger.admission)
     id: int = field(default_factory=lambda: next(_handles))
 
 
@@ -151,9 +152,9 @@ class AccountView:
 
     # Holding -------------------------------------------------------------------------------
 
-    def hold(self, scope: Scope, amount: object, tokens: object) -> Hold:
+    def hold(self, scope: Scope, amount: object, tokens: object, unbounded: bool = False) -> Hold:
         """Room for one request, or the error ``reserve`` would raise (CreditExhausted,
-        BudgetExceeded, TierLimitExceeded, InvalidInput)."""
+        BudgetExceeded, TierLimitExceeded, UnboundedOutputBusy, InvalidInput)."""
         if not isinstance(scope, Scope) or scope.org_id != self.org_id:
             raise InvalidInput(f"this account view is for organisation {self.org_id}, not {scope!r}")
         pico = v.amount_pico(amount, "reservation amount")
@@ -166,12 +167,13 @@ class AccountView:
             org["credit_pico"],
             org["held_pico"],
             tuple(admission.budget_room(b, self._periods[b["id"]]) for b in applicable),
+            org["held_unbounded"],
         )
-        decision = admission.decide(room, admission.Ask(pico, count))
+        decision = admission.decide(room, admission.Ask(pico, count, unbounded))
         if not isinstance(decision, admission.Admitted):
             by_id = {b["id"]: b for b in applicable}
             raise admission.refusal(decision, org, by_id, self.loaded_at, self._last_event)
-        hold = Hold(scope, pico, count)
+        hold = Hold(scope, pico, count, unbounded)
         self._add(hold)
         return hold
 
@@ -227,6 +229,7 @@ class AccountView:
     def _shift(self, hold: Hold, sign: int) -> None:
         self.org["held_pico"] += sign * hold.amount_pico
         self.org["held_tokens"] += sign * hold.tokens
+        self.org["held_unbounded"] += sign * hold.unbounded
         for budget in self._applicable(hold.scope.project_id, hold.scope.key_id, hold.scope.model.strip()):
             period = self._periods[budget["id"]]
             period["held_pico"] += sign * hold.amount_pico

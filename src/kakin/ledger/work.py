@@ -42,6 +42,7 @@ _ORG_COUNTERS = (
     "credit_pico",
     "held_pico",
     "held_tokens",
+    "held_unbounded",
     "spent_pico",
     "spent_tokens",
     "due_pico",

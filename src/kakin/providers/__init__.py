@@ -54,7 +54,7 @@ Usage mapping (provider fields → ``kakin.pricing.Usage``) is tabulated in docs
 """
 
 from kakin.providers.credentials import Credential, auth_headers, extract_credential
-from kakin.providers.dispatch import adapter_for, parse, upstream_request, usage_from_body
+from kakin.providers.dispatch import adapter_for, output_unlimited, parse, upstream_request, usage_from_body
 from kakin.providers.endpoints import ENDPOINTS, Endpoint, EndpointMatch, endpoint_named, match_endpoint
 from kakin.providers.errors import error_body, error_for, error_response, stream_error_event
 from kakin.providers.meter import StreamMeter
@@ -76,6 +76,7 @@ __all__ = [
     "error_response",
     "extract_credential",
     "match_endpoint",
+    "output_unlimited",
     "parse",
     "stream_error_event",
     "upstream_request",

@@ -95,11 +95,18 @@ def upstream_request(
         path += "?" + urlencode(query)
     adapter = adapter_for(endpoint)
     rewritten = adapter.rewrite(parsed, model)
-    if output_limit is not None and parsed.max_output_tokens is None and adapter.limit_output:
+    if output_limit is not None and adapter.limit_output and output_unlimited(parsed):
         rewritten = adapter.limit_output(rewritten or parsed.doc or {}, output_limit)
     if rewritten is None:
         return UpstreamRequest(path, parsed.body, {})
     return UpstreamRequest(path, orjson.dumps(rewritten), {"content-type": "application/json"})
+
+
+def output_unlimited(parsed: ParsedRequest) -> bool:
+    """Whether the request leaves its output unlimited: it sets no output limit, on an API
+    whose requests may (Anthropic's always set one). Such a request can cost more than its
+    bound unless the gateway sends the limit it held (``upstream_request``'s ``output_limit``)."""
+    return parsed.max_output_tokens is None and adapter_for(parsed.endpoint).limit_output is not None
 
 
 def usage_from_body(parsed: ParsedRequest, body: bytes | Any) -> Usage | None:
