@@ -114,36 +114,15 @@ def generate(url: str, backend: str, records: int) -> dict[str, float]:
     return {"world": made_world - began, "load": loaded - made_world, "index": done - loaded}
 
 
-def sqlite_database(cache: Path, records: int) -> tuple[str, dict[str, float] | None]:
-    path = cache / f"invoices-{records}-v{VERSION}.db"
-    if path.exists():
-        return f"sqlite:///{path}", None
-    cache.mkdir(parents=True, exist_ok=True)
-    building = path.with_suffix(".building.db")
-    for leftover in cache.glob(building.name + "*"):
-        leftover.unlink()
-    timings = generate(f"sqlite:///{building}", "sqlite", records)
-    building.rename(path)
-    return f"sqlite:///{path}", timings
+def sqlite_database(cache: Path, records: int) -> tuple[str, gen.Timings | None]:
+    return gen.cached_sqlite(
+        cache / f"invoices-{records}-v{VERSION}.db", lambda url: generate(url, "sqlite", records)
+    )
 
 
-def pg_database(records: int) -> tuple[str, dict[str, float] | None]:
-    import psycopg
-
+def pg_database(records: int) -> tuple[str, gen.Timings | None]:
     name = f"kakin_bench_invoices_{records}_v{VERSION}"
-    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://")
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        comment = admin.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone()
-        if comment is not None and comment[0] == "complete":
-            return url, None
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-    timings = generate(url, "postgresql", records)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"COMMENT ON DATABASE {name} IS 'complete'")
-    return url, timings
+    return gen.cached_pg(name, lambda url: generate(url, "postgresql", records))
 
 
 def baseline(ledger: Ledger) -> tuple[float, int]:

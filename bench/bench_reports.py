@@ -599,30 +599,30 @@ def verify(ledger: Ledger, samples: int = 12) -> list[str]:
     return problems
 
 
-def sqlite_database(cache: Path, records: int) -> tuple[str, dict[str, float] | None]:
-    path = cache / f"reports-{records}-v{VERSION}.db"
+Timings = dict[str, float]
+
+
+def cached_sqlite(path: Path, build: Callable[[str], Timings]) -> tuple[str, Timings | None]:
+    """A SQLite database kept between runs: ``build(url)`` fills a side file, renamed to
+    ``path`` once complete (no timings when it was there already)."""
     url = f"sqlite:///{path}"
     if path.exists():
         return url, None
-    cache.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     building = path.with_suffix(".building.db")
-    for leftover in cache.glob(building.name + "*"):
+    for leftover in path.parent.glob(building.name + "*"):
         leftover.unlink()
-    timings = generate(f"sqlite:///{building}", "sqlite", records)
+    timings = build(f"sqlite:///{building}")
     building.rename(path)
     return url, timings
 
 
-def pg_name(records: int) -> str:
-    return f"kakin_bench_reports_{records}_v{VERSION}"
-
-
-def pg_database(records: int) -> tuple[str, dict[str, float] | None]:
+def cached_pg(name: str, build: Callable[[str], Timings]) -> tuple[str, Timings | None]:
+    """A PostgreSQL database kept between runs, marked complete by a comment once ``build(url)``
+    has filled it (made again when a run stopped half way)."""
     import psycopg
 
-    name = pg_name(records)
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://")
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         comment = admin.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
@@ -631,10 +631,24 @@ def pg_database(records: int) -> tuple[str, dict[str, float] | None]:
             return url, None
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name}")
-    timings = generate(url, "postgresql", records)
+    timings = build(url)
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f"COMMENT ON DATABASE {name} IS 'complete'")
     return url, timings
+
+
+def sqlite_database(cache: Path, records: int) -> tuple[str, Timings | None]:
+    return cached_sqlite(
+        cache / f"reports-{records}-v{VERSION}.db", lambda url: generate(url, "sqlite", records)
+    )
+
+
+def pg_name(records: int) -> str:
+    return f"kakin_bench_reports_{records}_v{VERSION}"
+
+
+def pg_database(records: int) -> tuple[str, Timings | None]:
+    return cached_pg(pg_name(records), lambda url: generate(url, "postgresql", records))
 
 
 def drop(backend: str, cache: Path, records: int) -> None:
