@@ -29,7 +29,6 @@ import resource
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -88,28 +87,16 @@ def generate(url: str, backend: str, records: int) -> dict[str, float]:
         else gen.PostgresLoader(url, world)
     )
     per_org = gen.allocate(records, gen.zipf(ORGS, 1.0))
-    counters = {org: [0, 0] for org in world.org_ids}
-    pending: list[dict[str, Any]] = []
-    written = 0
+    feed = gen.Feed(loader, world.org_ids)
     for day in range(DAYS):
         for org_id, total in zip(world.org_ids, per_org, strict=True):
             count = total // DAYS + (1 if day < total % DAYS else 0)
-            if not count:
-                continue
-            made = gen.day_records(world, org_id, MONTH + timedelta(days=day), count, rng)
-            for u in made:
-                counters[org_id][0] += u["cost_pico"]
-                counters[org_id][1] += u["input_tokens"] + u["output_tokens"]
-            pending += made
-            if len(pending) >= gen.CHUNK:
-                loader.write(pending)
-                written += len(pending)
-                pending = []
-        print(f"    day {day + 1:>2}: {written:>12,} records", flush=True)
-    if pending:
-        loader.write(pending)
+            if count:
+                feed.add(org_id, gen.day_records(world, org_id, MONTH + timedelta(days=day), count, rng))
+        print(f"    day {day + 1:>2}: {feed.written:>12,} records", flush=True)
+    feed.flush()
     loaded = time.perf_counter()
-    loader.finish({org: (c[0], c[1]) for org, c in counters.items()})
+    feed.finish()
     done = time.perf_counter()
     return {"world": made_world - began, "load": loaded - made_world, "index": done - loaded}
 

@@ -356,6 +356,38 @@ class Loader:
         raise NotImplementedError
 
 
+class Feed:
+    """Generated usage records to a loader in chunks of ``CHUNK``, each organisation's cost
+    and tokens counted on the way (the loader's ``finish`` writes them)."""
+
+    def __init__(self, loader: Loader, org_ids: list[str]) -> None:
+        self.loader = loader
+        self.counters = {org: [0, 0] for org in org_ids}
+        self.pending: list[dict[str, Any]] = []
+        self.written = 0
+
+    def add(self, org_id: str, made: list[dict[str, Any]]) -> bool:
+        """Queue one organisation's records; True when a chunk was written."""
+        counter = self.counters[org_id]
+        for u in made:
+            counter[0] += u["cost_pico"]
+            counter[1] += u["input_tokens"] + u["output_tokens"]
+        self.pending += made
+        if len(self.pending) < CHUNK:
+            return False
+        self.flush()
+        return True
+
+    def flush(self) -> None:
+        if self.pending:
+            self.loader.write(self.pending)
+            self.written += len(self.pending)
+            self.pending = []
+
+    def finish(self) -> None:
+        self.loader.finish({org: (c[0], c[1]) for org, c in self.counters.items()})
+
+
 class SqliteLoader(Loader):
     """executemany in big transactions, with the ledger's own row conversion; secondary
     indexes dropped while loading and built once at the end."""
@@ -509,28 +541,17 @@ def generate(url: str, backend: str, records: int) -> dict[str, float]:
         if backend == "sqlite"
         else PostgresLoader(url, world)
     )
-    counters = {org: [0, 0] for org in world.org_ids}
-    written, pending = 0, []
+    feed = Feed(loader, world.org_ids)
     report_every, last = max(records // 10, 1), 0
     for org_id, day, count in org_days(world, records):
-        made = day_records(world, org_id, day, count, rng)
-        for u in made:
-            counter = counters[org_id]
-            counter[0] += u["cost_pico"]
-            counter[1] += u["input_tokens"] + u["output_tokens"]
-        pending += made
-        if len(pending) >= CHUNK:
-            loader.write(pending)
-            written += len(pending)
-            pending = []
-            if written - last >= report_every:
-                last = written
-                rate = written / (time.perf_counter() - began)
-                print(f"    {written:>12,} records  {rate:>9,.0f}/s", flush=True)
-    if pending:
-        loader.write(pending)
+        wrote = feed.add(org_id, day_records(world, org_id, day, count, rng))
+        if wrote and feed.written - last >= report_every:
+            last = feed.written
+            rate = feed.written / (time.perf_counter() - began)
+            print(f"    {feed.written:>12,} records  {rate:>9,.0f}/s", flush=True)
+    feed.flush()
     loaded = time.perf_counter()
-    loader.finish({org: (c[0], c[1]) for org, c in counters.items()})
+    feed.finish()
     done = time.perf_counter()
     return {"load": loaded - began, "index": done - loaded, "total": done - began}
 
