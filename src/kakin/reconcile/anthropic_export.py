@@ -32,16 +32,13 @@ from kakin.reconcile.mapping import line_items
 CENTS = Decimal(100)
 DEFAULT_WORKSPACE = ""  # workspace_id null
 
+BOUNDS = ("starting_at", "ending_at")  # a bucket's start and end
+FORMATS = ("anthropic.cost_report", "anthropic.usage_report")  # the cost export's, the usage export's
+
 
 def read(source: str, name: str) -> ParsedBill:
     return read_daily_buckets(
-        source,
-        name,
-        "anthropic",
-        bounds=("starting_at", "ending_at"),
-        formats=("anthropic.cost_report", "anthropic.usage_report"),
-        costs=_cost,
-        usage=_usage,
+        source, name, "anthropic", bounds=BOUNDS, formats=FORMATS, costs=_cost, usage=_usage
     )
 
 

@@ -29,16 +29,13 @@ from kakin.reconcile.mapping import line_items
 
 TOKEN_UNITS = frozenset({"input", "cached_input", "cache_write", "output"})
 
+BOUNDS = ("start_time", "end_time")  # a bucket's start and end
+FORMATS = ("openai.costs", "openai.usage")  # the cost export's, the usage export's
+
 
 def read(source: str, name: str) -> ParsedBill:
     return read_daily_buckets(
-        source,
-        name,
-        "openai",
-        bounds=("start_time", "end_time"),
-        formats=("openai.costs", "openai.usage"),
-        costs=_costs,
-        usage=_usage,
+        source, name, "openai", bounds=BOUNDS, formats=FORMATS, costs=_costs, usage=_usage
     )
 
 
