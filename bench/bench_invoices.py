@@ -29,7 +29,6 @@ import resource
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -88,62 +87,29 @@ def generate(url: str, backend: str, records: int) -> dict[str, float]:
         else gen.PostgresLoader(url, world)
     )
     per_org = gen.allocate(records, gen.zipf(ORGS, 1.0))
-    counters = {org: [0, 0] for org in world.org_ids}
-    pending: list[dict[str, Any]] = []
-    written = 0
+    feed = gen.Feed(loader, world.org_ids)
     for day in range(DAYS):
         for org_id, total in zip(world.org_ids, per_org, strict=True):
             count = total // DAYS + (1 if day < total % DAYS else 0)
-            if not count:
-                continue
-            made = gen.day_records(world, org_id, MONTH + timedelta(days=day), count, rng)
-            for u in made:
-                counters[org_id][0] += u["cost_pico"]
-                counters[org_id][1] += u["input_tokens"] + u["output_tokens"]
-            pending += made
-            if len(pending) >= gen.CHUNK:
-                loader.write(pending)
-                written += len(pending)
-                pending = []
-        print(f"    day {day + 1:>2}: {written:>12,} records", flush=True)
-    if pending:
-        loader.write(pending)
+            if count:
+                feed.add(org_id, gen.day_records(world, org_id, MONTH + timedelta(days=day), count, rng))
+        print(f"    day {day + 1:>2}: {feed.written:>12,} records", flush=True)
+    feed.flush()
     loaded = time.perf_counter()
-    loader.finish({org: (c[0], c[1]) for org, c in counters.items()})
+    feed.finish()
     done = time.perf_counter()
     return {"world": made_world - began, "load": loaded - made_world, "index": done - loaded}
 
 
-def sqlite_database(cache: Path, records: int) -> tuple[str, dict[str, float] | None]:
-    path = cache / f"invoices-{records}-v{VERSION}.db"
-    if path.exists():
-        return f"sqlite:///{path}", None
-    cache.mkdir(parents=True, exist_ok=True)
-    building = path.with_suffix(".building.db")
-    for leftover in cache.glob(building.name + "*"):
-        leftover.unlink()
-    timings = generate(f"sqlite:///{building}", "sqlite", records)
-    building.rename(path)
-    return f"sqlite:///{path}", timings
+def sqlite_database(cache: Path, records: int) -> tuple[str, gen.Timings | None]:
+    return gen.cached_sqlite(
+        cache / f"invoices-{records}-v{VERSION}.db", lambda url: generate(url, "sqlite", records)
+    )
 
 
-def pg_database(records: int) -> tuple[str, dict[str, float] | None]:
-    import psycopg
-
+def pg_database(records: int) -> tuple[str, gen.Timings | None]:
     name = f"kakin_bench_invoices_{records}_v{VERSION}"
-    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://")
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        comment = admin.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone()
-        if comment is not None and comment[0] == "complete":
-            return url, None
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-    timings = generate(url, "postgresql", records)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"COMMENT ON DATABASE {name} IS 'complete'")
-    return url, timings
+    return gen.cached_pg(name, lambda url: generate(url, "postgresql", records))
 
 
 def baseline(ledger: Ledger) -> tuple[float, int]:

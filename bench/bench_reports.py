@@ -356,6 +356,38 @@ class Loader:
         raise NotImplementedError
 
 
+class Feed:
+    """Generated usage records to a loader in chunks of ``CHUNK``, each organisation's cost
+    and tokens counted on the way (the loader's ``finish`` writes them)."""
+
+    def __init__(self, loader: Loader, org_ids: list[str]) -> None:
+        self.loader = loader
+        self.counters = {org: [0, 0] for org in org_ids}
+        self.pending: list[dict[str, Any]] = []
+        self.written = 0
+
+    def add(self, org_id: str, made: list[dict[str, Any]]) -> bool:
+        """Queue one organisation's records; True when a chunk was written."""
+        counter = self.counters[org_id]
+        for u in made:
+            counter[0] += u["cost_pico"]
+            counter[1] += u["input_tokens"] + u["output_tokens"]
+        self.pending += made
+        if len(self.pending) < CHUNK:
+            return False
+        self.flush()
+        return True
+
+    def flush(self) -> None:
+        if self.pending:
+            self.loader.write(self.pending)
+            self.written += len(self.pending)
+            self.pending = []
+
+    def finish(self) -> None:
+        self.loader.finish({org: (c[0], c[1]) for org, c in self.counters.items()})
+
+
 class SqliteLoader(Loader):
     """executemany in big transactions, with the ledger's own row conversion; secondary
     indexes dropped while loading and built once at the end."""
@@ -509,28 +541,17 @@ def generate(url: str, backend: str, records: int) -> dict[str, float]:
         if backend == "sqlite"
         else PostgresLoader(url, world)
     )
-    counters = {org: [0, 0] for org in world.org_ids}
-    written, pending = 0, []
+    feed = Feed(loader, world.org_ids)
     report_every, last = max(records // 10, 1), 0
     for org_id, day, count in org_days(world, records):
-        made = day_records(world, org_id, day, count, rng)
-        for u in made:
-            counter = counters[org_id]
-            counter[0] += u["cost_pico"]
-            counter[1] += u["input_tokens"] + u["output_tokens"]
-        pending += made
-        if len(pending) >= CHUNK:
-            loader.write(pending)
-            written += len(pending)
-            pending = []
-            if written - last >= report_every:
-                last = written
-                rate = written / (time.perf_counter() - began)
-                print(f"    {written:>12,} records  {rate:>9,.0f}/s", flush=True)
-    if pending:
-        loader.write(pending)
+        wrote = feed.add(org_id, day_records(world, org_id, day, count, rng))
+        if wrote and feed.written - last >= report_every:
+            last = feed.written
+            rate = feed.written / (time.perf_counter() - began)
+            print(f"    {feed.written:>12,} records  {rate:>9,.0f}/s", flush=True)
+    feed.flush()
     loaded = time.perf_counter()
-    loader.finish({org: (c[0], c[1]) for org, c in counters.items()})
+    feed.finish()
     done = time.perf_counter()
     return {"load": loaded - began, "index": done - loaded, "total": done - began}
 
@@ -599,30 +620,30 @@ def verify(ledger: Ledger, samples: int = 12) -> list[str]:
     return problems
 
 
-def sqlite_database(cache: Path, records: int) -> tuple[str, dict[str, float] | None]:
-    path = cache / f"reports-{records}-v{VERSION}.db"
+Timings = dict[str, float]
+
+
+def cached_sqlite(path: Path, build: Callable[[str], Timings]) -> tuple[str, Timings | None]:
+    """A SQLite database kept between runs: ``build(url)`` fills a side file, renamed to
+    ``path`` once complete (no timings when it was there already)."""
     url = f"sqlite:///{path}"
     if path.exists():
         return url, None
-    cache.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     building = path.with_suffix(".building.db")
-    for leftover in cache.glob(building.name + "*"):
+    for leftover in path.parent.glob(building.name + "*"):
         leftover.unlink()
-    timings = generate(f"sqlite:///{building}", "sqlite", records)
+    timings = build(f"sqlite:///{building}")
     building.rename(path)
     return url, timings
 
 
-def pg_name(records: int) -> str:
-    return f"kakin_bench_reports_{records}_v{VERSION}"
-
-
-def pg_database(records: int) -> tuple[str, dict[str, float] | None]:
+def cached_pg(name: str, build: Callable[[str], Timings]) -> tuple[str, Timings | None]:
+    """A PostgreSQL database kept between runs, marked complete by a comment once ``build(url)``
+    has filled it (made again when a run stopped half way)."""
     import psycopg
 
-    name = pg_name(records)
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://")
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         comment = admin.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
@@ -631,10 +652,24 @@ def pg_database(records: int) -> tuple[str, dict[str, float] | None]:
             return url, None
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name}")
-    timings = generate(url, "postgresql", records)
+    timings = build(url)
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f"COMMENT ON DATABASE {name} IS 'complete'")
     return url, timings
+
+
+def sqlite_database(cache: Path, records: int) -> tuple[str, Timings | None]:
+    return cached_sqlite(
+        cache / f"reports-{records}-v{VERSION}.db", lambda url: generate(url, "sqlite", records)
+    )
+
+
+def pg_name(records: int) -> str:
+    return f"kakin_bench_reports_{records}_v{VERSION}"
+
+
+def pg_database(records: int) -> tuple[str, Timings | None]:
+    return cached_pg(pg_name(records), lambda url: generate(url, "postgresql", records))
 
 
 def drop(backend: str, cache: Path, records: int) -> None:

@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 PG_ADMIN_URL = os.environ.get("KAKIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KAKIN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server the test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kakin_command(*args: str) -> list[str]:
+    """The ``kakin`` console script of this interpreter's environment, with ``args``."""
+    script = Path(sys.executable).with_name("kakin")
+    if script.exists():
+        return [str(script), *args]
+    found = shutil.which("kakin")
+    if found:
+        return [found, *args]
+    return [sys.executable, "-c", "from kakin.cli import main; main()", *args]
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -34,14 +57,30 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def pg_database_url() -> Iterator[str]:
-    """A PostgreSQL database made for this test session and dropped after it."""
-    if not POSTGRES_UP:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (start it to run these tests)")
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        self.now = moment
+        return moment
+
+
+@contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A new database on the shared PostgreSQL server, dropped on leaving."""
     import psycopg
 
-    name = f"kakin_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -49,6 +88,15 @@ def pg_database_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A PostgreSQL database made for this test session and dropped after it."""
+    if not POSTGRES_UP:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (start it to run these tests)")
+    with fresh_pg_database("kakin_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +127,25 @@ def migrated_pg_schema(pg_database_url: str) -> Iterator[Callable[[str], str]]:
         with psycopg.connect(pg_database_url, autocommit=True) as conn:
             for schema in made:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def emptied_schema(url: str) -> str:
+    """``url`` (a schema made by ``migrated_pg_schema``) with every table emptied but Alembic's."""
+    import psycopg
+
+    base, options = url.split("?", 1)
+    schema = options.rsplit("%3D", 1)[1]
+    with psycopg.connect(base, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'alembic_version'",
+                (schema,),
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables) + " CASCADE")
+    return url
 
 
 @pytest.fixture()

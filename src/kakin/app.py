@@ -99,15 +99,7 @@ def _admin(settings: Settings, gateway: Gateway, billing: Billing) -> ASGIApp | 
         holds=gateway.accounts,
         billing=billing,
     )
-
-    async def reads_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:
-        # Charges journaled by this gateway reach the ledger a moment after their responses;
-        # an admin reading usage or balances right after a request must see that request.
-        if scope["type"] == "http" and scope["method"] == "GET":
-            await gateway.accounts.settled()
-        await admin(scope, receive, send)
-
-    return Starlette(routes=[Mount("/admin", app=reads_see_every_charge)])
+    return Starlette(routes=[Mount("/admin", app=_reads_see_every_charge(gateway, admin))])
 
 
 def _pages(gateway: Gateway, settings: Settings, billing: Billing) -> ASGIApp:
@@ -122,19 +114,25 @@ def _pages(gateway: Gateway, settings: Settings, billing: Billing) -> ASGIApp:
         holds=gateway.accounts,
         billing=billing,
     )
-
-    async def pages_see_every_charge(scope: Scope, receive: Receive, send: Send) -> None:
-        # As for the admin API: a page drawn right after a request must count it.
-        if scope["type"] == "http" and scope["method"] == "GET":
-            await gateway.accounts.settled()
-        await web(scope, receive, send)
-
     return Starlette(
         routes=[
             Route("/", lambda request: RedirectResponse(f"{UI}/", status_code=303)),
-            Mount(UI, app=pages_see_every_charge),
+            Mount(UI, app=_reads_see_every_charge(gateway, web)),
         ]
     )
+
+
+def _reads_see_every_charge(gateway: Gateway, app: ASGIApp) -> ASGIApp:
+    """``app`` answering a GET only once the charges this gateway journaled are in the ledger:
+    they reach it a moment after their responses, and an admin reading usage or balances, or a
+    page drawn, right after a request must count that request."""
+
+    async def settled_first(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            await gateway.accounts.settled()
+        await app(scope, receive, send)
+
+    return settled_first
 
 
 class Served:

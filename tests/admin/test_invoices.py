@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from fastapi.testclient import TestClient
 
+from conftest import Clock
 from kakin.admin import create_admin_app
 from kakin.ledger import Ledger, Scope, UsageDetail
 
@@ -15,16 +16,8 @@ from .conftest import ADMIN_KEY, AUTH, unique
 from .helpers import error_of, ok
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 4, 10, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_invoices_over_the_api(ledger: Ledger) -> None:
-    clock = ledger.clock = Clock()
+    clock = ledger.clock = Clock(datetime(2026, 4, 10, tzinfo=UTC))
     org = ledger.create_org(unique("請求テスト"), timezone="Asia/Tokyo", currency="JPY", payment_label="card")
     project = ledger.create_project(org.id, "web")
     item = {"component": "input", "quantity": "1000", "unit": "token", "unit_price": "0.0000025",

@@ -3,13 +3,14 @@ sequence of statuses, and an SMTP server (aiosmtpd) that keeps what it receives.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+
+from conftest import free_port
 
 
 @dataclass
@@ -56,12 +57,6 @@ class SmtpInbox:
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd handler hook
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_smtp() -> tuple[SmtpInbox, Controller]:

@@ -4,25 +4,15 @@ the test run's database), with a clock the test moves."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+# tests/conftest.py: the clock and the PostgreSQL helpers every area shares.
+from conftest import Clock, emptied_schema
 from kakin.billing import Billing
 from kakin.ledger import Ledger, Scope, UsageDetail
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 @pytest.fixture(scope="session")
@@ -31,25 +21,10 @@ def billing_pg_url(migrated_pg_schema: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kakin.db'}"
-        return
-    import psycopg
-
-    url = request.getfixturevalue("billing_pg_url")
-    base, options = url.split("?", 1)
-    schema = options.rsplit("%3D", 1)[1]
-    with psycopg.connect(base, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'alembic_version'",
-                (schema,),
-            )
-        ]
-        conn.execute("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables) + " CASCADE")
-    yield url
+        return f"sqlite:///{tmp_path / 'kakin.db'}"
+    return emptied_schema(request.getfixturevalue("billing_pg_url"))
 
 
 @pytest.fixture()

@@ -163,14 +163,8 @@ def test_credit_notes(ledger: Ledger, clock: Clock, billing: Billing, tokyo: Sco
     clock.now = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
     (issued,) = billing.issue(tokyo.org_id, "2026-02")
     before = ledger.balance(tokyo.org_id)
-    note, repeated = billing.notes.issue(
-        tokyo.org_id,
-        "INV-000001",
-        reason="誤課金: 重複リクエスト",
-        line=1,
-        quantity=1000,
-        idempotency_key="k1",
-    )
+    request = {"reason": "誤課金: 重複リクエスト", "line": 1, "quantity": 1000, "idempotency_key": "k1"}
+    note, repeated = billing.notes.issue(tokyo.org_id, "INV-000001", **request)
     assert (note.number, note.amount, repeated, note.invoice_number) == (
         "CN-000001",
         Decimal("0.0025"),
@@ -178,14 +172,7 @@ def test_credit_notes(ledger: Ledger, clock: Clock, billing: Billing, tokyo: Sco
         "INV-000001",
     )
     assert ledger.balance(tokyo.org_id).credit == before.credit + Decimal("0.0025")  # credited back
-    again, repeated = billing.notes.issue(
-        tokyo.org_id,
-        "INV-000001",
-        reason="誤課金: 重複リクエスト",
-        line=1,
-        quantity=1000,
-        idempotency_key="k1",
-    )
+    again, repeated = billing.notes.issue(tokyo.org_id, "INV-000001", **request)  # the same request again
     assert (
         repeated
         and again == note

@@ -11,6 +11,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -167,6 +168,17 @@ def start_gateway(database_url: str, **env: str) -> tuple[Ledger, RunningGateway
     return SettledLedger(ledger, gateway), gateway  # type: ignore[return-value]
 
 
+@contextmanager
+def gateway_running(database_url: str, **env: str) -> Iterator[tuple[Ledger, RunningGateway]]:
+    """``start_gateway``, stopped and its ledger closed on leaving."""
+    ledger, gateway = start_gateway(database_url, **env)
+    try:
+        yield ledger, gateway
+    finally:
+        gateway.stop()
+        ledger.close()
+
+
 @pytest.fixture(scope="module", params=["local", "shared"])
 def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -175,17 +187,13 @@ def running(
     (local: holds in the gateway's memory; shared: holds are ledger reservations). A 64 KiB
     body limit (for 413s); an upstream silent for 1.5 s counts as timed out (for 504s)."""
     path: Path = tmp_path_factory.mktemp("gateway") / "kakin.db"
-    ledger, gateway = start_gateway(
+    with gateway_running(
         f"sqlite:///{path}",
         KAKIN_GATEWAY__ACCOUNTING=request.param,
         KAKIN_SERVER__MAX_BODY_BYTES="65536",
         KAKIN_GATEWAY__UPSTREAM_TIMEOUT_SECONDS="1.5",
-    )
-    try:
-        yield ledger, gateway
-    finally:
-        gateway.stop()
-        ledger.close()
+    ) as running:
+        yield running
 
 
 @pytest.fixture()

@@ -11,10 +11,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from kakin.ledger import Ledger
-from kakin.server import RunningGateway
-
-from .conftest import MakeTenant, start_gateway, tenant_factory
+from .conftest import MakeTenant, gateway_running, start_gateway, tenant_factory
 
 
 @pytest.fixture(
@@ -32,14 +29,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         url = f"sqlite:///{tmp_path_factory.mktemp(mode) / 'kakin.db'}"
     else:
         url = request.getfixturevalue("gateway_pg_url")
-    ledger: Ledger
-    gateway: RunningGateway
-    ledger, gateway = start_gateway(url, KAKIN_GATEWAY__ACCOUNTING=mode)
-    try:
-        yield tenant_factory(ledger, gateway)
-    finally:
-        gateway.stop()
-        ledger.close()
+    with gateway_running(url, KAKIN_GATEWAY__ACCOUNTING=mode) as running:
+        yield tenant_factory(*running)
 
 
 async def fire(client: openai.AsyncOpenAI, count: int, **request: object) -> list[object]:

@@ -5,9 +5,7 @@ load. Every response a client received in full is in the ledger once kakin has s
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,28 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import free_port, kakin_command
 from kakin.ledger import Ledger
 
 from .conftest import random_phone
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve_command() -> list[str]:
-    """``kakin serve`` from this interpreter's environment."""
-    script = Path(sys.executable).with_name("kakin")
-    if script.exists():
-        return [str(script), "serve"]
-    found = shutil.which("kakin")
-    if found:
-        return [found, "serve"]
-    return [sys.executable, "-c", "from kakin.cli import main; main()", "serve"]
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
@@ -58,7 +40,7 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> No
 def start_serving(env: dict[str, str], cwd: Path) -> subprocess.Popen:
     """``kakin serve`` in a process group of its own (with the ledger writer it starts)."""
     return subprocess.Popen(
-        serve_command(),
+        kakin_command("serve"),
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,

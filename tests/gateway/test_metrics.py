@@ -18,7 +18,7 @@ from kakin.ledger import Ledger
 from kakin.money import to_pico
 from kakin.server import RunningGateway
 
-from .conftest import MakeTenant, Tenant, start_gateway, tenant_factory
+from .conftest import MakeTenant, Tenant, gateway_running, start_gateway, tenant_factory
 
 ADMIN_KEY = "metrics-admin-" + uuid.uuid4().hex
 
@@ -29,14 +29,10 @@ def metered(
 ) -> Iterator[tuple[Ledger, RunningGateway]]:
     """A gateway of this module's own, so every charge its metrics count is in its ledger."""
     path: Path = tmp_path_factory.mktemp("metrics") / "kakin.db"
-    ledger, gateway = start_gateway(
+    with gateway_running(
         f"sqlite:///{path}", KAKIN_GATEWAY__ACCOUNTING=request.param, KAKIN_ADMIN_KEY=ADMIN_KEY
-    )
-    try:
-        yield ledger, gateway
-    finally:
-        gateway.stop()
-        ledger.close()
+    ) as running:
+        yield running
 
 
 @pytest.fixture()

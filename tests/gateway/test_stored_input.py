@@ -21,7 +21,7 @@ from kakin.ledger import Ledger
 from kakin.server import RunningGateway
 
 from . import expected
-from .conftest import MakeTenant, Tenant, start_gateway, tenant_factory
+from .conftest import MakeTenant, Tenant, gateway_running, start_gateway, tenant_factory
 
 MODEL = "gpt-4.1-mini"
 GEMINI = "gemini-2.5-flash"
@@ -34,12 +34,8 @@ def _document(words: int) -> str:
 
 @pytest.fixture(scope="module")
 def make(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeTenant]:
-    ledger, gateway = start_gateway(f"sqlite:///{tmp_path_factory.mktemp('stored') / 'kakin.db'}")
-    try:
-        yield tenant_factory(ledger, gateway)
-    finally:
-        gateway.stop()
-        ledger.close()
+    with gateway_running(f"sqlite:///{tmp_path_factory.mktemp('stored') / 'kakin.db'}") as running:
+        yield tenant_factory(*running)
 
 
 def _reserved(headers: object) -> Decimal:

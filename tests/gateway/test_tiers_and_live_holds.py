@@ -22,7 +22,7 @@ import pytest
 from kakin.ledger import Ledger
 from kakin.server import RunningGateway
 
-from .conftest import MakeTenant, start_gateway, tenant_factory
+from .conftest import MakeTenant, gateway_running, tenant_factory
 
 ADMIN_KEY = "admin-key-for-tests-7d41"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 500}
@@ -38,12 +38,8 @@ def running(
         url, prefix = request.getfixturevalue("module_redis")
         env |= {"KAKIN_REDIS_URL": url, "KAKIN_REDIS__PREFIX": prefix}
     path: Path = tmp_path_factory.mktemp("admin-in-gateway") / "kakin.db"
-    ledger, gateway = start_gateway(f"sqlite:///{path}", **env)
-    try:
-        yield ledger, gateway
-    finally:
-        gateway.stop()
-        ledger.close()
+    with gateway_running(f"sqlite:///{path}", **env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

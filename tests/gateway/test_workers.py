@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import free_port
 from kakin.ledger import Ledger
 from kakin.money import to_pico
 
@@ -31,12 +31,6 @@ def kakin(*args: str) -> list[str]:
         "import sys; from kakin.cli import main; sys.argv[0] = 'kakin'; main()",
         *args,
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:

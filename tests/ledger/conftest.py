@@ -4,29 +4,13 @@ inside the test run's PostgreSQL database, dropped afterwards)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
+# tests/conftest.py: the clock and the PostgreSQL helpers every area shares.
+from conftest import Clock, emptied_schema
 from kakin.ledger import Ledger, Scope
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-    def set(self, moment: datetime) -> datetime:
-        self.now = moment
-        return moment
 
 
 @pytest.fixture(scope="session")
@@ -36,26 +20,10 @@ def pg_schema_url(migrated_pg_schema: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kakin.db'}"
-        return
-    import psycopg
-
-    url = request.getfixturevalue("pg_schema_url")
-    base, options = url.split("?", 1)
-    schema = options.rsplit("%3D", 1)[1]
-    with psycopg.connect(base, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'alembic_version'",
-                (schema,),
-            )
-        ]
-        if tables:
-            conn.execute("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables) + " CASCADE")
-    yield url
+        return f"sqlite:///{tmp_path / 'kakin.db'}"
+    return emptied_schema(request.getfixturevalue("pg_schema_url"))
 
 
 @pytest.fixture()

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from conftest import Clock
 from kakin.ledger import Ledger, Scope, UsageDetail
 
 DAYS = [date(2026, 3, 1) + timedelta(days=n) for n in range(7)]
@@ -52,14 +53,6 @@ def items(model: str, **tokens: int) -> list[dict[str, Any]]:
             }
         )
     return lines
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def charge(

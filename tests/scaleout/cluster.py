@@ -15,17 +15,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import tomli_w
+
+from conftest import free_port, kakin_command
 
 _LIVE: dict[int, subprocess.Popen] = {}  # process group leaders this run started and not reaped
 
@@ -48,23 +47,6 @@ def _kill_group(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     _LIVE.pop(process.pid, None)
-
-
-def kakin_command(*args: str) -> list[str]:
-    """The ``kakin`` console script of this interpreter's environment."""
-    script = Path(sys.executable).with_name("kakin")
-    if script.exists():
-        return [str(script), *args]
-    found = shutil.which("kakin")
-    if found:
-        return [found, *args]
-    return [sys.executable, "-c", "from kakin.cli import main; main()", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def spawn(command: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:

@@ -7,7 +7,6 @@ to the report of a failing test."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 # tests/conftest.py: the shared PostgreSQL and Redis, and whether they answer.
-from conftest import PG_ADMIN_URL, POSTGRES_UP, REDIS_UP, REDIS_URL
+from conftest import POSTGRES_UP, REDIS_UP, REDIS_URL, fresh_pg_database
 from kakin.ledger import Ledger
 
 from .cluster import Cluster, running_logs
@@ -47,16 +46,8 @@ def need_databases() -> None:
 def scaleout_database() -> Iterator[str]:
     """A PostgreSQL database of the scale-out tests' own on the shared server, dropped after."""
     need_databases()
-    import psycopg
-
-    name = f"kakin_scaleout_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("kakin_scaleout") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .cluster import free_port
+from conftest import free_port
 
 
 def postgres_binaries() -> Path | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+# tests/conftest.py: the clock every area shares (test_holds takes it from here).
+from conftest import Clock
 from kakin.alerts import Alert, AttemptRecord
 from kakin.alerts.channels import Outcome
 from kakin.config import load_settings
@@ -24,14 +26,6 @@ from kakin.server import RunningGateway, start_in_thread
 
 ADMIN_KEY = "admin-secret-for-the-dashboard-tests"
 NOW = datetime(2026, 3, 15, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def item(component: str, quantity: int, amount: str, direction: str) -> dict[str, str | None]:

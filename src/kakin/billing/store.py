@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Table, select, text
 
 from kakin.billing import schema as b
 from kakin.billing.document import CreditNote, Invoice, canonical, content_hash
@@ -37,50 +37,50 @@ def next_number(conn: Connection, org_id: str, kind: str) -> int:
 
 def insert_invoice(conn: Connection, invoice: Invoice, seq: int) -> str:
     """Store an issued invoice; returns its content hash."""
-    document = canonical(invoice.to_dict())
-    digest = content_hash(document)
-    conn.execute(
-        b.invoices.insert().values(
-            id=invoice.id,
-            org_id=invoice.org_id,
-            month=invoice.month,
-            seq=seq,
-            number=invoice.number,
-            cycle_start=_utc(invoice.cycle_start),
-            cycle_end=_utc(invoice.cycle_end),
-            issued_at=_utc(invoice.issued_at or invoice.as_of),
-            through_usage_id=invoice.through_usage_id,
-            charges_pico=invoice.charges_pico,
-            credits_pico=invoice.credits_pico,
-            due_pico=invoice.due_pico,
-            document=document,
-            content_hash=digest,
-        )
+    return _insert_hashed(
+        conn,
+        b.invoices,
+        invoice.to_dict(),
+        id=invoice.id,
+        org_id=invoice.org_id,
+        month=invoice.month,
+        seq=seq,
+        number=invoice.number,
+        cycle_start=_utc(invoice.cycle_start),
+        cycle_end=_utc(invoice.cycle_end),
+        issued_at=_utc(invoice.issued_at or invoice.as_of),
+        through_usage_id=invoice.through_usage_id,
+        charges_pico=invoice.charges_pico,
+        credits_pico=invoice.credits_pico,
+        due_pico=invoice.due_pico,
     )
-    return digest
 
 
 def insert_credit_note(
     conn: Connection, note: CreditNote, seq: int, idempotency_key: str, params_hash: str
 ) -> str:
-    document = canonical(note.to_dict())
-    digest = content_hash(document)
-    conn.execute(
-        b.credit_notes.insert().values(
-            id=note.id,
-            org_id=note.org_id,
-            invoice_id=note.invoice_id,
-            seq=seq,
-            number=note.number,
-            issued_at=_utc(note.issued_at),
-            amount_pico=note.amount_pico,
-            settlement=note.settlement,
-            idempotency_key=idempotency_key,
-            params_hash=params_hash,
-            document=document,
-            content_hash=digest,
-        )
+    return _insert_hashed(
+        conn,
+        b.credit_notes,
+        note.to_dict(),
+        id=note.id,
+        org_id=note.org_id,
+        invoice_id=note.invoice_id,
+        seq=seq,
+        number=note.number,
+        issued_at=_utc(note.issued_at),
+        amount_pico=note.amount_pico,
+        settlement=note.settlement,
+        idempotency_key=idempotency_key,
+        params_hash=params_hash,
     )
+
+
+def _insert_hashed(conn: Connection, table: Table, snapshot: dict[str, Any], **columns: Any) -> str:
+    """Insert a row carrying the document's canonical text and its hash; returns the hash."""
+    document = canonical(snapshot)
+    digest = content_hash(document)
+    conn.execute(table.insert().values(**columns, document=document, content_hash=digest))
     return digest
 
 

@@ -36,6 +36,14 @@ ProviderOption = Annotated[str, typer.Option("--provider", "-p", help="openai, a
 OrgOption = Annotated[
     str | None, typer.Option("--org", help="organisation id or name (default: the only one)")
 ]
+_SIDE_BY_SIDE = (
+    Column("kakin_tokens", "kakin tokens", "int"),
+    Column("provider_tokens", "provider tokens", "int"),
+    Column("kakin_cost", "kakin cost", "money"),
+    Column("provider_cost", "provider cost", "money"),
+    Column("difference", "difference", "money"),
+)
+"""kakin's figures beside the bill's, in the units' table and the lines'."""
 
 
 def register(app: typer.Typer) -> None:
@@ -170,7 +178,7 @@ def reconciliation_reports(result: Reconciliation, flagged_only: bool = False) -
     """The units compared over the period (cache categories first), then the lines."""
     from datetime import timedelta
 
-    from kakin.reconcile.compare import EXPLAINED_WORDS, VERDICT_WORDS
+    from kakin.reconcile.compare import EXPLAINED_WORDS
 
     last = result.end - timedelta(days=1)
     period = result.start.isoformat() if last == result.start else f"{result.start} to {last}"
@@ -194,11 +202,7 @@ def reconciliation_reports(result: Reconciliation, flagged_only: bool = False) -
         f"{result.provider} bill vs kakin for {result.org_name} by unit, {period} (UTC)",
         [
             Column("unit", "unit"),
-            Column("kakin_tokens", "kakin tokens", "int"),
-            Column("provider_tokens", "provider tokens", "int"),
-            Column("kakin_cost", "kakin cost", "money"),
-            Column("provider_cost", "provider cost", "money"),
-            Column("difference", "difference", "money"),
+            *_SIDE_BY_SIDE,
         ],
         rows=[
             {
@@ -230,11 +234,7 @@ def reconciliation_reports(result: Reconciliation, flagged_only: bool = False) -
             Column("day", "UTC day"),
             Column("model", "model"),
             Column("unit", "unit"),
-            Column("kakin_tokens", "kakin tokens", "int"),
-            Column("provider_tokens", "provider tokens", "int"),
-            Column("kakin_cost", "kakin cost", "money"),
-            Column("provider_cost", "provider cost", "money"),
-            Column("difference", "difference", "money"),
+            *_SIDE_BY_SIDE,
             Column("verdict", "verdict"),
             Column("explained", "explained", wrap=True),
             Column("flagged", "flagged", table=False),
@@ -244,19 +244,10 @@ def reconciliation_reports(result: Reconciliation, flagged_only: bool = False) -
         ],
         rows=[
             {
-                "day": line.day.isoformat(),
-                "model": line.model or "—",
-                "unit": line.unit,
-                "kakin_tokens": line.kakin_tokens,
-                "provider_tokens": line.provider_tokens,
-                "kakin_cost": line.kakin_cost,
-                "provider_cost": line.provider_cost,
-                "difference": line.cost_difference,
-                "verdict": VERDICT_WORDS[line.verdict] if line.kind == "usage" else line.kind,
+                **line.row(),
                 "explained": EXPLAINED_WORDS[line.explained]
                 if line.explained
                 else ("" if not line.flagged else "FLAGGED"),
-                "flagged": line.flagged,
                 "kind": line.kind,
                 "accounts": ", ".join(a or "(default)" for a in line.accounts),
                 "line_items": "; ".join(line.line_items),

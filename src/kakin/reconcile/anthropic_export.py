@@ -20,55 +20,26 @@ from kakin.reconcile.bills import (
     BillFormatError,
     BillLine,
     ParsedBill,
-    combined,
     count,
     decimal,
     field,
-    instant,
-    load_json,
-    pages,
+    read_daily_buckets,
     text,
     usd,
-    whole_days,
 )
 from kakin.reconcile.mapping import line_items
 
 CENTS = Decimal(100)
 DEFAULT_WORKSPACE = ""  # workspace_id null
 
+BOUNDS = ("starting_at", "ending_at")  # a bucket's start and end
+FORMATS = ("anthropic.cost_report", "anthropic.usage_report")  # the cost export's, the usage export's
+
 
 def read(source: str, name: str) -> ParsedBill:
-    found = pages(load_json(source, name), name)
-    reports: set[str] = set()
-    lines: list[BillLine] = []
-    days: list[date] = []
-    rows = 0
-    for p, page in enumerate(found, 1):
-        for b, bucket in enumerate(page["data"]):
-            where = f"{name}: page {p}, data[{b}]"
-            if not isinstance(bucket, dict):
-                raise BillFormatError(f"{where} is not a bucket")
-            start = instant(field(bucket, "starting_at", where), f"{where}.starting_at")
-            end = instant(field(bucket, "ending_at", where), f"{where}.ending_at")
-            day, after = whole_days(start, end, where)
-            days += [day, after]
-            results = field(bucket, "results", where)
-            if not isinstance(results, list):
-                raise BillFormatError(f"{where}.results is not a list")
-            for r, result in enumerate(results):
-                at = f"{where}.results[{r}]"
-                if not isinstance(result, dict):
-                    raise BillFormatError(f"{at} is not a result")
-                report = "costs" if "amount" in result else "usage"
-                reports.add(report)
-                if len(reports) > 1:
-                    raise BillFormatError(f"{at}: cost and usage results in one file; import them apart")
-                rows += 1
-                lines += _cost(result, day, at) if report == "costs" else _usage(result, day, at)
-    if not days:
-        raise BillFormatError(f"{name}: no buckets; nothing to import")
-    fmt = "anthropic.cost_report" if reports != {"usage"} else "anthropic.usage_report"
-    return combined("anthropic", fmt, lines, rows, 0, min(days), max(days))
+    return read_daily_buckets(
+        source, name, "anthropic", bounds=BOUNDS, formats=FORMATS, costs=_cost, usage=_usage
+    )
 
 
 def _cost(result: dict[str, Any], day: date, where: str) -> list[BillLine]:

@@ -11,7 +11,7 @@ is returned then, so nothing is imported.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -101,6 +101,57 @@ def combined(
         merged[key] = line
     ordered = sorted(merged.values(), key=lambda b: (b.day, b.report, b.kind, b.account, b.line_item))
     return ParsedBill(provider, fmt, start, end, tuple(ordered), rows, skipped)
+
+
+RowReader = Callable[[dict[str, Any], date, str], Iterable[BillLine]]
+"""Reads one result of a daily bucket (the result, its UTC day, where it is) into bill lines."""
+
+
+def read_daily_buckets(
+    source: str,
+    name: str,
+    provider: Provider,
+    *,
+    bounds: tuple[str, str],
+    formats: tuple[str, str],
+    costs: RowReader,
+    usage: RowReader,
+) -> ParsedBill:
+    """An Admin API export of daily buckets (OpenAI's and Anthropic's), saved as one page or a
+    list of pages: each bucket's ``results`` are cost results (with an ``amount``) or usage
+    results, never both in one file. ``bounds`` names the bucket's start and end fields,
+    ``formats`` the cost and the usage format."""
+    found = pages(load_json(source, name), name)
+    reports: set[Report] = set()
+    lines: list[BillLine] = []
+    days: list[date] = []
+    rows = 0
+    for p, page in enumerate(found, 1):
+        for b, bucket in enumerate(page["data"]):
+            where = f"{name}: page {p}, data[{b}]"
+            if not isinstance(bucket, dict):
+                raise BillFormatError(f"{where} is not a bucket")
+            start = instant(field(bucket, bounds[0], where), f"{where}.{bounds[0]}")
+            end = instant(field(bucket, bounds[1], where), f"{where}.{bounds[1]}")
+            day, after = whole_days(start, end, where)
+            days += [day, after]
+            results = field(bucket, "results", where)
+            if not isinstance(results, list):
+                raise BillFormatError(f"{where}.results is not a list")
+            for r, result in enumerate(results):
+                at = f"{where}.results[{r}]"
+                if not isinstance(result, dict):
+                    raise BillFormatError(f"{at} is not a result")
+                report: Report = "costs" if "amount" in result else "usage"
+                reports.add(report)
+                if len(reports) > 1:
+                    raise BillFormatError(f"{at}: cost and usage results in one file; import them apart")
+                rows += 1
+                lines += (costs if report == "costs" else usage)(result, day, at)
+    if not days:
+        raise BillFormatError(f"{name}: no buckets; nothing to import")
+    fmt = formats[0] if reports != {"usage"} else formats[1]
+    return combined(provider, fmt, lines, rows, 0, min(days), max(days))
 
 
 def identity(line: BillLine) -> tuple[Any, ...]:

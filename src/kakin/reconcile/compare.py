@@ -120,6 +120,23 @@ class Line:
     def flagged(self) -> bool:
         return self.verdict != "match" and self.explained is None
 
+    def row(self) -> dict[str, Any]:
+        """The line as a table row, verdict and explanation in words (the CLI's and the
+        dashboard's tables)."""
+        return {
+            "day": self.day.isoformat(),
+            "model": self.model or "—",
+            "unit": self.unit,
+            "kakin_tokens": self.kakin_tokens,
+            "provider_tokens": self.provider_tokens,
+            "kakin_cost": self.kakin_cost,
+            "provider_cost": self.provider_cost,
+            "difference": self.cost_difference,
+            "verdict": VERDICT_WORDS[self.verdict] if self.kind == "usage" else self.kind,
+            "explained": EXPLAINED_WORDS[self.explained] if self.explained else None,
+            "flagged": self.flagged,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class UnitTotal:

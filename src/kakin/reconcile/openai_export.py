@@ -18,54 +18,25 @@ from kakin.reconcile.bills import (
     BillFormatError,
     BillLine,
     ParsedBill,
-    combined,
     count,
     decimal,
     field,
-    instant,
-    load_json,
-    pages,
+    read_daily_buckets,
     text,
     usd,
-    whole_days,
 )
 from kakin.reconcile.mapping import line_items
 
 TOKEN_UNITS = frozenset({"input", "cached_input", "cache_write", "output"})
 
+BOUNDS = ("start_time", "end_time")  # a bucket's start and end
+FORMATS = ("openai.costs", "openai.usage")  # the cost export's, the usage export's
+
 
 def read(source: str, name: str) -> ParsedBill:
-    found = pages(load_json(source, name), name)
-    reports: set[str] = set()
-    lines: list[BillLine] = []
-    days: list[date] = []
-    rows = 0
-    for p, page in enumerate(found, 1):
-        for b, bucket in enumerate(page["data"]):
-            where = f"{name}: page {p}, data[{b}]"
-            if not isinstance(bucket, dict):
-                raise BillFormatError(f"{where} is not a bucket")
-            start = instant(field(bucket, "start_time", where), f"{where}.start_time")
-            end = instant(field(bucket, "end_time", where), f"{where}.end_time")
-            day, after = whole_days(start, end, where)
-            days += [day, after]
-            results = field(bucket, "results", where)
-            if not isinstance(results, list):
-                raise BillFormatError(f"{where}.results is not a list")
-            for r, result in enumerate(results):
-                at = f"{where}.results[{r}]"
-                if not isinstance(result, dict):
-                    raise BillFormatError(f"{at} is not a result")
-                report = "costs" if "amount" in result else "usage"
-                reports.add(report)
-                if len(reports) > 1:
-                    raise BillFormatError(f"{at}: costs and usage results in one file; import them apart")
-                rows += 1
-                lines += _costs(result, day, at) if report == "costs" else _usage(result, day, at)
-    if not days:
-        raise BillFormatError(f"{name}: no buckets; nothing to import")
-    fmt = "openai.costs" if reports != {"usage"} else "openai.usage"
-    return combined("openai", fmt, lines, rows, 0, min(days), max(days))
+    return read_daily_buckets(
+        source, name, "openai", bounds=BOUNDS, formats=FORMATS, costs=_costs, usage=_usage
+    )
 
 
 def _costs(result: dict[str, Any], day: date, where: str) -> list[BillLine]:

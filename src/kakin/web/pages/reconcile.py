@@ -19,7 +19,6 @@ from kakin.errors import InvalidInput, KakinError, NotFound
 from kakin.money import MoneyError, to_decimal
 from kakin.reconcile import PROVIDERS, BillStore, Reconciler, Tolerance
 from kakin.reconcile.bills import MAX_BYTES
-from kakin.reconcile.compare import EXPLAINED_WORDS, VERDICT_WORDS
 from kakin.web.dashboard import Context, Dashboard, link
 from kakin.web.session import COOKIE
 from kakin.web.tables import Column, Table
@@ -93,23 +92,7 @@ def _table(result: Any, words: dict[str, str], *, flagged_only: bool) -> Table:
         Column("verdict", words["verdict"]),
         Column("explained", words["explained"]),
     ]
-    rows = [
-        {
-            "day": line.day.isoformat(),
-            "model": line.model or "—",
-            "unit": line.unit,
-            "kakin_tokens": line.kakin_tokens,
-            "provider_tokens": line.provider_tokens,
-            "kakin_cost": line.kakin_cost,
-            "provider_cost": line.provider_cost,
-            "difference": line.cost_difference,
-            "verdict": VERDICT_WORDS[line.verdict] if line.kind == "usage" else line.kind,
-            "explained": EXPLAINED_WORDS[line.explained] if line.explained else None,
-            "flagged": line.flagged,
-        }
-        for line in result.lines
-        if line.flagged or not flagged_only
-    ]
+    rows = [line.row() for line in result.lines if line.flagged or not flagged_only]
     period = (result.start.isoformat(), result.end.isoformat())
     return Table(columns, rows, "UTC", f"reconcile-{result.provider}", period)
 
