@@ -36,9 +36,9 @@ from typing import Any
 import orjson
 import redis.asyncio
 
-from kakin.gateway.scripts import Script, ScriptConnection
 from kakin.ledger import admission
 from kakin.ledger.snapshots import AccountSnapshot
+from kakin.limits.scripts import Script, ScriptConnection
 
 _COMMON = """
 local B = 1000000000000
@@ -396,14 +396,7 @@ class HoldStore:
     def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        options = client.connection_pool.connection_kwargs
-        self.fast = ScriptConnection(
-            options.get("host", "127.0.0.1"),
-            options.get("port", 6379),
-            options.get("db", 0),
-            options.get("username"),
-            options.get("password"),
-        )
+        self.fast = ScriptConnection.like(client)
         self._hold = Script(HOLD)
         self._charge = Script(CHARGE)
         self._release = Script(RELEASE)

@@ -2,8 +2,8 @@
 
 Each command is written at once and its reply matched in order, parsed by hiredis. A call
 costs a fraction of the CPU of a general client's (connection pool, argument encoders), which
-matters on a path taken twice per request; everything else kakin asks of Redis goes through
-redis-py.
+matters on a path taken on every request: the rate limiter's checks, and shared accounting's
+holds and charges. Everything else kakin asks of Redis goes through redis-py.
 """
 
 from __future__ import annotations
@@ -29,6 +29,18 @@ class Script:
 class ScriptConnection:
     """One connection, opened on first use and again after it is lost; errors are redis-py's
     (``ConnectionError``, ``ResponseError``), so callers handle both clients alike."""
+
+    @classmethod
+    def like(cls, client: Any) -> ScriptConnection:
+        """A connection to the Redis a redis-py client (sync or asyncio) talks to."""
+        options = client.connection_pool.connection_kwargs
+        return cls(
+            options.get("host", "127.0.0.1"),
+            options.get("port", 6379),
+            options.get("db", 0),
+            options.get("username"),
+            options.get("password"),
+        )
 
     def __init__(
         self, host: str, port: int, db: int = 0, username: str | None = None, password: str | None = None
