@@ -19,12 +19,13 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
+from conftest import free_port, kakin_command
 from kakin.config import LoggingSettings, ProviderSettings, load_settings
 from kakin.errors import InvalidInput
 from kakin.ledger import Ledger
 
 from .conftest import random_phone
-from .test_crash import free_port, serve_command, wait_healthy
+from .test_crash import wait_healthy
 
 PROVIDER_KEY = "sk-upstream-6b1f0c93d2e84a77b5c1"
 ADMIN_KEY = "admin-secret-3e9a51c7f0"
@@ -70,7 +71,7 @@ def test_debug_json_logs_with_access_lines_never_show_a_key(tmp_path: Path) -> N
         "KAKIN_TEST_SIM_KEY": PROVIDER_KEY,
     }
     process = subprocess.Popen(
-        serve_command(),
+        kakin_command("serve"),
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
