@@ -317,6 +317,7 @@ def reservation_of(u: dict[str, Any]) -> dict[str, Any]:
         "actual_tokens": used,
         "overrun_pico": 0,
         "late": False,
+        "unbounded": False,
         "settle_hash": digest,
         "holds": [],
         "result": charged,
