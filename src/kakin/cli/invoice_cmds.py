@@ -130,12 +130,12 @@ def _report(invoice: Invoice, digest: str | None) -> list[Report]:
 
     columns = [
         Column("n", "#", "int"),
-        Column("section", "Section"),
-        Column("month", "Cycle"),
+        Column("section", "Section", optional=True),
+        Column("month", "Cycle", optional=True),
         Column("model", "Model"),
         Column("item", "Item", wrap=True),
         Column("quantity", "Quantity", "decimal"),
-        Column("unit_price", "Unit price (USD)", "decimal"),
+        Column("unit_price", "Unit price", "rate"),  # per token: significant digits, never "0.00"
         Column("amount", "Amount", "money"),
         Column("source", "Price source", wrap=True, optional=True),
     ]
