@@ -7,10 +7,11 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,22 @@ def kakin_command(*args: str) -> list[str]:
     if found:
         return [found, *args]
     return [sys.executable, "-c", "from kakin.cli import main; main()", *args]
+
+
+def schema_drift(conn: Any, metadata: Any, tables: Iterable[str]) -> list[Any]:
+    """What differs between the database on ``conn`` and ``metadata`` in ``tables`` alone
+    (columns, types, indexes): each package's migration test checks its own tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    names = set(tables)
+
+    def ours(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        return table is None or table.name in names
+
+    context = MigrationContext.configure(conn, opts={"include_object": ours, "compare_type": True})
+    return compare_metadata(context, metadata)
 
 
 def _reachable(host: str, port: int) -> bool:

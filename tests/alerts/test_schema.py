@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import kakin.alerts.schema  # noqa: F401  (registers the tables on the shared metadata)
+from conftest import schema_drift
 from kakin.alerts.model import Alert
 from kakin.alerts.store import AlertStore
 from kakin.ledger.db import alembic_config, make_engine, migrate
@@ -22,18 +21,6 @@ from kakin.ledger.schema import metadata
 from .conftest import add_org
 
 ALERT_TABLES = {"alert_channels", "alert_rules", "alert_fired", "alert_deliveries", "alert_delivery_attempts"}
-
-
-def _matches_the_alert_tables(conn) -> bool:  # type: ignore[no-untyped-def]
-    """Whether the alert tables in the database are exactly those declared (other packages'
-    tables are checked by their own tests)."""
-
-    def ours(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
-        table = obj if type_ == "table" else getattr(obj, "table", None)
-        return table is None or table.name in ALERT_TABLES
-
-    context = MigrationContext.configure(conn, opts={"include_object": ours})
-    return compare_metadata(context, metadata) == []
 
 
 def _alert(org_id: str) -> Alert:
@@ -53,7 +40,7 @@ def test_migration_matches_the_tables_and_downgrades(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     migrate(engine)
     with engine.connect() as conn:
-        assert _matches_the_alert_tables(conn)
+        assert schema_drift(conn, metadata, ALERT_TABLES) == []
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0001_ledger")
     assert not ALERT_TABLES & set(inspect(engine).get_table_names())
@@ -88,7 +75,7 @@ def test_only_one_concurrent_writer_fires_on_postgresql(pg_database_url):
     engine = make_engine(pg_database_url)
     migrate(engine)
     with engine.connect() as conn:
-        assert _matches_the_alert_tables(conn)
+        assert schema_drift(conn, metadata, ALERT_TABLES) == []
     org_id = f"org_{uuid.uuid4().hex[:12]}"
     add_org(engine, org_id)
     store = AlertStore(engine)

@@ -4,11 +4,11 @@ schema the code declares."""
 from __future__ import annotations
 
 import pytest
-from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from conftest import schema_drift
 from kakin.errors import InvalidInput
 from kakin.ledger import Ledger
 from kakin.ledger import schema as s
@@ -16,16 +16,9 @@ from kakin.ledger.db import alembic_config, database_url, make_engine, migrate
 
 
 def test_migrations_build_exactly_the_declared_ledger_tables(ledger: Ledger) -> None:
-    ledger_tables = {t.name for t in s.LEDGER_TABLES}
-
-    def ours(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
-        table = obj if type_ == "table" else getattr(obj, "table", None)
-        return table is None or table.name in ledger_tables
-
     with ledger.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_object": ours, "compare_type": True})
-        assert compare_metadata(context, s.metadata) == []
-        heads = set(context.get_current_heads())
+        assert schema_drift(conn, s.metadata, (t.name for t in s.LEDGER_TABLES)) == []
+        heads = set(MigrationContext.configure(conn).get_current_heads())
     script = ScriptDirectory.from_config(alembic_config())
     assert heads == set(script.get_heads())
     assert "0001_ledger" in {rev.revision for rev in script.walk_revisions()}

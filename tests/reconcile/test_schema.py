@@ -4,11 +4,10 @@ SQLite and PostgreSQL, and comes down again."""
 from __future__ import annotations
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
+from conftest import schema_drift
 from kakin.ledger import Ledger
 from kakin.ledger import schema as s
 from kakin.ledger.db import alembic_config, migrate
@@ -18,13 +17,8 @@ TABLES = {bills.provider_bill_imports.name, bills.provider_bill_lines.name}
 
 
 def test_the_migration_builds_the_declared_tables_and_comes_down(ledger: Ledger) -> None:
-    def ours(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
-        table = obj if type_ == "table" else getattr(obj, "table", None)
-        return table is None or table.name in TABLES
-
     with ledger.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_object": ours, "compare_type": True})
-        assert compare_metadata(context, s.metadata) == []
+        assert schema_drift(conn, s.metadata, TABLES) == []
     below = ScriptDirectory.from_config(alembic_config()).get_revision("0008_provider_bills").down_revision
     with ledger.engine.begin() as conn:
         command.downgrade(alembic_config(conn), str(below))
