@@ -1,8 +1,9 @@
 """Usage tiers and holds as a running gateway (with its admin API mounted, as ``kakin serve``
 runs it) applies them: a tier promotion takes effect at once — made through the admin API,
 on the very next request; earned by spending, as soon as the gateway verifies the key again —
-and in local accounting the admin API's balances and budget gauges count the holds of
-requests in flight, which live only in the gateway's memory."""
+and the admin API's balances and budget gauges count the holds of requests in flight, which
+the ledger never sees (in local accounting they live in the gateway's memory, in shared
+accounting with holds in Redis, there); each answer tells the credit left after its charge."""
 
 from __future__ import annotations
 
@@ -28,15 +29,18 @@ ADMIN_KEY = "admin-key-for-tests-7d41"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 500}
 
 
-@pytest.fixture(scope="module", params=["memory", "redis"])
+@pytest.fixture(scope="module", params=["memory", "redis", "redis-holds"])
 def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Ledger, RunningGateway]]:
-    """A gateway in local accounting with its admin API, its rate limits in memory or Redis."""
+    """A gateway with its admin API: in local accounting, its rate limits in memory or Redis;
+    or in shared accounting with its holds (and rate limits) in Redis."""
     env = {"KAKIN_ADMIN_KEY": ADMIN_KEY, "KAKIN_GATEWAY__ACCOUNTING": "local"}
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         url, prefix = request.getfixturevalue("module_redis")
         env |= {"KAKIN_REDIS_URL": url, "KAKIN_REDIS__PREFIX": prefix}
+    if request.param == "redis-holds":
+        env |= {"KAKIN_GATEWAY__ACCOUNTING": "shared", "KAKIN_GATEWAY__SHARED_HOLDS": "redis"}
     path: Path = tmp_path_factory.mktemp("admin-in-gateway") / "kakin.db"
     with gateway_running(f"sqlite:///{path}", **env) as running:
         yield running
@@ -186,3 +190,18 @@ def test_balance_and_budget_gauges_count_requests_in_flight(make_tenant: MakeTen
         settled_gauge = ok(api.get(f"/budgets/{budget['id']}/status"))
         assert Decimal(settled_gauge["held"]) == 0
         assert Decimal(settled_gauge["remaining"]) == 20 - Decimal(settled_gauge["spent"])
+
+
+def test_an_answer_tells_the_credit_left_after_its_charge(make_tenant: MakeTenant) -> None:
+    """``x-kakin-credit-remaining-usd``: credit neither spent nor held once the request is
+    charged — what the balance then says is available, with no other request in flight."""
+    tenant = make_tenant(credit="5")
+    client = tenant.openai()
+    with admin(tenant.url) as api:
+        for _ in range(2):
+            response = client.chat.completions.with_raw_response.create(**CHAT)
+            left = Decimal(response.headers["x-kakin-credit-remaining-usd"])
+            cost = Decimal(response.headers["x-kakin-cost-usd"])
+            balance = ok(api.get(f"/orgs/{tenant.org.id}/balance"))
+            assert cost > 0 and Decimal(balance["held"]) == 0
+            assert left == Decimal(balance["available"]) == 5 - Decimal(balance["spent"])

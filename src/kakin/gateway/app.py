@@ -87,6 +87,7 @@ class Gateway:
         )
         self.journal = ChargeJournal(journal, waker=self.committer, lock=lock) if journal else None
         self.accounts: Accountant
+        store: HoldStore | None = None
         if redis_holds:
             import redis.asyncio
 
@@ -109,7 +110,12 @@ class Gateway:
         self.keys = KeyCache(ledger, call=self.committer.call, on_tier_change=self.accounts.forget)
         # Provider-side objects, per project.
         self.objects = ObjectGuard(self.committer.call, self._context_window)
-        self.limiter = make_limiter(settings.redis.url, prefix=settings.redis.prefix)
+        # With holds in Redis, the limiter's scripts share the hold store's connection, so the
+        # checks, holds, charges and token corrections sent in one turn of the event loop go
+        # out in one write.
+        self.limiter = make_limiter(
+            settings.redis.url, prefix=settings.redis.prefix, scripts=store.fast if store else None
+        )
         self.router = Router(settings.gateway, self.catalog)
         self.admission = Admission(settings, self.catalog, self.keys, self.objects, self.router, self.limiter)
         response_cache, replays = make_caches(settings)

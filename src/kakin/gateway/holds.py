@@ -37,7 +37,9 @@ import orjson
 import redis.asyncio
 
 from kakin.ledger import admission
+from kakin.ledger.records import Scope
 from kakin.ledger.snapshots import AccountSnapshot
+from kakin.ledger.views import Hold, LiveHolds
 from kakin.limits.scripts import Script, ScriptConnection
 
 _COMMON = """
@@ -193,7 +195,11 @@ if held then
 end
 local e = {ARGV[3], ARGV[4], string.format('%d', now_ms()), '0', ARGV[5], ARGV[6], ARGV[7]}
 if redis.call('HSETNX', P, ARGV[2], cjson.encode(e)) == 1 and live then count(S, budgets, e) end
-if live then return redis.call('HGET', S, 'credit') end
+-- The credit left for other requests: neither spent nor held (never below zero).
+if live then
+  local st = redis.call('HMGET', S, 'credit', 'held')
+  return str(sub(num(st[1]), num(st[2])))
+end
 return false
 """
 )
@@ -290,6 +296,18 @@ for i = 1, #h, 2 do
 end
 redis.call('HDEL', R, ARGV[1])
 return v
+"""
+)
+
+# KEYS: holds. The holds open now (their entries), expired ones left out.
+OPEN = (
+    _COMMON
+    + """
+local now, open = now_ms(), {}
+for _, held in ipairs(redis.call('HVALS', KEYS[1])) do
+  if tonumber(cjson.decode(held)[4]) > now then table.insert(open, held) end
+end
+return open
 """
 )
 
@@ -405,6 +423,7 @@ class HoldStore:
         self._begin = client.register_script(BEGIN)
         self._install = client.register_script(INSTALL)
         self._outdate = client.register_script(OUTDATE)
+        self._open = client.register_script(OPEN)
         self.epoch_key = f"{prefix}acct:epoch"
 
     def keys(self, org_id: str) -> tuple[str, str, str, str]:
@@ -452,7 +471,8 @@ class HoldStore:
         claim: str = "",
         keep_ms: int = 0,
     ) -> int | None:
-        """Release the hold and count the charge; the credit left (None: no state now).
+        """Release the hold and count the charge; the credit left then, in picodollars: neither
+        spent nor held, never below zero (None: no state now).
         ``claim`` (the client's Idempotency-Key) stays claimed ``keep_ms`` more."""
         s, h, p, _ = self.keys(org_id)
         args = [
@@ -519,6 +539,16 @@ class HoldStore:
 
     async def outdate(self, org_id: str) -> None:
         await self._outdate(keys=[self.keys(org_id)[0]])
+
+    async def open_holds(self, org_id: str) -> LiveHolds:
+        """The organisation's holds open now, every gateway's."""
+        _, h, _, _ = self.keys(org_id)
+        holds = []
+        for stored in await self._open(keys=[h]):
+            amount, tokens, _, _, project, key, model, *unbounded = orjson.loads(stored)
+            scope = Scope(org_id, project, key or None, model)
+            holds.append(Hold(scope, int(amount), int(tokens), unbounded == ["1"]))
+        return LiveHolds(tuple(holds))
 
     async def meta(self, org_id: str) -> dict[str, Any] | None:
         raw = await self.client.hget(self.keys(org_id)[0], "meta")

@@ -5,18 +5,15 @@ before forwarding, PostgreSQL (or any ledger) the record.
   the organisation's state in Redis and takes it, atomically across every process.
   A client's ``Idempotency-Key`` is claimed in the same script, as a ledger reservation's
   unique key would be: only one process forwards a key's request.
-- **Charge**: made durable in this process's charge journal (kakin.gateway.journal) before the
-  response's last byte, as in local accounting, and counted in Redis (the hold released, the
-  charge added to credit and budgets, and kept as *pending* until the ledger holds it). The
-  ledger writer posts the journal to the ledger in batches moments later.
-- **Rebuild**: the state is built from a ledger snapshot (``Ledger.account_snapshot``) plus
-  the holds and pending charges Redis keeps. It is rebuilt when it may have changed by itself
-  (a period boundary, a grant event, ``max_age``), when an admin change marks it out of date,
-  and when Redis lost it (a restart or a flush). After a loss, every gateway puts back the
-  holds of its requests in flight and its charges not yet posted — each notices within
-  ``TEND_SECONDS`` — and no state is built until ``grace`` after the loss was first noticed,
-  so what they put back is in it. Until then requests wait (up to ``wait``), then are refused
-  (``redis_unavailable = "closed"``) or admitted without a shared hold (``"open"``).
+- **Charge**: made durable in this process's charge journal before the response's last byte
+  (kakin.gateway.shared_posting), and counted in Redis in the same turn of the event loop (the
+  hold released, the charge added to credit and budgets, and kept as *pending* until the
+  ledger holds it). The charge script answers with the credit left, for the response's
+  ``x-kakin-credit-remaining-usd``.
+- **Upkeep** (kakin.gateway.shared_state): the state rebuilt from the ledger when missing or
+  out of date, put back after Redis lost it, and the health that follows. Until a rebuild is
+  done requests wait (up to ``wait``), then are refused (``redis_unavailable = "closed"``) or
+  admitted without a shared hold (``"open"``).
 
 :meth:`RedisAccountant.health` says which of those states the process is in.
 """
@@ -25,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -39,20 +37,18 @@ from kakin.errors import KakinError
 from kakin.gateway.accounting import AccountingHealth, Ticket
 from kakin.gateway.cache import REPLAY_SECONDS
 from kakin.gateway.committer import Committer
-from kakin.gateway.holds import Held, HoldStore, KeyRefused, Missing, Repeated, Stale, entry
+from kakin.gateway.holds import Held, HoldStore, KeyRefused, Missing, Repeated, Stale
 from kakin.gateway.journal import ChargeJournal, PostedCharges
+from kakin.gateway.shared_posting import ChargePosting
+from kakin.gateway.shared_state import Contribution, Kept, SharedState
 from kakin.ledger import Ledger, admission
 from kakin.ledger import errors as ledger_errors
 from kakin.ledger import validate as v
 from kakin.ledger.records import PostOp, Scope, UsageDetail
 from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
-from kakin.money import to_pico
+from kakin.money import from_pico, to_pico
 
 log = logging.getLogger("kakin.gateway")
-
-TEND_SECONDS = 0.1  # how often a gateway checks Redis for a loss and drops posted charges
-REBUILD_MS = 10_000  # the longest a rebuild may keep charges on the pending list
-VALID_AT_MOST = timedelta(hours=1)  # a state nothing changed is rebuilt before requests after this
 
 
 class AccountingUnavailable(KakinError):
@@ -67,60 +63,10 @@ _KEY_ERRORS: dict[str, type[KakinError]] = {
 }
 
 
-class Contribution:
-    """What this process has in Redis that only it knows: the holds of its requests in flight
-    and its charges the ledger may not hold yet. Kept to put them back if Redis loses them,
-    and to drop each charge from Redis's pending list once the ledger holds it."""
-
-    def __init__(self, store: HoldStore) -> None:
-        self.store = store
-        # hold id → (org, stored entry, the client's Idempotency-Key it claims or "", expiry ms)
-        self.holds: dict[str, tuple[str, bytes, str, int]] = {}
-        self.unposted: dict[str, dict[str, tuple[bytes, str]]] = {}  # org → charge key → (entry, claim)
-        self.to_drop: dict[str, list[str]] = {}  # org → charge keys the ledger now holds
-        self.unreleased: list[tuple[str, str]] = []  # (org, hold id) a release failed for
-
-    def charged(self, org_id: str, charge_key: str, stored: bytes, claim: str) -> None:
-        self.unposted.setdefault(org_id, {})[charge_key] = (stored, claim)
-
-    def posted(self, org_id: str, charge_key: str) -> None:
-        self.to_drop.setdefault(org_id, []).append(charge_key)
-
-    async def release(self, org_id: str, hold_id: str, claim: str) -> None:
-        try:
-            await self.store.release(org_id, hold_id, claim)
-        except RedisError:
-            self.unreleased.append((org_id, hold_id))
-
-    async def put_back(self) -> None:
-        """Redis lost its state: put back everything this process knows."""
-        now = int(time.time() * 1000)
-        for hold_id, (org_id, stored, claim, expires) in list(self.holds.items()):
-            await self.store.readd(org_id, "h", hold_id, stored, claim, expires - now)
-        for org_id, charges in list(self.unposted.items()):
-            for charge_key, (stored, claim) in list(charges.items()):
-                await self.store.readd(org_id, "p", charge_key, stored, claim, REPLAY_SECONDS * 1000)
-
-    async def tidy(self) -> None:
-        """Drop posted charges from the pending lists; retry releases that failed."""
-        for org_id in list(self.to_drop):
-            keys = self.to_drop.pop(org_id)
-            if not await self.store.posted(org_id, keys):
-                self.to_drop.setdefault(org_id, []).extend(keys)  # a rebuild runs: later
-                continue
-            unposted = self.unposted.get(org_id, {})
-            for key in keys:
-                unposted.pop(key, None)
-            if not unposted:
-                self.unposted.pop(org_id, None)
-        while self.unreleased:
-            org_id, hold_id = self.unreleased[-1]
-            await self.store.release(org_id, hold_id)
-            self.unreleased.pop()
-
-
 class RedisAccountant:
-    """An :class:`~kakin.gateway.accounting.Accountant` whose holds live in Redis."""
+    """An :class:`~kakin.gateway.accounting.Accountant` whose holds live in Redis: takes and
+    releases holds and counts charges there; :class:`SharedState` keeps the state usable,
+    :class:`ChargePosting` takes the charges to the ledger."""
 
     def __init__(
         self,
@@ -142,58 +88,30 @@ class RedisAccountant:
         outside any gateway's admin API, such as the CLI's, apply within it)."""
         self.store = store
         self.committer = committer
-        self.journal = journal
-        self.posted = posted
         self.hold_ms = hold_seconds * 1000
-        self.fail_open = fail_open
-        self.grace_ms = int(grace * 1000)
         self.wait = wait
-        self.max_age = max_age
-        self._health = AccountingHealth.HEALTHY
-        self._epoch: str | None = None
-        self._epoch_lock = asyncio.Lock()
         self.mine = Contribution(store)
-        self._rebuilds: dict[str, asyncio.Future] = {}
-        self._known: set[str] = set()
-        self._tasks: set[asyncio.Future] = set()
-        self._tender: asyncio.Task | None = None
+        self.state = SharedState(
+            store, committer, self.mine, fail_open=fail_open, grace=grace, max_age=max_age
+        )
+        self.posting = ChargePosting(committer, journal, posted, self.mine)
+        # Hold ids: this process's random prefix and a counter (unique without a random draw each).
+        self._hold_ids = map(f"{uuid.uuid4().hex[:16]}.{{:x}}".format, itertools.count())
+        self._credit_pico: dict[str, int] = {}  # org → credit left after this process's last charge
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    # Health ------------------------------------------------------------------------------
 
     def health(self) -> AccountingHealth:
         """The admission state now (any thread): for logs and metrics."""
-        return self._health
-
-    def _set_health(self, health: AccountingHealth, why: str = "") -> None:
-        if health is self._health:
-            return
-        previous, self._health = self._health, health
-        level = logging.INFO if health is AccountingHealth.HEALTHY else logging.WARNING
-        log.log(
-            level, "shared accounting: %s (was %s)%s", health.value, previous.value, f": {why}" if why else ""
-        )
-
-    def _failing(self, why: str) -> AccountingHealth:
-        health = AccountingHealth.FAILING_OPEN if self.fail_open else AccountingHealth.FAILING_CLOSED
-        self._set_health(health, why)
-        return health
+        return self.state.health()
 
     # Life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        try:
-            await self._check_epoch()
-        except RedisError as exc:
-            self._failing(f"Redis is unreachable ({exc})")
-        self._tender = asyncio.ensure_future(self._tend())
+        await self.state.start()
 
     async def close(self) -> None:
-        if self._tender is not None:
-            self._tender.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.state.stop()
         try:
             await asyncio.wait_for(self.settled(), 30)
         except TimeoutError:
@@ -205,9 +123,7 @@ class RedisAccountant:
         await self.store.close()
 
     async def settled(self) -> None:
-        if self.journal is not None:
-            self.journal.commit()
-            await self.posted.reached(self.journal.last_id)
+        await self.posting.settled()
 
     # Holding -----------------------------------------------------------------------------
 
@@ -227,9 +143,9 @@ class RedisAccountant:
         claim = idempotency_key if client_key else ""
         pico = v.amount_pico(amount, "reservation amount")
         count = v.tokens(tokens, "reserved tokens")
-        hold_id = uuid.uuid4().hex
+        hold_id = next(self._hold_ids)
         deadline = time.monotonic() + self.wait
-        self._known.add(org_id)
+        self.state.known.add(org_id)
         while True:
             try:
                 reply = await self.store.hold(
@@ -237,15 +153,11 @@ class RedisAccountant:
                 )
                 if isinstance(reply, Held):
                     now = int(time.time() * 1000)
-                    expires = now + self.hold_ms
-                    self.mine.holds[hold_id] = (
-                        org_id,
-                        entry(pico, count, now, expires, scope, unbounded),
-                        claim,
-                        expires,
+                    self.mine.holds[hold_id] = Kept(
+                        org_id, scope, pico, count, now, now + self.hold_ms, unbounded, claim
                     )
-                    if reply.refresh and org_id not in self._rebuilds:
-                        self._spawn(self._refresh(org_id))
+                    if reply.refresh:
+                        self.state.refresh(org_id)
                     return Ticket(scope, amount, tokens, idempotency_key, hold_id, client_key=client_key)
                 if isinstance(reply, Repeated):
                     return Ticket(
@@ -264,10 +176,12 @@ class RedisAccountant:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                await asyncio.wait_for(self._rebuild(org_id, missing=isinstance(reply, Missing)), remaining)
+                await asyncio.wait_for(
+                    self.state.rebuild(org_id, missing=isinstance(reply, Missing)), remaining
+                )
             except (RedisError, TimeoutError) as exc:
                 why = "the shared state is still being rebuilt" if isinstance(exc, TimeoutError) else str(exc)
-                if self._failing(why) is AccountingHealth.FAILING_CLOSED:
+                if self.state.failing(why) is AccountingHealth.FAILING_CLOSED:
                     raise AccountingUnavailable(
                         f"shared accounting cannot decide holds now ({why}); requests are refused until it "
                         'can (gateway.redis_unavailable = "closed"): retry shortly'
@@ -283,80 +197,6 @@ class RedisAccountant:
         budgets = {b["id"]: b for b in meta["budgets"]}
         return admission.refusal(decision, meta["org"], budgets, datetime.now(UTC), lambda: event)
 
-    # Rebuilding --------------------------------------------------------------------------
-
-    async def _rebuild(self, org_id: str, *, missing: bool) -> None:
-        """One rebuild of an organisation's state at a time in this process."""
-        pending = self._rebuilds.get(org_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._build(org_id, missing))
-            self._rebuilds[org_id] = pending
-            pending.add_done_callback(lambda _: self._rebuilds.pop(org_id, None))
-        await asyncio.shield(pending)
-
-    async def _refresh(self, org_id: str) -> None:
-        """A rebuild in the background. If it fails (the ledger unreachable), the state stays
-        exact, only perhaps not current with changes made outside a gateway: the next hold
-        past its refresh time asks again."""
-        try:
-            await self._rebuild(org_id, missing=False)
-        except (KakinError, RedisError) as exc:
-            log.warning("shared accounting: refreshing %s from the ledger failed: %s", org_id, exc)
-
-    async def _build(self, org_id: str, missing: bool) -> None:
-        if missing:
-            await self._check_epoch()
-            assert self._epoch is not None
-            wait_ms = int(self._epoch.split(":")[0]) + self.grace_ms - await self.store.now_ms()
-            if wait_ms > 0:  # the other gateways are still putting back what they know
-                await asyncio.sleep(wait_ms / 1000)
-        for _ in range(3):
-            token = uuid.uuid4().hex
-            charge_keys = await self.store.begin_rebuild(org_id, token, REBUILD_MS)
-            snapshot = await self.committer.call(Ledger.account_snapshot, org_id, charge_keys, VALID_AT_MOST)
-            if (
-                await self.store.install(org_id, token, snapshot, int(self.max_age.total_seconds() * 1000))
-                >= 0
-            ):
-                break
-        if self._health is not AccountingHealth.HEALTHY and self._settled_epoch():
-            self._set_health(AccountingHealth.HEALTHY, "holds are decided in Redis again")
-
-    def _settled_epoch(self) -> bool:
-        return (
-            self._epoch is not None and int(self._epoch.split(":")[0]) + self.grace_ms <= time.time() * 1000
-        )
-
-    async def _check_epoch(self) -> None:
-        """Notice a loss of Redis's state (a new epoch) and put back what this process knows."""
-        async with self._epoch_lock:
-            epoch = await self.store.epoch()
-            if epoch == self._epoch:
-                return
-            if self._epoch is not None:
-                self._set_health(
-                    AccountingHealth.REBUILDING, "Redis lost the shared state; rebuilding it from the ledger"
-                )
-            await self.mine.put_back()
-            self._epoch = epoch
-
-    async def _tend(self) -> None:
-        while True:
-            await asyncio.sleep(TEND_SECONDS)
-            try:
-                await self._check_epoch()
-                await self.mine.tidy()
-                if (
-                    self._health is not AccountingHealth.HEALTHY
-                    and self._settled_epoch()
-                    and not self._rebuilds
-                ):
-                    self._set_health(AccountingHealth.HEALTHY, "Redis is reachable")
-            except RedisError as exc:
-                self._failing(f"Redis is unreachable ({exc})")
-            except Exception:  # the tender must outlive any one failure
-                log.exception("shared accounting upkeep failed")
-
     # Charging ----------------------------------------------------------------------------
 
     async def charge(
@@ -368,29 +208,24 @@ class RedisAccountant:
         self.mine.holds.pop(hold_id or "", None)
         op = PostOp(scope, amount, usage, charge_key, usage.tokens)
         pico = to_pico(amount)
-        now = int(time.time() * 1000)
-        self.mine.charged(org_id, charge_key, entry(pico, usage.tokens, now, 0, scope), claim)
-        charge_id = self.journal.append(op) if self.journal is not None else None
+        self.mine.charged(
+            charge_key, Kept(org_id, scope, pico, usage.tokens, int(time.time() * 1000), 0, False, claim)
+        )
+        appended = self.posting.begin(op)  # written with the count below, in this turn of the loop
         try:
-            await self.store.charge(
+            left = await self.store.charge(
                 org_id, hold_id or "", charge_key, pico, usage.tokens, scope, claim, REPLAY_SECONDS * 1000
             )
         except RedisError as exc:  # kept in mine.unposted: put back in Redis once it is reachable
-            self._failing(f"Redis is unreachable ({exc})")
+            left = None
+            self.state.failing(f"Redis is unreachable ({exc})")
             if hold_id:
                 self.mine.unreleased.append((org_id, hold_id))
-        if charge_id is None:
-            settlement = await self.committer.submit(op)
-            self._posted_now(org_id, charge_key, then, settlement)
-            return
-        self.posted.then(await charge_id, lambda result: self._posted_now(org_id, charge_key, then, result))
-
-    def _posted_now(
-        self, org_id: str, charge_key: str, then: Callable[[Any], None] | None, result: Any
-    ) -> None:
-        self.mine.posted(org_id, charge_key)
-        if then is not None:
-            then(result)
+        if left is None:
+            self._credit_pico.pop(org_id, None)
+        else:
+            self._credit_pico[org_id] = left
+        await self.posting.finish(op, appended, then)
 
     def release(self, ticket: Ticket) -> None:
         hold_id, ticket.handle = ticket.handle, None
@@ -398,7 +233,7 @@ class RedisAccountant:
             return
         self.mine.holds.pop(hold_id, None)
         claim = ticket.idempotency_key if ticket.client_key else ""
-        self._spawn(self.mine.release(ticket.scope.org_id, hold_id, claim))
+        self.state.spawn(self.mine.release(ticket.scope.org_id, hold_id, claim))
 
     # Changes -----------------------------------------------------------------------------
 
@@ -407,38 +242,39 @@ class RedisAccountant:
         marked out of date in Redis, so every gateway's next hold rebuilds it from the ledger
         (with the key's refusal, a budget's new limit, a grant). From another thread (the admin
         API's), this returns once Redis has it."""
-        work = self._outdate(org_id, key_id)
-        loop = self._loop
-        if loop is None or loop.is_closed():
+        work = self.state.outdate(org_id, key_id)
+        if self._on_loop():
+            self.state.spawn(work)
+        elif self._loop is None or self._loop.is_closed():
             work.close()
-            return
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._spawn(work)
         else:
-            asyncio.run_coroutine_threadsafe(work, loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=10)
 
-    async def _outdate(self, org_id: str | None, key_id: str | None) -> None:
-        orgs = {org_id} if org_id else set() if key_id else set(self._known)
-        if key_id:
-            with contextlib.suppress(KakinError):
-                orgs.add((await self.committer.call(Ledger.get_key, key_id)).org_id)
-        for org in orgs:
-            await self.store.outdate(org)
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _on_loop(self) -> bool:
+        """Whether the caller runs on this accountant's event loop (else: another thread)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
 
     # Readers -----------------------------------------------------------------------------
 
     def credit_left(self, org_id: str) -> Decimal | None:
-        return None
+        """Credit not spent or held (by any gateway), never below zero, as the charge script
+        found it after this process's last charge for the organisation; as local accounting's
+        view tells it. None before one, or while Redis cannot be reached."""
+        left = self._credit_pico.get(org_id)
+        return None if left is None else from_pico(left)
 
     def live_holds(self, org_id: str) -> LiveHolds:
-        """None that the admin API could add: holds live in Redis, shared by every gateway."""
-        return NO_LIVE_HOLDS
+        """The holds of the organisation's requests in flight on every gateway, which the
+        ledger never sees: read from Redis (called from the admin API's threads). None when
+        Redis cannot say (the ledger's figures are then shown as they are)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._on_loop():
+            return NO_LIVE_HOLDS
+        try:
+            return asyncio.run_coroutine_threadsafe(self.store.open_holds(org_id), loop).result(timeout=5)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("shared accounting: the holds in flight of %s could not be read: %s", org_id, exc)
+            return NO_LIVE_HOLDS

@@ -17,6 +17,7 @@ from __future__ import annotations
 from kakin.limits.base import RateLimiter
 from kakin.limits.memory import MemoryRateLimiter
 from kakin.limits.redis_backend import RedisRateLimiter
+from kakin.limits.scripts import ScriptConnection
 from kakin.limits.subjects import limits_for_key
 from kakin.limits.types import (
     ALLOWED,
@@ -30,10 +31,13 @@ from kakin.limits.types import (
 )
 
 
-def make_limiter(redis_url: str = "", *, prefix: str = "kakin:") -> RateLimiter:
-    """Redis when a URL is configured (several gateway processes), else process memory."""
+def make_limiter(
+    redis_url: str = "", *, prefix: str = "kakin:", scripts: ScriptConnection | None = None
+) -> RateLimiter:
+    """Redis when a URL is configured (several gateway processes), else process memory;
+    ``scripts``: a script connection to that Redis to share (see RedisRateLimiter)."""
     if redis_url:
-        return RedisRateLimiter(redis_url, prefix=prefix)
+        return RedisRateLimiter(redis_url, prefix=prefix, scripts=scripts)
     return MemoryRateLimiter()
 
 

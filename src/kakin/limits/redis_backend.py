@@ -79,7 +79,10 @@ _CHECK_SCRIPT, _ADJUST_SCRIPT = Script(_CHECK), Script(_ADJUST)
 
 class RedisRateLimiter:
     """``RateLimiter`` shared through Redis. Give a ``url`` (clients are made lazily, a sync
-    one for threads and an asyncio one for the gateway's event loop) or ready clients."""
+    one for threads and an asyncio one for the gateway's event loop) or ready clients;
+    ``scripts``: the event loop's script connection, when another part of the process runs its
+    own scripts on the same Redis (shared accounting's holds), so that both go out in the same
+    writes. Clients and connections passed in belong to the caller."""
 
     def __init__(
         self,
@@ -88,6 +91,7 @@ class RedisRateLimiter:
         prefix: str = "kakin:",
         client: redis.Redis | None = None,
         async_client: redis.asyncio.Redis | None = None,
+        scripts: ScriptConnection | None = None,
     ) -> None:
         if url is None and client is None and async_client is None:
             raise ValueError("RedisRateLimiter needs a Redis URL or a client")
@@ -97,7 +101,8 @@ class RedisRateLimiter:
         self._async_client = async_client
         self._own_clients = client is None and async_client is None
         self._scripts: tuple[Any, Any] | None = None
-        self._fast: ScriptConnection | None = None
+        self._fast: ScriptConnection | None = scripts
+        self._own_fast = scripts is None
 
     def check_and_consume(self, limits: LimitSet, *, requests: int = 1, tokens: int = 0) -> Decision:
         early = self._precheck(limits, requests, tokens)
@@ -134,7 +139,7 @@ class RedisRateLimiter:
             self._scripts = None
 
     async def aclose(self) -> None:
-        if self._fast is not None:
+        if self._fast is not None and self._own_fast:
             self._fast.close()
             self._fast = None
         if self._own_clients and self._async_client is not None:
