@@ -409,7 +409,8 @@ def meta_json(snapshot: AccountSnapshot) -> bytes:
 
 class HoldStore:
     """Typed calls of the scripts above on one Redis: the per-request ones (hold, charge,
-    release) on a :class:`ScriptConnection`, the rest through ``client`` (redis-py, asyncio)."""
+    release) and the steady upkeep (dropping posted charges) on a :class:`ScriptConnection`,
+    the rest through ``client`` (redis-py, asyncio)."""
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
         self.client = client
@@ -419,7 +420,7 @@ class HoldStore:
         self._charge = Script(CHARGE)
         self._release = Script(RELEASE)
         self._readd = client.register_script(READD)
-        self._posted = client.register_script(POSTED)
+        self._posted = Script(POSTED)
         self._begin = client.register_script(BEGIN)
         self._install = client.register_script(INSTALL)
         self._outdate = client.register_script(OUTDATE)
@@ -450,8 +451,8 @@ class HoldStore:
         s, h, _, _ = self.keys(org_id)
         args = [
             hold_id,
-            str(amount_pico),
-            str(tokens),
+            amount_pico,
+            tokens,
             scope.project_id,
             scope.key_id or "",
             scope.model,
@@ -478,8 +479,8 @@ class HoldStore:
         args = [
             hold_id,
             charge_key,
-            str(amount_pico),
-            str(tokens),
+            amount_pico,
+            tokens,
             scope.project_id,
             scope.key_id or "",
             scope.model,
@@ -514,7 +515,7 @@ class HoldStore:
         """Drop charges the ledger now holds; False while a rebuild runs (try again later)."""
         _, _, p, r = self.keys(org_id)
         for at in range(0, len(charge_keys), 500):
-            if not await self._posted(keys=[p, r], args=charge_keys[at : at + 500]):
+            if not await self._run(self._posted, [p, r], charge_keys[at : at + 500]):
                 return False
         return True
 

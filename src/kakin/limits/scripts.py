@@ -1,6 +1,7 @@
 """A pipelined Redis connection for the Lua scripts a gateway runs on every request.
 
-Commands are encoded as they are sent and their replies matched in order, parsed by hiredis.
+Commands are encoded by hiredis as they are sent and their replies matched in order, parsed
+by hiredis.
 Every command sent in one turn of the event loop goes out in one ``write`` at the end of the
 turn: on loopback a write costs more CPU than encoding the command, and under load the turns
 of a busy gateway carry several requests' checks, holds and charges. A call costs a fraction
@@ -49,24 +50,24 @@ class ScriptConnection:
         self, host: str, port: int, db: int = 0, username: str | None = None, password: str | None = None
     ):
         self.address = (host, port)
-        self.setup = [] if password is None else [["AUTH", *([username] if username else []), password]]
+        self.setup = [] if password is None else [("AUTH", *([username] if username else []), password)]
         if db:
-            self.setup.append(["SELECT", str(db)])
+            self.setup.append(("SELECT", db))
         self._protocol: _Replies | None = None
         self._connecting: asyncio.Future | None = None
 
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA (loading the script once if Redis does not have it: after a restart)."""
-        command = ["EVALSHA", script.sha, str(len(keys)), *keys, *args]
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         reply = await self._send(command)
         if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-            await self._send(["SCRIPT", "LOAD", script.text])
+            await self._send(("SCRIPT", "LOAD", script.text))
             reply = await self._send(command)
         if isinstance(reply, ResponseError):
             raise reply
         return reply
 
-    async def _send(self, command: list[Any]) -> Any:
+    async def _send(self, command: tuple[Any, ...]) -> Any:
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connect()
@@ -113,7 +114,9 @@ class _Replies(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, command: list[Any]) -> asyncio.Future:
+    def send(self, command: tuple[Any, ...]) -> asyncio.Future:
+        """Send ``command`` (str, bytes or int arguments) at the end of this turn of the loop;
+        the future resolves to its reply."""
         future = asyncio.get_running_loop().create_future()
         if self.lost:
             future.set_exception(RedisConnectionError("the connection to Redis was lost"))
@@ -121,10 +124,7 @@ class _Replies(asyncio.Protocol):
         unsent = self._unsent
         if not unsent:
             future.get_loop().call_soon(self._write)
-        unsent.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            unsent.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        unsent.append(hiredis.pack_command(command))
         self.waiting.append(future)
         return future
 
