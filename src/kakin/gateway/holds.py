@@ -459,7 +459,9 @@ class HoldStore:
             ttl_ms,
             "1" if unbounded else "0",
         ]
-        return parse_hold(await self._run(self._hold, [s, h, *self.claim(org_id, claim)], args), amount_pico)
+        return parse_hold(
+            await self.fast.run(self._hold, [s, h, *self.claim(org_id, claim)], args), amount_pico
+        )
 
     async def charge(
         self,
@@ -486,16 +488,13 @@ class HoldStore:
             scope.model,
             keep_ms,
         ]
-        left = await self._run(self._charge, [s, h, p, *self.claim(org_id, claim)], args)
+        left = await self.fast.run(self._charge, [s, h, p, *self.claim(org_id, claim)], args)
         return None if left is None else int(left)
 
     async def release(self, org_id: str, hold_id: str, claim: str = "") -> None:
         """Release the hold (and free ``claim``, the client's Idempotency-Key, if it holds it)."""
         s, h, _, _ = self.keys(org_id)
-        await self._run(self._release, [s, h, *self.claim(org_id, claim)], [hold_id])
-
-    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        return await self.fast.run(script, keys, args)
+        await self.fast.run(self._release, [s, h, *self.claim(org_id, claim)], [hold_id])
 
     async def close(self) -> None:
         self.fast.close()
@@ -515,7 +514,7 @@ class HoldStore:
         """Drop charges the ledger now holds; False while a rebuild runs (try again later)."""
         _, _, p, r = self.keys(org_id)
         for at in range(0, len(charge_keys), 500):
-            if not await self._run(self._posted, [p, r], charge_keys[at : at + 500]):
+            if not await self.fast.run(self._posted, [p, r], charge_keys[at : at + 500]):
                 return False
         return True
 

@@ -59,12 +59,16 @@ class ScriptConnection:
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA (loading the script once if Redis does not have it: after a restart)."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        reply = await self._send(command)
-        if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-            await self._send(("SCRIPT", "LOAD", script.text))
-            reply = await self._send(command)
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            protocol = await self._connect()
+        reply = await protocol.send(command)
         if isinstance(reply, ResponseError):
-            raise reply
+            if str(reply).startswith("NOSCRIPT"):
+                await self._send(("SCRIPT", "LOAD", script.text))
+                reply = await self._send(command)
+            if isinstance(reply, ResponseError):
+                raise reply
         return reply
 
     async def _send(self, command: tuple[Any, ...]) -> Any:
