@@ -165,17 +165,60 @@ def emptied_schema(url: str) -> str:
     return url
 
 
+# Every Redis key prefix handed out in this session → the test or module it was made for.
+_REDIS_PREFIXES: dict[str, str] = {}
+
+
+def new_redis_prefix(owner: str, namespace: str = "kakin-test") -> str:
+    """A Redis key prefix of ``owner``'s own (a test's node id, a module's or a package's name).
+    Its owner deletes its keys (:func:`delete_redis_keys`) when done; any found under it at the
+    end of the session were written afterwards, by something the owner left running, and fail
+    the session naming the owner."""
+    prefix = f"{namespace}:{uuid.uuid4().hex[:12]}:"
+    _REDIS_PREFIXES[prefix] = owner
+    return prefix
+
+
+def delete_redis_keys(prefix: str) -> int:
+    """Delete every key under ``prefix``; how many there were."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture()
-def redis_prefix() -> Iterator[tuple[str, str]]:
+def redis_prefix(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(redis_url, key_prefix): keys under the prefix are deleted after the test."""
     if not REDIS_UP:
         pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
-    import redis
-
-    prefix = f"kakin-test:{uuid.uuid4().hex[:12]}:"
+    prefix = new_redis_prefix(request.node.nodeid)
     yield REDIS_URL, prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_redis_keys(prefix)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when keys are found under a prefix whose owner already deleted its
+    keys (and delete them): a gateway, writer or task it started outlived it."""
+    if not _REDIS_PREFIXES or not REDIS_UP:
+        return
+    left = {owner: n for prefix, owner in _REDIS_PREFIXES.items() if (n := delete_redis_keys(prefix))}
+    if not left:
+        return
+    message = "Redis keys written after their owner's cleanup (deleted now): " + "; ".join(
+        f"{owner}: {n}" for owner, n in left.items()
+    )
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")  # the progress line is still open
+        reporter.write_sep("=", "Redis keys left behind", red=True)
+        reporter.write_line(message, red=True)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -98,6 +98,7 @@ def _admin(settings: Settings, gateway: Gateway, billing: Billing) -> ASGIApp | 
         on_change=gateway.changed,
         holds=gateway.accounts,
         billing=billing,
+        budget_model=gateway.router.budget_model,
     )
     return Starlette(routes=[Mount("/admin", app=_reads_see_every_charge(gateway, admin))])
 

@@ -15,9 +15,11 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +33,8 @@ from kakin.errors import InvalidInput
 from kakin.gateway.app import Gateway
 from kakin.logs import configure_logging
 from kakin.metrics import MULTIPROC_ENV
+from kakin.serving import Server, address, bind, uvicorn_config
 from kakin.serving import start_in_thread as serve_in_thread
-from kakin.serving import uvicorn_config
 
 log = logging.getLogger("kakin.gateway")
 
@@ -114,36 +116,43 @@ def _keep_in_memory() -> None:
 def serve(settings: Settings, *, workers: int = 1) -> None:
     """Serve until interrupted (Ctrl-C, SIGTERM): in-flight requests finish and are settled first."""
     check_workers(settings, workers)
+    # Bound first: a busy port is one clear error before anything starts, and port 0 becomes
+    # the port every line below names.
+    sock = bind(settings.server.host, settings.server.port)
+    url = f"http://{address(settings.server.host, sock.getsockname()[1])}"
     configured = settings.providers  # as written: "builtin" is replaced by the simulator's URL
-    settings, simulator = with_builtin_simulator(settings)
-    configure_logging(settings.logging)  # after the simulator's start, whose lines say nothing useful
-    upstreams = ", ".join(f"{p.name} ({p.kind})" for p in configured) or "built-in simulator"
-    log.info(
-        "kakin gateway on http://%s:%s → %s; database %s%s",
-        settings.server.host,
-        settings.server.port,
-        upstreams,
-        without_password(settings.database.url),
-        f"; {workers} worker processes" if workers > 1 else "",
-    )
-    report_providers(configured)
     try:
-        if workers > 1:
-            _serve_workers(settings, workers)
-        else:
-            gateway = build_gateway(settings)
-            _keep_in_memory()
-            app = assemble(gateway, settings)
-            try:
-                uvicorn.Server(uvicorn_config(app, settings.server.host, settings.server.port)).run()
-            finally:
-                gateway.ledger.close()
+        settings, simulator = with_builtin_simulator(settings)
+        configure_logging(settings.logging)  # after the simulator's start, whose lines say nothing useful
+        upstreams = ", ".join(f"{p.name} ({p.kind})" for p in configured) or "built-in simulator"
+        log.info(
+            "kakin gateway on %s → %s; database %s%s",
+            url,
+            upstreams,
+            without_password(settings.database.url),
+            f"; {workers} worker processes" if workers > 1 else "",
+        )
+        report_providers(configured)
+        try:
+            if workers > 1:
+                _serve_workers(settings, workers, sock, url)
+            else:
+                gateway = build_gateway(settings)
+                _keep_in_memory()
+                app = assemble(gateway, settings)
+                config = uvicorn_config(app, settings.server.host, settings.server.port)
+                try:
+                    Server(config, lambda: log.info("ready on %s (Ctrl-C to stop)", url)).run(sockets=[sock])
+                finally:
+                    gateway.ledger.close()
+        finally:
+            if simulator is not None:
+                simulator.stop()
     finally:
-        if simulator is not None:
-            simulator.stop()
+        sock.close()
 
 
-def _serve_workers(settings: Settings, workers: int) -> None:
+def _serve_workers(settings: Settings, workers: int, sock: socket.socket, url: str) -> None:
     if not settings.redis.url:
         log.warning(
             "%d workers without redis.url: each keeps its own rate-limit counters, response cache and "
@@ -173,7 +182,9 @@ def _serve_workers(settings: Settings, workers: int) -> None:
         factory=True,
         workers=workers,
     )
-    supervisor = Workers(config, sockets=[config.bind_socket()])
+    sock.set_inheritable(True)  # as uvicorn's own bind_socket: the workers listen on it
+    supervisor = Workers(config, sockets=[sock])
+    supervisor.on_ready = lambda: log.info("ready on %s with %d workers (Ctrl-C to stop)", url, workers)
     try:
         supervisor.run()
     finally:
@@ -211,13 +222,19 @@ def _stop_with(supervisor: int) -> None:
 
 class Workers(Multiprocess):
     """uvicorn's supervisor (restarts a worker that dies, stops them all on SIGINT / SIGTERM),
-    saying which worker died and dropping its live gauges from the shared metrics."""
+    saying which worker died and dropping its live gauges from the shared metrics, and calling
+    ``on_ready`` once when every worker first accepts connections."""
 
     startup_failed = False
+    on_ready: Callable[[], None] | None = None
 
     def keep_subprocess_alive(self) -> None:
         before = list(self.processes)
         super().keep_subprocess_alive()
+        waiting = self.on_ready is not None and not self.should_exit.is_set()
+        if waiting and all(process.is_ready(timeout=1) for process in self.processes):
+            self.on_ready()  # type: ignore[misc]
+            self.on_ready = None
         for process in before:
             if process in self.processes:
                 continue

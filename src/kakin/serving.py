@@ -1,18 +1,74 @@
 """Running an ASGI app on uvicorn: in the foreground, or in a thread on a free port.
 
 The gateway and the simulated provider are both served this way — with uvloop and httptools
-when installed, since each is on the path of every request it answers.
+when installed, since each is on the path of every request it answers. The listening socket
+is bound here (:func:`bind`) before anything else starts, so a busy port is one clear error
+at once and port 0 is known as the port it became.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+
+from kakin.errors import KakinError
+
+
+class CannotListen(KakinError):
+    """The address to serve on cannot be bound: in use, not this machine's, or privileged."""
+
+    code = "cannot_listen"
+
+
+_HINTS = {
+    errno.EADDRINUSE: "the address is already in use (another kakin serve or another program listens "
+    "there): stop it, or choose another port with --port, KAKIN_PORT or server.port (0 picks a free one)",
+    errno.EADDRNOTAVAIL: "the address is not one of this machine's: choose another with --host, "
+    "KAKIN_HOST or server.host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
+    errno.EACCES: "permission denied (ports below 1024 need privileges): choose a port from 1024 up "
+    "with --port, KAKIN_PORT or server.port",
+}
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: a free one, read back with ``getsockname``),
+    not yet listening: uvicorn listens on it once the application has started."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebinding after a restart
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise CannotListen(f"cannot listen on {address(host, port)}: {hint}") from None
+    return sock
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server on a socket bound beforehand, calling ``on_ready`` once it accepts
+    connections (uvicorn says so itself only for a socket it binds)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
 
 
 def uvicorn_config(
@@ -54,9 +110,7 @@ def start_in_thread(
 ) -> tuple[uvicorn.Server, threading.Thread, int]:
     """Serve ``make_config(host, port)`` on a free port in a daemon thread; return once it
     accepts connections, with the server, its thread and the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock = bind(host, 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(make_config(host, port))
     thread = threading.Thread(

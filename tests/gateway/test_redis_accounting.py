@@ -41,25 +41,31 @@ class Gateways:
     def __init__(self, database_url: str, redis_url: str, prefix: str, tmp: Path, count: int = 2) -> None:
         self.processes: list[subprocess.Popen] = []
         self.urls: list[str] = []
-        for i in range(count):
-            port = free_port()
-            env = {
-                **os.environ,
-                "KAKIN_DATABASE_URL": database_url,
-                "KAKIN_REDIS_URL": redis_url,
-                "KAKIN_REDIS__PREFIX": prefix,
-                "KAKIN_GATEWAY__JOURNAL_DIR": str(tmp / "journals"),
-                "KAKIN_GATEWAY__REDIS_REBUILD_GRACE_SECONDS": "0.5",
-                "KAKIN_PORT": str(port),
-                "KAKIN_ADMIN_KEY": ADMIN,
-                "KAKIN_LOG_LEVEL": "warning",
-            }
-            workdir = tmp / f"gateway-{i}"
-            workdir.mkdir()
-            self.processes.append(start_serving(env, workdir))
-            self.urls.append(f"http://127.0.0.1:{port}")
-        for url, process in zip(self.urls, self.processes, strict=True):
-            wait_healthy(url, process, timeout=90)  # a loaded machine starts slowly
+        try:
+            for i in range(count):
+                port = free_port()
+                env = {
+                    **os.environ,
+                    "KAKIN_DATABASE_URL": database_url,
+                    "KAKIN_REDIS_URL": redis_url,
+                    "KAKIN_REDIS__PREFIX": prefix,
+                    "KAKIN_GATEWAY__JOURNAL_DIR": str(tmp / "journals"),
+                    "KAKIN_GATEWAY__REDIS_REBUILD_GRACE_SECONDS": "0.5",
+                    "KAKIN_PORT": str(port),
+                    "KAKIN_ADMIN_KEY": ADMIN,
+                    "KAKIN_LOG_LEVEL": "warning",
+                }
+                workdir = tmp / f"gateway-{i}"
+                workdir.mkdir()
+                self.processes.append(start_serving(env, workdir))
+                self.urls.append(f"http://127.0.0.1:{port}")
+            for url, process in zip(self.urls, self.processes, strict=True):
+                wait_healthy(url, process, timeout=90)  # a loaded machine starts slowly
+        except BaseException:
+            # The test never gets the object to stop: left running, a gateway would keep
+            # writing under the prefix after the test's cleanup.
+            self.stop()
+            raise
 
     def stop(self) -> str:
         logs = []

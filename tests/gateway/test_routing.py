@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 import openai
 
 from kakin.config import load_settings
@@ -46,6 +47,57 @@ def test_alias_and_cheapest_of_route(tmp_path) -> None:
         usage = Usage(input_tokens=rule.input_tokens, output_tokens=rule.output_tokens)
         dearest = price(usage, "gpt-4o").total  # the saving is measured against the dearest candidate
         assert rule.routing_saved == dearest - rule.cost > 0
+    finally:
+        running.stop()
+        ledger.close()
+
+
+def test_model_budgets_name_models_the_gateway_serves(tmp_path) -> None:
+    """The admin API refuses a budget no request could count under, and sets one on an alias on
+    the model the alias sends to, where that alias's requests are counted."""
+    config = tmp_path / "kakin.toml"
+    config.write_text(
+        '[gateway.aliases]\nfast = "gpt-4o-mini"\n\n'
+        '[[gateway.routes]]\nalias = "cheap-chat"\ncheapest_of = ["gpt-4o-mini", "gpt-4.1-mini"]\n',
+        encoding="utf-8",
+    )
+    database = f"sqlite:///{tmp_path / 'kakin.db'}"
+    env = {"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "routing-admin-key"}
+    settings = load_settings(config, env=env)
+    ledger = Ledger.open(database)
+    org = ledger.create_org("budget-co", payment_method=True)
+    project = ledger.create_project(org.id, "p")
+    _, key = ledger.create_key(project.id, "k")
+    running = start_in_thread(settings, ledger)
+    try:
+        admin = httpx.Client(
+            base_url=running.url + "/admin", headers={"Authorization": "Bearer routing-admin-key"}
+        )
+
+        def budget(model: str) -> httpx.Response:
+            body = {"scope": "model", "scope_ref": model, "limit": "5"}
+            return admin.post(f"/orgs/{org.id}/budgets", json=body)
+
+        unknown = budget("gpt-4oo")
+        assert unknown.status_code == 404
+        error = unknown.json()["error"]
+        assert error["type"] == "model_not_found"
+        assert "unknown model 'gpt-4oo'" in error["message"] and "closest known: gpt-4o" in error["message"]
+        assert "closest known: fast" in budget("fsat").json()["error"]["message"]
+        rule = budget("cheap-chat")
+        assert rule.status_code == 422 and "routing rule" in rule.json()["error"]["message"]
+        assert ledger.list_budgets(org.id) == []
+
+        assert budget("gpt-4o-2024-08-06").json()["scope_ref"] == "gpt-4o-2024-08-06"
+        alias = budget("fast").json()
+        assert alias["scope_ref"] == "gpt-4o-mini"
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
+        client.chat.completions.create(
+            model="fast", messages=[{"role": "user", "content": "count me"}], max_tokens=30
+        )
+        running.gateway.settled()
+        spent = Decimal(admin.get(f"/budgets/{alias['id']}/status").json()["spent"])
+        assert spent == sum(record.cost for record in ledger.usage(org.id)) > 0
     finally:
         running.stop()
         ledger.close()

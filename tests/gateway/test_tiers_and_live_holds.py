@@ -7,7 +7,6 @@ accounting with holds in Redis, there); each answer tells the credit left after 
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from conftest import REDIS_UP, REDIS_URL, delete_redis_keys, new_redis_prefix
 from kakin.ledger import Ledger
 from kakin.server import RunningGateway
 
@@ -47,22 +47,13 @@ def running(
 
 
 @pytest.fixture(scope="module")
-def module_redis() -> Iterator[tuple[str, str]]:
+def module_redis(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(redis_url, key_prefix) for the module's gateway; its keys are deleted afterwards."""
-    import redis
-
-    url = os.environ.get("KAKIN_TEST_REDIS", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip(f"Redis is not reachable at {url} (start it to run these tests)")
-    prefix = f"kakin-test:{uuid.uuid4().hex[:12]}:"
-    yield url, prefix
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    if not REDIS_UP:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
+    prefix = new_redis_prefix(request.module.__name__)
+    yield REDIS_URL, prefix
+    delete_redis_keys(prefix)
 
 
 @pytest.fixture()

@@ -187,6 +187,11 @@ def test_two_workers_serve_share_metrics_and_stop_cleanly(
     pico = sum(to_pico(r.cost) for r in records)
     assert samples[("kakin_cost_usd_total", (("provider", "simulator"),))] == float(Decimal(pico).scaleb(-12))
     assert samples[("kakin_holds_in_flight", ())] == 0
+    # The supervisor says so once both workers accept connections, on the port it bound.
+    deadline = time.monotonic() + 30
+    while f"ready on {url} with 2 workers" not in (tmp_path / "serve.log").read_text():
+        assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+        time.sleep(0.1)
 
     # SIGTERM: the supervisor stops every worker, each worker its ledger writer; all exit.
     process.send_signal(signal.SIGTERM)

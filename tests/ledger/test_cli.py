@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from kakin.cli import app
@@ -167,3 +169,34 @@ def test_keys_take_a_project_by_name_within_its_organisation(db_url: str) -> Non
     for args in (("keys", "create", "web", "other"), ("keys", "list", "--project", "web")):
         code, out = kakin(db_url, *args)  # a name without its organisation: say so, not "no project"
         assert code == 2 and "name its organisation too (--org)" in out, (args, out)
+
+
+def test_a_model_budget_names_a_model_the_gateway_serves(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAKIN_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # the gateway's configuration: ./kakin.toml
+    (tmp_path / "kakin.toml").write_text(
+        '[gateway.aliases]\nfast = "gpt-4o-mini"\n\n'
+        '[[gateway.routes]]\nalias = "cheap-chat"\ncheapest_of = ["gpt-4o-mini", "gpt-4.1-mini"]\n'
+    )
+    assert kakin(db_url, "org", "create", "acme")[0] == 0
+    model_budget = ("budget", "set", "acme", "--limit", "5", "--scope", "model", "--ref")
+    code, out = kakin(db_url, *model_budget, "gpt-4oo")
+    assert code == 2 and out.count("\n") == 1, out
+    assert "unknown model 'gpt-4oo'" in out and "closest known: gpt-4o" in out
+    code, out = kakin(db_url, *model_budget, "fsat")
+    assert code == 2 and "closest known: fast" in out, out  # the gateway's aliases are known names
+    code, out = kakin(db_url, *model_budget, "cheap-chat")
+    assert code == 2 and "routing rule" in out and "gpt-4o-mini, gpt-4.1-mini" in out, out
+    code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
+    assert json.loads(out)["rows"] == []  # nothing was written
+
+    assert kakin(db_url, *model_budget, "gpt-4o-2024-08-06")[0] == 0  # as the catalog knows it
+    code, out = kakin(db_url, *model_budget, "fast")
+    assert code == 0 and "'fast' is a gateway alias: the budget is set on its model, gpt-4o-mini" in out
+    code, out = kakin(db_url, "budget", "list", "acme", "--format", "json")
+    assert [row["name"] for row in json.loads(out)["rows"]] == [
+        "model gpt-4o-2024-08-06 month spend",
+        "model gpt-4o-mini month spend",
+    ]

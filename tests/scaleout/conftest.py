@@ -8,14 +8,13 @@ to the report of a failing test."""
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 # tests/conftest.py: the shared PostgreSQL and Redis, and whether they answer.
-from conftest import POSTGRES_UP, REDIS_UP, REDIS_URL, fresh_pg_database
+from conftest import POSTGRES_UP, REDIS_UP, REDIS_URL, delete_redis_keys, fresh_pg_database, new_redis_prefix
 from kakin.ledger import Ledger
 
 from .cluster import Cluster, running_logs
@@ -54,21 +53,9 @@ def scaleout_database() -> Iterator[str]:
 def redis_key_prefix() -> Iterator[str]:
     """A Redis key prefix of the scale-out tests' own; its keys are deleted after."""
     need_databases()
-    prefix = f"kakin-scaleout:{uuid.uuid4().hex[:12]}:"
+    prefix = new_redis_prefix("tests/scaleout", namespace="kakin-scaleout")
     yield prefix
-    delete_keys(prefix)
-
-
-def delete_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(prefix)
 
 
 def start_cluster(

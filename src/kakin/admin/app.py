@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from kakin.admin import errors
 from kakin.admin.auth import AdminKeyMiddleware
-from kakin.admin.context import AdminContext, HoldsProvider
+from kakin.admin.context import AdminContext, BudgetModel, HoldsProvider
 from kakin.admin.routes import alerts as alert_routes
 from kakin.admin.routes import budgets, charges, credits, invoices, keys, orgs, provider_bills, reports, usage
 from kakin.alerts.engine import AlertEngine
@@ -53,6 +53,7 @@ def create_admin_app(
     on_change: Callable[[str, str], None] | None = None,
     holds: HoldsProvider | None = None,
     billing: Billing | None = None,
+    budget_model: BudgetModel | None = None,
 ) -> FastAPI:
     """The admin API over ``ledger``.
 
@@ -65,11 +66,18 @@ def create_admin_app(
     memory); balances and budget gauges count them in ``held``.
     ``billing``: invoices and credit notes (kakin.billing) with the configured numbering,
     issuer and rates; by default with the default settings.
+    ``budget_model(name)``: the model a budget set on ``name`` counts, raising for a name the
+    gateway would refuse (the gateway's ``router.budget_model``); None: any name is kept as given.
     """
     engine = alerts if isinstance(alerts, AlertEngine) else None
     store = alerts.store if isinstance(alerts, AlertEngine) else alerts or AlertStore(ledger.engine)
     ctx = AdminContext(
-        ledger=ledger, alert_store=store, alert_engine=engine, on_change=on_change, holds=holds
+        ledger=ledger,
+        alert_store=store,
+        alert_engine=engine,
+        on_change=on_change,
+        holds=holds,
+        budget_model=budget_model,
     )
 
     app = FastAPI(

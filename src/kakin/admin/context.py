@@ -7,6 +7,10 @@ A failing hook is logged and does not turn a committed change into an error resp
 
 ``holds`` gives the holds a gateway in local accounting keeps in memory (they never reach
 the ledger), so balances and budget gauges read inside that gateway count requests in flight.
+
+``budget_model`` is the gateway's answer to "which model would a budget on this name count?"
+(its router: aliases resolved, names the gateway refuses refused); without a gateway, model
+budgets are kept under the name given.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from kakin.ledger.views import NO_LIVE_HOLDS, LiveHolds
 log = logging.getLogger("kakin.admin")
 
 ChangeHook = Callable[[str, str], None]
+BudgetModel = Callable[[str], str]
 
 
 class HoldsProvider(Protocol):
@@ -40,6 +45,7 @@ class AdminContext:
     alert_engine: AlertEngine | None = None
     on_change: ChangeHook | None = None
     holds: HoldsProvider | None = None
+    budget_model: BudgetModel | None = None
 
     def changed(self, kind: str, ident: str) -> None:
         if self.on_change is None:

@@ -7,7 +7,9 @@ the month therefore gives two lines. Money adds up exactly to what the ledger ch
 record's lines are converted to picodollars and the rounding difference between them and the
 charged cost (at most a picodollar a line) goes to its largest line, as the rollups do
 (:mod:`kakin.ledger.rollups`). A cost its lines do not explain (no itemised cost, or lines
-that do not add up to it) is one ``other`` line of the model, counted in requests.
+that do not add up to it) is one ``other`` line of the model, counted in requests. A request
+answered from kakin's response cache costs nothing and is billed as such: a zero line of
+the model, ``cache_hits`` counted in requests at a unit price of 0.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from kakin.ledger.rollups import _pico as amount_pico
 
 # (section, month, model, component, measure, unit_price, tier, mode, source, effective_from)
 LineKey = tuple[str, str, str, str, str, str | None, str | None, str, str, str | None]
-_UNIT_ORDER = {unit: i for i, unit in enumerate(UNITS)}
+CACHE_HITS = "cache_hits"  # the unit (and component) of requests answered from the response cache
+_UNIT_ORDER = {unit: i for i, unit in enumerate((*UNITS, CACHE_HITS))}
 
 
 @dataclass(slots=True)
@@ -53,9 +56,20 @@ class LineBook:
         self._sums: dict[LineKey, _Sum] = {}
 
     def add(
-        self, section: str, month: str, model: str, cost_pico: int, cost_items: Any, count: int = 1
+        self,
+        section: str,
+        month: str,
+        model: str,
+        cost_pico: int,
+        cost_items: Any,
+        count: int = 1,
+        cache_hit: bool = False,
     ) -> None:
-        """Add ``count`` records of ``model`` alike in cost and cost lines."""
+        """Add ``count`` records of ``model`` alike in cost, cost lines and being cache hits."""
+        if cache_hit and cost_pico == 0:  # free, and itemised as such rather than as "other"
+            hits = (section, month, model, CACHE_HITS, "request", "0", None, "standard", "", None)
+            self._add(hits, CACHE_HITS, count, 0, count)
+            return
         priced = priced_lines(cost_items)
         if priced and abs(cost_pico - sum(p.amount_pico for p in priced)) > len(priced):
             priced = []  # lines that do not add up to the cost do not explain it

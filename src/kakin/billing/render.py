@@ -47,6 +47,7 @@ LABELS: dict[str, dict[str, str]] = {
         "input": "input tokens (uncached)", "cached_input": "cached input tokens",
         "cache_write": "cache write tokens", "output": "output tokens", "reasoning": "reasoning tokens",
         "images": "images", "audio": "audio", "requests": "requests", "other": "other (not itemised)",
+        "cache_hits": "response cache hits (no charge)",
     },
     "ja": {
         "invoice": "請求書", "draft": "下書き", "issued": "発行済み", "number": "請求書番号",
@@ -66,6 +67,7 @@ LABELS: dict[str, dict[str, str]] = {
         "input": "入力トークン（キャッシュなし）", "cached_input": "キャッシュ済み入力トークン",
         "cache_write": "キャッシュ書き込みトークン", "output": "出力トークン", "reasoning": "推論トークン",
         "images": "画像", "audio": "音声", "requests": "リクエスト", "other": "その他（明細なし）",
+        "cache_hits": "レスポンスキャッシュからの応答（無料）",
         "measure:request": "リクエスト", "measure:image": "枚", "measure:second": "秒",
     },
 }  # fmt: skip

@@ -80,29 +80,36 @@ def read_figures(
         u.c.occurred_at < cycle.start, u.c.id <= through, or_(u.c.id > after, u.c.occurred_at >= covered_end)
     )
     # This cycle's records, alike ones counted together by the database: a record's lines
-    # depend only on its model, cost and cost lines, so each distinct one is itemised once.
+    # depend only on its model, cost, cost lines and whether it was a cache hit, so each
+    # distinct one is itemised once.
     current = (
         select(
-            u.c.model, u.c.cost_pico, items, func.count(), func.min(u.c.settled_at), func.max(u.c.settled_at)
+            u.c.model,
+            u.c.cost_pico,
+            items,
+            u.c.cache_hit,
+            func.count(),
+            func.min(u.c.settled_at),
+            func.max(u.c.settled_at),
         )
         .where(u.c.org_id == org_id, in_cycle)
-        .group_by(u.c.model, u.c.cost_pico, items)
+        .group_by(u.c.model, u.c.cost_pico, items, u.c.cache_hit)
     )
-    prior = select(u.c.model, u.c.cost_pico, items, u.c.occurred_at, u.c.settled_at).where(
+    prior = select(u.c.model, u.c.cost_pico, items, u.c.cache_hit, u.c.occurred_at, u.c.settled_at).where(
         u.c.org_id == org_id, posted_late
     )
     book = LineBook()
     settled: list[datetime] = []
     charges = requests = 0
-    for model, cost, text_items, count, first, last in conn.execute(current):
-        book.add("current", cycle.month, model, cost, text_items, count)
+    for model, cost, text_items, hit, count, first, last in conn.execute(current):
+        book.add("current", cycle.month, model, cost, text_items, count, hit)
         charges += cost * count
         requests += count
         settled += (first, last)
     months: dict[datetime, str] = {}
-    for model, cost, text_items, occurred, at in conn.execute(prior):
+    for model, cost, text_items, hit, occurred, at in conn.execute(prior):
         month = months.get(occurred) or months.setdefault(occurred, cycle_at(timezone, occurred).month)
-        book.add("prior", month, model, cost, text_items, 1)
+        book.add("prior", month, model, cost, text_items, 1, hit)
         charges += cost
         requests += 1
         settled.append(at)

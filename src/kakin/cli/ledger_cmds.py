@@ -548,6 +548,11 @@ def budget_set(
         raise InvalidInput(
             f"--thresholds must be whole percents separated by commas, got {thresholds!r}"
         ) from None
+    if scope == "model" and ref:  # a model the gateway serves; an alias stands for its model
+        model = _budget_model(ref)
+        if model != ref.strip():
+            typer.echo(f"{ref.strip()!r} is a gateway alias: the budget is set on its model, {model}")
+        ref = model
     with _ledger(database_url) as ledger:
         if scope == "project" and ref:  # a project by name, as every other command takes it
             ref = ledger.get_project(ref, org).id
@@ -569,6 +574,15 @@ def budget_set(
         f"budget {budget.id} ({budget.name}): limit {limit} {per}, {status.percent}% used this period "
         f"({'hard cap' if budget.hard_cap else 'soft'}; thresholds {', '.join(map(str, budget.thresholds))}%)"
     )
+
+
+def _budget_model(name: str) -> str:
+    """The model a budget on ``name`` counts, as the gateway this configuration serves decides."""
+    from kakin.catalog import Catalog
+    from kakin.config import load_settings
+    from kakin.gateway.routing import Router
+
+    return Router(load_settings().gateway, Catalog.default()).budget_model(name)
 
 
 @budget_app.command("list")

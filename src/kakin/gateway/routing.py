@@ -5,6 +5,10 @@ cheapest of several models, compared at a stated request shape with the prices i
 now; the choice is re-evaluated when prices change (each hour is plenty). Every routed
 request records the model it was routed from and what the routing saved against the most
 expensive candidate, so reports can show routing savings.
+
+Budgets on a model count the model a request is sent to (``Route.model``, the name as the
+client wrote it when not routed): ``budget_model`` says which that is for a name a budget is
+set on, and refuses names no request could be counted under.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from decimal import Decimal
 
 from kakin.catalog import Catalog
 from kakin.config import GatewaySettings, RouteRule
+from kakin.errors import InvalidInput, UnknownModel
 from kakin.pricing import Usage, price
 
 
@@ -30,6 +35,7 @@ class Router:
         self.aliases = dict(settings.aliases)
         self.rules = {rule.alias: rule for rule in settings.routes}
         self.catalog = catalog
+        self.allow_unpriced = settings.allow_unpriced_models
         self.refresh_seconds = refresh_seconds
         self._chosen: dict[str, tuple[float, Route]] = {}
 
@@ -45,6 +51,26 @@ class Router:
         if target is not None:
             return Route(model=target, routed_from=model, baseline=None)
         return Route(model=model, routed_from=None, baseline=None)
+
+    def budget_model(self, name: str) -> str:
+        """The model a budget set on ``name`` counts: an alias's model, or ``name`` itself when
+        the catalog prices it (or the gateway passes unpriced models through). Raises
+        ``UnknownModel`` (with the closest known names) or, for a routing rule, ``InvalidInput``."""
+        name = name.strip()
+        rule = self.rules.get(name)
+        if rule is not None:
+            raise InvalidInput(
+                f"{name!r} is a routing rule: each request goes to the cheapest of "
+                f"{', '.join(rule.cheapest_of)}, and a model budget counts the model a request is sent "
+                "to; set the budget on those models"
+            )
+        model = self.aliases.get(name, name)
+        try:
+            self.catalog.resolve(model)
+        except UnknownModel as unknown:
+            if not self.allow_unpriced:
+                raise UnknownModel(model, [*unknown.suggestions, *self.aliases]) from None
+        return model
 
     def _cheapest(self, rule: RouteRule) -> Route:
         shape = Usage(input_tokens=rule.assume_input_tokens, output_tokens=rule.assume_output_tokens)

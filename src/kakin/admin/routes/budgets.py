@@ -21,14 +21,19 @@ def router(ctx: AdminContext) -> APIRouter:
         summary="Set a budget",
         description="Create the budget for (scope, scope_ref, period, unit), or change it if it exists. Give "
         "`limit` (USD) or `limit_tokens`. Soft thresholds alert once per period; `hard_cap` refuses requests "
-        "that would pass the limit (402). A budget created mid-period counts the period's spend so far.",
+        "that would pass the limit (402). A budget created mid-period counts the period's spend so far. A "
+        "model budget names a model the gateway serves (404 `model_not_found` with the closest names "
+        "otherwise); on a gateway alias it is set on the alias's model, which is what requests count under.",
         responses=declare(404, 409),
     )
     def set_budget(org: OrgRef, body: BudgetSet) -> BudgetOut:
+        scope_ref = body.scope_ref
+        if body.scope == "model" and scope_ref and ctx.budget_model is not None:
+            scope_ref = ctx.budget_model(scope_ref)
         budget = ledger.set_budget(
             org,
             scope=body.scope,
-            scope_ref=body.scope_ref,
+            scope_ref=scope_ref,
             period=body.period,
             limit=body.limit,
             limit_tokens=body.limit_tokens,

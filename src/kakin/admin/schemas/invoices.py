@@ -23,7 +23,8 @@ class LineOut(BaseModel):
     model: str = Field(examples=["gpt-4o"])
     unit: str = Field(
         examples=["input"],
-        description="input, cached_input, cache_write, output, reasoning, images, audio, requests, other",
+        description="input, cached_input, cache_write, output, reasoning, images, audio, requests, other; "
+        "cache_hits: requests answered from the response cache, at no charge",
     )
     component: str = Field(examples=["image 1024x1024 high"], description="as priced")
     measure: str = Field(
