@@ -10,15 +10,16 @@ in the organisation's own timezone, and every result states that zone.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from operator import add
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, type_coerce
+from sqlalchemy.types import NullType
 
 from kakin.errors import InvalidInput, NotFound
 from kakin.ledger import Ledger, Org
@@ -53,7 +54,11 @@ _QUANTITY: dict[str, tuple[str, str]] = {
     "audio": ("audio_ms", "second"),
     "requests": ("requests", "request"),
 }
-_AT = {name: i for i, name in enumerate(r.MEASURES)}
+_SPEND: Final = Spend._fields
+"""The rollup columns a :class:`Spend` is made of, in its order."""
+_WIDTH: Final = len(_SPEND)
+_READ: Final = _SPEND + tuple(f"{unit}_pico" for unit in r.UNITS)
+"""What a spend report reads: each group's :class:`Spend`, and the money by unit it totals."""
 _GROUP_COLUMN: dict[str, str | None] = {  # the rollup column a grouping needs
     "day": None,
     "hour": None,
@@ -92,21 +97,33 @@ class Reports:
         zone = ZoneInfo(record.timezone)
         begin, finish = self._window(record, start, end)
         filters = self._filters(record, project, key, model)
-        found = self._summed(record, by, begin, finish, filters)
-        grouped = by != "unit"
-        total = [0] * len(r.MEASURES)
-        groups: dict[Any, list[int]] = {}  # buckets by their local day or hour, or by name
-        for row in found:
-            vector = [int(v) for v in (row[1:] if grouped else row)]
-            total = list(map(add, total, vector))
-            if grouped:
-                at = _local(row[0], zone, by)
-                known = groups.get(at)
-                groups[at] = vector if known is None else list(map(add, known, vector))
-        labels = self._labels(record, by)
-        lines = tuple(_line(by, value, vector, labels) for value, vector in groups.items())
-        if by in ("model", "project", "key"):
-            lines = tuple(sorted(lines, key=lambda line: (-line.spend.cost, line.group)))
+        found = self._summed(record, by, begin, finish, filters, _READ)
+        keys = 0 if by == "unit" else 1  # the group's column ahead of the measures
+        total = [sum(column) for column in zip(*(row[keys:] for row in found), strict=True)]
+        total = total or [0] * len(_READ)
+        lines: tuple[SpendLine, ...]
+        if by in ("day", "hour"):
+            names = _Buckets(zone, by)
+            spent: dict[str, tuple[datetime, Sequence[int]]] = {}
+            for row in found:
+                name, local = names(row[0])
+                known = spent.get(name)
+                measures = row[1 : 1 + _WIDTH]
+                spent[name] = (local, measures if known is None else tuple(map(add, known[1], measures)))
+            lines = tuple(SpendLine(n, n, Spend._make(m), at) for n, (at, m) in spent.items())
+        elif by == "unit":
+            lines = ()
+        else:
+            labels = self._labels(record, by)
+            lines = tuple(
+                sorted(
+                    (
+                        SpendLine(row[0], labels.get(row[0], row[0]), Spend._make(row[1 : 1 + _WIDTH]))
+                        for row in found
+                    ),
+                    key=lambda line: (-line.spend.cost_pico, line.group),
+                )
+            )
         return SpendReport(
             org_id=record.id,
             org_name=record.name,
@@ -118,8 +135,8 @@ class Reports:
             key_id=filters["key_id"],
             model=model,
             lines=lines,
-            units=units_of(total),
-            total=spend_of(total),
+            units=units_of(dict(zip(_READ, total, strict=True))),
+            total=Spend._make(total[:_WIDTH]),
         )
 
     def spend_by_model(
@@ -138,17 +155,18 @@ class Reports:
         if by not in ("day", "hour"):
             raise InvalidInput(f"spend by model over time is by day or hour, not {by!r}")
         record = self.ledger.get_org(org)
-        zone = ZoneInfo(record.timezone)
         begin, finish = self._window(record, start, end)
         filters = self._filters(record, project, key, None)
         wanted = tuple(dict.fromkeys(models))
-        out: dict[str, dict[str, list[int]]] = {name: {} for name in wanted}
-        for bucket, name, *values in self._summed(record, by, begin, finish, filters, wanted):
-            group = _group_name(_local(bucket, zone, by), by)
-            known = out[name].get(group)
-            vector = [int(v) for v in values]
-            out[name][group] = vector if known is None else list(map(add, known, vector))
-        return {name: {g: spend_of(v) for g, v in spent.items()} for name, spent in out.items()}
+        out: dict[str, dict[str, Spend]] = {name: {} for name in wanted}
+        names = _Buckets(ZoneInfo(record.timezone), by)
+        for row in self._summed(record, by, begin, finish, filters, _SPEND, wanted):
+            name = names(row[0])[0]
+            spent = out[row[1]]
+            known = spent.get(name)
+            measures = Spend._make(row[2:])
+            spent[name] = measures if known is None else Spend._make(map(add, known, measures))
+        return out
 
     def _filters(
         self, org: Org, project: str | None, key: str | None, model: str | None
@@ -167,27 +185,36 @@ class Reports:
         begin: datetime,
         finish: datetime,
         filters: dict[str, str | None],
+        measures: Sequence[str],
         models: Sequence[str] | None = None,
-    ) -> Sequence[Any]:
-        """The measures summed per group (no group for ``unit``), from the narrowest rollup
-        table; with ``models``, per group and model for those models only."""
+    ) -> Sequence[Sequence[Any]]:
+        """The ``measures`` (integers) summed per group, the group first (none for ``unit``),
+        from the narrowest rollup table; with ``models``, per group and model for those models
+        only. A day or an hour is its bucket's start as stored (see :class:`_Buckets`)."""
         column = "model" if models is not None else _GROUP_COLUMN[by]
         needed = {name for name, value in filters.items() if value is not None}
         table = self._table(org, by, begin, finish, needed | ({column} if column else set()))
         conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
         conditions += [table.c[name] == value for name, value in filters.items() if value is not None]
-        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
-        keyed = [c.name for c in table.primary_key.columns]
+        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in measures]
+        varying = [c.name for c in table.primary_key.columns][2:]  # the key past org and start
         if models is not None:
             conditions.append(table.c.model.in_(models))
-        if by in ("day", "hour") and keyed == ["org_id", "start", *(["model"] if models is not None else [])]:
-            # One row per group already (the organisation's total, or each model's): nothing
-            # to add up, the rows are read as they are, in key order.
-            groups = [table.c[name] for name in keyed[1:]]
-            query = select(*groups, *(table.c[m] for m in r.MEASURES)).where(*conditions).order_by(*groups)
-        elif models is not None:
-            keys = (table.c.start, table.c.model)
-            query = select(*keys, *sums).where(*conditions).group_by(*keys).order_by(*keys)
+        start = type_coerce(table.c.start, NullType())  # read as stored: see _Buckets
+        if by in ("day", "hour") and set(varying) - needed <= ({"model"} if models is not None else set()):
+            # One row per group already (every key column but the start is filtered on, or is
+            # the model charted): nothing to add up, the rows are read as they are, in key order.
+            groups = [start, *([table.c.model] if models is not None else [])]
+            order = [table.c.start, *groups[1:]]
+            query = select(*groups, *(table.c[m] for m in measures)).where(*conditions).order_by(*order)
+            return self.ledger.read(lambda c: c.execute(query).all())
+        if models is not None:
+            query = (
+                select(start, table.c.model, *sums)
+                .where(*conditions)
+                .group_by(table.c.start, table.c.model)
+                .order_by(table.c.start, table.c.model)
+            )
         elif by == "unit":
             query = select(*sums).where(*conditions)
         elif by == "project" and self.ledger.backend == "sqlite":
@@ -196,23 +223,27 @@ class Reports:
             # reads the range in key order with no sort and leaves one row per project and
             # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
             buckets = (
-                select(
-                    table.c.start, table.c.project_id, *(func.sum(table.c[m]).label(m) for m in r.MEASURES)
-                )
+                select(table.c.start, table.c.project_id, *(func.sum(table.c[m]).label(m) for m in measures))
                 .where(*conditions)
                 .group_by(table.c.start, table.c.project_id)
                 .subquery()
             )
             projects = buckets.c.project_id
             query = (
-                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in r.MEASURES))
+                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in measures))
                 .group_by(projects)
                 .order_by(projects)
             )
+        elif column is None:
+            query = select(start, *sums).where(*conditions).group_by(table.c.start).order_by(table.c.start)
         else:
-            group = table.c.start if column is None else table.c[column]
+            group = table.c[column]
             query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
-        return self.ledger.read(lambda c: c.execute(query).all())
+        keys = 0 if by == "unit" else (2 if models is not None else 1)
+        rows = self.ledger.read(lambda c: c.execute(query).all())
+        if self.ledger.backend == "sqlite":
+            return rows  # SQLite sums integers as integers
+        return [(*row[:keys], *map(int, row[keys:])) for row in rows]  # PostgreSQL: numeric
 
     def _window(self, org: Org, start: Range, end: Range) -> tuple[datetime, datetime]:
         zone = ZoneInfo(org.timezone)
@@ -364,7 +395,7 @@ class Reports:
             input_tokens=row["input_tokens"],
             cached_tokens=row["cached_tokens"],
             output_tokens=row["output_tokens"],
-            units=units_of(r.measures(row)),
+            units=units_of(dict(zip(r.MEASURES, r.measures(row), strict=True))),
             cost=from_pico(row["cost_pico"]),
             items=items,
             notes=notes,
@@ -513,60 +544,45 @@ def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, us
 # Building results -----------------------------------------------------------------------
 
 
-def spend_of(vector: Sequence[int]) -> Spend:
-    """A :class:`Spend` from rollup measures (in :data:`kakin.ledger.rollups.MEASURES` order)."""
-    return Spend(
-        requests=vector[_AT["requests"]],
-        cache_hits=vector[_AT["cache_hits"]],
-        routed_requests=vector[_AT["routed_requests"]],
-        input_tokens=vector[_AT["input_tokens"]],
-        cached_tokens=vector[_AT["cached_tokens"]],
-        cache_write_tokens=vector[_AT["cache_write_tokens"]],
-        output_tokens=vector[_AT["output_tokens"]],
-        reasoning_tokens=vector[_AT["reasoning_tokens"]],
-        images=vector[_AT["images"]],
-        audio_seconds=Decimal(vector[_AT["audio_ms"]]).scaleb(-3),
-        cost=from_pico(vector[_AT["cost_pico"]]),
-        cache_saved=from_pico(vector[_AT["cache_saved_pico"]]),
-        routing_saved=from_pico(vector[_AT["routing_saved_pico"]]),
-    )
-
-
-def units_of(vector: Sequence[int]) -> tuple[UnitLine, ...]:
-    """Money and quantity by unit, for the units with either."""
+def units_of(measures: Mapping[str, int]) -> tuple[UnitLine, ...]:
+    """Money and quantity by unit, for the units with either, from rollup measures by name."""
     lines = []
     for unit in r.UNITS:
-        cost = vector[_AT[f"{unit}_pico"]]
+        cost = measures[f"{unit}_pico"]
         counted = _QUANTITY.get(unit)
         quantity = None
         if counted is not None:
-            raw = vector[_AT[counted[0]]]
+            raw = measures[counted[0]]
             quantity = Decimal(raw).scaleb(-3) if unit == "audio" else Decimal(raw)
         if cost or quantity:
             lines.append(UnitLine(unit, quantity, counted[1] if counted else None, from_pico(cost)))
     return tuple(lines)
 
 
-def _local(value: Any, zone: ZoneInfo, by: Grouping) -> Any:
-    """A bucket's start as the local day or hour it begins (a day bucket written before the
-    organisation changed its timezone counts in the local day its start falls in)."""
-    if by == "day":
-        local = value.astimezone(zone)
-        return datetime.combine(local.date(), time(0), zone)
-    return value.astimezone(zone) if by == "hour" else value
+class _Buckets:
+    """The local days or hours of rollup buckets, by each bucket's start as the database
+    returns it (SQLite's text, PostgreSQL's datetime: read without the column type's
+    conversion of every row), each start worked out once however many rows share it (six
+    models' rows of one hour are one conversion). A day bucket written before the
+    organisation changed its timezone counts in the local day its start falls in."""
 
+    def __init__(self, zone: ZoneInfo, by: Literal["day", "hour"]) -> None:
+        self.zone = zone
+        self.by = by
+        self.known: dict[Any, tuple[str, datetime]] = {}
 
-def _group_name(value: datetime, by: Grouping) -> str:
-    """A local day's or hour's name in reports: its ISO date, or its start to the minute."""
-    return value.date().isoformat() if by == "day" else value.isoformat(timespec="minutes")
-
-
-def _line(by: Grouping, value: Any, vector: list[int], labels: dict[str, str]) -> SpendLine:
-    spend = spend_of(vector)
-    if by in ("day", "hour"):
-        group = _group_name(value, by)
-        return SpendLine(group, group, spend, value)
-    return SpendLine(value, labels.get(value, value), spend)
+    def __call__(self, stored: Any) -> tuple[str, datetime]:
+        """The group's name (ISO local date, or the local hour's start to the minute with its
+        offset) and the local instant it begins."""
+        found = self.known.get(stored)
+        if found is None:
+            local = s.utc_datetime(stored).astimezone(self.zone)
+            if self.by == "day":
+                found = (local.date().isoformat(), datetime.combine(local.date(), time(0), self.zone))
+            else:
+                found = (local.isoformat(timespec="minutes"), local)
+            self.known[stored] = found
+        return found
 
 
 def _instant(value: Range, zone: ZoneInfo, what: str) -> datetime | None:
