@@ -77,7 +77,9 @@ def utc_datetime(stored: str | datetime) -> datetime:
     """A timezone-aware UTC datetime from one stored as the database returns it: SQLite's
     text (UTC without an offset), PostgreSQL's aware datetime."""
     value = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:  # combined rather than replace(tzinfo=…), which takes several times longer
+        return datetime.combine(value.date(), value.time(), UTC)
+    return value.astimezone(UTC)
 
 
 # SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid; PostgreSQL wants BIGINT.

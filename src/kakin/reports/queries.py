@@ -13,12 +13,13 @@ import base64
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import islice
 from operator import add
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import func, or_, select, type_coerce
+from sqlalchemy import func, literal_column, null, or_, select, type_coerce, union_all
 from sqlalchemy.types import NullType
 
 from kakin.errors import InvalidInput, NotFound
@@ -57,7 +58,8 @@ _QUANTITY: dict[str, tuple[str, str]] = {
 _SPEND: Final = Spend._fields
 """The rollup columns a :class:`Spend` is made of, in its order."""
 _WIDTH: Final = len(_SPEND)
-_READ: Final = _SPEND + tuple(f"{unit}_pico" for unit in r.UNITS)
+_UNITS: Final = tuple(f"{unit}_pico" for unit in r.UNITS)
+_READ: Final = _SPEND + _UNITS
 """What a spend report reads: each group's :class:`Spend`, and the money by unit it totals."""
 _GROUP_COLUMN: dict[str, str | None] = {  # the rollup column a grouping needs
     "day": None,
@@ -97,20 +99,19 @@ class Reports:
         zone = ZoneInfo(record.timezone)
         begin, finish = self._window(record, start, end)
         filters = self._filters(record, project, key, model)
-        found = self._summed(record, by, begin, finish, filters, _READ)
-        keys = 0 if by == "unit" else 1  # the group's column ahead of the measures
-        total = [sum(column) for column in zip(*(row[keys:] for row in found), strict=True)]
-        total = total or [0] * len(_READ)
+        found, total = self._summed(record, by, begin, finish, filters)
         lines: tuple[SpendLine, ...]
         if by in ("day", "hour"):
             names = _Buckets(zone, by)
-            spent: dict[str, tuple[datetime, Sequence[int]]] = {}
+            buckets: dict[str, SpendLine] = {}
             for row in found:
                 name, local = names(row[0])
-                known = spent.get(name)
-                measures = row[1 : 1 + _WIDTH]
-                spent[name] = (local, measures if known is None else tuple(map(add, known[1], measures)))
-            lines = tuple(SpendLine(n, n, Spend._make(m), at) for n, (at, m) in spent.items())
+                line = SpendLine(name, name, Spend._make(row[1 : 1 + _WIDTH]), local)
+                known = buckets.setdefault(name, line)
+                if known is not line:  # a second bucket of one local day (see _Buckets)
+                    added = Spend._make(map(add, known.spend, line.spend))
+                    buckets[name] = SpendLine(name, name, added, known.start)
+            lines = tuple(buckets.values())
         elif by == "unit":
             lines = ()
         else:
@@ -160,12 +161,16 @@ class Reports:
         wanted = tuple(dict.fromkeys(models))
         out: dict[str, dict[str, Spend]] = {name: {} for name in wanted}
         names = _Buckets(ZoneInfo(record.timezone), by)
-        for row in self._summed(record, by, begin, finish, filters, _SPEND, wanted):
-            name = names(row[0])[0]
+        bucket = name = None
+        for row in self._summed(record, by, begin, finish, filters, wanted)[0]:
+            if row[0] != bucket:  # the rows come bucket by bucket: one name for each
+                bucket = row[0]
+                name = names(bucket)[0]
             spent = out[row[1]]
-            known = spent.get(name)
             measures = Spend._make(row[2:])
-            spent[name] = measures if known is None else Spend._make(map(add, known, measures))
+            known = spent.setdefault(name, measures)
+            if known is not measures:  # a second bucket of one local day (see _Buckets)
+                spent[name] = Spend._make(map(add, known, measures))
         return out
 
     def _filters(
@@ -185,65 +190,70 @@ class Reports:
         begin: datetime,
         finish: datetime,
         filters: dict[str, str | None],
-        measures: Sequence[str],
         models: Sequence[str] | None = None,
-    ) -> Sequence[Sequence[Any]]:
-        """The ``measures`` (integers) summed per group, the group first (none for ``unit``),
-        from the narrowest rollup table; with ``models``, per group and model for those models
-        only. A day or an hour is its bucket's start as stored (see :class:`_Buckets`)."""
+    ) -> tuple[list[Any], list[int]]:
+        """Each group's :class:`Spend` measures (integers, in its order), the group first: a
+        bucket's start as stored (see :class:`_Buckets`), or a model, project or key id; read
+        from the narrowest rollup table that holds the grouping and the filters. With
+        ``models``, per bucket and model, for those models only; otherwise also the total of
+        every measure, money by unit included, in :data:`_READ` order."""
         column = "model" if models is not None else _GROUP_COLUMN[by]
         needed = {name for name, value in filters.items() if value is not None}
         table = self._table(org, by, begin, finish, needed | ({column} if column else set()))
-        conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
-        conditions += [table.c[name] == value for name, value in filters.items() if value is not None]
-        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in measures]
-        varying = [c.name for c in table.primary_key.columns][2:]  # the key past org and start
+        conditions = _where(table, org, begin, finish, filters)
         if models is not None:
             conditions.append(table.c.model.in_(models))
-        start = type_coerce(table.c.start, NullType())  # read as stored: see _Buckets
-        if by in ("day", "hour") and set(varying) - needed <= ({"model"} if models is not None else set()):
+        # The organisation's spend by model, project or key reads its total apart, from the
+        # total table (a row a day); other reports total what their lines carry.
+        apart = column is not None and models is None and not needed
+        read = _SPEND if apart or models is not None else _READ
+        start = type_coerce(table.c.start, NullType())  # as stored: see _Buckets
+        varying = set(table.primary_key.columns.keys()[2:])  # the key past org and start
+        if by in ("day", "hour") and varying - needed <= ({"model"} if models is not None else set()):
             # One row per group already (every key column but the start is filtered on, or is
             # the model charted): nothing to add up, the rows are read as they are, in key order.
             groups = [start, *([table.c.model] if models is not None else [])]
-            order = [table.c.start, *groups[1:]]
-            query = select(*groups, *(table.c[m] for m in measures)).where(*conditions).order_by(*order)
-            return self.ledger.read(lambda c: c.execute(query).all())
-        if models is not None:
-            query = (
-                select(start, table.c.model, *sums)
-                .where(*conditions)
-                .group_by(table.c.start, table.c.model)
-                .order_by(table.c.start, table.c.model)
-            )
-        elif by == "unit":
+            query = select(*groups, *(table.c[m] for m in read)).where(*conditions)
+            rows = self.ledger.read(lambda c: c.execute(query.order_by(table.c.start, *groups[1:])).all())
+            return rows, ([] if models is not None else _total(rows, 1))
+        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in read]
+        if by == "unit":
             query = select(*sums).where(*conditions)
+            return [], _total(self.ledger.read(lambda c: _integers(c.execute(query), 0)), 0)
+        if models is not None:
+            keys = [table.c.start, table.c.model]
+            query = select(start, table.c.model, *sums).where(*conditions).group_by(*keys).order_by(*keys)
+        elif column is None:
+            query = select(start, *sums).where(*conditions).group_by(table.c.start).order_by(table.c.start)
         elif by == "project" and self.ledger.backend == "sqlite":
             # SQLite groups by sorting: by a column out of the key's order it sorts every row.
             # The project follows the start in the key, so summing by (start, project) first
             # reads the range in key order with no sort and leaves one row per project and
             # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
+            labelled = [func.sum(table.c[m]).label(m) for m in read]
             buckets = (
-                select(table.c.start, table.c.project_id, *(func.sum(table.c[m]).label(m) for m in measures))
+                select(table.c.start, table.c.project_id, *labelled)
                 .where(*conditions)
                 .group_by(table.c.start, table.c.project_id)
                 .subquery()
             )
-            projects = buckets.c.project_id
-            query = (
-                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in measures))
-                .group_by(projects)
-                .order_by(projects)
-            )
-        elif column is None:
-            query = select(start, *sums).where(*conditions).group_by(table.c.start).order_by(table.c.start)
+            query = select(buckets.c.project_id, *(func.sum(buckets.c[m]) for m in read))
+            query = query.group_by(buckets.c.project_id)
         else:
-            group = table.c[column]
-            query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
-        keys = 0 if by == "unit" else (2 if models is not None else 1)
-        rows = self.ledger.read(lambda c: c.execute(query).all())
-        if self.ledger.backend == "sqlite":
-            return rows  # SQLite sums integers as integers
-        return [(*row[:keys], *map(int, row[keys:])) for row in rows]  # PostgreSQL: numeric
+            query = select(table.c[column], *sums).where(*conditions).group_by(table.c[column])
+        keys = 2 if models is not None else 1
+        if not apart:
+            rows = self.ledger.read(lambda c: _integers(c.execute(query), keys))
+            return rows, ([] if models is not None else _total(rows, 1))
+        # Read in the same statement as the lines (one statement reads one state of the
+        # ledger), with the lines as wide: their money by unit is the total's.
+        whole = self._table(org, by, begin, finish, set())
+        total = select(null(), *(func.coalesce(func.sum(whole.c[m]), 0) for m in _READ))
+        total = total.where(*_where(whole, org, begin, finish, filters))
+        padded = query.add_columns(*(literal_column("0") for _ in _UNITS))
+        rows = self.ledger.read(lambda c: _integers(c.execute(union_all(padded, total)), 1))
+        whole_row = rows.pop(next(i for i, row in enumerate(rows) if row[0] is None))
+        return rows, list(whole_row[1:])
 
     def _window(self, org: Org, start: Range, end: Range) -> tuple[datetime, datetime]:
         zone = ZoneInfo(org.timezone)
@@ -557,6 +567,25 @@ def units_of(measures: Mapping[str, int]) -> tuple[UnitLine, ...]:
         if cost or quantity:
             lines.append(UnitLine(unit, quantity, counted[1] if counted else None, from_pico(cost)))
     return tuple(lines)
+
+
+def _where(
+    table: Any, org: Org, begin: datetime, finish: datetime, filters: dict[str, str | None]
+) -> list[Any]:
+    """A report's range and filters on one rollup table."""
+    conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
+    return conditions + [table.c[name] == value for name, value in filters.items() if value is not None]
+
+
+def _integers(result: Any, keys: int) -> list[Any]:
+    """A result's rows, the ``keys`` group columns first, with integer sums (PostgreSQL adds
+    BIGINTs up as numeric; SQLite as integers)."""
+    return [(*row[:keys], *map(int, row[keys:])) for row in result]
+
+
+def _total(rows: Sequence[Any], keys: int) -> list[int]:
+    """Every measure of ``rows`` (in :data:`_READ` order after ``keys`` group columns) added up."""
+    return [sum(column) for column in islice(zip(*rows, strict=True), keys, None)] or [0] * len(_READ)
 
 
 class _Buckets:
