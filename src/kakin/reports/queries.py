@@ -203,8 +203,10 @@ class Reports:
         conditions = _where(table, org, begin, finish, filters)
         if models is not None:
             conditions.append(table.c.model.in_(models))
-        # The organisation's spend by model, project or key reads its total apart, from the
-        # total table (a row a day); other reports total what their lines carry.
+        # The organisation's spend by model, project or key sums only the measures its lines
+        # show and reads its total apart, from the total table (a row a day or hour): adding
+        # up fewer columns per key and day costs less than the total's own read. Other reports
+        # total what their lines carry (with a filter the total table cannot answer).
         apart = column is not None and models is None and not needed
         read = _SPEND if apart or models is not None else _READ
         start = type_coerce(table.c.start, NullType())  # as stored: see _Buckets
