@@ -500,3 +500,8 @@ def test_every_table_gives_the_reports_of_the_full_one(ledger: Ledger, clock, mo
     monkeypatch.setattr(rollups, "narrowest", lambda grain, needed: full[grain])
     assert narrow == every_report()
     assert sum(line.spend.requests for line in narrow[0].lines) == 60
+    for report in narrow:  # a total read apart from its lines (by model, project, key) is theirs
+        if report.by != "unit":
+            added = [sum(column) for column in zip(*(line.spend for line in report.lines), strict=True)]
+            assert list(report.total) == (added or [0] * len(report.total))
+        assert sum(unit.cost for unit in report.units) == report.total.cost
