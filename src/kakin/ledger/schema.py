@@ -74,8 +74,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def utc_datetime(stored: str | datetime) -> datetime:
-    """A timezone-aware UTC datetime from one stored as the database returns it: SQLite's
-    text (UTC without an offset), PostgreSQL's aware datetime."""
+    """A timezone-aware UTC datetime from one as a database returns it: SQLite's text or a
+    naive datetime (UTC, without an offset), PostgreSQL's aware datetime."""
     value = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
     if value.tzinfo is None:  # combined rather than replace(tzinfo=…), which takes several times longer
         return datetime.combine(value.date(), value.time(), UTC)
