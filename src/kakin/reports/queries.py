@@ -19,11 +19,12 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import func, literal_column, null, or_, select, type_coerce, union_all
+from sqlalchemy import Connection, func, literal_column, null, or_, select, type_coerce, union_all
 from sqlalchemy.types import NullType
 
 from kakin.errors import InvalidInput, NotFound
-from kakin.ledger import Ledger, Org
+from kakin.ledger import Ledger, Org, orgs
+from kakin.ledger import queries as ledger_queries
 from kakin.ledger import rollups as r
 from kakin.ledger import schema as s
 from kakin.money import from_pico
@@ -95,11 +96,26 @@ class Reports:
         included), grouped ``by`` day, hour, model, project, key or unit."""
         if by not in GROUPINGS:
             raise InvalidInput(f"reports group by {', '.join(GROUPINGS)}; not {by!r}")
-        record = self.ledger.get_org(org)
+        return self.ledger.read(lambda c: self._spend(c, org, by, start, end, project, key, model))
+
+    def _spend(
+        self,
+        c: Connection,
+        org: str,
+        by: Grouping,
+        start: Range,
+        end: Range,
+        project: str | None,
+        key: str | None,
+        model: str | None,
+    ) -> SpendReport:
+        # One transaction for the whole report: one state of the ledger, and on PostgreSQL
+        # one round trip per statement and no more.
+        record = _org(c, org)
         zone = ZoneInfo(record.timezone)
         begin, finish = self._window(record, start, end)
-        filters = self._filters(record, project, key, model)
-        found, total = self._summed(record, by, begin, finish, filters)
+        filters = _filters(c, record, project, key, model)
+        found, total = self._summed(c, record, by, begin, finish, filters)
         lines: tuple[SpendLine, ...]
         if by in ("day", "hour"):
             names = _Buckets(zone, by)
@@ -115,7 +131,7 @@ class Reports:
         elif by == "unit":
             lines = ()
         else:
-            labels = self._labels(record, by)
+            labels = _labels(c, record, by)
             lines = tuple(
                 sorted(
                     (
@@ -155,14 +171,19 @@ class Reports:
         :meth:`spend` names its lines; buckets without spend left out) → spend."""
         if by not in ("day", "hour"):
             raise InvalidInput(f"spend by model over time is by day or hour, not {by!r}")
-        record = self.ledger.get_org(org)
-        begin, finish = self._window(record, start, end)
-        filters = self._filters(record, project, key, None)
         wanted = tuple(dict.fromkeys(models))
+
+        def read(c: Connection) -> tuple[Org, list[Any]]:
+            record = _org(c, org)
+            begin, finish = self._window(record, start, end)
+            filters = _filters(c, record, project, key, None)
+            return record, self._summed(c, record, by, begin, finish, filters, wanted)[0]
+
+        record, rows = self.ledger.read(read)
         out: dict[str, dict[str, Spend]] = {name: {} for name in wanted}
         names = _Buckets(ZoneInfo(record.timezone), by)
         bucket = name = None
-        for row in self._summed(record, by, begin, finish, filters, wanted)[0]:
+        for row in rows:
             if row[0] != bucket:  # the rows come bucket by bucket: one name for each
                 bucket = row[0]
                 name = names(bucket)[0]
@@ -173,18 +194,9 @@ class Reports:
                 spent[name] = Spend._make(map(add, known, measures))
         return out
 
-    def _filters(
-        self, org: Org, project: str | None, key: str | None, model: str | None
-    ) -> dict[str, str | None]:
-        """A report's filters as rollup columns and the values they must equal."""
-        return {
-            "project_id": self.ledger.get_project(project, org.id).id if project else None,
-            "key_id": self._key(org, key) if key else None,
-            "model": model,
-        }
-
     def _summed(
         self,
+        c: Connection,
         org: Org,
         by: Grouping,
         begin: datetime,
@@ -216,12 +228,12 @@ class Reports:
             # the model charted): nothing to add up, the rows are read as they are, in key order.
             groups = [start, *([table.c.model] if models is not None else [])]
             query = select(*groups, *(table.c[m] for m in read)).where(*conditions)
-            rows = self.ledger.read(lambda c: c.execute(query.order_by(table.c.start, *groups[1:])).all())
+            rows = c.execute(query.order_by(table.c.start, *groups[1:])).all()
             return rows, ([] if models is not None else _total(rows, 1))
         sums = [func.coalesce(func.sum(table.c[m]), 0) for m in read]
         if by == "unit":
             query = select(*sums).where(*conditions)
-            return [], _total(self.ledger.read(lambda c: _integers(c.execute(query), 0)), 0)
+            return [], _total(_integers(c.execute(query), 0), 0)
         if models is not None:
             keys = [table.c.start, table.c.model]
             query = select(start, table.c.model, *sums).where(*conditions).group_by(*keys).order_by(*keys)
@@ -245,7 +257,7 @@ class Reports:
             query = select(table.c[column], *sums).where(*conditions).group_by(table.c[column])
         keys = 2 if models is not None else 1
         if not apart:
-            rows = self.ledger.read(lambda c: _integers(c.execute(query), keys))
+            rows = _integers(c.execute(query), keys)
             return rows, ([] if models is not None else _total(rows, 1))
         # Read in the same statement as the lines (one statement reads one state of the
         # ledger), with the lines as wide: their money by unit is the total's.
@@ -253,7 +265,7 @@ class Reports:
         total = select(null(), *(func.coalesce(func.sum(whole.c[m]), 0) for m in _READ))
         total = total.where(*_where(whole, org, begin, finish, filters))
         padded = query.add_columns(*(literal_column("0") for _ in _UNITS))
-        rows = self.ledger.read(lambda c: _integers(c.execute(union_all(padded, total)), 1))
+        rows = _integers(c.execute(union_all(padded, total)), 1)
         whole_row = rows.pop(next(i for i, row in enumerate(rows) if row[0] is None))
         return rows, list(whole_row[1:])
 
@@ -284,21 +296,6 @@ class Reports:
             f"{begin.astimezone(zone).isoformat()} to {finish.astimezone(zone).isoformat()} "
             f"does not start and end on whole {whole}"
         )
-
-    def _key(self, org: Org, ref: str) -> str:
-        for key in self.ledger.list_keys(org.id):
-            if ref in (key.id, key.prefix):
-                return key.id
-        raise NotFound(f"organisation {org.name!r} has no key {ref!r} (see `kakin keys list {org.name}`)")
-
-    def _labels(self, org: Org, by: Grouping) -> dict[str, str]:
-        if by == "project":
-            return {p.id: p.name for p in self.ledger.list_projects(org.id)}
-        if by == "key":
-            return {k.id: key_label(k.name, k.prefix) for k in self.ledger.list_keys(org.id)} | {
-                r.NO_KEY: "no key"
-            }
-        return {}
 
     # What if ------------------------------------------------------------------------------
 
@@ -448,27 +445,30 @@ class Reports:
         ``request_id`` keeps the request with that request id or reservation id."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"a page holds 1 to {MAX_PAGE} requests, not {limit!r}")
-        record = self.ledger.get_org(org)
+
+        def read(c: Connection) -> tuple[Org, list[Any]]:
+            record = _org(c, org)
+            u = s.usage_records
+            conditions = [u.c.org_id == record.id]
+            if start is not None or end is not None:
+                begin, finish = self._window(record, start, end)
+                conditions += [u.c.occurred_at >= begin, u.c.occurred_at < finish]
+            conditions += [
+                u.c[name] == value
+                for name, value in _filters(c, record, project, key, model).items()
+                if value is not None
+            ]
+            if request_id is not None:
+                conditions.append(or_(u.c.request_id == request_id, u.c.reservation_id == request_id))
+            if after is not None:
+                at, last_id = _cursor(after)
+                # A range on the (organisation, time) index, then the tie on the same instant.
+                conditions += [u.c.occurred_at <= at, or_(u.c.occurred_at < at, u.c.id < last_id)]
+            query = select(*_LOG_COLUMNS).where(*conditions).order_by(u.c.occurred_at.desc(), u.c.id.desc())
+            return record, c.execute(query.limit(limit + 1)).all()
+
+        record, rows = self.ledger.read(read)
         zone = ZoneInfo(record.timezone)
-        u = s.usage_records
-        conditions = [u.c.org_id == record.id]
-        if start is not None or end is not None:
-            begin, finish = self._window(record, start, end)
-            conditions += [u.c.occurred_at >= begin, u.c.occurred_at < finish]
-        if project:
-            conditions.append(u.c.project_id == self.ledger.get_project(project, record.id).id)
-        if key:
-            conditions.append(u.c.key_id == self._key(record, key))
-        if model is not None:
-            conditions.append(u.c.model == model)
-        if request_id is not None:
-            conditions.append(or_(u.c.request_id == request_id, u.c.reservation_id == request_id))
-        if after is not None:
-            at, last_id = _cursor(after)
-            # A range on the (organisation, time) index, then the tie on the same instant.
-            conditions += [u.c.occurred_at <= at, or_(u.c.occurred_at < at, u.c.id < last_id)]
-        query = select(*_LOG_COLUMNS).where(*conditions).order_by(u.c.occurred_at.desc(), u.c.id.desc())
-        rows = self.ledger.read(lambda c: c.execute(query.limit(limit + 1)).all())
         lines = [_request_line(row, zone) for row in rows[:limit]]
         more = len(rows) > limit
         return RequestPage(
@@ -569,6 +569,44 @@ def units_of(measures: Mapping[str, int]) -> tuple[UnitLine, ...]:
         if cost or quantity:
             lines.append(UnitLine(unit, quantity, counted[1] if counted else None, from_pico(cost)))
     return tuple(lines)
+
+
+def _org(c: Connection, ref: str) -> Org:
+    """An organisation by id or name."""
+    return orgs.to_record(ledger_queries.org_row(c, ref))
+
+
+def _filters(
+    c: Connection, org: Org, project: str | None, key: str | None, model: str | None
+) -> dict[str, str | None]:
+    """A report's filters as the columns (of the rollups and the usage records) and the
+    values they must equal: a project by id or name, a key by id or prefix."""
+    return {
+        "project_id": ledger_queries.project_row(c, project, org.id)["id"] if project else None,
+        "key_id": _key_id(c, org, key) if key else None,
+        "model": model,
+    }
+
+
+def _key_id(c: Connection, org: Org, ref: str) -> str:
+    k = s.api_keys
+    query = select(k.c.id).where(k.c.org_id == org.id, or_(k.c.id == ref, k.c.prefix == ref))
+    found = c.execute(query.order_by(k.c.created_at, k.c.id).limit(1)).scalar()
+    if found is None:
+        raise NotFound(f"organisation {org.name!r} has no key {ref!r} (see `kakin keys list {org.name}`)")
+    return str(found)
+
+
+def _labels(c: Connection, org: Org, by: Grouping) -> dict[str, str]:
+    """What a reader sees for each project or key id of a report by project or key."""
+    if by == "project":
+        p = s.projects
+        return {id_: name for id_, name in c.execute(select(p.c.id, p.c.name).where(p.c.org_id == org.id))}
+    if by == "key":
+        k = s.api_keys
+        found = c.execute(select(k.c.id, k.c.name, k.c.prefix).where(k.c.org_id == org.id))
+        return {id_: key_label(name, prefix) for id_, name, prefix in found} | {r.NO_KEY: "no key"}
+    return {}
 
 
 def _where(
