@@ -420,6 +420,27 @@ def test_after_a_timezone_change_every_bucket_still_counts_once(ledger: Ledger, 
     assert report.total.cost == 7 == sum(line.spend.cost for line in report.lines)
 
 
+def test_the_hour_lived_twice_when_clocks_go_back_is_two_hours(ledger: Ledger, clock) -> None:  # type: ignore[no-untyped-def]
+    from kakin.reports import Reports
+
+    org = ledger.create_org("berlin", timezone="Europe/Berlin", payment_label="card")
+    scope = Scope(org.id, ledger.create_project(org.id, "p").id, None, "m")
+    usage = UsageDetail(provider="sim")
+    # 2024-10-27, Berlin: 02:00-03:00 is lived at +02:00 (00:00 UTC), then again at +01:00 (01:00 UTC).
+    for n, minute in enumerate((30, 90, 105)):
+        clock.set(datetime(2024, 10, 27, tzinfo=UTC) + timedelta(minutes=minute))
+        ledger.post(scope, Decimal(n + 1), usage, idempotency_key=f"c{n}")
+    reports = Reports(ledger)
+    report = reports.spend(org.id, by="hour", start="2024-10-27", end="2024-10-28")
+    groups = [(line.group, line.spend.requests, line.spend.cost) for line in report.lines]
+    assert groups == [("2024-10-27T02:00+02:00", 1, 1), ("2024-10-27T02:00+01:00", 2, 5)]
+    assert [line.start.astimezone(UTC).hour for line in report.lines] == [0, 1]
+    series = reports.spend_by_model(org.id, ["m"], by="hour", start="2024-10-27", end="2024-10-28")
+    assert series["m"] == {line.group: line.spend for line in report.lines}
+    (day,) = reports.spend(org.id, by="day", start="2024-10-27", end="2024-10-28").lines
+    assert day.spend == report.total and day.spend.cost == 6
+
+
 def test_reports_pick_the_narrowest_table_that_holds_their_grouping_and_filters() -> None:
     assert rollups.narrowest("day", set()).name == "rollup_days_total"
     assert rollups.narrowest("hour", set()).name == "rollup_hours_total"
@@ -479,3 +500,8 @@ def test_every_table_gives_the_reports_of_the_full_one(ledger: Ledger, clock, mo
     monkeypatch.setattr(rollups, "narrowest", lambda grain, needed: full[grain])
     assert narrow == every_report()
     assert sum(line.spend.requests for line in narrow[0].lines) == 60
+    for report in narrow:  # a total read apart from its lines (by model, project, key) is theirs
+        if report.by != "unit":
+            added = [sum(column) for column in zip(*(line.spend for line in report.lines), strict=True)]
+            assert list(report.total) == (added or [0] * len(report.total))
+        assert sum(unit.cost for unit in report.units) == report.total.cost

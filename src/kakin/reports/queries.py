@@ -10,18 +10,21 @@ in the organisation's own timezone, and every result states that zone.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import islice
 from operator import add
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import Connection, func, literal_column, null, or_, select, type_coerce, union_all
+from sqlalchemy.types import NullType
 
 from kakin.errors import InvalidInput, NotFound
-from kakin.ledger import Ledger, Org
+from kakin.ledger import Ledger, Org, orgs
+from kakin.ledger import queries as ledger_queries
 from kakin.ledger import rollups as r
 from kakin.ledger import schema as s
 from kakin.money import from_pico
@@ -53,7 +56,12 @@ _QUANTITY: dict[str, tuple[str, str]] = {
     "audio": ("audio_ms", "second"),
     "requests": ("requests", "request"),
 }
-_AT = {name: i for i, name in enumerate(r.MEASURES)}
+_SPEND: Final = Spend._fields
+"""The rollup columns a :class:`Spend` is made of, in its order."""
+_WIDTH: Final = len(_SPEND)
+_UNITS: Final = tuple(f"{unit}_pico" for unit in r.UNITS)
+_READ: Final = _SPEND + _UNITS
+"""What a spend report reads: each group's :class:`Spend`, and the money by unit it totals."""
 _GROUP_COLUMN: dict[str, str | None] = {  # the rollup column a grouping needs
     "day": None,
     "hour": None,
@@ -88,25 +96,51 @@ class Reports:
         included), grouped ``by`` day, hour, model, project, key or unit."""
         if by not in GROUPINGS:
             raise InvalidInput(f"reports group by {', '.join(GROUPINGS)}; not {by!r}")
-        record = self.ledger.get_org(org)
+        return self.ledger.read(lambda c: self._spend(c, org, by, start, end, project, key, model))
+
+    def _spend(
+        self,
+        c: Connection,
+        org: str,
+        by: Grouping,
+        start: Range,
+        end: Range,
+        project: str | None,
+        key: str | None,
+        model: str | None,
+    ) -> SpendReport:
+        # One transaction for the whole report: one state of the ledger, and on PostgreSQL
+        # one round trip per statement and no more.
+        record = _org(c, org)
         zone = ZoneInfo(record.timezone)
         begin, finish = self._window(record, start, end)
-        filters = self._filters(record, project, key, model)
-        found = self._summed(record, by, begin, finish, filters)
-        grouped = by != "unit"
-        total = [0] * len(r.MEASURES)
-        groups: dict[Any, list[int]] = {}  # buckets by their local day or hour, or by name
-        for row in found:
-            vector = [int(v) for v in (row[1:] if grouped else row)]
-            total = list(map(add, total, vector))
-            if grouped:
-                at = _local(row[0], zone, by)
-                known = groups.get(at)
-                groups[at] = vector if known is None else list(map(add, known, vector))
-        labels = self._labels(record, by)
-        lines = tuple(_line(by, value, vector, labels) for value, vector in groups.items())
-        if by in ("model", "project", "key"):
-            lines = tuple(sorted(lines, key=lambda line: (-line.spend.cost, line.group)))
+        filters = _filters(c, record, project, key, model)
+        found, total = self._summed(c, record, by, begin, finish, filters)
+        lines: tuple[SpendLine, ...]
+        if by in ("day", "hour"):
+            names = _Buckets(zone, by)
+            buckets: dict[str, SpendLine] = {}
+            for row in found:
+                name, local = names(row[0])
+                line = SpendLine(name, name, Spend._make(row[1 : 1 + _WIDTH]), local)
+                known = buckets.setdefault(name, line)
+                if known is not line:  # a second bucket of one local day (see _Buckets)
+                    added = Spend._make(map(add, known.spend, line.spend))
+                    buckets[name] = SpendLine(name, name, added, known.start)
+            lines = tuple(buckets.values())
+        elif by == "unit":
+            lines = ()
+        else:
+            labels = _labels(c, record, by)
+            lines = tuple(
+                sorted(
+                    (
+                        SpendLine(row[0], labels.get(row[0], row[0]), Spend._make(row[1 : 1 + _WIDTH]))
+                        for row in found
+                    ),
+                    key=lambda line: (-line.spend.cost_pico, line.group),
+                )
+            )
         return SpendReport(
             org_id=record.id,
             org_name=record.name,
@@ -118,8 +152,8 @@ class Reports:
             key_id=filters["key_id"],
             model=model,
             lines=lines,
-            units=units_of(total),
-            total=spend_of(total),
+            units=units_of(dict(zip(_READ, total, strict=True))),
+            total=Spend._make(total[:_WIDTH]),
         )
 
     def spend_by_model(
@@ -137,82 +171,103 @@ class Reports:
         :meth:`spend` names its lines; buckets without spend left out) → spend."""
         if by not in ("day", "hour"):
             raise InvalidInput(f"spend by model over time is by day or hour, not {by!r}")
-        record = self.ledger.get_org(org)
-        zone = ZoneInfo(record.timezone)
-        begin, finish = self._window(record, start, end)
-        filters = self._filters(record, project, key, None)
         wanted = tuple(dict.fromkeys(models))
-        out: dict[str, dict[str, list[int]]] = {name: {} for name in wanted}
-        for bucket, name, *values in self._summed(record, by, begin, finish, filters, wanted):
-            group = _group_name(_local(bucket, zone, by), by)
-            known = out[name].get(group)
-            vector = [int(v) for v in values]
-            out[name][group] = vector if known is None else list(map(add, known, vector))
-        return {name: {g: spend_of(v) for g, v in spent.items()} for name, spent in out.items()}
 
-    def _filters(
-        self, org: Org, project: str | None, key: str | None, model: str | None
-    ) -> dict[str, str | None]:
-        """A report's filters as rollup columns and the values they must equal."""
-        return {
-            "project_id": self.ledger.get_project(project, org.id).id if project else None,
-            "key_id": self._key(org, key) if key else None,
-            "model": model,
-        }
+        def read(c: Connection) -> tuple[Org, list[Any]]:
+            record = _org(c, org)
+            begin, finish = self._window(record, start, end)
+            filters = _filters(c, record, project, key, None)
+            return record, self._summed(c, record, by, begin, finish, filters, wanted)[0]
+
+        record, rows = self.ledger.read(read)
+        out: dict[str, dict[str, Spend]] = {name: {} for name in wanted}
+        names = _Buckets(ZoneInfo(record.timezone), by)
+        bucket = name = None
+        for row in rows:
+            if row[0] != bucket:  # the rows come bucket by bucket: one name for each
+                bucket = row[0]
+                name = names(bucket)[0]
+            spent = out[row[1]]
+            measures = Spend._make(row[2:])
+            known = spent.setdefault(name, measures)
+            if known is not measures:  # a second bucket of one local day (see _Buckets)
+                spent[name] = Spend._make(map(add, known, measures))
+        return out
 
     def _summed(
         self,
+        c: Connection,
         org: Org,
         by: Grouping,
         begin: datetime,
         finish: datetime,
         filters: dict[str, str | None],
         models: Sequence[str] | None = None,
-    ) -> Sequence[Any]:
-        """The measures summed per group (no group for ``unit``), from the narrowest rollup
-        table; with ``models``, per group and model for those models only."""
+    ) -> tuple[list[Any], list[int]]:
+        """Each group's :class:`Spend` measures (integers, in its order), the group first: a
+        bucket's start as stored (see :class:`_Buckets`), or a model, project or key id; read
+        from the narrowest rollup table that holds the grouping and the filters. With
+        ``models``, per bucket and model, for those models only; otherwise also the total of
+        every measure, money by unit included, in :data:`_READ` order."""
         column = "model" if models is not None else _GROUP_COLUMN[by]
         needed = {name for name, value in filters.items() if value is not None}
         table = self._table(org, by, begin, finish, needed | ({column} if column else set()))
-        conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
-        conditions += [table.c[name] == value for name, value in filters.items() if value is not None]
-        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in r.MEASURES]
-        keyed = [c.name for c in table.primary_key.columns]
+        conditions = _where(table, org, begin, finish, filters)
         if models is not None:
             conditions.append(table.c.model.in_(models))
-        if by in ("day", "hour") and keyed == ["org_id", "start", *(["model"] if models is not None else [])]:
-            # One row per group already (the organisation's total, or each model's): nothing
-            # to add up, the rows are read as they are, in key order.
-            groups = [table.c[name] for name in keyed[1:]]
-            query = select(*groups, *(table.c[m] for m in r.MEASURES)).where(*conditions).order_by(*groups)
-        elif models is not None:
-            keys = (table.c.start, table.c.model)
-            query = select(*keys, *sums).where(*conditions).group_by(*keys).order_by(*keys)
-        elif by == "unit":
+        # The organisation's spend by model, project or key sums only the measures its lines
+        # show and reads its total apart, from the total table (a row a day or hour): adding
+        # up fewer columns per key and day costs less than the total's own read. Other reports
+        # total what their lines carry (with a filter the total table cannot answer).
+        apart = column is not None and models is None and not needed
+        read = _SPEND if apart or models is not None else _READ
+        start = type_coerce(table.c.start, NullType())  # as stored: see _Buckets
+        varying = set(table.primary_key.columns.keys()[2:])  # the key past org and start
+        if by in ("day", "hour") and varying - needed <= ({"model"} if models is not None else set()):
+            # One row per group already (every key column but the start is filtered on, or is
+            # the model charted): nothing to add up, the rows are read as they are, in key order.
+            groups = [start, *([table.c.model] if models is not None else [])]
+            query = select(*groups, *(table.c[m] for m in read)).where(*conditions)
+            rows = c.execute(query.order_by(table.c.start, *groups[1:])).all()
+            return rows, ([] if models is not None else _total(rows, 1))
+        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in read]
+        if by == "unit":
             query = select(*sums).where(*conditions)
+            return [], _total(_integers(c.execute(query), 0), 0)
+        if models is not None:
+            keys = [table.c.start, table.c.model]
+            query = select(start, table.c.model, *sums).where(*conditions).group_by(*keys).order_by(*keys)
+        elif column is None:
+            query = select(start, *sums).where(*conditions).group_by(table.c.start).order_by(table.c.start)
         elif by == "project" and self.ledger.backend == "sqlite":
             # SQLite groups by sorting: by a column out of the key's order it sorts every row.
             # The project follows the start in the key, so summing by (start, project) first
             # reads the range in key order with no sort and leaves one row per project and
             # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
+            labelled = [func.sum(table.c[m]).label(m) for m in read]
             buckets = (
-                select(
-                    table.c.start, table.c.project_id, *(func.sum(table.c[m]).label(m) for m in r.MEASURES)
-                )
+                select(table.c.start, table.c.project_id, *labelled)
                 .where(*conditions)
                 .group_by(table.c.start, table.c.project_id)
                 .subquery()
             )
-            projects = buckets.c.project_id
-            query = (
-                select(projects, *(func.coalesce(func.sum(buckets.c[m]), 0) for m in r.MEASURES))
-                .group_by(projects)
-                .order_by(projects)
-            )
+            query = select(buckets.c.project_id, *(func.sum(buckets.c[m]) for m in read))
+            query = query.group_by(buckets.c.project_id)
         else:
-            group = table.c.start if column is None else table.c[column]
-            query = select(group, *sums).where(*conditions).group_by(group).order_by(group)
-        return self.ledger.read(lambda c: c.execute(query).all())
+            query = select(table.c[column], *sums).where(*conditions).group_by(table.c[column])
+        keys = 2 if models is not None else 1
+        if not apart:
+            rows = _integers(c.execute(query), keys)
+            return rows, ([] if models is not None else _total(rows, 1))
+        # Read in the same statement as the lines (one statement reads one state of the
+        # ledger), with the lines as wide: their money by unit is the total's.
+        whole = self._table(org, by, begin, finish, set())
+        total = select(null(), *(func.coalesce(func.sum(whole.c[m]), 0) for m in _READ))
+        total = total.where(*_where(whole, org, begin, finish, filters))
+        padded = query.add_columns(*(literal_column("0") for _ in _UNITS))
+        rows = _integers(c.execute(union_all(padded, total)), 1)
+        whole_row = rows.pop(next(i for i, row in enumerate(rows) if row[0] is None))
+        return rows, list(whole_row[1:])
 
     def _window(self, org: Org, start: Range, end: Range) -> tuple[datetime, datetime]:
         zone = ZoneInfo(org.timezone)
@@ -241,21 +296,6 @@ class Reports:
             f"{begin.astimezone(zone).isoformat()} to {finish.astimezone(zone).isoformat()} "
             f"does not start and end on whole {whole}"
         )
-
-    def _key(self, org: Org, ref: str) -> str:
-        for key in self.ledger.list_keys(org.id):
-            if ref in (key.id, key.prefix):
-                return key.id
-        raise NotFound(f"organisation {org.name!r} has no key {ref!r} (see `kakin keys list {org.name}`)")
-
-    def _labels(self, org: Org, by: Grouping) -> dict[str, str]:
-        if by == "project":
-            return {p.id: p.name for p in self.ledger.list_projects(org.id)}
-        if by == "key":
-            return {k.id: key_label(k.name, k.prefix) for k in self.ledger.list_keys(org.id)} | {
-                r.NO_KEY: "no key"
-            }
-        return {}
 
     # What if ------------------------------------------------------------------------------
 
@@ -364,7 +404,7 @@ class Reports:
             input_tokens=row["input_tokens"],
             cached_tokens=row["cached_tokens"],
             output_tokens=row["output_tokens"],
-            units=units_of(r.measures(row)),
+            units=units_of(dict(zip(r.MEASURES, r.measures(row), strict=True))),
             cost=from_pico(row["cost_pico"]),
             items=items,
             notes=notes,
@@ -405,27 +445,30 @@ class Reports:
         ``request_id`` keeps the request with that request id or reservation id."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"a page holds 1 to {MAX_PAGE} requests, not {limit!r}")
-        record = self.ledger.get_org(org)
+
+        def read(c: Connection) -> tuple[Org, list[Any]]:
+            record = _org(c, org)
+            u = s.usage_records
+            conditions = [u.c.org_id == record.id]
+            if start is not None or end is not None:
+                begin, finish = self._window(record, start, end)
+                conditions += [u.c.occurred_at >= begin, u.c.occurred_at < finish]
+            conditions += [
+                u.c[name] == value
+                for name, value in _filters(c, record, project, key, model).items()
+                if value is not None
+            ]
+            if request_id is not None:
+                conditions.append(or_(u.c.request_id == request_id, u.c.reservation_id == request_id))
+            if after is not None:
+                at, last_id = _cursor(after)
+                # A range on the (organisation, time) index, then the tie on the same instant.
+                conditions += [u.c.occurred_at <= at, or_(u.c.occurred_at < at, u.c.id < last_id)]
+            query = select(*_LOG_COLUMNS).where(*conditions).order_by(u.c.occurred_at.desc(), u.c.id.desc())
+            return record, c.execute(query.limit(limit + 1)).all()
+
+        record, rows = self.ledger.read(read)
         zone = ZoneInfo(record.timezone)
-        u = s.usage_records
-        conditions = [u.c.org_id == record.id]
-        if start is not None or end is not None:
-            begin, finish = self._window(record, start, end)
-            conditions += [u.c.occurred_at >= begin, u.c.occurred_at < finish]
-        if project:
-            conditions.append(u.c.project_id == self.ledger.get_project(project, record.id).id)
-        if key:
-            conditions.append(u.c.key_id == self._key(record, key))
-        if model is not None:
-            conditions.append(u.c.model == model)
-        if request_id is not None:
-            conditions.append(or_(u.c.request_id == request_id, u.c.reservation_id == request_id))
-        if after is not None:
-            at, last_id = _cursor(after)
-            # A range on the (organisation, time) index, then the tie on the same instant.
-            conditions += [u.c.occurred_at <= at, or_(u.c.occurred_at < at, u.c.id < last_id)]
-        query = select(*_LOG_COLUMNS).where(*conditions).order_by(u.c.occurred_at.desc(), u.c.id.desc())
-        rows = self.ledger.read(lambda c: c.execute(query.limit(limit + 1)).all())
         lines = [_request_line(row, zone) for row in rows[:limit]]
         more = len(rows) > limit
         return RequestPage(
@@ -513,60 +556,102 @@ def _reprice(counts: Any, model: str, at: datetime, catalog: Any, price: Any, us
 # Building results -----------------------------------------------------------------------
 
 
-def spend_of(vector: Sequence[int]) -> Spend:
-    """A :class:`Spend` from rollup measures (in :data:`kakin.ledger.rollups.MEASURES` order)."""
-    return Spend(
-        requests=vector[_AT["requests"]],
-        cache_hits=vector[_AT["cache_hits"]],
-        routed_requests=vector[_AT["routed_requests"]],
-        input_tokens=vector[_AT["input_tokens"]],
-        cached_tokens=vector[_AT["cached_tokens"]],
-        cache_write_tokens=vector[_AT["cache_write_tokens"]],
-        output_tokens=vector[_AT["output_tokens"]],
-        reasoning_tokens=vector[_AT["reasoning_tokens"]],
-        images=vector[_AT["images"]],
-        audio_seconds=Decimal(vector[_AT["audio_ms"]]).scaleb(-3),
-        cost=from_pico(vector[_AT["cost_pico"]]),
-        cache_saved=from_pico(vector[_AT["cache_saved_pico"]]),
-        routing_saved=from_pico(vector[_AT["routing_saved_pico"]]),
-    )
-
-
-def units_of(vector: Sequence[int]) -> tuple[UnitLine, ...]:
-    """Money and quantity by unit, for the units with either."""
+def units_of(measures: Mapping[str, int]) -> tuple[UnitLine, ...]:
+    """Money and quantity by unit, for the units with either, from rollup measures by name."""
     lines = []
     for unit in r.UNITS:
-        cost = vector[_AT[f"{unit}_pico"]]
+        cost = measures[f"{unit}_pico"]
         counted = _QUANTITY.get(unit)
         quantity = None
         if counted is not None:
-            raw = vector[_AT[counted[0]]]
+            raw = measures[counted[0]]
             quantity = Decimal(raw).scaleb(-3) if unit == "audio" else Decimal(raw)
         if cost or quantity:
             lines.append(UnitLine(unit, quantity, counted[1] if counted else None, from_pico(cost)))
     return tuple(lines)
 
 
-def _local(value: Any, zone: ZoneInfo, by: Grouping) -> Any:
-    """A bucket's start as the local day or hour it begins (a day bucket written before the
-    organisation changed its timezone counts in the local day its start falls in)."""
-    if by == "day":
-        local = value.astimezone(zone)
-        return datetime.combine(local.date(), time(0), zone)
-    return value.astimezone(zone) if by == "hour" else value
+def _org(c: Connection, ref: str) -> Org:
+    """An organisation by id or name."""
+    return orgs.to_record(ledger_queries.org_row(c, ref))
 
 
-def _group_name(value: datetime, by: Grouping) -> str:
-    """A local day's or hour's name in reports: its ISO date, or its start to the minute."""
-    return value.date().isoformat() if by == "day" else value.isoformat(timespec="minutes")
+def _filters(
+    c: Connection, org: Org, project: str | None, key: str | None, model: str | None
+) -> dict[str, str | None]:
+    """A report's filters as the columns (of the rollups and the usage records) and the
+    values they must equal: a project by id or name, a key by id or prefix."""
+    return {
+        "project_id": ledger_queries.project_row(c, project, org.id)["id"] if project else None,
+        "key_id": _key_id(c, org, key) if key else None,
+        "model": model,
+    }
 
 
-def _line(by: Grouping, value: Any, vector: list[int], labels: dict[str, str]) -> SpendLine:
-    spend = spend_of(vector)
-    if by in ("day", "hour"):
-        group = _group_name(value, by)
-        return SpendLine(group, group, spend, value)
-    return SpendLine(value, labels.get(value, value), spend)
+def _key_id(c: Connection, org: Org, ref: str) -> str:
+    k = s.api_keys
+    query = select(k.c.id).where(k.c.org_id == org.id, or_(k.c.id == ref, k.c.prefix == ref))
+    found = c.execute(query.order_by(k.c.created_at, k.c.id).limit(1)).scalar()
+    if found is None:
+        raise NotFound(f"organisation {org.name!r} has no key {ref!r} (see `kakin keys list {org.name}`)")
+    return str(found)
+
+
+def _labels(c: Connection, org: Org, by: Grouping) -> dict[str, str]:
+    """What a reader sees for each project or key id of a report by project or key."""
+    if by == "project":
+        p = s.projects
+        return {id_: name for id_, name in c.execute(select(p.c.id, p.c.name).where(p.c.org_id == org.id))}
+    if by == "key":
+        k = s.api_keys
+        found = c.execute(select(k.c.id, k.c.name, k.c.prefix).where(k.c.org_id == org.id))
+        return {id_: key_label(name, prefix) for id_, name, prefix in found} | {r.NO_KEY: "no key"}
+    return {}
+
+
+def _where(
+    table: Any, org: Org, begin: datetime, finish: datetime, filters: dict[str, str | None]
+) -> list[Any]:
+    """A report's range and filters on one rollup table."""
+    conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
+    return conditions + [table.c[name] == value for name, value in filters.items() if value is not None]
+
+
+def _integers(result: Any, keys: int) -> list[Any]:
+    """A result's rows, the ``keys`` group columns first, with integer sums (PostgreSQL adds
+    BIGINTs up as numeric; SQLite as integers)."""
+    return [(*row[:keys], *map(int, row[keys:])) for row in result]
+
+
+def _total(rows: Sequence[Any], keys: int) -> list[int]:
+    """Every measure of ``rows`` (in :data:`_READ` order after ``keys`` group columns) added up."""
+    return [sum(column) for column in islice(zip(*rows, strict=True), keys, None)] or [0] * len(_READ)
+
+
+class _Buckets:
+    """The local days or hours of rollup buckets, by each bucket's start as the database
+    returns it (SQLite's text, PostgreSQL's datetime: read without the column type's
+    conversion of every row), each start worked out once however many rows share it (six
+    models' rows of one hour are one conversion). A day bucket written before the
+    organisation changed its timezone counts in the local day its start falls in."""
+
+    def __init__(self, zone: ZoneInfo, by: Literal["day", "hour"]) -> None:
+        self.zone = zone
+        self.by = by
+        self.known: dict[Any, tuple[str, datetime]] = {}
+
+    def __call__(self, stored: Any) -> tuple[str, datetime]:
+        """The group's name (ISO local date, or the local hour's start to the minute with its
+        offset) and the local instant it begins."""
+        found = self.known.get(stored)
+        if found is None:
+            local = s.utc_datetime(stored).astimezone(self.zone)
+            if self.by == "day":
+                found = (local.date().isoformat(), datetime.combine(local.date(), time(0), self.zone))
+            else:
+                found = (local.isoformat(timespec="minutes"), local)
+            self.known[stored] = found
+        return found
 
 
 def _instant(value: Range, zone: ZoneInfo, what: str) -> datetime | None:

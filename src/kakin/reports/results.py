@@ -7,15 +7,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
+
+from kakin.money import from_pico
 
 Grouping = Literal["day", "hour", "model", "project", "key", "unit"]
 GROUPINGS: tuple[Grouping, ...] = ("day", "hour", "model", "project", "key", "unit")
 
 
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """Requests, tokens by kind and money of a set of usage records."""
+class Spend(NamedTuple):
+    """Requests, tokens by kind and money of a set of usage records.
+
+    Its fields are the rollup columns that count them, in that order and by those names
+    (:data:`kakin.ledger.rollups.MEASURES`), so a report makes one from a row as it is read;
+    money stays integer picodollars until it is read, as exact ``Decimal`` USD, through
+    :attr:`cost`, :attr:`cache_saved`, :attr:`routing_saved` and :attr:`saved`. A named tuple
+    rather than a frozen dataclass: a report can hold thousands (a month by hour of six models,
+    4,300), and a tuple is made in a fraction of the time."""
 
     requests: int
     cache_hits: int
@@ -26,10 +34,35 @@ class Spend:
     output_tokens: int  # output other than reasoning
     reasoning_tokens: int
     images: int
-    audio_seconds: Decimal
-    cost: Decimal
-    cache_saved: Decimal
-    routing_saved: Decimal
+    audio_ms: int
+    cost_pico: int
+    cache_saved_pico: int
+    routing_saved_pico: int
+
+    @property
+    def cost(self) -> Decimal:
+        """What was charged, USD."""
+        return from_pico(self.cost_pico)
+
+    @property
+    def cache_saved(self) -> Decimal:
+        """What the response cache saved, USD."""
+        return from_pico(self.cache_saved_pico)
+
+    @property
+    def routing_saved(self) -> Decimal:
+        """What routing to another model saved, USD."""
+        return from_pico(self.routing_saved_pico)
+
+    @property
+    def saved(self) -> Decimal:
+        """What caching and routing saved, USD."""
+        return from_pico(self.cache_saved_pico + self.routing_saved_pico)
+
+    @property
+    def audio_seconds(self) -> Decimal:
+        """Audio billed by duration, in seconds."""
+        return Decimal(self.audio_ms).scaleb(-3)
 
     @property
     def tokens(self) -> int:
@@ -41,11 +74,6 @@ class Spend:
             + self.output_tokens
             + self.reasoning_tokens
         )
-
-    @property
-    def saved(self) -> Decimal:
-        """What caching and routing saved."""
-        return self.cache_saved + self.routing_saved
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,8 @@ def _buckets(report: SpendReport, by: str) -> list[tuple[str, datetime]]:
 
 
 def _measure(spend: Spend, measure: str) -> Decimal | int:
-    return {"cost": spend.cost, "tokens": spend.tokens, "requests": spend.requests}[measure]
+    value: Decimal | int = getattr(spend, measure)  # one of MEASURES: Spend's cost, tokens, requests
+    return value
 
 
 def _zero(measure: str) -> Decimal | int:
