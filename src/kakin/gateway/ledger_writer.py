@@ -28,7 +28,15 @@ import time
 from typing import Any
 
 from kakin.errors import KakinError
-from kakin.gateway.committer import JOURNAL_APPLIED, LedgerUnavailable, frame, run_batch, run_call, unframe
+from kakin.gateway.committer import (
+    JOURNAL_APPLIED,
+    JOURNAL_READ,
+    LedgerUnavailable,
+    frame,
+    run_batch,
+    run_call,
+    unframe,
+)
 from kakin.gateway.journal import JournalReader, segment_of
 
 
@@ -77,26 +85,34 @@ class _Writer:
         self.journal = journal
         self._released = 0
 
-    def serve(self, requests: _Requests) -> None:
-        """Answer requests as they come; post journaled charges ``JOURNAL_DELAY`` after the
-        wake-up that announced them. Nobody waits for those (they are durable already), so
-        the delay lets the charges of that time share one transaction and keeps the posting
-        out of the way of the requests that follow at once."""
+    def serve(self, requests: _Requests, first: list[tuple[int, str, Any]]) -> None:
+        """Answer requests as they come (``first``: those that came with the settings); post
+        journaled charges ``JOURNAL_DELAY`` after the wake-up that announced them. Nobody
+        waits for those (they are durable already), so the delay lets the charges of that time
+        share one transaction and keeps the posting out of the way of the requests that follow
+        at once. Once the journal has been read after a wake-up, the gateway is told
+        (``JOURNAL_READ``): it sends the next wake-up only then, so the charges it journals
+        meanwhile cost no wake-up each."""
         due: float | None = None
+        woken = False
         retry = RETRY_FIRST
-        while True:
-            wait = None if due is None else max(0.0, due - time.monotonic())
-            batch = requests.next(wait)
-            if batch is None:
-                return
+        batch: list[Any] | None = first
+        while batch is not None:
             self.answer(batch)
-            if due is None and any(kind == "journal" for _, kind, _ in batch):
-                due = time.monotonic() + JOURNAL_DELAY
+            if any(kind == "journal" for _, kind, _ in batch):
+                woken = True
+                if due is None:
+                    due = time.monotonic() + JOURNAL_DELAY
             if due is not None and time.monotonic() >= due:
-                if self.apply_journal():
+                posted = self.apply_journal()
+                if woken:
+                    self._write([(JOURNAL_READ, None)])
+                    woken = False
+                if posted:
                     due, retry = None, RETRY_FIRST
                 else:  # the database is unreachable: the charges wait in the journal
                     due, retry = time.monotonic() + retry, min(retry * 2, RETRY_LAST)
+            batch = requests.next(None if due is None else max(0.0, due - time.monotonic()))
 
     def apply_journal(self, upto: int | None = None) -> bool:
         """Apply the journal's charges (through ``upto``), reporting each batch. False when the
@@ -104,7 +120,11 @@ class _Writer:
         to be posted by a later call (a charge is never dropped for want of the database)."""
         if self.journal is None:
             return True
-        while rows := self.journal.after(upto, self.size):
+        # What the journal holds now, in batches; charges journaled meanwhile come with a
+        # wake-up of their own, and wait for it to share a transaction with those after them.
+        read = True
+        while rows := self.journal.after(upto, self.size, read=read):
+            read = False
             results = run_batch(self.ledger, [op for _, op in rows])
             posted = next((i for i, r in enumerate(results) if isinstance(r, LedgerUnavailable)), len(rows))
             self.journal.unread(rows[posted:])
@@ -175,11 +195,12 @@ def main() -> None:
     writer = _Writer(ledger, out, config["max_batch"], journal)
     try:
         writer.apply_journal()
-        writer.answer(first)  # what arrived with the settings
-        writer.serve(requests)
+        writer.serve(requests, first)
         if writer.apply_journal() and journal is not None:
             journal.release(everything=True)  # the gateway has stopped writing: all is posted
     finally:
+        if journal is not None:
+            journal.close()
         ledger.close()
 
 
