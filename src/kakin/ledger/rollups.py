@@ -250,13 +250,19 @@ def _quantity(quantity: Any) -> Decimal:
 # Buckets -------------------------------------------------------------------------------
 
 _buckets: dict[tuple[str, datetime], tuple[datetime, datetime]] = {}
+_last: tuple[datetime | None, str, tuple[datetime, datetime] | None] = (None, "", None)
 
 
 def buckets(timezone: str, at: datetime) -> tuple[datetime, datetime]:
     """The UTC starts of the local hour and the local day in ``timezone`` that hold ``at``.
 
     Every timezone's offset is a whole number of quarter hours, so all instants of one UTC
-    quarter hour share their local hour and day: one computation per quarter hour."""
+    quarter hour share their local hour and day: one computation per quarter hour. (The
+    records of one transaction mostly share their instant: the last is remembered as such.)"""
+    global _last
+    last_at, last_timezone, last = _last
+    if last is not None and last_at == at and last_timezone == timezone:
+        return last
     quarter = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
     known = _buckets.get((timezone, quarter))
     if known is None:
@@ -266,6 +272,7 @@ def buckets(timezone: str, at: datetime) -> tuple[datetime, datetime]:
         if len(_buckets) > 8192:
             _buckets.clear()
         known = _buckets[(timezone, quarter)] = (hour, day)
+    _last = (at, timezone, known)
     return known
 
 

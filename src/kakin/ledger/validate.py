@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +25,8 @@ MAX_AMOUNT = Decimal("1000000")
 MAX_LIMIT = Decimal("9000000")
 MAX_TOKENS = 10**12
 MAX_HOLD = timedelta(days=7)
+# Scales an amount to picodollars, refusing to round (cheaper than reading its exponent).
+_SCALING = Context(prec=60, traps=[Inexact])
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
@@ -36,10 +38,14 @@ def amount_pico(
     finer than a picodollar, which would otherwise be rounded to it."""
     if type(value) is Decimal and not value and not positive:  # zero: most savings and discounts
         return 0
-    if type(value) is Decimal and value.is_finite() and 0 <= value <= maximum:
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent >= -12 and not (positive and value == 0):
-            return int(value.scaleb(12))  # exact: at most 12 decimals, at most 19 digits
+    if type(value) is Decimal and value.is_finite() and 0 < value <= maximum:
+        try:
+            scaled = value.scaleb(12, _SCALING)
+        except Inexact:  # more digits than any amount has: judged below
+            pass
+        else:
+            if scaled == scaled.to_integral_value():  # a whole number of picodollars: exact
+                return int(scaled)
     try:
         amount = to_decimal(value, what=what)
     except MoneyError as exc:
