@@ -86,7 +86,8 @@ def segment_of(charge_id: int) -> int:
 class Waker(Protocol):
     """Told after each write to the journal (the ledger writer, which then posts it)."""
 
-    def wake(self) -> None: ...
+    def wake(self, *, now: bool = False) -> None:
+        """``now``: someone waits for the charges journaled so far; post them without delay."""
 
 
 class PostingListener(Protocol):
@@ -194,6 +195,12 @@ class ChargeJournal:
                 future.set_result(charge_id)
         if self.waker is not None:
             self.waker.wake()
+
+    def hurry(self) -> None:
+        """Have the writer post what is written at once, without its usual delay: someone
+        waits for it (a read that must count every charge so far)."""
+        if self.waker is not None:
+            self.waker.wake(now=True)
 
     def close(self) -> None:
         os.close(self._fd)

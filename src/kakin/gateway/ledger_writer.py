@@ -7,8 +7,9 @@ answers each batch with one frame on stdout. At the end of its input it commits 
 and exits.
 
 Given a charge journal (kakin.gateway.journal), it applies the journal to the ledger: at
-start (whatever a crash left; charges already applied are repeats and change nothing), each
-time the gateway wakes it, before a snapshot that must include given charges, and at the end.
+start (whatever a crash left; charges already applied are repeats and change nothing),
+``JOURNAL_DELAY`` after the gateway wakes it (at once when someone waits for the charges),
+before a snapshot that must include given charges, and at the end.
 While the database cannot be reached, the charges it could not post stay first in line and
 are tried again (after 0.25 s, then twice as long each time, up to 5 s) until they are
 posted; at the end they stay in the journal for the next start.
@@ -20,6 +21,7 @@ closing the pipe. If the gateway dies, the pipe closes and the writer finishes t
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -70,8 +72,11 @@ class _Requests:
             self._read()
 
 
-# How long after a wake-up journaled charges are posted (seconds).
-JOURNAL_DELAY = 0.005
+# How long after a wake-up journaled charges are posted (seconds): under load, the charges of
+# that time share one transaction, whose fixed cost (the commit and its log pages, the
+# organisation's and the rollups' rows) is then spread over more of them. Nobody waits for
+# them meanwhile: a read that must count them hurries the writer (ChargeJournal.hurry).
+JOURNAL_DELAY = 0.02
 # How long after the database could not be reached posting is tried again: the first wait,
 # doubled after each failure up to the last.
 RETRY_FIRST, RETRY_LAST = 0.25, 5.0
@@ -99,9 +104,12 @@ class _Writer:
         batch: list[Any] | None = first
         while batch is not None:
             self.answer(batch)
-            if any(kind == "journal" for _, kind, _ in batch):
+            wakes = [payload for _, kind, payload in batch if kind == "journal"]
+            if wakes:
                 woken = True
-                if due is None:
+                if "now" in wakes:  # someone waits for the charges
+                    due = time.monotonic()
+                elif due is None:
                     due = time.monotonic() + JOURNAL_DELAY
             if due is not None and time.monotonic() >= due:
                 posted = self.apply_journal()
@@ -193,6 +201,9 @@ def main() -> None:
     )
     journal = JournalReader(config["journal"]) if config.get("journal") else None
     writer = _Writer(ledger, out, config["max_batch"], journal)
+    # Everything loaded so far lives as long as the process: kept out of the collector's
+    # full passes, which a writer making rows all day would otherwise run over it again and again.
+    gc.freeze()
     try:
         writer.apply_journal()
         writer.serve(requests, first)

@@ -207,7 +207,9 @@ class RedisAccountant:
     async def settled(self) -> None:
         if self.journal is not None:
             self.journal.commit()
-            await self.posted.reached(self.journal.last_id)
+            if self.posted.through < self.journal.last_id:
+                self.journal.hurry()  # posted at once, not after the writer's delay
+                await self.posted.reached(self.journal.last_id)
 
     # Holding -----------------------------------------------------------------------------
 
