@@ -83,7 +83,8 @@ def text(value: object, what: str, *, max_length: int = 200, allow_empty: bool =
         raise InvalidInput(f"{what} must not be empty")
     if len(cleaned) > max_length:
         raise InvalidInput(f"{what} is {len(cleaned)} characters long; the limit is {max_length}")
-    if not _TEXT.match(cleaned):
+    # Printable ASCII (nearly all text) has no control character; anything else is matched.
+    if not (cleaned.isascii() and cleaned.isprintable()) and not _TEXT.match(cleaned):
         raise InvalidInput(f"{what} must not contain control characters")
     return cleaned
 
