@@ -176,6 +176,17 @@ def json_text(value: Any, what: str) -> JsonText:
         raise InvalidInput(f"{what} must be JSON-serialisable") from None
 
 
+def json_document(value: Any, what: str) -> tuple[JsonText, Any]:
+    """:func:`json_text`, with what the text holds when it came as text: parsed to check it,
+    and handed on to a reader that would parse it again (None when it came otherwise)."""
+    if type(value) is str:
+        try:
+            return JsonText(value), orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass  # judged by json_text
+    return json_text(value, what), None
+
+
 def _decimal_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
