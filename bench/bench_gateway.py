@@ -280,7 +280,7 @@ from kakin.ledger import rollups
 from kakin.ledger.work import Work
 
 if "{keep}" == "no":
-    Work._roll_up = lambda self, usage: None
+    Work._roll_up = lambda self, usage, cost_items: None
 else:  # the full tables only, as before the narrower ones
     rollups.TABLES = tuple(table for table in rollups.TABLES if table.full)
 '''

@@ -283,7 +283,9 @@ class LocalAccountant:
         if self.journal is None:
             return
         self.journal.commit()
-        await self.posted.reached(self.journal.last_id)
+        if self.posted.through < self.journal.last_id:
+            self.journal.hurry()  # posted at once, not after the writer's delay
+            await self.posted.reached(self.journal.last_id)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:

@@ -216,10 +216,12 @@ def _resolve_all(done: list[tuple[asyncio.Future, Any]]) -> None:
 
 # Frames on the pipes: a 4-byte big-endian length, then a pickle. Requests are
 # ``(number, "op" | "call" | "journal", payload)``, a call's payload being ``(Ledger method,
-# args, journal_upto)``; each answer frame is a list of ``(number, result)``, where number
-# JOURNAL_APPLIED reports journal charges applied.
+# args, journal_upto)``, a journal wake-up's "now" or None; each answer frame is a list of ``(number, result)``, where number
+# JOURNAL_APPLIED reports journal charges applied, and JOURNAL_READ that the journal was read
+# after the last wake-up ("journal").
 _LENGTH = 4
 JOURNAL_APPLIED = 0
+JOURNAL_READ = -1
 
 
 def frame(payload: object) -> bytes:
@@ -272,6 +274,8 @@ class ProcessCommitter:
         self._numbers = iter(range(1, sys.maxsize))
         self._closed: asyncio.Future | None = None
         self._failure: str | None = None
+        self._waking = False  # a wake-up is on its way, not yet answered with JOURNAL_READ
+        self._wake_again = False  # charges were journaled since it was sent
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -320,9 +324,17 @@ class ProcessCommitter:
     def enqueue(self, op: object) -> None:
         self._send("op", op, wait=False)
 
-    def wake(self) -> None:
-        """New charges are in the journal: apply them."""
-        self._send("journal", None, wait=False)
+    def wake(self, *, now: bool = False) -> None:
+        """New charges are in the journal: apply them (``now``: at once, someone waits). One
+        wake-up is on its way at a time: charges journaled before the writer has read the
+        journal after it get the next one, sent once the writer says it has (a wake-up per
+        event-loop turn would cost the writer a wake-up per turn, for charges it posts
+        together anyway)."""
+        if self._waking and not now:
+            self._wake_again = True
+            return
+        self._waking = True
+        self._send("journal", "now" if now else None, wait=False)
 
     def _send(self, kind: str, payload: object, *, wait: bool) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -348,6 +360,12 @@ class ProcessCommitter:
             if number == JOURNAL_APPLIED:
                 if self.posted is not None:
                     self.posted.applied(*result)
+                continue
+            if number == JOURNAL_READ:
+                self._waking = False
+                if self._wake_again:
+                    self._wake_again = False
+                    self.wake()
                 continue
             future = self._pending.pop(number, None)
             if future is not None:

@@ -64,7 +64,15 @@ def journal_path(ledger: Any) -> str | None:
 
 
 def _segments(directory: Path) -> list[int]:
-    return sorted(int(p.stem) for p in directory.glob("*" + _SUFFIX) if p.stem.isdigit())
+    """The segment numbers in ``directory``, in order (none if it is gone). Listed by the
+    writer before each read, so by name alone: no path objects, no pattern matching."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        int(n[: -len(_SUFFIX)]) for n in names if n.endswith(_SUFFIX) and n[: -len(_SUFFIX)].isdigit()
+    )
 
 
 def _segment_file(directory: Path, number: int) -> Path:
@@ -78,7 +86,8 @@ def segment_of(charge_id: int) -> int:
 class Waker(Protocol):
     """Told after each write to the journal (the ledger writer, which then posts it)."""
 
-    def wake(self) -> None: ...
+    def wake(self, *, now: bool = False) -> None:
+        """``now``: someone waits for the charges journaled so far; post them without delay."""
 
 
 class PostingListener(Protocol):
@@ -187,6 +196,12 @@ class ChargeJournal:
         if self.waker is not None:
             self.waker.wake()
 
+    def hurry(self) -> None:
+        """Have the writer post what is written at once, without its usual delay: someone
+        waits for it (a read that must count every charge so far)."""
+        if self.waker is not None:
+            self.waker.wake(now=True)
+
     def close(self) -> None:
         os.close(self._fd)
         self._fd = -1
@@ -243,13 +258,14 @@ class JournalReader:
         self.directory = Path(path)
         self.applied = 0
         self._segment = 0
-        self._offset = 0
+        self._file = -1  # the segment being read, kept open (and positioned) between reads
         self._tail = b""  # the start of a record not completely written yet
         self._ready: deque[tuple[int, PostOp]] = deque()
 
-    def after(self, upto: int | None, limit: int) -> list[tuple[int, PostOp]]:
-        """Up to ``limit`` charges after ``applied`` (and not after ``upto``)."""
-        if len(self._ready) < limit:
+    def after(self, upto: int | None, limit: int, *, read: bool = True) -> list[tuple[int, PostOp]]:
+        """Up to ``limit`` charges after ``applied`` (and not after ``upto``); ``read``: also
+        those journaled since the last read, when fewer than ``limit`` are in hand."""
+        if read and len(self._ready) < limit:
             self._read()
         out: list[tuple[int, PostOp]] = []
         while self._ready and len(out) < limit:
@@ -269,27 +285,44 @@ class JournalReader:
         while True:
             # Listed before reading: the gateway finishes a segment before it starts the next,
             # so once a later one exists, this read sees all of the current one.
-            later = (
-                [n for n in _segments(self.directory) if n > self._segment] if self.directory.exists() else []
-            )
+            later = [n for n in _segments(self.directory) if n > self._segment]
             if self._segment:
-                try:
-                    with _segment_file(self.directory, self._segment).open("rb") as segment:
-                        segment.seek(self._offset)
-                        data = segment.read()
-                except FileNotFoundError:
-                    data = b""
-                self._offset += len(data)
-                self._parse(data)
+                self._parse(self._read_segment())
             if not later:
                 return
-            self._segment, self._offset, self._tail = later[0], 0, b""  # what is left was torn
+            self._close_segment()
+            self._segment, self._tail = later[0], b""  # what is left was torn
+
+    def _read_segment(self) -> bytes:
+        """What the current segment holds past what was read of it."""
+        if self._file < 0:
+            try:
+                self._file = os.open(
+                    _segment_file(self.directory, self._segment), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                )
+            except FileNotFoundError:
+                return b""
+        chunks = []
+        while chunk := os.read(self._file, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _close_segment(self) -> None:
+        if self._file >= 0:
+            os.close(self._file)
+            self._file = -1
+
+    def close(self) -> None:
+        self._close_segment()
 
     def release(self, *, everything: bool = False) -> None:
         """Delete the segments whose charges are all posted: those before the segment of the
         last charge posted, or (at the end, once the gateway has stopped writing and every
         charge read is posted) every segment read."""
         posted_up_to = self._segment + 1 if everything else segment_of(self.applied)
+        if self._segment < posted_up_to:  # should it outlive this, it is read again from its start
+            self._close_segment()
+            self._tail = b""
         for number in _segments(self.directory):
             if number < posted_up_to:
                 _segment_file(self.directory, number).unlink(missing_ok=True)

@@ -7,8 +7,9 @@ answers each batch with one frame on stdout. At the end of its input it commits 
 and exits.
 
 Given a charge journal (kakin.gateway.journal), it applies the journal to the ledger: at
-start (whatever a crash left; charges already applied are repeats and change nothing), each
-time the gateway wakes it, before a snapshot that must include given charges, and at the end.
+start (whatever a crash left; charges already applied are repeats and change nothing),
+``JOURNAL_DELAY`` after the gateway wakes it (at once when someone waits for the charges),
+before a snapshot that must include given charges, and at the end.
 While the database cannot be reached, the charges it could not post stay first in line and
 are tried again (after 0.25 s, then twice as long each time, up to 5 s) until they are
 posted; at the end they stay in the journal for the next start.
@@ -20,6 +21,7 @@ closing the pipe. If the gateway dies, the pipe closes and the writer finishes t
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -28,7 +30,15 @@ import time
 from typing import Any
 
 from kakin.errors import KakinError
-from kakin.gateway.committer import JOURNAL_APPLIED, LedgerUnavailable, frame, run_batch, run_call, unframe
+from kakin.gateway.committer import (
+    JOURNAL_APPLIED,
+    JOURNAL_READ,
+    LedgerUnavailable,
+    frame,
+    run_batch,
+    run_call,
+    unframe,
+)
 from kakin.gateway.journal import JournalReader, segment_of
 
 
@@ -62,8 +72,11 @@ class _Requests:
             self._read()
 
 
-# How long after a wake-up journaled charges are posted (seconds).
-JOURNAL_DELAY = 0.005
+# How long after a wake-up journaled charges are posted (seconds): under load, the charges of
+# that time share one transaction, whose fixed cost (the commit and its log pages, the
+# organisation's and the rollups' rows) is then spread over more of them. Nobody waits for
+# them meanwhile: a read that must count them hurries the writer (ChargeJournal.hurry).
+JOURNAL_DELAY = 0.02
 # How long after the database could not be reached posting is tried again: the first wait,
 # doubled after each failure up to the last.
 RETRY_FIRST, RETRY_LAST = 0.25, 5.0
@@ -77,26 +90,37 @@ class _Writer:
         self.journal = journal
         self._released = 0
 
-    def serve(self, requests: _Requests) -> None:
-        """Answer requests as they come; post journaled charges ``JOURNAL_DELAY`` after the
-        wake-up that announced them. Nobody waits for those (they are durable already), so
-        the delay lets the charges of that time share one transaction and keeps the posting
-        out of the way of the requests that follow at once."""
+    def serve(self, requests: _Requests, first: list[tuple[int, str, Any]]) -> None:
+        """Answer requests as they come (``first``: those that came with the settings); post
+        journaled charges ``JOURNAL_DELAY`` after the wake-up that announced them. Nobody
+        waits for those (they are durable already), so the delay lets the charges of that time
+        share one transaction and keeps the posting out of the way of the requests that follow
+        at once. Once the journal has been read after a wake-up, the gateway is told
+        (``JOURNAL_READ``): it sends the next wake-up only then, so the charges it journals
+        meanwhile cost no wake-up each."""
         due: float | None = None
+        woken = False
         retry = RETRY_FIRST
-        while True:
-            wait = None if due is None else max(0.0, due - time.monotonic())
-            batch = requests.next(wait)
-            if batch is None:
-                return
+        batch: list[Any] | None = first
+        while batch is not None:
             self.answer(batch)
-            if due is None and any(kind == "journal" for _, kind, _ in batch):
-                due = time.monotonic() + JOURNAL_DELAY
+            wakes = [payload for _, kind, payload in batch if kind == "journal"]
+            if wakes:
+                woken = True
+                if "now" in wakes:  # someone waits for the charges
+                    due = time.monotonic()
+                elif due is None:
+                    due = time.monotonic() + JOURNAL_DELAY
             if due is not None and time.monotonic() >= due:
-                if self.apply_journal():
+                posted = self.apply_journal()
+                if woken:
+                    self._write([(JOURNAL_READ, None)])
+                    woken = False
+                if posted:
                     due, retry = None, RETRY_FIRST
                 else:  # the database is unreachable: the charges wait in the journal
                     due, retry = time.monotonic() + retry, min(retry * 2, RETRY_LAST)
+            batch = requests.next(None if due is None else max(0.0, due - time.monotonic()))
 
     def apply_journal(self, upto: int | None = None) -> bool:
         """Apply the journal's charges (through ``upto``), reporting each batch. False when the
@@ -104,7 +128,11 @@ class _Writer:
         to be posted by a later call (a charge is never dropped for want of the database)."""
         if self.journal is None:
             return True
-        while rows := self.journal.after(upto, self.size):
+        # What the journal holds now, in batches; charges journaled meanwhile come with a
+        # wake-up of their own, and wait for it to share a transaction with those after them.
+        read = True
+        while rows := self.journal.after(upto, self.size, read=read):
+            read = False
             results = run_batch(self.ledger, [op for _, op in rows])
             posted = next((i for i, r in enumerate(results) if isinstance(r, LedgerUnavailable)), len(rows))
             self.journal.unread(rows[posted:])
@@ -173,13 +201,17 @@ def main() -> None:
     )
     journal = JournalReader(config["journal"]) if config.get("journal") else None
     writer = _Writer(ledger, out, config["max_batch"], journal)
+    # Everything loaded so far lives as long as the process: kept out of the collector's
+    # full passes, which a writer making rows all day would otherwise run over it again and again.
+    gc.freeze()
     try:
         writer.apply_journal()
-        writer.answer(first)  # what arrived with the settings
-        writer.serve(requests)
+        writer.serve(requests, first)
         if writer.apply_journal() and journal is not None:
             journal.release(everything=True)  # the gateway has stopped writing: all is posted
     finally:
+        if journal is not None:
+            journal.close()
         ledger.close()
 
 

@@ -197,7 +197,7 @@ def last_credit_event(conn: Connection, org_id: str) -> Any:
 
 def settle(work: Work, op: SettleOp) -> Settlement:
     actual = v.amount_pico(op.actual_amount, "actual amount")
-    usage, extras = _check_usage(op.usage)
+    usage, extras, parsed = _check_usage(op.usage)
     reservation = work.reservation(op.reservation_id)
     org = work.org(reservation["org_id"])
     digest = credit.params_hash(
@@ -246,13 +246,14 @@ def settle(work: Work, op: SettleOp) -> Settlement:
     )
     reservation["result"] = _stored_result(work, settlement)
     work.touch_reservation(reservation)
-    work.usage.append(_usage_row(work, reservation, actual, usage, extras))
+    work.add_usage(_usage_row(work, reservation, actual, usage, extras), parsed)
     tiers.evaluate(work, org)
     return settlement
 
 
-def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
-    """Validate a usage detail; returns it with its normalised JSON and amounts."""
+def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object], Any]:
+    """Validate a usage detail; returns it with its normalised JSON and amounts, and its cost
+    items as parsed to check them (for the rollups; None if they were not text)."""
     if not isinstance(usage, UsageDetail):
         raise InvalidInput(f"settle needs a UsageDetail, got {type(usage).__name__}")
     v.text(usage.provider, "usage provider", max_length=64)
@@ -272,12 +273,15 @@ def _check_usage(usage: object) -> tuple[UsageDetail, dict[str, object]]:
         v.text(usage.request_id, "usage request_id")
     if usage.routed_from is not None:
         v.text(usage.routed_from, "usage routed_from")
+    items, parsed = (
+        (None, None) if usage.cost_items is None else v.json_document(usage.cost_items, "usage cost_items")
+    )
     extras = {
-        "cost_items": None if usage.cost_items is None else v.json_text(usage.cost_items, "usage cost_items"),
+        "cost_items": items,
         "cache_saved_pico": v.amount_pico(usage.cache_saved, "usage cache_saved"),
         "routing_saved_pico": v.amount_pico(usage.routing_saved, "usage routing_saved"),
     }
-    return usage, extras
+    return usage, extras, parsed
 
 
 def reasoning_tokens(usage: UsageDetail) -> int:
@@ -396,7 +400,7 @@ def post(work: Work, op: PostOp) -> Settlement:
     tokens = v.tokens(op.tokens, "held tokens")
     key = v.text(op.idempotency_key, "idempotency key")
     model = v.text(scope.model, "model")
-    usage, extras = _check_usage(op.usage)
+    usage, extras, parsed = _check_usage(op.usage)
     org = work.org(scope.org_id)
     digest = credit.params_hash(
         "post",
@@ -459,7 +463,7 @@ def post(work: Work, op: PostOp) -> Settlement:
     )
     row["result"] = _stored_result(work, settlement)
     work.add_reservation(row)
-    work.usage.append(_usage_row(work, row, actual, usage, extras))
+    work.add_usage(_usage_row(work, row, actual, usage, extras), parsed)
     tiers.evaluate(work, org)
     return settlement
 

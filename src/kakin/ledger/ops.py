@@ -100,7 +100,9 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
         )
         work.load_projects(op.scope.project_id for op in opening)
         work.load_keys(op.scope.key_id for op in opening if op.scope.key_id is not None)
-        # Current budget periods for new holds and one-phase charges.
+        # Current budget periods for new holds and one-phase charges: the same for every
+        # operation of one project, key and model (a batch has many).
+        scopes: set[tuple[object, ...]] = set()
         for op in opening:
             scope = op.scope
             org = locked.get(scope.org_id)
@@ -108,7 +110,9 @@ def prepare(work: Work, ops: Sequence[object]) -> None:
                 continue
             if isinstance(op, PostOp):
                 settling_orgs.add(org["id"])
-            if isinstance(scope.model, str):
+            same = (scope.org_id, scope.project_id, scope.key_id, scope.model)
+            if isinstance(scope.model, str) and same not in scopes:
+                scopes.add(same)
                 periods += [
                     (b["id"], budgets.start_of(work, org, b, work.now))
                     for b in budgets.applicable(

@@ -217,6 +217,50 @@ class Settlement:
     thresholds: tuple[ThresholdCrossed, ...]
     repeated: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its fields, amounts as text: a settlement crosses the ledger writer's pipe
+        for every charge, and a dataclass's own pickling, and a Decimal's, cost several times
+        as much."""
+        return (
+            _settlement,
+            (
+                self.reservation_id,
+                self.org_id,
+                str(self.charged),
+                str(self.from_credit),
+                str(self.postpaid),
+                str(self.overrun),
+                self.late,
+                self.thresholds,
+                self.repeated,
+            ),
+        )
+
+
+def _settlement(
+    reservation_id: str,
+    org_id: str,
+    charged: str,
+    from_credit: str,
+    postpaid: str,
+    overrun: str,
+    late: bool,
+    thresholds: tuple[ThresholdCrossed, ...],
+    repeated: bool,
+) -> Settlement:
+    """A :class:`Settlement` unpickled (``Decimal(str(d))`` is ``d``, to its last zero)."""
+    return Settlement(
+        reservation_id,
+        org_id,
+        Decimal(charged),
+        Decimal(from_credit),
+        Decimal(postpaid),
+        Decimal(overrun),
+        late,
+        thresholds,
+        repeated,
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from operator import add
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -121,8 +122,12 @@ _SAVED_CACHE, _SAVED_ROUTING = MEASURES.index("cache_saved_pico"), MEASURES.inde
 _ZEROS: Final = [0] * len(MEASURES)
 
 
-def measures(record: Mapping[str, Any]) -> list[int]:
-    """The rollup measures of one usage record (a row of ``usage_records`` as a dict)."""
+def measures(record: Mapping[str, Any], cost_items: Any = None) -> list[int]:
+    """The rollup measures of one usage record (a row of ``usage_records`` as a dict).
+    ``cost_items``: its cost items already parsed from the record's JSON text (the charge
+    that wrote it parsed them to check them), or None to parse them here."""
+    if cost_items is None:
+        cost_items = record["cost_items"]
     values = _ZEROS.copy()
     values[0] = 1
     if record["cache_hit"]:
@@ -133,7 +138,7 @@ def measures(record: Mapping[str, Any]) -> list[int]:
     values[_COST] = cost
     values[_SAVED_CACHE] = record["cache_saved_pico"]
     values[_SAVED_ROUTING] = record["routing_saved_pico"]
-    lines = _priced_lines(record["cost_items"])
+    lines = _priced_lines(cost_items)
     if lines and abs(cost - sum(line[1] for line in lines)) > len(lines):
         lines = []  # lines that do not add up to the cost do not explain it
     if lines:
@@ -148,7 +153,7 @@ def measures(record: Mapping[str, Any]) -> list[int]:
         values[_OTHER_AT] = cost
     reasoning = record.get("reasoning_tokens") or 0
     if reasoning > values[_REASONING]:  # reported by the provider, billed on the output line
-        rate = _output_rate(record["cost_items"]) if lines and not values[_REASONING_AT] else None
+        rate = _output_rate(cost_items) if lines and not values[_REASONING_AT] else None
         if rate is not None:
             moved = min(_pico(str(rate * reasoning)) or 0, values[_OUTPUT_AT])
             values[_OUTPUT_AT] -= moved
@@ -250,13 +255,19 @@ def _quantity(quantity: Any) -> Decimal:
 # Buckets -------------------------------------------------------------------------------
 
 _buckets: dict[tuple[str, datetime], tuple[datetime, datetime]] = {}
+_last: tuple[datetime | None, str, tuple[datetime, datetime] | None] = (None, "", None)
 
 
 def buckets(timezone: str, at: datetime) -> tuple[datetime, datetime]:
     """The UTC starts of the local hour and the local day in ``timezone`` that hold ``at``.
 
     Every timezone's offset is a whole number of quarter hours, so all instants of one UTC
-    quarter hour share their local hour and day: one computation per quarter hour."""
+    quarter hour share their local hour and day: one computation per quarter hour. (The
+    records of one transaction mostly share their instant: the last is remembered as such.)"""
+    global _last
+    last_at, last_timezone, last = _last
+    if last is not None and last_at == at and last_timezone == timezone:
+        return last
     quarter = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
     known = _buckets.get((timezone, quarter))
     if known is None:
@@ -266,6 +277,7 @@ def buckets(timezone: str, at: datetime) -> tuple[datetime, datetime]:
         if len(_buckets) > 8192:
             _buckets.clear()
         known = _buckets[(timezone, quarter)] = (hour, day)
+    _last = (at, timezone, known)
     return known
 
 
@@ -273,22 +285,36 @@ Key = tuple[Any, ...]  # org_id, start, then the table's own dimensions
 
 
 def roll_up(
-    records: Iterable[Mapping[str, Any]], timezone_of: Mapping[str, str]
+    records: Iterable[Mapping[str, Any]],
+    timezone_of: Mapping[str, str],
+    cost_items: Iterable[Any] | None = None,
 ) -> tuple[dict[Key, list[int]], dict[Key, list[int]]]:
     """Hour and day rollups of ``records``: one entry per key, records sharing one added up.
-    (Entries are replaced, never changed in place, so the two tables may share a list.)"""
-    hours: dict[Key, list[int]] = {}
-    days: dict[Key, list[int]] = {}
-    for record in records:
+    (Entries are replaced, never changed in place, so the two tables may share a list.)
+    ``cost_items``: each record's cost items already parsed, or None (see :func:`measures`)."""
+    hours: dict[Key, list[list[int]]] = {}
+    days: dict[Key, list[list[int]]] = {}
+    paired = (
+        zip(records, repeat(None), strict=False)  # repeat() has no end
+        if cost_items is None
+        else zip(records, cost_items, strict=True)
+    )
+    for record, items in paired:
         org_id = record["org_id"]
         hour, day = buckets(timezone_of[org_id], record["occurred_at"])
-        values = measures(record)
+        values = measures(record, items)
         project, key, model = record["project_id"], record["key_id"] or NO_KEY, record["model"]
-        for table, start in ((hours, hour), (days, day)):
-            at = (org_id, start, project, key, model)
-            known = table.get(at)
-            table[at] = values if known is None else list(map(add, known, values))
-    return hours, days
+        hours.setdefault((org_id, hour, project, key, model), []).append(values)
+        days.setdefault((org_id, day, project, key, model), []).append(values)
+    return _added(hours), _added(days)
+
+
+def _added(grouped: dict[Key, list[list[int]]]) -> dict[Key, list[int]]:
+    """The measures of each key's records added up (column by column, in C)."""
+    return {
+        key: found[0] if len(found) == 1 else list(map(sum, zip(*found, strict=True)))
+        for key, found in grouped.items()
+    }
 
 
 def rows(rollup: Mapping[Key, list[int]], dimensions: tuple[str, ...] = DIMENSIONS) -> list[dict[str, Any]]:
@@ -355,9 +381,12 @@ def summed(rollup: Mapping[Key, list[int]], table: Table) -> dict[Key, list[int]
 
 
 def roll_up_tables(
-    records: Iterable[Mapping[str, Any]], timezone_of: Mapping[str, str]
+    records: Iterable[Mapping[str, Any]],
+    timezone_of: Mapping[str, str],
+    cost_items: Iterable[Any] | None = None,
 ) -> list[tuple[Table, dict[Key, list[int]]]]:
-    """The entries ``records`` add to every table of :data:`TABLES`."""
-    hours, days = roll_up(records, timezone_of)
+    """The entries ``records`` add to every table of :data:`TABLES` (``cost_items``: see
+    :func:`roll_up`)."""
+    hours, days = roll_up(records, timezone_of, cost_items)
     full = {"hour": hours, "day": days}
     return [(t, full[t.grain] if t.full else summed(full[t.grain], t)) for t in TABLES]

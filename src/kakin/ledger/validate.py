@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +25,8 @@ MAX_AMOUNT = Decimal("1000000")
 MAX_LIMIT = Decimal("9000000")
 MAX_TOKENS = 10**12
 MAX_HOLD = timedelta(days=7)
+# Scales an amount to picodollars, refusing to round (cheaper than reading its exponent).
+_SCALING = Context(prec=60, traps=[Inexact])
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
@@ -36,10 +38,14 @@ def amount_pico(
     finer than a picodollar, which would otherwise be rounded to it."""
     if type(value) is Decimal and not value and not positive:  # zero: most savings and discounts
         return 0
-    if type(value) is Decimal and value.is_finite() and 0 <= value <= maximum:
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent >= -12 and not (positive and value == 0):
-            return int(value.scaleb(12))  # exact: at most 12 decimals, at most 19 digits
+    if type(value) is Decimal and value.is_finite() and 0 < value <= maximum:
+        try:
+            scaled = value.scaleb(12, _SCALING)
+        except Inexact:  # more digits than any amount has: judged below
+            pass
+        else:
+            if scaled == scaled.to_integral_value():  # a whole number of picodollars: exact
+                return int(scaled)
     try:
         amount = to_decimal(value, what=what)
     except MoneyError as exc:
@@ -77,7 +83,8 @@ def text(value: object, what: str, *, max_length: int = 200, allow_empty: bool =
         raise InvalidInput(f"{what} must not be empty")
     if len(cleaned) > max_length:
         raise InvalidInput(f"{what} is {len(cleaned)} characters long; the limit is {max_length}")
-    if not _TEXT.match(cleaned):
+    # Printable ASCII (nearly all text) has no control character; anything else is matched.
+    if not (cleaned.isascii() and cleaned.isprintable()) and not _TEXT.match(cleaned):
         raise InvalidInput(f"{what} must not contain control characters")
     return cleaned
 
@@ -167,6 +174,17 @@ def json_text(value: Any, what: str) -> JsonText:
         return JsonText(json.dumps(value, default=_decimal_default, allow_nan=False))
     except (TypeError, ValueError):
         raise InvalidInput(f"{what} must be JSON-serialisable") from None
+
+
+def json_document(value: Any, what: str) -> tuple[JsonText, Any]:
+    """:func:`json_text`, with what the text holds when it came as text: parsed to check it,
+    and handed on to a reader that would parse it again (None when it came otherwise)."""
+    if type(value) is str:
+        try:
+            return JsonText(value), orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass  # judged by json_text
+    return json_text(value, what), None
 
 
 def _decimal_default(value: Any) -> Any:

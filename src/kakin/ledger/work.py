@@ -170,6 +170,7 @@ class Work:
         self.keys: dict[str, Row | None] = {} if cache is None else cache.keys
         self.entries: list[Row] = []
         self.usage: list[Row] = []
+        self.usage_items: list[Any] = []  # each usage record's cost items, parsed (or None)
         self._bounds: dict[tuple[str, str], tuple[datetime, datetime | None]] = (
             {} if cache is None else cache.bounds
         )
@@ -448,6 +449,12 @@ class Work:
         self.entries.append(entry)
         return entry
 
+    def add_usage(self, record: Row, cost_items: Any = None) -> None:
+        """A usage record to write; ``cost_items``: its cost items already parsed from its
+        JSON text, or None (the rollups then parse them)."""
+        self.usage.append(record)
+        self.usage_items.append(cost_items)
+
     # Writing -----------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -466,7 +473,7 @@ class Work:
         self._insert(s.entries, self.entries)
         if self.usage:
             self._insert(s.usage_records, self.usage)
-            self._roll_up(self.usage)
+            self._roll_up(self.usage, self.usage_items)
         if self.new_periods:
             rows = [periods[k] for k in self.new_periods if periods.get(k) is not None]
             self._insert(s.budget_periods, rows)
@@ -480,14 +487,15 @@ class Work:
         if self.dirty_orgs:
             self._update_orgs([self.orgs[o] for o in self.dirty_orgs])
         self.new_reservations, self.new_grants, self.entries, self.usage = [], [], [], []
+        self.usage_items = []
         self.new_reservation_ids, self.new_grant_ids = set(), set()
         self.new_periods, self.dirty_periods = set(), set()
         self.dirty_reservations, self.dirty_grants, self.dirty_orgs = {}, {}, set()
 
-    def _roll_up(self, usage: list[Row]) -> None:
+    def _roll_up(self, usage: list[Row], cost_items: list[Any]) -> None:
         """Add the usage records to every rollup table, in this same transaction."""
         timezone_of = {org_id: org["timezone"] for org_id, org in self.orgs.items()}
-        for table, rollup in rollups.roll_up_tables(usage, timezone_of):
+        for table, rollup in rollups.roll_up_tables(usage, timezone_of, cost_items):
             keys = table.dimensions
             if self.postgres:
                 sql = q.pg_upsert(table.name, keys, rollups.MEASURES)
