@@ -210,6 +210,47 @@ def test_views_count_each_charge_once_while_they_reload(ledger: Ledger, tmp_path
     assert ledger.reconcile(scope.org_id).ok
 
 
+def test_a_charge_journaled_while_the_writer_posts_reaches_the_ledger_without_being_waited_for(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The gateway keeps one wake-up of the writer in flight: a charge journaled while the
+    writer posts what it read gets the next one, sent once the writer says it has read the
+    journal. With nobody hurrying the writer, it reaches the ledger all the same."""
+    scope = _org(ledger)
+    path = str(tmp_path / "ledger.db.charges")
+    posted = PostedCharges()
+    writer = _writer(ledger, path, posted)  # batches of 16: posting 320 charges takes a while
+    journal = ChargeJournal(path, waker=writer)
+    wakes: list[object] = []
+    send = writer._send
+
+    def counting(kind: str, payload: object, *, wait: bool) -> asyncio.Future:
+        if kind == "journal":
+            wakes.append(payload)
+        return send(kind, payload, wait=wait)
+
+    writer._send = counting  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await writer.start()
+        try:
+            charges = [PostOp(scope, Decimal("0.01"), USAGE, f"req-{i}", 15) for i in range(321)]
+            await asyncio.gather(*(journal.append(op) for op in charges[:-1]))  # one write, one wake-up
+            while not posted.through:  # the writer has read them and is posting them
+                await asyncio.sleep(0.001)
+            await journal.append(charges[-1])  # its wake-up waits for the writer's word
+            await asyncio.wait_for(posted.reached(journal.last_id), 20)
+        finally:
+            await writer.stop()
+            journal.close()
+
+    asyncio.run(run())
+    assert len(ledger.usage(scope.org_id)) == 321
+    assert ledger.balance(scope.org_id).spent == Decimal("3.21")
+    assert ledger.reconcile(scope.org_id).ok
+    assert wakes == [None, None]  # the first write's, then the one sent on the writer's word
+
+
 def test_the_admin_api_sees_a_request_as_soon_as_it_is_answered(tmp_path: Path) -> None:
     import httpx
 
