@@ -13,13 +13,14 @@ import base64
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from itertools import islice
 from operator import add
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection, func, literal_column, null, or_, select, type_coerce, union_all
+from sqlalchemy import Connection, bindparam, func, literal_column, null, or_, select, type_coerce, union_all
 from sqlalchemy.types import NullType
 
 from kakin.errors import InvalidInput, NotFound
@@ -70,6 +71,7 @@ _GROUP_COLUMN: dict[str, str | None] = {  # the rollup column a grouping needs
     "project": "project_id",
     "key": "key_id",
 }
+_GRAIN: Final = {table.name: table.grain for table in r.TABLES}
 Range = date | datetime | str | None
 
 
@@ -210,64 +212,21 @@ class Reports:
         ``models``, per bucket and model, for those models only; otherwise also the total of
         every measure, money by unit included, in :data:`_READ` order."""
         column = "model" if models is not None else _GROUP_COLUMN[by]
-        needed = {name for name, value in filters.items() if value is not None}
-        table = self._table(org, by, begin, finish, needed | ({column} if column else set()))
-        conditions = _where(table, org, begin, finish, filters)
-        if models is not None:
-            conditions.append(table.c.model.in_(models))
-        # The organisation's spend by model, project or key sums only the measures its lines
-        # show and reads its total apart, from the total table (a row a day or hour): adding
-        # up fewer columns per key and day costs less than the total's own read. Other reports
-        # total what their lines carry (with a filter the total table cannot answer).
-        apart = column is not None and models is None and not needed
-        read = _SPEND if apart or models is not None else _READ
-        start = type_coerce(table.c.start, NullType())  # as stored: see _Buckets
-        varying = set(table.primary_key.columns.keys()[2:])  # the key past org and start
-        if by in ("day", "hour") and varying - needed <= ({"model"} if models is not None else set()):
-            # One row per group already (every key column but the start is filtered on, or is
-            # the model charted): nothing to add up, the rows are read as they are, in key order.
-            groups = [start, *([table.c.model] if models is not None else [])]
-            query = select(*groups, *(table.c[m] for m in read)).where(*conditions)
-            rows = c.execute(query.order_by(table.c.start, *groups[1:])).all()
+        given = {name: value for name, value in filters.items() if value is not None}
+        table = self._table(org, by, begin, finish, set(given) | ({column} if column else set()))
+        shape = _Shape(table.name, by, frozenset(given), models is not None, self.ledger.backend == "sqlite")
+        query, form = _statement(shape)
+        found = c.execute(query, {"org": org.id, "begin": begin, "finish": finish, "models": models, **given})
+        if form == "rows":  # one row per group already: read as they are
+            rows = found.all()
             return rows, ([] if models is not None else _total(rows, 1))
-        sums = [func.coalesce(func.sum(table.c[m]), 0) for m in read]
-        if by == "unit":
-            query = select(*sums).where(*conditions)
-            return [], _total(_integers(c.execute(query), 0), 0)
-        if models is not None:
-            keys = [table.c.start, table.c.model]
-            query = select(start, table.c.model, *sums).where(*conditions).group_by(*keys).order_by(*keys)
-        elif column is None:
-            query = select(start, *sums).where(*conditions).group_by(table.c.start).order_by(table.c.start)
-        elif by == "project" and self.ledger.backend == "sqlite":
-            # SQLite groups by sorting: by a column out of the key's order it sorts every row.
-            # The project follows the start in the key, so summing by (start, project) first
-            # reads the range in key order with no sort and leaves one row per project and
-            # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
-            labelled = [func.sum(table.c[m]).label(m) for m in read]
-            buckets = (
-                select(table.c.start, table.c.project_id, *labelled)
-                .where(*conditions)
-                .group_by(table.c.start, table.c.project_id)
-                .subquery()
-            )
-            query = select(buckets.c.project_id, *(func.sum(buckets.c[m]) for m in read))
-            query = query.group_by(buckets.c.project_id)
-        else:
-            query = select(table.c[column], *sums).where(*conditions).group_by(table.c[column])
-        keys = 2 if models is not None else 1
-        if not apart:
-            rows = _integers(c.execute(query), keys)
+        if form == "unit":
+            return [], _total(_integers(found, 0), 0)
+        rows = _integers(found, 2 if models is not None else 1)
+        if form == "sums":
             return rows, ([] if models is not None else _total(rows, 1))
-        # Read in the same statement as the lines (one statement reads one state of the
-        # ledger), with the lines as wide: their money by unit is the total's.
-        whole = self._table(org, by, begin, finish, set())
-        total = select(null(), *(func.coalesce(func.sum(whole.c[m]), 0) for m in _READ))
-        total = total.where(*_where(whole, org, begin, finish, filters))
-        padded = query.add_columns(*(literal_column("0") for _ in _UNITS))
-        rows = _integers(c.execute(union_all(padded, total)), 1)
-        whole_row = rows.pop(next(i for i, row in enumerate(rows) if row[0] is None))
-        return rows, list(whole_row[1:])
+        whole = rows.pop(next(i for i, row in enumerate(rows) if row[0] is None))  # form "apart"
+        return rows, list(whole[1:])
 
     def _window(self, org: Org, start: Range, end: Range) -> tuple[datetime, datetime]:
         zone = ZoneInfo(org.timezone)
@@ -609,12 +568,88 @@ def _labels(c: Connection, org: Org, by: Grouping) -> dict[str, str]:
     return {}
 
 
-def _where(
-    table: Any, org: Org, begin: datetime, finish: datetime, filters: dict[str, str | None]
-) -> list[Any]:
-    """A report's range and filters on one rollup table."""
-    conditions = [table.c.org_id == org.id, table.c.start >= begin, table.c.start < finish]
-    return conditions + [table.c[name] == value for name, value in filters.items() if value is not None]
+class _Shape(NamedTuple):
+    """What decides a spend query's statement (the values it compares with are bound)."""
+
+    table: str  # the rollup table read
+    by: Grouping
+    filtered: frozenset[str]  # the columns filtered on
+    charted: bool  # per bucket and model, for some models (Reports.spend_by_model)
+    sqlite: bool
+
+
+@lru_cache(maxsize=512)
+def _statement(shape: _Shape) -> tuple[Any, str]:
+    """A spend query's statement, built once per shape (its parameters: ``org``, ``begin``,
+    ``finish``, ``models`` and each filtered column by name), and the form of its rows:
+    ``rows`` as they are, ``sums`` per group, ``unit`` one total, or ``apart``: sums per
+    group and one more row, its group None, with the total of every measure."""
+    table = s.ROLLUPS[shape.table]
+    column = "model" if shape.charted else _GROUP_COLUMN[shape.by]
+    conditions = _where(table, shape.filtered)
+    if shape.charted:
+        conditions.append(table.c.model.in_(bindparam("models", expanding=True)))
+    # The organisation's spend by model, project or key sums only the measures its lines
+    # show and reads its total apart, from the total table (a row a day or hour): adding up
+    # fewer columns per key and day costs less than the total's own read. Other reports
+    # total what their lines carry (with a filter the total table cannot answer).
+    apart = column is not None and not shape.charted and not shape.filtered
+    read = _SPEND if apart or shape.charted else _READ
+    start = type_coerce(table.c.start, NullType())  # as stored: see _Buckets
+    varying = set(table.primary_key.columns.keys()[2:])  # the key past org and start
+    if shape.by in ("day", "hour") and varying - shape.filtered <= ({"model"} if shape.charted else set()):
+        # One row per group already (every key column but the start is filtered on, or is the
+        # model charted): nothing to add up, the rows are read as they are, in key order.
+        groups = [start, *([table.c.model] if shape.charted else [])]
+        query = select(*groups, *(table.c[m] for m in read)).where(*conditions)
+        return query.order_by(table.c.start, *groups[1:]), "rows"
+    if shape.by == "unit":
+        return select(*_sums(table, read)).where(*conditions), "unit"
+    sums = [func.sum(table.c[m]) for m in read]  # a group is never empty: never NULL
+    if shape.charted:
+        keys = [table.c.start, table.c.model]
+        query = select(start, table.c.model, *sums).where(*conditions).group_by(*keys).order_by(*keys)
+    elif column is None:
+        query = select(start, *sums).where(*conditions).group_by(table.c.start).order_by(table.c.start)
+    elif shape.by == "project" and shape.sqlite:
+        # SQLite groups by sorting: by a column out of the key's order it sorts every row.
+        # The project follows the start in the key, so summing by (start, project) first
+        # reads the range in key order with no sort and leaves one row per project and
+        # bucket to group. (PostgreSQL groups by hashing; there the extra stage costs.)
+        labelled = [func.sum(table.c[m]).label(m) for m in read]
+        buckets = (
+            select(table.c.start, table.c.project_id, *labelled)
+            .where(*conditions)
+            .group_by(table.c.start, table.c.project_id)
+            .subquery()
+        )
+        query = select(buckets.c.project_id, *(func.sum(buckets.c[m]) for m in read))
+        query = query.group_by(buckets.c.project_id)
+    else:
+        query = select(table.c[column], *sums).where(*conditions).group_by(table.c[column])
+    if not apart:
+        return query, "sums"
+    # Read in the same statement as the lines (one statement reads one state of the ledger),
+    # the lines as wide: their money by unit is the total's.
+    whole = s.ROLLUPS[r.narrowest(_GRAIN[shape.table], set()).name]
+    total = select(null(), *_sums(whole, _READ)).where(*_where(whole, shape.filtered))
+    padded = query.add_columns(*(literal_column("0") for _ in _UNITS))
+    return union_all(padded, total), "apart"
+
+
+def _where(table: Any, filtered: frozenset[str]) -> list[Any]:
+    """A report's range and filters on one rollup table, as bound parameters."""
+    conditions = [
+        table.c.org_id == bindparam("org"),
+        table.c.start >= bindparam("begin"),
+        table.c.start < bindparam("finish"),
+    ]
+    return conditions + [table.c[name] == bindparam(name) for name in sorted(filtered)]
+
+
+def _sums(table: Any, measures: Sequence[str]) -> list[Any]:
+    """``measures`` summed over rows that may be none (0 then, not NULL)."""
+    return [func.coalesce(func.sum(table.c[m]), literal_column("0")) for m in measures]
 
 
 def _integers(result: Any, keys: int) -> list[Any]:
