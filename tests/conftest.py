@@ -74,6 +74,30 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def uses_postgresql(item: pytest.Item) -> bool:
+    """Whether ``item`` runs on the shared PostgreSQL server: a fixture of it in its closure,
+    the ``postgres`` mark, or a parameter naming it (a backend fixture's "postgres(ql)")."""
+    if item.get_closest_marker("postgres") or {"pg_database_url", "scaleout_database"} & set(
+        getattr(item, "fixturenames", ())
+    ):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(
+        isinstance(value, str) and "postgres" in value for value in callspec.params.values()
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist groups for ``make test`` (``-n 2 --dist loadgroup``). Every test on the shared
+    PostgreSQL is in one group, so they run one after another as in a serial run: two at once
+    could pass the server's connection limit (100 by default; one test alone opens 50). The
+    others are grouped by module, so the servers a module-scoped fixture starts are started
+    once per module."""
+    for item in items:
+        group = "postgresql" if uses_postgresql(item) else str(item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 class Clock:
     """A clock the test moves by hand."""
 
@@ -105,6 +129,24 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite ledger migrated to head once per session: tests copy it (``sqlite_copy``)
+    rather than run every migration again for each new database."""
+    from kakin.ledger import Ledger
+
+    path = tmp_path_factory.mktemp("template") / "kakin.db"
+    Ledger.open(f"sqlite:///{path}").close()
+    return path
+
+
+def sqlite_copy(template: Path, folder: Path, name: str = "kakin.db") -> str:
+    """The URL of a fresh copy of ``template`` (see ``sqlite_template``) in ``folder``."""
+    path = folder / name
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(scope="session")
