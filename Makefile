@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/kakin demo $(ARGS)
 
 # Two pytest workers (pytest-xdist): much of the suite waits on servers, processes and the
-# databases, so two runs overlap well even on two cores. tests/conftest.py groups the tests: a
-# module's on one worker, every PostgreSQL test on one (never two at once). ARGS="-n 0": serial.
+# databases, so two runs overlap well even on two cores. tests/conftest.py keeps a module's tests
+# on one worker and runs one PostgreSQL test at a time. ARGS="-n 0": one process.
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(ARGS)

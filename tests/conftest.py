@@ -74,6 +74,27 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test``'s scheduling (``-n 2 --dist loadgroup``): xdist's own loadgroup reads
+    ``xdist_group`` marks into test ids, which pytest 9 no longer lets it change, so the groups
+    are made here from the ids. A module's tests run on one worker, so the servers a
+    module-scoped fixture starts are started once; the scale-out package's tests share one
+    cluster; every test parametrized on PostgreSQL is in one group, so that worker's
+    PostgreSQL tests and the other's rarely meet at the lock below."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, rest = nodeid.partition("::")
+            if "postgres" in rest.partition("[")[2]:
+                return "postgresql"
+            return "tests/scaleout" if path.startswith("tests/scaleout/") else path
+
+    return ByModule(config, log)
+
+
 def uses_postgresql(item: pytest.Item) -> bool:
     """Whether ``item`` runs on the shared PostgreSQL server: a fixture of it in its closure,
     the ``postgres`` mark, or a parameter naming it (a backend fixture's "postgres(ql)")."""
@@ -87,15 +108,25 @@ def uses_postgresql(item: pytest.Item) -> bool:
     )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """xdist groups for ``make test`` (``-n 2 --dist loadgroup``). Every test on the shared
-    PostgreSQL is in one group, so they run one after another as in a serial run: two at once
-    could pass the server's connection limit (100 by default; one test alone opens 50). The
-    others are grouped by module, so the servers a module-scoped fixture starts are started
-    once per module."""
-    for item in items:
-        group = "postgresql" if uses_postgresql(item) else str(item.path.relative_to(config.rootpath))
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.fixture(autouse=True)
+def one_postgresql_test_at_a_time(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist, a test on the shared PostgreSQL holds a lock shared by the workers: two at
+    once could pass the server's connection limit (100 by default; one test alone opens 50)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not uses_postgresql(request.node):
+        yield
+        return
+    import fcntl
+
+    # Each worker's base directory is in the run's own: the lock file is the run's.
+    path = tmp_path_factory.getbasetemp().parent / "postgresql.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class Clock:
