@@ -276,22 +276,41 @@ def redis_prefix(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     delete_redis_keys(prefix)
 
 
+# What the xdist workers found left in Redis (their messages, read on the controller).
+_LEFT_ON_WORKERS: list[str] = []
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: a worker has finished; keep what it found left in Redis."""
+    message = getattr(node, "workeroutput", {}).get("redis_keys_left")
+    if message:
+        _LEFT_ON_WORKERS.append(message)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session when keys are found under a prefix whose owner already deleted its
-    keys (and delete them): a gateway, writer or task it started outlived it."""
-    if not _REDIS_PREFIXES or not REDIS_UP:
+    keys (and delete them): a gateway, writer or task it started outlived it. An xdist worker
+    hands its finding to the controller, which reports every worker's and fails the run."""
+    messages = list(_LEFT_ON_WORKERS)
+    if _REDIS_PREFIXES and REDIS_UP:
+        left = {owner: n for prefix, owner in _REDIS_PREFIXES.items() if (n := delete_redis_keys(prefix))}
+        if left:
+            messages.append(
+                "Redis keys written after their owner's cleanup (deleted now): "
+                + "; ".join(f"{owner}: {n}" for owner, n in left.items())
+            )
+    if not messages:
         return
-    left = {owner: n for prefix, owner in _REDIS_PREFIXES.items() if (n := delete_redis_keys(prefix))}
-    if not left:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its own exit status is not the run's
+        workeroutput["redis_keys_left"] = "\n".join(messages)
         return
-    message = "Redis keys written after their owner's cleanup (deleted now): " + "; ".join(
-        f"{owner}: {n}" for owner, n in left.items()
-    )
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write("\n")  # the progress line is still open
         reporter.write_sep("=", "Redis keys left behind", red=True)
-        reporter.write_line(message, red=True)
+        for message in messages:
+            reporter.write_line(message, red=True)
     else:
-        print(message, file=sys.stderr)
+        print("\n".join(messages), file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED

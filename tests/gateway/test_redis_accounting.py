@@ -22,7 +22,7 @@ import openai
 import pytest
 import redis
 
-from conftest import REDIS_UP, REDIS_URL
+from conftest import REDIS_UP, REDIS_URL, delete_redis_keys, new_redis_prefix
 from kakin.ledger import Ledger
 
 from .conftest import random_phone
@@ -132,17 +132,13 @@ def pair(
     organisations of its own). The prefix's keys are deleted after."""
     if not REDIS_UP:
         pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
-    prefix = f"kakin-test:{uuid.uuid4().hex[:12]}:"
+    prefix = new_redis_prefix(__name__)
     gateways = Gateways(gateway_pg_url, REDIS_URL, prefix, tmp_path_factory.mktemp("pair"))
     try:
         yield gateways, REDIS_URL, prefix
     finally:
         gateways.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_redis_keys(prefix)
 
 
 @pytest.fixture()
