@@ -19,9 +19,12 @@ $(STAMP): $(LOCK) pyproject.toml
 demo: $(STAMP)
 	$(BIN)/kakin demo $(ARGS)
 
+# Two pytest workers (pytest-xdist): much of the suite waits on servers, processes and the
+# databases, so two runs overlap well even on two cores. tests/conftest.py keeps a module's tests
+# on one worker and runs one PostgreSQL test at a time. ARGS="-n 0": one process.
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
-	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest $(ARGS)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(ARGS)
 
 # The dashboard's browser tests drive Debian's Chromium (never a downloaded one) and need a
 # Japanese font. Installed with apt when missing and run as root; otherwise they skip and say why.

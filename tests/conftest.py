@@ -74,6 +74,61 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test``'s scheduling (``-n 2 --dist loadgroup``): xdist's own loadgroup reads
+    ``xdist_group`` marks into test ids, which pytest 9 no longer lets it change, so the groups
+    are made here from the ids. A module's tests run on one worker, so the servers a
+    module-scoped fixture starts are started once; the scale-out package's tests share one
+    cluster; every test parametrized on PostgreSQL is in one group, so that worker's
+    PostgreSQL tests and the other's rarely meet at the lock below."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, rest = nodeid.partition("::")
+            if "postgres" in rest.partition("[")[2]:
+                return "postgresql"
+            return "tests/scaleout" if path.startswith("tests/scaleout/") else path
+
+    return ByModule(config, log)
+
+
+def uses_postgresql(item: pytest.Item) -> bool:
+    """Whether ``item`` runs on the shared PostgreSQL server: a fixture of it in its closure,
+    the ``postgres`` mark, or a parameter naming it (a backend fixture's "postgres(ql)")."""
+    if item.get_closest_marker("postgres") or {"pg_database_url", "scaleout_database"} & set(
+        getattr(item, "fixturenames", ())
+    ):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(
+        isinstance(value, str) and "postgres" in value for value in callspec.params.values()
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_postgresql_test_at_a_time(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist, a test on the shared PostgreSQL holds a lock shared by the workers: two at
+    once could pass the server's connection limit (100 by default; one test alone opens 50)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not uses_postgresql(request.node):
+        yield
+        return
+    import fcntl
+
+    # Each worker's base directory is in the run's own: the lock file is the run's.
+    path = tmp_path_factory.getbasetemp().parent / "postgresql.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class Clock:
     """A clock the test moves by hand."""
 
@@ -105,6 +160,24 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite ledger migrated to head once per session: tests copy it (``sqlite_copy``)
+    rather than run every migration again for each new database."""
+    from kakin.ledger import Ledger
+
+    path = tmp_path_factory.mktemp("template") / "kakin.db"
+    Ledger.open(f"sqlite:///{path}").close()
+    return path
+
+
+def sqlite_copy(template: Path, folder: Path, name: str = "kakin.db") -> str:
+    """The URL of a fresh copy of ``template`` (see ``sqlite_template``) in ``folder``."""
+    path = folder / name
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(scope="session")
@@ -203,22 +276,41 @@ def redis_prefix(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     delete_redis_keys(prefix)
 
 
+# What the xdist workers found left in Redis (their messages, read on the controller).
+_LEFT_ON_WORKERS: list[str] = []
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: a worker has finished; keep what it found left in Redis."""
+    message = getattr(node, "workeroutput", {}).get("redis_keys_left")
+    if message:
+        _LEFT_ON_WORKERS.append(message)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session when keys are found under a prefix whose owner already deleted its
-    keys (and delete them): a gateway, writer or task it started outlived it."""
-    if not _REDIS_PREFIXES or not REDIS_UP:
+    keys (and delete them): a gateway, writer or task it started outlived it. An xdist worker
+    hands its finding to the controller, which reports every worker's and fails the run."""
+    messages = list(_LEFT_ON_WORKERS)
+    if _REDIS_PREFIXES and REDIS_UP:
+        left = {owner: n for prefix, owner in _REDIS_PREFIXES.items() if (n := delete_redis_keys(prefix))}
+        if left:
+            messages.append(
+                "Redis keys written after their owner's cleanup (deleted now): "
+                + "; ".join(f"{owner}: {n}" for owner, n in left.items())
+            )
+    if not messages:
         return
-    left = {owner: n for prefix, owner in _REDIS_PREFIXES.items() if (n := delete_redis_keys(prefix))}
-    if not left:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its own exit status is not the run's
+        workeroutput["redis_keys_left"] = "\n".join(messages)
         return
-    message = "Redis keys written after their owner's cleanup (deleted now): " + "; ".join(
-        f"{owner}: {n}" for owner, n in left.items()
-    )
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write("\n")  # the progress line is still open
         reporter.write_sep("=", "Redis keys left behind", red=True)
-        reporter.write_line(message, red=True)
+        for message in messages:
+            reporter.write_line(message, red=True)
     else:
-        print(message, file=sys.stderr)
+        print("\n".join(messages), file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -25,14 +25,6 @@ def admin_pg_url(migrated_pg_schema: Callable[[str], str]) -> str:
     return migrated_pg_schema("admin")
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite ledger, copied by each test instead of migrating again."""
-    path = tmp_path_factory.mktemp("template") / "kakin.db"
-    Ledger.open(f"sqlite:///{path}").close()
-    return path
-
-
 def open_ledger(backend: str, request: pytest.FixtureRequest, folder: Path) -> Ledger:
     if backend == "sqlite":
         path = folder / "kakin.db"

@@ -5,8 +5,8 @@ walks every request once, and bad input is a 422 or 404 in the admin error shape
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+# tests/conftest.py: the migrated SQLite template.
+from conftest import sqlite_copy
 from kakin.admin import create_admin_app
 from kakin.cli import app as cli
 from kakin.ledger import Ledger, Scope, UsageDetail
@@ -78,12 +80,11 @@ class World:
     key_prefix: str
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+@contextmanager
+def seeded_world(request: pytest.FixtureRequest, folder: Path) -> Iterator[World]:
+    """The known dataset on ``request.param``'s backend, with an admin app over it."""
     if request.param == "sqlite":
-        path = tmp_path / "kakin.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        url = f"sqlite:///{path}"
+        url = sqlite_copy(request.getfixturevalue("sqlite_template"), folder)
     else:
         url = request.getfixturevalue("admin_pg_url")
     clock = Clock()
@@ -130,6 +131,22 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         clock.now = datetime(2024, 3, 20, 3, 0, tzinfo=UTC)
         with TestClient(create_admin_app(ledger, admin_key=ADMIN_KEY), headers=AUTH) as client:
             yield World(url, ledger, clock, client, orgs, prefix)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The dataset of the test's own (it may add to it)."""
+    with seeded_world(request, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def unchanged_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The dataset shared by the tests that only read it (and check that they changed nothing)."""
+    with seeded_world(request, tmp_path_factory.mktemp("reports")) as made:
+        yield made
 
 
 def cli_json(world: World, *args: str) -> Any:
@@ -377,8 +394,9 @@ def test_whatif_and_forecast_are_what_the_cli_prints(world: World) -> None:
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_and_changes_nothing(
-    world: World, path: str, params: dict[str, Any], status: int, words: str
+    unchanged_world: World, path: str, params: dict[str, Any], status: int, words: str
 ) -> None:
+    world = unchanged_world
     org = world.orgs["tokyo"]
     before = world.ledger.reconcile(org)
     error = error_of(world.client.get(f"/orgs/{org}/{path}", params=params), status)

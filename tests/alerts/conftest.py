@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert
 
+# tests/conftest.py: a migrated SQLite ledger copied per test.
+from conftest import sqlite_copy
 from kakin.alerts.delivery import Dispatcher, RetryPolicy
 from kakin.alerts.store import AlertStore
-from kakin.ledger.db import make_engine, migrate
+from kakin.ledger.db import make_engine
 from kakin.ledger.schema import orgs
 
 FAST = RetryPolicy(max_attempts=3, base_seconds=0.05, max_seconds=0.2)
@@ -45,9 +47,8 @@ def add_org(engine, org_id: str) -> None:
 
 
 @pytest.fixture()
-def db_engine(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'kakin.db'}")
-    migrate(engine)
+def db_engine(tmp_path, sqlite_template):
+    engine = make_engine(sqlite_copy(sqlite_template, tmp_path))
     add_org(engine, "org_1")
     yield engine
     engine.dispose()

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 # tests/conftest.py: the clock and the PostgreSQL helpers every area shares.
-from conftest import Clock, emptied_schema
+from conftest import Clock, emptied_schema, sqlite_copy
 from kakin.billing import Billing
 from kakin.ledger import Ledger, Scope, UsageDetail
 
@@ -23,7 +23,7 @@ def billing_pg_url(migrated_pg_schema: Callable[[str], str]) -> str:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kakin.db'}"
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
     return emptied_schema(request.getfixturevalue("billing_pg_url"))
 
 

@@ -185,13 +185,14 @@ def running(
 ) -> Iterator[tuple[Ledger, RunningGateway]]:
     """A SQLite ledger of this module's own and a gateway over it, once per accounting mode
     (local: holds in the gateway's memory; shared: holds are ledger reservations). A 64 KiB
-    body limit (for 413s); an upstream silent for 1.5 s counts as timed out (for 504s)."""
+    body limit (for 413s); an upstream silent for 1.5 s counts as timed out (for 504s), or for
+    the module's ``UPSTREAM_TIMEOUT_SECONDS`` when it sets one."""
     path: Path = tmp_path_factory.mktemp("gateway") / "kakin.db"
     with gateway_running(
         f"sqlite:///{path}",
         KAKIN_GATEWAY__ACCOUNTING=request.param,
         KAKIN_SERVER__MAX_BODY_BYTES="65536",
-        KAKIN_GATEWAY__UPSTREAM_TIMEOUT_SECONDS="1.5",
+        KAKIN_GATEWAY__UPSTREAM_TIMEOUT_SECONDS=str(getattr(request.module, "UPSTREAM_TIMEOUT_SECONDS", 1.5)),
     ) as running:
         yield running
 

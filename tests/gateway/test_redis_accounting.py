@@ -22,6 +22,7 @@ import openai
 import pytest
 import redis
 
+from conftest import REDIS_UP, REDIS_URL, delete_redis_keys, new_redis_prefix
 from kakin.ledger import Ledger
 
 from .conftest import random_phone
@@ -122,6 +123,24 @@ async def fire(url: str, key: str, count: int, max_tokens: int = 100) -> list[ob
         await client.close()
 
 
+@pytest.fixture(scope="module")
+def pair(
+    gateway_pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gateways, str, str]]:
+    """(gateways, redis_url, key_prefix): two ``kakin serve`` processes on the shared Redis under
+    a key prefix of this module's own, shared by the tests that never flush it (each makes
+    organisations of its own). The prefix's keys are deleted after."""
+    if not REDIS_UP:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
+    prefix = new_redis_prefix(__name__)
+    gateways = Gateways(gateway_pg_url, REDIS_URL, prefix, tmp_path_factory.mktemp("pair"))
+    try:
+        yield gateways, REDIS_URL, prefix
+    finally:
+        gateways.stop()
+        delete_redis_keys(prefix)
+
+
 @pytest.fixture()
 def own_redis(tmp_path: Path) -> Iterator[str]:
     """A Redis server of this test's own (it gets flushed), on a free port, nothing saved."""
@@ -164,13 +183,12 @@ def own_redis(tmp_path: Path) -> Iterator[str]:
 
 
 def test_gateway_processes_never_pass_a_hard_cap_together(
-    gateway_pg_url: str, redis_prefix: tuple[str, str], tmp_path: Path
+    gateway_pg_url: str, pair: tuple[Gateways, str, str]
 ) -> None:
-    url, prefix = redis_prefix
+    gateways, url, prefix = pair
     ledger = Ledger.open(gateway_pg_url)
     cap = Decimal("0.0006")  # room for a fraction of the 60 requests below
     org_id, _, key = make_org(ledger, cap)
-    gateways = Gateways(gateway_pg_url, url, prefix, tmp_path)
     try:
 
         async def both() -> list[object]:
@@ -194,7 +212,6 @@ def test_gateway_processes_never_pass_a_hard_cap_together(
         assert client.hlen(f"{prefix}acct:{{{org_id}}}:h") == 0  # no hold left behind
         client.close()
     finally:
-        gateways.stop()
         ledger.close()
 
 
@@ -266,12 +283,11 @@ def test_redis_flushed_mid_load_no_overspend_and_admission_resumes(
 
 
 def test_changes_through_one_process_are_honoured_by_the_other_at_once(
-    gateway_pg_url: str, redis_prefix: tuple[str, str], tmp_path: Path
+    gateway_pg_url: str, pair: tuple[Gateways, str, str]
 ) -> None:
-    url, prefix = redis_prefix
+    gateways, _, _ = pair
     ledger = Ledger.open(gateway_pg_url)
     org_id, key_id, key = make_org(ledger, None)
-    gateways = Gateways(gateway_pg_url, url, prefix, tmp_path)
     first, second = gateways.urls
     admin = {"Authorization": f"Bearer {ADMIN}"}
     try:
@@ -329,5 +345,4 @@ def test_changes_through_one_process_are_honoured_by_the_other_at_once(
                 assert time.monotonic() - granted < 10, "the grant was not seen within 10 s"
                 time.sleep(0.2)
     finally:
-        gateways.stop()
         ledger.close()

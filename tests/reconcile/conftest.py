@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+# tests/conftest.py: the migrated SQLite template and the PostgreSQL helpers every area shares.
+from conftest import emptied_schema, sqlite_copy
 from kakin.ledger import Ledger
 
 from .seed import Clock, seed
@@ -19,12 +21,18 @@ def sample(name: str) -> bytes:
     return (DATA / name).read_bytes()
 
 
+@pytest.fixture(scope="session")
+def reconcile_pg_url(migrated_pg_schema: Callable[[str], str]) -> str:
+    """A schema of our own in the session's PostgreSQL database, migrated once."""
+    return migrated_pg_schema("reconcile")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ledger of the test's own: a copy of the migrated SQLite template, or the schema emptied."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'kakin.db'}"
-    make: Callable[[str], str] = request.getfixturevalue("migrated_pg_schema")
-    return make("reconcile")
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    return emptied_schema(request.getfixturevalue("reconcile_pg_url"))
 
 
 @pytest.fixture()

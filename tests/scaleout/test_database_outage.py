@@ -8,8 +8,8 @@ keeps its holds (docs/gateway.md, "When the ledger database cannot be reached"):
   the charges not yet posted).
 
 Either way nothing a client received is lost or billed twice, and service resumes by itself.
-The PostgreSQL server is the test's own (initdb into a temporary directory, its own port),
-stopped and started by the test; the shared one is never touched."""
+The PostgreSQL server is this module's own (initdb into a temporary directory, its own port),
+stopped and started by each test; the shared one is never touched."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ HOLD_SECONDS = 4
 PROBE_MARGIN = Decimal("0.0001")  # less than one request's hold (max_tokens=200: $0.00012)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def own_postgres() -> object:
+    """One server for both tests (each makes tenants of its own): initdb once."""
     need_databases()
     reason = why_not_available()
     if reason:
@@ -54,6 +55,8 @@ def outage_cluster(
     request: pytest.FixtureRequest, own_postgres: OwnPostgres, redis_key_prefix: str, tmp_path: Path
 ) -> tuple[OwnPostgres, Ledger, Cluster]:
     """Two gateways with their holds in the ledger, or in Redis (``cluster.holds``)."""
+    if not own_postgres.running():  # a test that failed during its outage left it stopped
+        own_postgres.start()
     ledger = Ledger.open(own_postgres.url)
     try:
         cluster = start_cluster(
