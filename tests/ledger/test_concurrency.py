@@ -95,6 +95,9 @@ def test_concurrent_unbounded_reservations_pass_a_hard_cap_by_at_most_one(
                     continue
                 except BudgetExceeded:
                     return
+                # Upstream for a moment, as a request is: the others try meanwhile (else one
+                # thread could hold and settle within its time slice, and none would be told to wait).
+                time.sleep(0.01)
                 result = instance.settle(
                     held.id, cost, UsageDetail(provider="sim", input_tokens=400, output_tokens=1500)
                 )
