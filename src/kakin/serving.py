@@ -8,6 +8,7 @@ at once and port 0 is known as the port it became.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import importlib.util
 import socket
@@ -19,6 +20,11 @@ from typing import Any
 import uvicorn
 
 from kakin.errors import KakinError
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools not installed: uvicorn's h11 protocol, as it is
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 
 class CannotListen(KakinError):
@@ -71,6 +77,47 @@ class Server(uvicorn.Server):
             self._on_ready()
 
 
+class _OneWritePerTurn:
+    """A transport whose writes made in one turn of the event loop go out as one: uvicorn
+    writes a response's head and its body separately, and on loopback each write is a
+    syscall that also runs the receiver's TCP path and wakes it."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+if HttpToolsProtocol is not None:
+
+    class _CoalescingHttpTools(HttpToolsProtocol):
+        """uvicorn's httptools protocol writing each turn's output in one syscall."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(_OneWritePerTurn(transport, self.loop))  # type: ignore[arg-type]
+
+
 def uvicorn_config(
     app: Any,
     host: str,
@@ -87,7 +134,7 @@ def uvicorn_config(
         host=host,
         port=port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http="h11" if HttpToolsProtocol is None else _CoalescingHttpTools,
         lifespan=lifespan,
         proxy_headers=False,  # clients connect directly; headers of a fronting proxy are not trusted
         # Logging is the process's (kakin.logs): uvicorn installs no handlers and sets no levels.
