@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import httpx
 import openai
+import pytest
 
 from kakin.config import load_settings
 from kakin.ledger import Ledger
@@ -88,7 +89,7 @@ def test_model_budgets_name_models_the_gateway_serves(tmp_path) -> None:
         assert rule.status_code == 422 and "routing rule" in rule.json()["error"]["message"]
         assert ledger.list_budgets(org.id) == []
 
-        assert budget("gpt-4o-2024-08-06").json()["scope_ref"] == "gpt-4o-2024-08-06"
+        assert budget("gpt-4o-2024-08-06").json()["scope_ref"] == "gpt-4o"  # the catalog's name
         alias = budget("fast").json()
         assert alias["scope_ref"] == "gpt-4o-mini"
         client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
@@ -98,6 +99,47 @@ def test_model_budgets_name_models_the_gateway_serves(tmp_path) -> None:
         running.gateway.settled()
         spent = Decimal(admin.get(f"/budgets/{alias['id']}/status").json()["spent"])
         assert spent == sum(record.cost for record in ledger.usage(org.id)) > 0
+    finally:
+        running.stop()
+        ledger.close()
+
+
+def test_a_model_budget_counts_every_name_the_catalog_prices_as_that_model(tmp_path) -> None:
+    """A hard cap on ``gpt-4o`` is not escaped by asking for a dated snapshot the catalog
+    prices as ``gpt-4o`` (nor the other way round): both count, and the cap refuses both."""
+    database = f"sqlite:///{tmp_path / 'kakin.db'}"
+    env = {"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "snapshot-admin-key"}
+    settings = load_settings(None, env=env)
+    ledger = Ledger.open(database)
+    org = ledger.create_org("snapshot-co", payment_method=True)
+    project = ledger.create_project(org.id, "p")
+    _, key = ledger.create_key(project.id, "k")
+    running = start_in_thread(settings, ledger)
+    try:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
+
+        def ask(model: str) -> None:
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "count me"}], max_tokens=20
+            )
+
+        ask("gpt-4o-2024-08-06")
+        ask("gpt-4o")
+        running.gateway.settled()
+        records = ledger.usage(org.id)
+        assert [r.model for r in records] == ["gpt-4o", "gpt-4o"]
+        admin = httpx.Client(
+            base_url=running.url + "/admin", headers={"Authorization": "Bearer snapshot-admin-key"}
+        )
+        body = {"scope": "model", "scope_ref": "gpt-4o", "limit": str(sum(r.cost for r in records))}
+        budget = admin.post(f"/orgs/{org.id}/budgets", json=body | {"hard_cap": True}).json()
+        for model in ("gpt-4o-2024-08-06", "gpt-4o"):
+            with pytest.raises(openai.APIStatusError) as refused:
+                ask(model)
+            assert refused.value.status_code == 402
+        ask("gpt-4o-mini")  # another model: not this budget's
+        running.gateway.settled()
+        assert ledger.budget_status(budget["id"]).spent == sum(r.cost for r in records)
     finally:
         running.stop()
         ledger.close()

@@ -188,3 +188,46 @@ def test_bad_budget_input_is_refused(ledger: Ledger, setup) -> None:
     with pytest.raises(NotFound):
         ledger.budget_status("bud_missing")
     assert ledger.list_budgets(org.id) == []
+
+
+def test_the_migration_puts_model_budgets_under_the_catalogs_name(ledger: Ledger, setup, clock) -> None:  # type: ignore[no-untyped-def]
+    """Budgets set before requests were budgeted under the catalog's model name: one on a dated
+    snapshot is renamed, one beside the same budget on the catalog's name is folded into it
+    (limits added, counters and open holds moved), one on an unknown name stays; the usage,
+    holds and rollups take the catalog's names, and the ledger still reconciles."""
+    from alembic import command
+
+    from kakin.ledger.db import alembic_config, migrate
+
+    org, project, key, _ = setup
+    clock.set(datetime(2024, 1, 10, tzinfo=UTC))
+    dated = Scope(org.id, project.id, key.id, "gpt-4o-2024-08-06")
+    alone = ledger.set_budget(org.id, scope="model", scope_ref="claude-sonnet-4-5-20250929", limit="4")
+    private = ledger.set_budget(org.id, scope="model", scope_ref="our-private-model", limit="4")
+    folded = ledger.set_budget(
+        org.id, scope="model", scope_ref="gpt-4o-2024-08-06", limit="3", thresholds=[50], hard_cap=True
+    )
+    kept = ledger.set_budget(org.id, scope="model", scope_ref="gpt-4o", limit="2", thresholds=[80])
+    spend(ledger, dated, "1", "dated-spent")
+    spend(ledger, Scope(org.id, project.id, key.id, "gpt-4o"), "0.5", "plain-spent")
+    open_hold = ledger.reserve(dated, "0.25", 10, idempotency_key="dated-held")
+    with ledger.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0009_unbounded_holds")  # before the catalog names
+    migrate(ledger.engine)
+
+    with Ledger.open(ledger.engine.url.render_as_string(hide_password=False), clock=clock) as after:
+        budgets = {b.id: b for b in after.list_budgets(org.id)}
+        assert budgets[alone.id].scope_ref == "claude-sonnet-4-5"
+        assert budgets[private.id].scope_ref == "our-private-model"
+        assert folded.id not in budgets
+        merged = budgets[kept.id]
+        assert (merged.scope_ref, merged.limit, merged.hard_cap) == ("gpt-4o", Decimal(5), True)
+        assert list(merged.thresholds) == [50, 80]
+        status = after.budget_status(kept.id)
+        assert (status.spent, status.held) == (Decimal("1.5"), Decimal("0.25"))
+        after.settle(open_hold.id, "0.25", USAGE)  # the moved hold settles against the kept budget
+        status = after.budget_status(kept.id)
+        assert (status.spent, status.held) == (Decimal("1.75"), Decimal(0))
+        assert {record.model for record in after.usage(org.id)} == {"gpt-4o"}  # history renamed too
+        report = after.reconcile(org.id)  # rollups folded: still equal to the usage records
+        assert report.ok, [c for c in report.checks if c.counter != c.computed]

@@ -548,10 +548,15 @@ def budget_set(
         raise InvalidInput(
             f"--thresholds must be whole percents separated by commas, got {thresholds!r}"
         ) from None
-    if scope == "model" and ref:  # a model the gateway serves; an alias stands for its model
-        model = _budget_model(ref)
-        if model != ref.strip():
+    if scope == "model" and ref:  # a model the gateway serves, by the catalog's name for it
+        model, alias = _budget_model(ref)
+        if alias:
             typer.echo(f"{ref.strip()!r} is a gateway alias: the budget is set on its model, {model}")
+        elif model != ref.strip():
+            typer.echo(
+                f"the catalog prices {ref.strip()!r} as {model}: the budget is set on {model} and "
+                "counts requests for either name"
+            )
         ref = model
     with _ledger(database_url) as ledger:
         if scope == "project" and ref:  # a project by name, as every other command takes it
@@ -576,13 +581,15 @@ def budget_set(
     )
 
 
-def _budget_model(name: str) -> str:
-    """The model a budget on ``name`` counts, as the gateway this configuration serves decides."""
+def _budget_model(name: str) -> tuple[str, bool]:
+    """The model a budget on ``name`` counts, as the gateway this configuration serves decides,
+    and whether ``name`` is one of its aliases."""
     from kakin.catalog import Catalog
     from kakin.config import load_settings
     from kakin.gateway.routing import Router
 
-    return Router(load_settings().gateway, Catalog.default()).budget_model(name)
+    gateway = load_settings().gateway
+    return Router(gateway, Catalog.default()).budget_model(name), name.strip() in gateway.aliases
 
 
 @budget_app.command("list")

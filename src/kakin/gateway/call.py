@@ -34,6 +34,13 @@ class Call:
     forwarded: bool = False  # the request was (being) sent upstream
 
     @property
+    def model(self) -> str:
+        """The model the request is billed and budgeted as: the catalog's name for the one it
+        is sent to (``gpt-4o`` for ``gpt-4o-2024-08-06``, which the catalog prices as it), so
+        that no other spelling of a model escapes a budget on it."""
+        return self.entry.model if self.entry is not None else self.route.model
+
+    @property
     def scope(self) -> Scope:
         key = self.caller.key
-        return Scope(org_id=key.org_id, project_id=key.project_id, key_id=key.id, model=self.route.model)
+        return Scope(org_id=key.org_id, project_id=key.project_id, key_id=key.id, model=self.model)

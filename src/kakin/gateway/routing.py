@@ -6,9 +6,10 @@ now; the choice is re-evaluated when prices change (each hour is plenty). Every 
 request records the model it was routed from and what the routing saved against the most
 expensive candidate, so reports can show routing savings.
 
-Budgets on a model count the model a request is sent to (``Route.model``, the name as the
-client wrote it when not routed): ``budget_model`` says which that is for a name a budget is
-set on, and refuses names no request could be counted under.
+Budgets on a model count the model a request is sent to (``Route.model``), under the
+catalog's name for it (a dated snapshot the catalog prices as ``gpt-4o`` counts as
+``gpt-4o``): ``budget_model`` says which that is for a name a budget is set on, and refuses
+names no request could be counted under.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class Router:
         return Route(model=model, routed_from=None, baseline=None)
 
     def budget_model(self, name: str) -> str:
-        """The model a budget set on ``name`` counts: an alias's model, or ``name`` itself when
-        the catalog prices it (or the gateway passes unpriced models through). Raises
-        ``UnknownModel`` (with the closest known names) or, for a routing rule, ``InvalidInput``."""
+        """The model a budget set on ``name`` counts: the catalog's name for ``name`` (or for
+        the alias's model), or ``name`` itself when the gateway passes unpriced models through.
+        Raises ``UnknownModel`` (with the closest known names) or, for a routing rule,
+        ``InvalidInput``."""
         name = name.strip()
         rule = self.rules.get(name)
         if rule is not None:
@@ -66,7 +68,7 @@ class Router:
             )
         model = self.aliases.get(name, name)
         try:
-            self.catalog.resolve(model)
+            return self.catalog.resolve(model).model
         except UnknownModel as unknown:
             if not self.allow_unpriced:
                 raise UnknownModel(model, [*unknown.suggestions, *self.aliases]) from None
