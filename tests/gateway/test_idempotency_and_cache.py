@@ -152,3 +152,22 @@ def test_same_key_for_a_different_request_is_a_conflict(tenant: Tenant) -> None:
     assert "different request" in conflict.value.message and "use a new key" in conflict.value.message
     assert client.chat.completions.create(**CHAT, extra_headers=key).id == first.id
     assert len(tenant.usage()) == 1
+
+
+def test_a_key_whose_answer_is_no_longer_kept_is_refused_not_served_again(tenant: Tenant) -> None:
+    """Once the answer to a key is gone (past the replay window, evicted, or a restart of the
+    gateway that kept it in memory), a retry with the key is refused: serving it again would
+    pay the provider for a request the ledger, which has the key's charge, could not bill."""
+    client = tenant.openai()
+    key = {"Idempotency-Key": "forgotten-" + uuid.uuid4().hex}
+    first = client.chat.completions.with_raw_response.create(**CHAT, extra_headers=key)
+    tenant.gateway.gateway.settled()
+    tenant.gateway.gateway.answers.replays._entries.clear()  # type: ignore[attr-defined]
+    with pytest.raises(openai.ConflictError) as refused:
+        client.chat.completions.create(**CHAT, extra_headers=key)
+    assert "already served" in refused.value.message and "use a new key" in refused.value.message
+    tenant.gateway.gateway.settled()
+    [record] = tenant.usage()
+    assert record.request_id == first.headers["x-kakin-request-id"]
+    assert tenant.balance().spent == record.cost
+    assert tenant.ledger.reconcile(tenant.org.id).ok

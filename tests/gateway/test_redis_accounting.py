@@ -346,3 +346,36 @@ def test_changes_through_one_process_are_honoured_by_the_other_at_once(
                 time.sleep(0.2)
     finally:
         ledger.close()
+
+
+def test_a_key_past_its_replay_window_is_refused_by_every_process(
+    gateway_pg_url: str, pair: tuple[Gateways, str, str]
+) -> None:
+    """The claim of an Idempotency-Key and its answer live in Redis for the replay window only;
+    past it (here: both deleted), a retry with the key on another process is refused — not
+    served again at the provider's cost for a charge the ledger already holds under that key."""
+    gateways, redis_url, prefix = pair
+    ledger = Ledger.open(gateway_pg_url)
+    org_id, key_id, key = make_org(ledger, None)
+    idem = "order-" + uuid.uuid4().hex
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "once"}], "max_tokens": 20}
+    try:
+        first, second = (openai.OpenAI(base_url=u + "/v1", api_key=key, max_retries=0) for u in gateways.urls)
+        served = first.chat.completions.with_raw_response.create(
+            **body, extra_headers={"Idempotency-Key": idem}
+        )
+        assert len(all_posted(ledger, org_id, 1)) == 1
+        client = redis.Redis.from_url(redis_url)
+        gone = client.delete(
+            f"{prefix}replay:{key_id}:{idem}", f"{prefix}acct:{{{org_id}}}:i:{key_id}:{idem}"
+        )
+        client.close()
+        assert gone == 2  # the answer and the claim, as once the window has passed
+        with pytest.raises(openai.ConflictError) as refused:
+            second.chat.completions.create(**body, extra_headers={"Idempotency-Key": idem})
+        assert "already served and billed once" in refused.value.message
+        time.sleep(0.3)  # a charge, had there been one, would be posted by now
+        assert [r.request_id for r in ledger.usage(org_id)] == [served.headers["x-kakin-request-id"]]
+        assert ledger.reconcile(org_id).ok
+    finally:
+        ledger.close()

@@ -80,6 +80,11 @@ class Accountant(Protocol):
         """Charge ``amount`` for the request; durable when this returns. ``then`` receives the
         ledger's Settlement once the ledger has posted it (at once, or moments later)."""
 
+    async def charged_before(self, org_id: str, idempotency_key: str) -> bool:
+        """Whether a request with this Idempotency-Key claim was charged already, where the hold
+        would not find it (a charge posted without a reservation under the key)."""
+        ...
+
     def release(self, ticket: Ticket) -> None: ...
     def forget(self, org_id: str | None = None, key_id: str | None = None) -> None:
         """Something changed outside (an admin change, a tier promotion): the organisation's
@@ -146,6 +151,10 @@ class SharedAccountant:
         ticket.handle = None
         if then is not None:
             then(settlement)
+
+    async def charged_before(self, org_id: str, idempotency_key: str) -> bool:
+        """False: a charge under the key is a reservation under it, which the hold finds."""
+        return False
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:
@@ -276,6 +285,12 @@ class LocalAccountant:
             self.posted.then(await charge_id, then)
         else:
             await charge_id
+
+    async def charged_before(self, org_id: str, idempotency_key: str) -> bool:
+        """Asked of the ledger: charges are posted there under the key, with no reservation a
+        hold would find. (A charge journaled but not yet posted is this process's own, whose
+        answer it still keeps to replay.)"""
+        return bool(await self.committer.call(Ledger.was_charged, org_id, idempotency_key))
 
     async def settled(self) -> None:
         """Wait until every charge made so far is posted to the ledger (for readers that

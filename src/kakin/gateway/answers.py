@@ -87,9 +87,9 @@ class AnswerStore:
         return None
 
     def served_elsewhere(self, call: Call, in_flight: bool) -> Conflict:
-        """The refusal when another gateway process took this Idempotency-Key's request:
-        ``in_flight``, it is still serving it (a retry after it ends gets the replay); else it
-        served it and no answer is kept to replay."""
+        """The refusal when another request took this Idempotency-Key: ``in_flight``, another
+        gateway process is still serving it (a retry after it ends gets the replay); else it
+        was served and billed, and no answer to it is kept here."""
         idem = call.idempotency_key[len(call.caller.key.id) + 1 :]
         if in_flight:
             return Conflict(
@@ -97,8 +97,8 @@ class AnswerStore:
                 "process); retry after it ends"
             )
         return Conflict(
-            f"a request with Idempotency-Key {idem!r} was already served (by another gateway "
-            "process) and billed once; use a new key for a new request"
+            f"a request with Idempotency-Key {idem!r} was already served and billed once, and its "
+            "answer is no longer kept to replay here; use a new key for a new request"
         )
 
     async def replay(self, stored: CachedResponse, send: Send) -> None:

@@ -272,6 +272,12 @@ class Gateway:
         if stored is not None:
             await self.answers.replay(stored, send)
             return
+        if call.idempotency_key and await self.accounts.charged_before(
+            call.caller.key.org_id, call.idempotency_key
+        ):
+            # Its answer is no longer kept (past the replay window, evicted, or a restart):
+            # serving it again would cost upstream what the key's charge cannot bill twice.
+            raise self.answers.served_elsewhere(call, in_flight=False)
         bound = await self.billing.hold(call)
         if call.ticket is not None and call.ticket.repeated:
             in_flight = call.ticket.in_flight

@@ -227,6 +227,11 @@ class RedisAccountant:
             self._credit_pico[org_id] = left
         await self.posting.finish(op, appended, then)
 
+    async def charged_before(self, org_id: str, idempotency_key: str) -> bool:
+        """Asked of the ledger: the claim of a key in Redis lasts until its answer's replay
+        window ends (``REPLAY_SECONDS`` after the charge), the ledger's record of it for ever."""
+        return bool(await self.committer.call(Ledger.was_charged, org_id, idempotency_key))
+
     def release(self, ticket: Ticket) -> None:
         hold_id, ticket.handle = ticket.handle, None
         if hold_id is None:

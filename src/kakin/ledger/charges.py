@@ -192,6 +192,17 @@ def last_credit_event(conn: Connection, org_id: str) -> Any:
     ).first()
 
 
+def charged_under(conn: Connection, org_id: str, idempotency_key: str) -> bool:
+    """Whether a request was charged under ``idempotency_key`` (settled, or posted in one step)."""
+    r = s.reservations
+    found = conn.execute(
+        select(r.c.id).where(
+            r.c.org_id == org_id, r.c.idempotency_key == idempotency_key, r.c.status == "settled"
+        )
+    ).first()
+    return found is not None
+
+
 # Settling --------------------------------------------------------------------------------
 
 

@@ -478,6 +478,10 @@ class Ledger:
         row = self.read(lambda conn: charges.last_credit_event(conn, org_id))
         return None if row is None else charges.CreditEvent(row.kind, row.occurred_at, row.grant_id)
 
+    def was_charged(self, org_id: str, idempotency_key: str) -> bool:
+        """Whether a request was charged under ``idempotency_key`` (settled, or posted in one step)."""
+        return self.read(lambda conn: charges.charged_under(conn, org_id, idempotency_key))
+
     def get_reservation(self, reservation_id: str) -> Reservation:
         return self.write(lambda w: charges.to_record(w.reservation(reservation_id)))
 
