@@ -35,17 +35,19 @@ class CannotListen(KakinError):
 
 _HINTS = {
     errno.EADDRINUSE: "the address is already in use (another kakin serve or another program listens "
-    "there): stop it, or choose another port with --port, KAKIN_PORT or server.port (0 picks a free one)",
-    errno.EADDRNOTAVAIL: "the address is not one of this machine's: choose another with --host, "
-    "KAKIN_HOST or server.host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
+    "there): stop it, or choose another port with {ports} (0 picks a free one)",
+    errno.EADDRNOTAVAIL: "the address is not one of this machine's: choose another with {hosts} "
+    "(127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
     errno.EACCES: "permission denied (ports below 1024 need privileges): choose a port from 1024 up "
-    "with --port, KAKIN_PORT or server.port",
+    "with {ports}",
 }
+SERVE_OPTIONS = ("--port, KAKIN_PORT or server.port", "--host, KAKIN_HOST or server.host")
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, options: tuple[str, str] = SERVE_OPTIONS) -> socket.socket:
     """A socket bound to ``host:port`` (port 0: a free one, read back with ``getsockname``),
-    not yet listening: uvicorn listens on it once the application has started."""
+    not yet listening: uvicorn listens on it once the application has started. ``options``:
+    where the command's user sets the port and the host, named in the error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebinding after a restart
@@ -53,8 +55,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
-        raise CannotListen(f"cannot listen on {address(host, port)}: {hint}") from None
+        hint = _HINTS.get(exc.errno or 0)
+        why = hint.format(ports=options[0], hosts=options[1]) if hint else exc.strerror or str(exc)
+        raise CannotListen(f"cannot listen on {address(host, port)}: {why}") from None
     return sock
 
 

@@ -89,3 +89,21 @@ def test_a_busy_port_is_one_line_of_error(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: the address is already in use")
     assert "--port" in done.stderr and "0 picks a free one" in done.stderr
     assert not (tmp_path / "kakin.db").exists()  # refused before anything was opened
+
+
+def test_the_simulator_on_a_busy_port_is_one_line_of_error_naming_its_own_option(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = subprocess.run(
+            kakin_command("simulate", "--port", str(port)),
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in done.stderr
+    assert "choose another port with --port (0 picks a free one)" in done.stderr  # not serve's settings

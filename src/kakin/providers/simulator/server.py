@@ -11,8 +11,8 @@ import uvicorn
 
 from kakin.providers.simulator.app import Simulator, StreamRecord, asgi_app
 from kakin.providers.simulator.config import SimulatorConfig
+from kakin.serving import address, bind, uvicorn_config
 from kakin.serving import start_in_thread as serve_in_thread
-from kakin.serving import uvicorn_config
 
 
 def _uvicorn_config(sim: Simulator, host: str, port: int) -> uvicorn.Config:
@@ -27,11 +27,13 @@ def serve(
     listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted. ``listening`` gets the URL once the port is bound: with
-    port 0, the one the system chose."""
-    server_config = _uvicorn_config(Simulator(config or SimulatorConfig()), host, port)
-    sock = server_config.bind_socket()
+    port 0, the one the system chose. Raises ``CannotListen`` (kakin.serving) when the address
+    cannot be bound, before anything starts."""
+    sock = bind(host, port, ("--port", "--host"))
+    bound = sock.getsockname()[1]
+    server_config = _uvicorn_config(Simulator(config or SimulatorConfig()), host, bound)
     if listening is not None:
-        listening(f"http://{host}:{sock.getsockname()[1]}")
+        listening(f"http://{address(host, bound)}")
     uvicorn.Server(server_config).run(sockets=[sock])
 
 
