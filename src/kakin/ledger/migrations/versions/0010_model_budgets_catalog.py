@@ -105,16 +105,19 @@ def _rename_history(conn: Any, catalog_name: _Names) -> None:
     """Usage records, reservations and rollups under the catalog's model names."""
     from kakin.ledger import schema as s
 
+    # The models of every usage record are those of the day rollups by model (a small table,
+    # where the records themselves have no index on the model); open holds may add others.
+    r = s.reservations
     used = {
-        *conn.execute(sa.select(s.usage_records.c.model).distinct()).scalars(),
-        *conn.execute(sa.select(s.reservations.c.model).distinct()).scalars(),
+        *conn.execute(sa.select(s.ROLLUPS["rollup_days_by_model"].c.model).distinct()).scalars(),
+        *conn.execute(sa.select(r.c.model).where(r.c.status == s.HELD).distinct()).scalars(),
     }
     renames = {m: n for m in used if (n := catalog_name(m)) is not None and n != m}
     if not renames:
         return
-    for old, new in renames.items():
-        for table in (s.usage_records, s.reservations):
-            conn.execute(sa.update(table).where(table.c.model == old).values(model=new))
+    for table in (s.usage_records, s.reservations):  # one pass over each table
+        renamed = sa.case(*((table.c.model == old, new) for old, new in renames.items()), else_=table.c.model)
+        conn.execute(sa.update(table).where(table.c.model.in_(list(renames))).values(model=renamed))
     for table in s.ROLLUPS.values():
         if "model" in table.c:
             _fold_rollup_rows(conn, table, renames)
