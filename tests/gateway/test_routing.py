@@ -4,6 +4,8 @@ where the request was routed from and what the routing saved."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -53,6 +55,19 @@ def test_alias_and_cheapest_of_route(tmp_path) -> None:
         ledger.close()
 
 
+def _budget_gateway(tmp_path, config: Path | None) -> tuple[Ledger, Any, str, Any, httpx.Client]:  # type: ignore[no-untyped-def]
+    """(ledger, org, key, running gateway, admin client) of a gateway on a new SQLite ledger."""
+    database = f"sqlite:///{tmp_path / 'kakin.db'}"
+    env = {"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "routing-admin-key"}
+    ledger = Ledger.open(database)
+    org = ledger.create_org("budget-co", payment_method=True)
+    project = ledger.create_project(org.id, "p")
+    _, key = ledger.create_key(project.id, "k")
+    running = start_in_thread(load_settings(config, env=env), ledger)
+    headers = {"Authorization": "Bearer routing-admin-key"}
+    return ledger, org, key, running, httpx.Client(base_url=running.url + "/admin", headers=headers)
+
+
 def test_model_budgets_name_models_the_gateway_serves(tmp_path) -> None:
     """The admin API refuses a budget no request could count under, and sets one on an alias on
     the model the alias sends to, where that alias's requests are counted."""
@@ -62,18 +77,8 @@ def test_model_budgets_name_models_the_gateway_serves(tmp_path) -> None:
         '[[gateway.routes]]\nalias = "cheap-chat"\ncheapest_of = ["gpt-4o-mini", "gpt-4.1-mini"]\n',
         encoding="utf-8",
     )
-    database = f"sqlite:///{tmp_path / 'kakin.db'}"
-    env = {"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "routing-admin-key"}
-    settings = load_settings(config, env=env)
-    ledger = Ledger.open(database)
-    org = ledger.create_org("budget-co", payment_method=True)
-    project = ledger.create_project(org.id, "p")
-    _, key = ledger.create_key(project.id, "k")
-    running = start_in_thread(settings, ledger)
+    ledger, org, key, running, admin = _budget_gateway(tmp_path, config)
     try:
-        admin = httpx.Client(
-            base_url=running.url + "/admin", headers={"Authorization": "Bearer routing-admin-key"}
-        )
 
         def budget(model: str) -> httpx.Response:
             body = {"scope": "model", "scope_ref": model, "limit": "5"}
@@ -107,14 +112,7 @@ def test_model_budgets_name_models_the_gateway_serves(tmp_path) -> None:
 def test_a_model_budget_counts_every_name_the_catalog_prices_as_that_model(tmp_path) -> None:
     """A hard cap on ``gpt-4o`` is not escaped by asking for a dated snapshot the catalog
     prices as ``gpt-4o`` (nor the other way round): both count, and the cap refuses both."""
-    database = f"sqlite:///{tmp_path / 'kakin.db'}"
-    env = {"KAKIN_DATABASE_URL": database, "KAKIN_ADMIN_KEY": "snapshot-admin-key"}
-    settings = load_settings(None, env=env)
-    ledger = Ledger.open(database)
-    org = ledger.create_org("snapshot-co", payment_method=True)
-    project = ledger.create_project(org.id, "p")
-    _, key = ledger.create_key(project.id, "k")
-    running = start_in_thread(settings, ledger)
+    ledger, org, key, running, admin = _budget_gateway(tmp_path, None)
     try:
         client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
 
@@ -128,9 +126,6 @@ def test_a_model_budget_counts_every_name_the_catalog_prices_as_that_model(tmp_p
         running.gateway.settled()
         records = ledger.usage(org.id)
         assert [r.model for r in records] == ["gpt-4o", "gpt-4o"]
-        admin = httpx.Client(
-            base_url=running.url + "/admin", headers={"Authorization": "Bearer snapshot-admin-key"}
-        )
         body = {"scope": "model", "scope_ref": "gpt-4o", "limit": str(sum(r.cost for r in records))}
         budget = admin.post(f"/orgs/{org.id}/budgets", json=body | {"hard_cap": True}).json()
         for model in ("gpt-4o-2024-08-06", "gpt-4o"):

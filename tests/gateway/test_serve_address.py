@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import free_port, kakin_command
 
@@ -70,13 +71,17 @@ def test_port_zero_is_logged_as_the_port_bound(tmp_path: Path) -> None:
         process.wait(timeout=30)
 
 
-def test_a_busy_port_is_one_line_of_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [("serve", "--port, KAKIN_PORT or server.port"), ("simulate", "--port")],  # each names its own
+)
+def test_a_busy_port_is_one_line_of_error(tmp_path: Path, command: str, options: str) -> None:
     port = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
         done = subprocess.run(
-            kakin_command("serve", "--port", str(port)),
+            kakin_command(command, "--port", str(port)),
             env=_env(tmp_path),
             cwd=tmp_path,
             capture_output=True,
@@ -87,23 +92,5 @@ def test_a_busy_port_is_one_line_of_error(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: the address is already in use")
-    assert "--port" in done.stderr and "0 picks a free one" in done.stderr
+    assert f"choose another port with {options} (0 picks a free one)" in done.stderr
     assert not (tmp_path / "kakin.db").exists()  # refused before anything was opened
-
-
-def test_the_simulator_on_a_busy_port_is_one_line_of_error_naming_its_own_option(tmp_path: Path) -> None:
-    port = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
-        taken.listen()
-        done = subprocess.run(
-            kakin_command("simulate", "--port", str(port)),
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in done.stderr
-    assert "choose another port with --port (0 picks a free one)" in done.stderr  # not serve's settings

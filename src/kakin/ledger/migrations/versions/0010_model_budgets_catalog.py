@@ -19,7 +19,6 @@ Revises: 0009_unbounded_holds
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,36 +29,6 @@ down_revision = "0009_unbounded_holds"
 branch_labels = None
 depends_on = None
 
-_budgets = sa.table(
-    "budgets",
-    sa.column("id", sa.String),
-    sa.column("org_id", sa.String),
-    sa.column("scope", sa.String),
-    sa.column("scope_ref", sa.String),
-    sa.column("period", sa.String),
-    sa.column("unit", sa.String),
-    sa.column("source", sa.String),
-    sa.column("limit_value", sa.BigInteger),
-    sa.column("thresholds", sa.JSON),
-    sa.column("hard_cap", sa.Boolean),
-)
-_periods = sa.table(
-    "budget_periods",
-    sa.column("budget_id", sa.String),
-    sa.column("period_start", sa.DateTime(timezone=True)),
-    sa.column("spent_pico", sa.BigInteger),
-    sa.column("spent_tokens", sa.BigInteger),
-    sa.column("held_pico", sa.BigInteger),
-    sa.column("held_tokens", sa.BigInteger),
-    sa.column("fired", sa.JSON),
-)
-_reservations = sa.table(
-    "reservations",
-    sa.column("id", sa.String),
-    sa.column("status", sa.String),
-    sa.column("model", sa.String),
-    sa.column("holds", sa.JSON),
-)
 _COUNTERS = ("spent_pico", "spent_tokens", "held_pico", "held_tokens")
 
 
@@ -84,10 +53,12 @@ class _Names:
 
 
 def upgrade() -> None:
+    from kakin.ledger import schema as s
+
     conn = op.get_bind()
     catalog_name = _Names()
     _rename_history(conn, catalog_name)
-    rows = [dict(r._mapping) for r in conn.execute(sa.select(_budgets).where(_budgets.c.scope == "model"))]
+    rows = [dict(r._mapping) for r in conn.execute(sa.select(s.budgets).where(s.budgets.c.scope == "model"))]
     by_key = {(b["org_id"], b["scope_ref"], b["period"], b["unit"], b["source"]): b for b in rows}
     for budget in rows:
         name = catalog_name(budget["scope_ref"])
@@ -95,7 +66,7 @@ def upgrade() -> None:
             continue
         kept = by_key.get((budget["org_id"], name, budget["period"], budget["unit"], budget["source"]))
         if kept is None:
-            conn.execute(sa.update(_budgets).where(_budgets.c.id == budget["id"]).values(scope_ref=name))
+            conn.execute(sa.update(s.budgets).where(s.budgets.c.id == budget["id"]).values(scope_ref=name))
             by_key[(budget["org_id"], name, budget["period"], budget["unit"], budget["source"])] = budget
         else:
             _merge(conn, budget, kept)
@@ -160,51 +131,35 @@ def _fold_rollup_rows(conn: Any, table: sa.Table, renames: dict[str, str]) -> No
 
 def _merge(conn: Any, gone: dict[str, Any], kept: dict[str, Any]) -> None:
     """Fold budget ``gone`` into ``kept`` (the same budget on the catalog's name)."""
-    kept["limit_value"] += gone["limit_value"]
+    from kakin.ledger import schema as s
+
+    budgets, periods, r = s.budgets, s.budget_periods, s.reservations
+    kept["limit_value"] += gone["limit_value"]  # kept up to date: a third spelling may follow
     kept["hard_cap"] = bool(kept["hard_cap"] or gone["hard_cap"])
     kept["thresholds"] = sorted({*kept["thresholds"], *gone["thresholds"]})
-    conn.execute(
-        sa.update(_budgets)
-        .where(_budgets.c.id == kept["id"])
-        .values(limit_value=kept["limit_value"], hard_cap=kept["hard_cap"], thresholds=kept["thresholds"])
-    )
-    theirs = {
-        r.period_start: r for r in conn.execute(sa.select(_periods).where(_periods.c.budget_id == gone["id"]))
-    }
+    changes = {k: kept[k] for k in ("limit_value", "hard_cap", "thresholds")}
+    conn.execute(sa.update(budgets).where(budgets.c.id == kept["id"]).values(changes))
     ours = {
-        r.period_start: r for r in conn.execute(sa.select(_periods).where(_periods.c.budget_id == kept["id"]))
+        p.period_start: p for p in conn.execute(sa.select(periods).where(periods.c.budget_id == kept["id"]))
     }
-    for start, row in theirs.items():
-        mine = ours.get(start)
+    for theirs in conn.execute(sa.select(periods).where(periods.c.budget_id == gone["id"])).all():
+        mine = ours.get(theirs.period_start)
         if mine is None:
-            conn.execute(
-                sa.insert(_periods).values(
-                    budget_id=kept["id"],
-                    period_start=start,
-                    fired=list(row.fired or []),
-                    **{c: getattr(row, c) for c in _COUNTERS},
-                )
-            )
+            counters = {c: getattr(theirs, c) for c in _COUNTERS}
+            values = {"budget_id": kept["id"], "period_start": theirs.period_start, "fired": theirs.fired}
+            conn.execute(sa.insert(periods).values(**values, **counters))
         else:
-            conn.execute(
-                sa.update(_periods)
-                .where(_periods.c.budget_id == kept["id"], _periods.c.period_start == start)
-                .values(
-                    fired=sorted({*(mine.fired or []), *(row.fired or [])}),
-                    **{c: getattr(mine, c) + getattr(row, c) for c in _COUNTERS},
-                )
-            )
-    for reservation in conn.execute(
-        sa.select(_reservations.c.id, _reservations.c.holds).where(_reservations.c.status == "held")
-    ).all():
-        holds = reservation.holds if not isinstance(reservation.holds, str) else json.loads(reservation.holds)
-        if holds and any(h[0] == gone["id"] for h in holds):
-            moved = [[kept["id"] if h[0] == gone["id"] else h[0], h[1]] for h in holds]
-            conn.execute(
-                sa.update(_reservations).where(_reservations.c.id == reservation.id).values(holds=moved)
-            )
-    conn.execute(sa.delete(_periods).where(_periods.c.budget_id == gone["id"]))
-    conn.execute(sa.delete(_budgets).where(_budgets.c.id == gone["id"]))
+            counters = {c: getattr(mine, c) + getattr(theirs, c) for c in _COUNTERS}
+            same = (periods.c.budget_id == kept["id"], periods.c.period_start == theirs.period_start)
+            fired = sorted({*mine.fired, *theirs.fired})
+            conn.execute(sa.update(periods).where(*same).values(fired=fired, **counters))
+    held = conn.execute(sa.select(r.c.id, r.c.holds).where(r.c.status == s.HELD)).all()
+    for reservation in held:  # open holds counted in the budget gone now count in the one kept
+        if any(budget_id == gone["id"] for budget_id, _ in reservation.holds or ()):
+            moved = [[kept["id"] if b == gone["id"] else b, start] for b, start in reservation.holds]
+            conn.execute(sa.update(r).where(r.c.id == reservation.id).values(holds=moved))
+    conn.execute(sa.delete(periods).where(periods.c.budget_id == gone["id"]))
+    conn.execute(sa.delete(budgets).where(budgets.c.id == gone["id"]))
 
 
 def downgrade() -> None:
