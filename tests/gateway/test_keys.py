@@ -117,3 +117,30 @@ def test_an_expired_cache_entry_is_verified_once_for_concurrent_requests(tenant:
     assert calls.count(Ledger.verify_key) == 1
     assert asyncio.run(burst()) == {tenant.key.id}  # remembered
     assert calls.count(Ledger.verify_key) == 1
+
+
+def test_the_tier_is_read_once_per_organisation_not_once_per_key(tenant: Tenant) -> None:
+    """Reading the tier may promote the organisation (a ledger write): with many keys in use,
+    it is read once per organisation per ``ttl``, not once per key."""
+    import asyncio
+
+    from kakin.gateway.keys import KeyCache
+    from kakin.ledger import Ledger
+
+    calls = []
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        calls.append(fn)
+        return await asyncio.to_thread(fn, tenant.ledger, *args)
+
+    keys = [tenant.ledger.create_key(tenant.project.id, f"k{i}")[1] for i in range(5)]
+    cache = KeyCache(tenant.ledger, ttl=60, call=counted)
+
+    async def each_key() -> set[str]:
+        return {(await cache.caller(key)).key.org_id for key in keys}
+
+    assert asyncio.run(each_key()) == {tenant.org.id}
+    assert (calls.count(Ledger.verify_key), calls.count(Ledger.tier_of)) == (5, 1)
+    cache.forget("org", tenant.org.id)  # an admin change: read again
+    assert asyncio.run(each_key()) == {tenant.org.id}
+    assert calls.count(Ledger.tier_of) == 2

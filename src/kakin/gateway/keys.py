@@ -7,7 +7,9 @@ process is seen within ``ttl`` seconds from memory; but a request that takes no 
 verified afresh (``fresh``), and one that takes a hold in shared accounting has its key
 checked again by the ledger's reservation, so there every request sees it at once. Expiry is
 checked on every request from memory. While the ledger database cannot be reached, a key
-remembered keeps its last answer past ``ttl`` (nothing can change it meanwhile).
+remembered keeps its last answer past ``ttl`` (nothing can change it meanwhile). The tier is
+the organisation's: read once per organisation per ``ttl``, whatever number of its keys
+are in use (reading it may promote the organisation, a ledger write).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class KeyCache:
         self._call = call or in_thread(ledger)
         self._callers: dict[bytes, tuple[float, Caller]] = {}
         self._verifying: dict[bytes, asyncio.Future] = {}
+        self._tiers: dict[str, tuple[float, Any]] = {}  # org id → (until, its TierStatus)
 
     async def caller(self, plaintext: str, *, fresh: bool = False) -> Caller:
         """The caller presenting ``plaintext``. ``fresh``: read the ledger even if the key is
@@ -124,8 +127,7 @@ class KeyCache:
 
     async def _verify(self, plaintext: str) -> Caller:
         key = await self._call(Ledger.verify_key, plaintext)
-        status = await self._call(Ledger.tier_of, key.org_id)
-        tier = status.tier
+        tier = (await self._tier_of(key.org_id)).tier
         limits = limits_for_key(key, tier)
         log.debug(
             "key %s verified: org %s, project %s, tier %s, limits %s",
@@ -137,9 +139,18 @@ class KeyCache:
         )
         return Caller(key=key, limits=limits, tier=tier.name if tier else None)
 
+    async def _tier_of(self, org_id: str) -> Any:
+        remembered = self._tiers.get(org_id)
+        if remembered is not None and remembered[0] >= time.monotonic():
+            return remembered[1]
+        status = await self._call(Ledger.tier_of, org_id)
+        self._tiers[org_id] = (time.monotonic() + self.ttl, status)
+        return status
+
     def forget(self, kind: str = "", ident: str = "") -> None:
         """Drop remembered keys: one key's entries, one organisation's, or all of them."""
         self._verifying.clear()
+        self._tiers.clear()
         if not ident:
             self._callers.clear()
             return
