@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from kakin.errors import KakinError
 from kakin.gateway.accounting import AccountingHealth, Ticket
 from kakin.gateway.cache import REPLAY_SECONDS
-from kakin.gateway.committer import Committer
+from kakin.gateway.committer import Committer, LedgerUnavailable
 from kakin.gateway.holds import Held, HoldStore, KeyRefused, Missing, Repeated, Stale
 from kakin.gateway.journal import ChargeJournal, PostedCharges
 from kakin.gateway.shared_posting import ChargePosting
@@ -229,8 +229,12 @@ class RedisAccountant:
 
     async def charged_before(self, org_id: str, idempotency_key: str) -> bool:
         """Asked of the ledger: the claim of a key in Redis lasts until its answer's replay
-        window ends (``REPLAY_SECONDS`` after the charge), the ledger's record of it for ever."""
-        return bool(await self.committer.call(Ledger.was_charged, org_id, idempotency_key))
+        window ends (``REPLAY_SECONDS`` after the charge), the ledger's record of it for ever.
+        While the ledger cannot be reached, requests are still served: the claims decide alone."""
+        try:
+            return bool(await self.committer.call(Ledger.was_charged, org_id, idempotency_key))
+        except LedgerUnavailable:
+            return False
 
     def release(self, ticket: Ticket) -> None:
         hold_id, ticket.handle = ticket.handle, None
