@@ -155,6 +155,9 @@ def test_hours_models_projects_keys_and_units(seeded: str) -> None:
         ("2024-03-10", "0.00035"),
     ]
     assert only["total"]["cache_hits"] == 1 and only["total"]["cache_saved"] == "0.0045"
+    # A model filter takes any name the catalog prices as the model usage is recorded under.
+    dated = report(seeded, "tokyo", "--by", "day", "--project", "web", "--model", "gpt-4o-2024-08-06")
+    assert dated["rows"] == only["rows"] and dated["total"] == only["total"]
 
 
 def test_csv_table_and_currency(seeded: str) -> None:

@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, func, literal_column, null, or_, select, type_coerce, union_all
 from sqlalchemy.types import NullType
 
-from kakin.errors import InvalidInput, NotFound
+from kakin.errors import InvalidInput, NotFound, UnknownModel
 from kakin.ledger import Ledger, Org, orgs
 from kakin.ledger import queries as ledger_queries
 from kakin.ledger import rollups as r
@@ -543,8 +543,19 @@ def _filters(
     return {
         "project_id": ledger_queries.project_row(c, project, org.id)["id"] if project else None,
         "key_id": _key_id(c, org, key) if key else None,
-        "model": model,
+        "model": _recorded_name(model) if model else None,
     }
+
+
+def _recorded_name(model: str) -> str:
+    """A model as usage is recorded under it: the catalog's name for one it prices (a filter
+    on ``gpt-4o-2024-08-06`` finds ``gpt-4o``'s usage), else the name as given."""
+    from kakin.catalog import Catalog
+
+    try:
+        return Catalog.default().resolve(model).model
+    except UnknownModel:
+        return model
 
 
 def _key_id(c: Connection, org: Org, ref: str) -> str:
