@@ -146,6 +146,7 @@ def uvicorn_config(
         log_config=None,
         log_level=None,
         access_log=False,
+        server_header=False,  # a `server: uvicorn` line on every answer tells clients nothing they need
         timeout_graceful_shutdown=graceful_seconds,
         factory=factory,
         workers=workers,

@@ -136,6 +136,32 @@ def test_runaway_without_auto_suspend_only_alerts(store, db_dispatcher):
     assert suspended == []
 
 
+def test_settlements_in_batches_raise_what_they_raise_one_by_one(store, db_dispatcher):
+    """The gateway hands the engine each batch the ledger posted: per scope the batch's spend
+    is added once, and the alerts are those of the same settlements told one by one — the
+    runaway found at the same spend, each threshold crossing reported."""
+    start = JUNE + timedelta(hours=2)
+    events = [
+        settle(
+            start + timedelta(seconds=i),
+            cost="0.05",
+            key=f"key_{i % 2}",
+            thresholds=[crossing(50, JUNE)] * (i == 7),
+        )
+        for i in range(300)
+    ]
+    one_by_one = AlertEngine(store, db_dispatcher)
+    single = [(a.kind, a.dedupe_key) for e in events for a in one_by_one.on_settle(e)]
+    batched_engine = AlertEngine(store, db_dispatcher)
+    batched = [
+        (a.kind, a.dedupe_key)
+        for n in range(0, 300, 10)
+        for a in batched_engine.on_settled(events[n : n + 10])
+    ]
+    assert sorted(kind for kind, _ in single) == ["budget_threshold", "runaway", "runaway"]
+    assert sorted(batched) == sorted(single)  # each engine decides alone what it raised
+
+
 def test_a_failing_suspend_is_recorded_and_the_alert_still_goes_out(store, db_dispatcher, receiver):
     state, _ = receiver
     store.add_rule("org_1", "runaway", params={"floor_usd": "1"}, auto_suspend=True)

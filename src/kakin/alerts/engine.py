@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -91,7 +91,7 @@ class _RunawayWatch:
 
     def scope_of(self, event: SettleEvent) -> tuple[str, str] | None:
         scope = self.rule.scope if self.rule else "key"
-        ref = {"key": event.key_id, "project": event.project_id, "org": event.org_id}[scope]
+        ref = event.key_id if scope == "key" else event.project_id if scope == "project" else event.org_id
         if ref is None or (self.rule and self.rule.scope_ref and self.rule.scope_ref != ref):
             return None
         return scope, ref
@@ -139,24 +139,52 @@ class AlertEngine:
 
     def on_settle(self, event: SettleEvent) -> list[Alert]:
         """Evaluate one settled request; returns the alerts it raised (already queued)."""
-        pico = to_pico(event.cost)
-        alerts = threshold_alerts(event.thresholds, event.at) if event.thresholds else []
-        with self._lock:
-            self._orgs_seen.add(event.org_id)
+        return self.on_settled((event,))
+
+    def on_settled(self, events: Sequence[SettleEvent]) -> list[Alert]:
+        """Evaluate settled requests (the gateway hands over each batch the ledger posted);
+        returns the alerts they raised (already queued). Spend windows take each scope's sum
+        once per batch; a threshold crossed is reported for the request that crossed it."""
+        alerts: list[Alert] = []
+        spent: list[tuple[SettleEvent, int]] = []
+        for event in events:
+            if event.thresholds:
+                alerts += threshold_alerts(event.thresholds, event.at)
+            pico = to_pico(event.cost)
             if pico:
-                self._org_spend.add(event.org_id, event.at, pico)
-                for watch in self._runaway_by_org.get(event.org_id) or (self._default_runaway,):
-                    where = watch.scope_of(event)
-                    if where is None:
-                        continue
-                    finding = watch.detector.observe(f"{where[0]}:{where[1]}", event.at, pico)
-                    if finding is not None:
-                        alerts.append(self._runaway_alert(watch, where, finding, event))
+                spent.append((event, pico))
+        with self._lock:
+            self._orgs_seen.update(event.org_id for event in events)
+            by_org: dict[str, list] = {}  # org id → [spend, the batch's last request]
+            for event, pico in spent:
+                entry = by_org.setdefault(event.org_id, [0, event])
+                entry[0] += pico
+                entry[1] = event
+            for org_id, (pico, last) in by_org.items():
+                self._org_spend.add(org_id, last.at, pico)
+            for watch, where, pico, last in self._runaway_spend(spent):
+                finding = watch.detector.observe(f"{where[0]}:{where[1]}", last.at, pico)
+                if finding is not None:
+                    alerts.append(self._runaway_alert(watch, where, finding, last))
             alerts = [alert for alert in alerts if self._first_here(alert.dedupe_key, alert.org_id)]
         for alert in alerts:
             self.dispatcher.call_soon(lambda alert=alert: self.fire(alert))
-        self._background_chores(event)
+        for last in {event.org_id: event for event in events}.values():
+            self._background_chores(last)
         return alerts
+
+    def _runaway_spend(self, spent: list[tuple[SettleEvent, int]]) -> Iterable[list]:
+        """[watch, (scope, ref), spend, last request] of each scope a runaway watch sees in
+        ``spent``."""
+        summed: dict[tuple[int, str, str], list] = {}
+        for event, pico in spent:
+            for watch in self._runaway_by_org.get(event.org_id) or (self._default_runaway,):
+                where = watch.scope_of(event)
+                if where is not None:
+                    entry = summed.setdefault((id(watch), *where), [watch, where, 0, event])
+                    entry[2] += pico
+                    entry[3] = event
+        return summed.values()
 
     # -- background work ------------------------------------------------------------------
 

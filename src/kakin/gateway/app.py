@@ -240,7 +240,8 @@ class Gateway:
             api, endpoint = match.endpoint.api, match.endpoint.name
             body = await read_body(receive, self.settings.server.max_body_bytes)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            raw_query = scope.get("query_string", b"")
+            query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
             call = await self.admission.admit(match, body, headers, query)
             note_caller(scope, call.request_id, call.caller.key.org_id, call.caller.key.project_id)
             await self._serve(call, headers, receive, sending)

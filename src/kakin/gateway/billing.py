@@ -10,6 +10,7 @@ ledger, or in memory and the charge journal) is :mod:`kakin.gateway.accounting`'
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from kakin.alerts import SettleEvent
 from kakin.catalog import Catalog
 from kakin.config import Settings
 from kakin.errors import KakinError
@@ -54,6 +56,7 @@ class Billing:
         self.metrics = metrics
         self.mode = mode
         self.alerts = alerts
+        self._to_alert: list[tuple[Call, Any, UsageDetail]] = []  # settled this turn, for the alerts
         self.default_output = settings.gateway.default_max_output_tokens
         # Requests without an output limit are forwarded unchanged: their output is unbounded.
         self.hold_only = settings.gateway.output_limit == "hold_only"
@@ -138,7 +141,7 @@ class Billing:
             routed_from=call.route.routed_from,
             routing_saved=routing_saved,
         )
-        then = (lambda settlement: self._notify_alerts(call, settlement, detail)) if self.alerts else None
+        then = (lambda settlement: self._settled(call, settlement, detail)) if self.alerts else None
         started = time.perf_counter()
         await self.accounts.charge(call.ticket, total, detail, then)
         call.ticket = None
@@ -157,16 +160,35 @@ class Billing:
         )
         return total
 
-    def _notify_alerts(self, call: Call, settlement: Any, detail: UsageDetail) -> None:
-        from kakin.alerts import SettleEvent
-
+    def _settled(self, call: Call, settlement: Any, detail: UsageDetail) -> None:
+        """A charge is in the ledger: the alerts evaluate the settlements of each turn of the
+        event loop together (the ledger writer posts charges in batches)."""
         try:
-            event = SettleEvent.from_settlement(
-                call.scope, settlement, detail, datetime.now(UTC), key_label=call.caller.key.prefix
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # told from another thread: evaluated at once
+            self._tell_alerts([(call, settlement, detail)])
+            return
+        self._to_alert.append((call, settlement, detail))
+        if len(self._to_alert) == 1:
+            loop.call_soon(self._flush_alerts)
+
+    def _flush_alerts(self) -> None:
+        batch, self._to_alert = self._to_alert, []
+        self._tell_alerts(batch)
+
+    def _tell_alerts(self, batch: list[tuple[Call, Any, UsageDetail]]) -> None:
+        now = datetime.now(UTC)
+        try:
+            self.alerts.on_settled(
+                [
+                    SettleEvent.from_settlement(call.scope, settlement, detail, now, call.caller.key.prefix)
+                    for call, settlement, detail in batch
+                ]
             )
-            self.alerts.on_settle(event)
         except Exception:  # alerts must never fail a request that was served and billed
-            log.exception("alert evaluation failed for %s", call.request_id)
+            log.exception(
+                "alert evaluation failed for %s", ", ".join(call.request_id for call, _, _ in batch)
+            )
 
     async def record_hit(self, call: Call, saved: Decimal) -> None:
         """A cache hit costs nothing; record it with the amount it saved."""
