@@ -266,14 +266,20 @@ def delete_redis_keys(prefix: str) -> int:
         client.close()
 
 
+def redis_keys(name: str) -> Iterator[tuple[str, str]]:
+    """For a fixture: (redis_url, key_prefix) of a prefix of ``name``'s own, whose keys are
+    deleted afterwards; skips when Redis is not reachable."""
+    if not REDIS_UP:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
+    prefix = new_redis_prefix(name)
+    yield REDIS_URL, prefix
+    delete_redis_keys(prefix)
+
+
 @pytest.fixture()
 def redis_prefix(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(redis_url, key_prefix): keys under the prefix are deleted after the test."""
-    if not REDIS_UP:
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
-    prefix = new_redis_prefix(request.node.nodeid)
-    yield REDIS_URL, prefix
-    delete_redis_keys(prefix)
+    yield from redis_keys(request.node.nodeid)
 
 
 # What the xdist workers found left in Redis (their messages, read on the controller).

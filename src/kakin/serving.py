@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from kakin.errors import KakinError
+from kakin.writes import OneWritePerTurn
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -80,45 +81,14 @@ class Server(uvicorn.Server):
             self._on_ready()
 
 
-class _OneWritePerTurn:
-    """A transport whose writes made in one turn of the event loop go out as one: uvicorn
-    writes a response's head and its body separately, and on loopback each write is a
-    syscall that also runs the receiver's TCP path and wakes it."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._pending is None:
-            self._pending = [data]
-            self._loop.call_soon(self._flush)
-        else:
-            self._pending.append(data)
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending and not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 if HttpToolsProtocol is not None:
 
     class _CoalescingHttpTools(HttpToolsProtocol):
-        """uvicorn's httptools protocol writing each turn's output in one syscall."""
+        """uvicorn's httptools protocol writing each turn's output in one syscall (a response's
+        head and its body, which it writes apart)."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_OneWritePerTurn(transport, self.loop))  # type: ignore[arg-type]
+            super().connection_made(OneWritePerTurn(transport, self.loop))  # type: ignore[arg-type]
 
 
 def uvicorn_config(

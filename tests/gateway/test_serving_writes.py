@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from kakin import serving
+from kakin.writes import OneWritePerTurn
 
 
 class _Transport:
@@ -32,7 +33,7 @@ class _Transport:
 def test_writes_of_one_turn_go_out_as_one_and_close_sends_what_is_pending() -> None:
     async def scenario() -> None:
         raw = _Transport()
-        transport = serving._OneWritePerTurn(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport = OneWritePerTurn(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
         transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
         transport.write(b"body")
         assert raw.writes == []
@@ -52,7 +53,7 @@ def test_writes_of_one_turn_go_out_as_one_and_close_sends_what_is_pending() -> N
 def test_nothing_is_written_to_a_transport_already_closing() -> None:
     async def scenario() -> None:
         raw = _Transport()
-        transport = serving._OneWritePerTurn(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport = OneWritePerTurn(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
         transport.write(b"late")
         raw.closing = True  # the client went away within the turn
         await asyncio.sleep(0)

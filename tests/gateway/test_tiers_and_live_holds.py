@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import REDIS_UP, REDIS_URL, delete_redis_keys, new_redis_prefix
+from conftest import redis_keys
 from kakin.ledger import Ledger
 from kakin.server import RunningGateway
 
@@ -49,11 +49,7 @@ def running(
 @pytest.fixture(scope="module")
 def module_redis(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(redis_url, key_prefix) for the module's gateway; its keys are deleted afterwards."""
-    if not REDIS_UP:
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it to run these tests)")
-    prefix = new_redis_prefix(request.module.__name__)
-    yield REDIS_URL, prefix
-    delete_redis_keys(prefix)
+    yield from redis_keys(request.module.__name__)
 
 
 @pytest.fixture()

@@ -295,12 +295,8 @@ class LocalAccountant:
     async def settled(self) -> None:
         """Wait until every charge made so far is posted to the ledger (for readers that
         must see them there, such as tests; requests never wait for this)."""
-        if self.journal is None:
-            return
-        self.journal.commit()
-        if self.posted.through < self.journal.last_id:
-            self.journal.hurry()  # posted at once, not after the writer's delay
-            await self.posted.reached(self.journal.last_id)
+        if self.journal is not None:
+            await self.journal.all_posted(self.posted)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.handle is not None:

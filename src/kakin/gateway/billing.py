@@ -161,22 +161,14 @@ class Billing:
         return total
 
     def _settled(self, call: Call, settlement: Any, detail: UsageDetail) -> None:
-        """A charge is in the ledger: the alerts evaluate the settlements of each turn of the
-        event loop together (the ledger writer posts charges in batches)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # told from another thread: evaluated at once
-            self._tell_alerts([(call, settlement, detail)])
-            return
+        """A charge is in the ledger (told on the event loop): the alerts evaluate the
+        settlements of each turn of the loop together (the ledger writer posts in batches)."""
         self._to_alert.append((call, settlement, detail))
         if len(self._to_alert) == 1:
-            loop.call_soon(self._flush_alerts)
+            asyncio.get_running_loop().call_soon(self._tell_alerts)
 
-    def _flush_alerts(self) -> None:
+    def _tell_alerts(self) -> None:
         batch, self._to_alert = self._to_alert, []
-        self._tell_alerts(batch)
-
-    def _tell_alerts(self, batch: list[tuple[Call, Any, UsageDetail]]) -> None:
         now = datetime.now(UTC)
         try:
             self.alerts.on_settled(

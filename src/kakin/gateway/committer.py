@@ -216,9 +216,9 @@ def _resolve_all(done: list[tuple[asyncio.Future, Any]]) -> None:
 
 # Frames on the pipes: a 4-byte big-endian length, then a pickle. Requests are
 # ``(number, "op" | "call" | "journal", payload)``, a call's payload being ``(Ledger method,
-# args, journal_upto)``, a journal wake-up's "now" or None; each answer frame is a list of ``(number, result)``, where number
-# JOURNAL_APPLIED reports journal charges applied, and JOURNAL_READ that the journal was read
-# after the last wake-up ("journal").
+# args, journal_upto)``, a journal wake-up's "now" or None; each answer frame is a list of
+# ``(number, result)``, where number JOURNAL_APPLIED reports journal charges applied, and
+# JOURNAL_READ that the journal was read after the last wake-up ("journal").
 _LENGTH = 4
 JOURNAL_APPLIED = 0
 JOURNAL_READ = -1

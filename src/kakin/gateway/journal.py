@@ -202,6 +202,14 @@ class ChargeJournal:
         if self.waker is not None:
             self.waker.wake(now=True)
 
+    async def all_posted(self, posted: PostedCharges) -> None:
+        """Return once every charge appended so far is posted (``posted``: what the writer
+        tells of it), hurrying the writer if one is not yet."""
+        self.commit()
+        if posted.through < self.last_id:
+            self.hurry()
+            await posted.reached(self.last_id)
+
     def close(self) -> None:
         os.close(self._fd)
         self._fd = -1

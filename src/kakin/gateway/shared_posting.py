@@ -58,7 +58,4 @@ class ChargePosting:
     async def settled(self) -> None:
         """Wait until every charge made so far is posted to the ledger."""
         if self.journal is not None:
-            self.journal.commit()
-            if self.posted.through < self.journal.last_id:
-                self.journal.hurry()  # posted at once, not after the writer's delay
-                await self.posted.reached(self.journal.last_id)
+            await self.journal.all_posted(self.posted)

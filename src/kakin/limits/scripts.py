@@ -1,10 +1,9 @@
 """A pipelined Redis connection for the Lua scripts a gateway runs on every request.
 
 Commands are encoded by hiredis as they are sent and their replies matched in order, parsed
-by hiredis.
-Every command sent in one turn of the event loop goes out in one ``write`` at the end of the
-turn: on loopback a write costs more CPU than encoding the command, and under load the turns
-of a busy gateway carry several requests' checks, holds and charges. A call costs a fraction
+by hiredis. Every command sent in one turn of the event loop goes out in one ``write`` at the
+end of the turn (kakin.writes): under load the turns of a busy gateway carry several
+requests' checks, holds and charges. A call costs a fraction
 of the CPU of a general client's (connection pool, argument encoders), which matters on a path
 taken on every request: the rate limiter's checks, and shared accounting's holds and charges.
 Everything else kakin asks of Redis goes through redis-py.
@@ -20,6 +19,8 @@ from typing import Any
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from kakin.writes import OneWritePerTurn
 
 
 class Script:
@@ -113,10 +114,10 @@ class _Replies(asyncio.Protocol):
         self.waiting: deque[asyncio.Future] = deque()
         self.transport: asyncio.Transport
         self.lost = False
-        self._unsent: list[bytes] = []  # commands sent in this turn of the loop, written at its end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # The commands sent in one turn of the loop go out in one write, at its end.
+        self.transport = OneWritePerTurn(transport, asyncio.get_running_loop())  # type: ignore[assignment,arg-type]
 
     def send(self, command: tuple[Any, ...]) -> asyncio.Future:
         """Send ``command`` (str, bytes or int arguments) at the end of this turn of the loop;
@@ -125,17 +126,9 @@ class _Replies(asyncio.Protocol):
         if self.lost:
             future.set_exception(RedisConnectionError("the connection to Redis was lost"))
             return future
-        unsent = self._unsent
-        if not unsent:
-            future.get_loop().call_soon(self._write)
-        unsent.append(hiredis.pack_command(command))
+        self.transport.write(hiredis.pack_command(command))
         self.waiting.append(future)
         return future
-
-    def _write(self) -> None:
-        unsent, self._unsent = self._unsent, []
-        if not self.lost:  # else connection_lost failed their futures already
-            self.transport.write(b"".join(unsent))
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)

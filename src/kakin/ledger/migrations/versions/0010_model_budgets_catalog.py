@@ -6,12 +6,11 @@ other spelling of a model escapes a budget on it. The history takes the same nam
 records, reservations, the rollups by model, rows of one name folded together), so that a
 model's spend is one line in every report and each budget still equals the usage it counts.
 A budget set earlier on another spelling is renamed to the catalog's name, or it would
-count nothing from now on. Where the
-organisation already has the same budget on the catalog's name, the two become one: its
-limit the sum of both (the total allowed for that model across its names), a hard cap if
-either was, every threshold of both, and the periods' counters (spent and held) added
-together, the open holds counted in the removed budget moved to the kept one. Names the
-catalog does not know (unpriced models) stay as they are.
+count nothing from now on. Where the organisation already has the same budget on the
+catalog's name, the two become one: its limit the sum of both (the total allowed for that
+model across its names), a hard cap if either was, every threshold of both, and the periods'
+counters (spent and held) added together, the open holds counted in the removed budget moved
+to the kept one. Names the catalog does not know (unpriced models) stay as they are.
 
 Revision ID: 0010_model_budgets_catalog
 Revises: 0009_unbounded_holds
@@ -75,6 +74,7 @@ def upgrade() -> None:
 def _rename_history(conn: Any, catalog_name: _Names) -> None:
     """Usage records, reservations and rollups under the catalog's model names."""
     from kakin.ledger import schema as s
+    from kakin.ledger.rollups import TABLES
 
     # The models of every usage record are those of the day rollups by model (a small table,
     # where the records themselves have no index on the model); open holds may add others.
@@ -89,44 +89,34 @@ def _rename_history(conn: Any, catalog_name: _Names) -> None:
     for table in (s.usage_records, s.reservations):  # one pass over each table
         renamed = sa.case(*((table.c.model == old, new) for old, new in renames.items()), else_=table.c.model)
         conn.execute(sa.update(table).where(table.c.model.in_(list(renames))).values(model=renamed))
-    for table in s.ROLLUPS.values():
-        if "model" in table.c:
-            _fold_rollup_rows(conn, table, renames)
+    for spec in TABLES:
+        if "model" in spec.by:
+            _fold_rollup_rows(conn, spec, renames)
 
 
-def _fold_rollup_rows(conn: Any, table: sa.Table, renames: dict[str, str]) -> None:
-    """Rows of an old name added into the rows of its new name (same hour or day and key)."""
+def _fold_rollup_rows(conn: Any, spec: Any, renames: dict[str, str]) -> None:
+    """The rows of an old name taken out and added, under the new name, to the rows there:
+    the same upsert that adds a batch of charges to the rollups (kakin.ledger.statements)."""
+    from kakin.ledger import schema as s
+    from kakin.ledger import statements as q
     from kakin.ledger.rollups import MEASURES
 
-    key = [c.name for c in table.primary_key.columns]
+    table, keys = s.ROLLUPS[spec.name], spec.dimensions
     folded: dict[tuple[Any, ...], list[int]] = {}
     for row in conn.execute(sa.select(table).where(table.c.model.in_(list(renames)))).mappings():
-        ident = tuple(renames[row["model"]] if c == "model" else row[c] for c in key)
+        ident = tuple(renames[row["model"]] if c == "model" else row[c] for c in keys)
         sums = folded.setdefault(ident, [0] * len(MEASURES))
         for i, measure in enumerate(MEASURES):
             sums[i] += row[measure]
     if not folded:
         return
-    existing = sa.select(table).where(table.c.model.in_(set(renames.values())))
-    met = []
-    for row in conn.execute(existing).mappings():
-        ident = tuple(row[c] for c in key)
-        sums = folded.get(ident)
-        if sums is not None:
-            met.append({f"k_{c}": row[c] for c in key})
-            for i, measure in enumerate(MEASURES):
-                sums[i] += row[measure]
     conn.execute(sa.delete(table).where(table.c.model.in_(list(renames))))
-    if met:
-        same_key = sa.and_(*(table.c[c] == sa.bindparam(f"k_{c}") for c in key))
-        conn.execute(sa.delete(table).where(same_key), met)
-    conn.execute(
-        sa.insert(table),
-        [
-            dict(zip(key, ident, strict=True)) | dict(zip(MEASURES, sums, strict=True))
-            for ident, sums in folded.items()
-        ],
-    )
+    if conn.dialect.name == "postgresql":
+        rows = q.pg_rollup_rows(folded, (*keys, *MEASURES))
+        conn.exec_driver_sql(q.pg_upsert(spec.name, keys, MEASURES), rows)
+    else:
+        rows = [tuple(row) for row in q.sqlite_rollup_rows(folded)]
+        conn.exec_driver_sql(q.sqlite_upsert(spec.name, keys, MEASURES), rows)
 
 
 def _merge(conn: Any, gone: dict[str, Any], kept: dict[str, Any]) -> None:
