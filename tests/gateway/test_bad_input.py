@@ -153,3 +153,15 @@ def test_wrong_types_and_missing_fields(tenant: Tenant, http: httpx.Client) -> N
 def test_unserved_path_is_404_in_provider_shape(tenant: Tenant, http: httpx.Client) -> None:
     response = http.post("/v1/fine_tuning/jobs", json={}, headers=auth(tenant, "openai"))
     assert response.status_code == 404 and "does not serve" in error_message("openai", response)
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(("api", "path"), SHAPES)
+def test_an_idempotency_key_too_long_is_400(tenant: Tenant, http: httpx.Client, api: str, path: str) -> None:
+    body = {"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+    if api == "google":
+        body = {"contents": [{"parts": [{"text": "x"}]}]}
+    headers = auth(tenant, api) | {"Idempotency-Key": "k" * 256}
+    response = http.post(path, json=body, headers=headers)
+    assert response.status_code == 400
+    assert "Idempotency-Key must be at most 255 characters" in error_message(api, response)
